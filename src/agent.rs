@@ -1,0 +1,212 @@
+//! The LLM side: providers behind one small trait (OpenAI-compatible chat
+//! completions, Anthropic messages), system prompt composition, usage
+//! telemetry, and the executor for `general` tasks.
+//!
+//! Invariant: every provider call, successful or not, leaves an `llm_usage` row.
+
+mod anthropic;
+mod general;
+mod openai;
+mod prompt;
+
+pub use general::GeneralExecutor;
+pub use prompt::PromptBuilder;
+
+use crate::BoxFuture;
+use crate::clock::SharedClock;
+use crate::config::{LlmConfig, ProviderKind};
+use crate::domain::{ContextId, TaskId};
+use crate::store::{Store, UsageRecord};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One single-turn request.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The system prompt.
+    pub system: String,
+    /// The user's text.
+    pub user: String,
+}
+
+/// The provider's answer.
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    /// The answer text (reasoning blocks removed).
+    pub text: String,
+    /// The model that answered.
+    pub model: String,
+    /// Prompt tokens, if reported.
+    pub prompt_tokens: Option<u64>,
+    /// Completion tokens, if reported.
+    pub completion_tokens: Option<u64>,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    /// No provider can be called; the message names the variable to set.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The provider answered with an error status.
+    #[error("{provider} returned HTTP {status}: {body}")]
+    Status {
+        /// Provider name.
+        provider: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The start of the error body.
+        body: String,
+    },
+    /// No answer within `AGENT_RUNTIME_LLM_TIMEOUT_SECONDS`.
+    #[error("{0} request timed out")]
+    Timeout(&'static str),
+    /// Could not reach the provider.
+    #[error("{provider} request failed: {message}")]
+    Transport {
+        /// Provider name.
+        provider: &'static str,
+        /// The cause.
+        message: String,
+    },
+    /// The answer could not be understood.
+    #[error("{provider} sent an unusable response: {message}")]
+    BadResponse {
+        /// Provider name.
+        provider: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl LlmError {
+    /// 429, 5xx, 408, timeouts and transport errors may succeed later; other
+    /// 4xx, bad responses and missing configuration will not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            Self::Timeout(_) | Self::Transport { .. } => true,
+            Self::NotConfigured(_) | Self::BadResponse { .. } => false,
+        }
+    }
+
+    fn class(&self) -> &'static str {
+        match self {
+            Self::NotConfigured(_) => "not_configured",
+            Self::Status { .. } => "http_error",
+            Self::Timeout(_) => "timeout",
+            Self::Transport { .. } => "transport",
+            Self::BadResponse { .. } => "bad_response",
+        }
+    }
+}
+
+/// A chat-completion API.
+pub trait LlmProvider: Send + Sync + 'static {
+    /// The provider name recorded in `llm_usage`.
+    fn name(&self) -> &'static str;
+    /// The configured model.
+    fn model(&self) -> &str;
+    /// One single-turn completion.
+    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>>;
+}
+
+/// Removes `<think>…</think>` blocks and ```` ```think ```` fences some models emit.
+pub(crate) fn strip_reasoning(text: &str) -> String {
+    let mut out = text.to_string();
+    for (open, close) in [("<think>", "</think>"), ("```think", "```")] {
+        while let Some(start) = out.find(open) {
+            let after = start + open.len();
+            let end = out[after..].find(close).map_or(out.len(), |i| after + i + close.len());
+            out.replace_range(start..end, "");
+        }
+    }
+    out.trim().to_string()
+}
+
+/// Builds the configured provider, or the reason none can be called.
+pub fn build_provider(cfg: &LlmConfig) -> Result<Arc<dyn LlmProvider>, String> {
+    cfg.readiness()?;
+    let client = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    Ok(match cfg.provider {
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(client, cfg)),
+        _ => Arc::new(openai::OpenAi::new(client, cfg)),
+    })
+}
+
+/// The provider plus telemetry: every call is recorded in `llm_usage`.
+#[derive(Clone)]
+pub struct Llm {
+    provider: Result<Arc<dyn LlmProvider>, String>,
+    store: Store,
+    clock: SharedClock,
+}
+
+impl Llm {
+    /// Wraps a provider (or the reason there is none).
+    pub fn new(provider: Result<Arc<dyn LlmProvider>, String>, store: Store, clock: SharedClock) -> Self {
+        Self { provider, store, clock }
+    }
+
+    /// Whether a provider is configured.
+    pub fn is_configured(&self) -> bool {
+        self.provider.is_ok()
+    }
+
+    /// A description for `/status`: provider and model, or why there is none.
+    pub fn describe(&self) -> String {
+        match &self.provider {
+            Ok(p) => format!("{} ({})", p.name(), p.model()),
+            Err(why) => why.clone(),
+        }
+    }
+
+    /// Calls the provider and records the call's usage.
+    pub async fn complete(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
+        let provider = self.provider.as_ref().map_err(|why| LlmError::NotConfigured(why.clone()))?;
+        let started = Instant::now();
+        let result = provider.complete(req).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (model, prompt_tokens, completion_tokens) = match &result {
+            Ok(r) => (r.model.clone(), r.prompt_tokens, r.completion_tokens),
+            Err(_) => (provider.model().to_string(), None, None),
+        };
+        let record = UsageRecord {
+            at: self.clock.now_ms(),
+            provider: provider.name().to_string(),
+            model,
+            task_id: task.cloned(),
+            context_id: context.cloned(),
+            prompt_tokens,
+            completion_tokens,
+            latency_ms,
+            outcome: result.as_ref().map_or_else(|e| e.class().to_string(), |_| "ok".to_string()),
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        if let Err(e) = self.store.record_usage(record).await {
+            tracing::warn!(error = %e, "could not record LLM usage");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_blocks_are_removed() {
+        assert_eq!(strip_reasoning("<think>hmm</think>Answer"), "Answer");
+        assert_eq!(strip_reasoning("```think\nx\n```\nA"), "A");
+        assert_eq!(strip_reasoning("<think>never closed"), "");
+    }
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        let s = |status| LlmError::Status { provider: "openai", status, body: String::new() };
+        assert!(s(429).is_retryable() && s(503).is_retryable() && s(500).is_retryable());
+        assert!(!s(400).is_retryable() && !s(401).is_retryable() && !s(404).is_retryable());
+        assert!(LlmError::Timeout("openai").is_retryable());
+        assert!(!LlmError::NotConfigured("x".into()).is_retryable());
+    }
+}

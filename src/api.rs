@@ -1,0 +1,75 @@
+//! The admin HTTP API (axum), JSON in and out, on a loopback listener
+//! injected by the caller. Mutual TLS arrives in a later version; until then
+//! the config refuses any non-loopback address.
+
+mod chat;
+mod error;
+mod tasks;
+
+pub use error::ApiError;
+
+use crate::clock::SharedClock;
+use crate::gateway::Gateway;
+use crate::orchestrator::OrchestratorHandle;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store (reads).
+    pub store: Store,
+    /// The gateway (chat).
+    pub gateway: Gateway,
+    /// Task submission and cancel.
+    pub orchestrator: OrchestratorHandle,
+    /// Time.
+    pub clock: SharedClock,
+    /// `AGENT_RUNTIME_ENV`.
+    pub environment: String,
+}
+
+/// The router with every route.
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/chat", post(chat::post_chat))
+        .route("/api/v1/chat/messages", get(chat::messages))
+        .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
+        .route("/api/v1/tasks/{id}", get(tasks::get_one).patch(tasks::patch))
+        .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight
+/// requests finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not-ready", "error": e.to_string()}))),
+    }
+}
+
+async fn info(State(s): State<ApiState>) -> impl IntoResponse {
+    axum::Json(json!({"name": "agent-runtime", "version": crate::VERSION, "environment": s.environment}))
+}

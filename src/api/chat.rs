@@ -1,0 +1,91 @@
+//! `POST /api/v1/chat` (a message in, the reply out) and
+//! `GET /api/v1/chat/messages` (a chat's outbound messages, for polling).
+
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::ApiState;
+use crate::domain::{ChatRef, Inbound, OutboundMessage, TraceId};
+use crate::gateway::Delivery;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// The chat request; defaults follow the Go runtime.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatIn {
+    connector: Option<String>,
+    external_id: Option<String>,
+    from_user_id: Option<String>,
+    display_name: Option<String>,
+    text: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatOut {
+    handled: bool,
+    reply: String,
+    context_id: String,
+    workspace_id: String,
+    outbox_id: Option<i64>,
+    trace_id: String,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>) -> Result<Json<ChatOut>, ApiError> {
+    let text = body.text.trim().to_string();
+    if text.is_empty() {
+        return Err(ApiError::bad_request("text is required"));
+    }
+    s.gateway.check_text(&text)?;
+    let connector = non_empty(body.connector).unwrap_or_else(|| "codex".into());
+    let from = non_empty(body.from_user_id);
+    let external_id = non_empty(body.external_id).or_else(|| from.clone()).unwrap_or_else(|| "codex-cli".into());
+    let from_user_id = from.unwrap_or_else(|| external_id.clone());
+    let display_name = non_empty(body.display_name).unwrap_or_else(|| external_id.clone());
+    let chat = ChatRef::new(&connector, &external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let trace_id = TraceId::random();
+    let msg = Inbound { chat, from_user_id, display_name, text, dedupe_key: format!("api:{trace_id}"), trace_id: trace_id.clone() };
+    let handled = s.gateway.handle(msg, Delivery::Inline).await?;
+    Ok(Json(ChatOut {
+        handled: handled.reply.is_some(),
+        reply: handled.reply.unwrap_or_default(),
+        context_id: handled.context.id.to_string(),
+        workspace_id: handled.context.workspace_id.to_string(),
+        outbox_id: handled.outbox_id.map(|i| i.0),
+        trace_id: trace_id.to_string(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesQuery {
+    connector: Option<String>,
+    external_id: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessagesOut {
+    items: Vec<OutboundMessage>,
+    count: usize,
+    /// Pass as `after` to get only newer messages.
+    next_after: i64,
+}
+
+pub async fn messages(State(s): State<ApiState>, ApiQuery(q): ApiQuery<MessagesQuery>) -> Result<Json<MessagesOut>, ApiError> {
+    let connector = non_empty(q.connector).unwrap_or_else(|| "codex".into());
+    let external_id = non_empty(q.external_id).unwrap_or_else(|| "codex-cli".into());
+    let chat = ChatRef::new(&connector, &external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    let items = s.store.chat_messages(&chat, after, limit).await?;
+    let next_after = items.last().map_or(after, |m| m.id.0);
+    Ok(Json(MessagesOut { count: items.len(), items, next_after }))
+}

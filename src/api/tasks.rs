@@ -1,0 +1,215 @@
+//! `/api/v1/tasks`: create (idempotent by `run_key`), list with filters, get
+//! with history, optimistic `PATCH` (`if_version`), cancel.
+
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::ApiState;
+use crate::domain::{ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId, title_from};
+use crate::store::{CancelOutcome, TaskFilter, TaskPatch};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+const PROMPT_MAX_BYTES: usize = 256 * 1024;
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// A task as the API shows it (times in unix seconds, as the Go runtime).
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    id: String,
+    workspace_id: String,
+    context_id: String,
+    kind: TaskKind,
+    title: String,
+    prompt: String,
+    run_key: Option<String>,
+    status: TaskStatus,
+    attempts: u32,
+    max_attempts: u32,
+    version: i64,
+    lease_owner: Option<String>,
+    lease_expires_at_unix: Option<i64>,
+    not_before_unix: i64,
+    source_connector: Option<String>,
+    source_external_id: Option<String>,
+    source_user_id: Option<String>,
+    result_summary: Option<String>,
+    result_path: Option<String>,
+    error_message: Option<String>,
+    cancel_requested: bool,
+    trace_id: String,
+    created_at_unix: i64,
+    updated_at_unix: i64,
+    started_at_unix: Option<i64>,
+    finished_at_unix: Option<i64>,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> Self {
+        Self {
+            id: t.id.to_string(),
+            workspace_id: t.workspace_id.to_string(),
+            context_id: t.context_id.to_string(),
+            kind: t.kind,
+            title: t.title,
+            prompt: t.prompt,
+            run_key: t.run_key,
+            status: t.status,
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            version: t.version,
+            lease_owner: t.lease_owner,
+            lease_expires_at_unix: t.lease_expires_at.map(secs),
+            not_before_unix: secs(t.not_before),
+            source_connector: t.source_connector,
+            source_external_id: t.source_external_id,
+            source_user_id: t.source_user_id,
+            result_summary: t.result_summary,
+            result_path: t.result_path,
+            error_message: t.error,
+            cancel_requested: t.cancel_requested,
+            trace_id: t.trace_id.to_string(),
+            created_at_unix: secs(t.created_at),
+            updated_at_unix: secs(t.updated_at),
+            started_at_unix: t.started_at.map(secs),
+            finished_at_unix: t.finished_at.map(secs),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIn {
+    prompt: String,
+    title: Option<String>,
+    kind: Option<String>,
+    context_id: Option<String>,
+    workspace_id: Option<String>,
+    connector: Option<String>,
+    external_id: Option<String>,
+    display_name: Option<String>,
+    run_key: Option<String>,
+    source_user_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateOut {
+    created: bool,
+    task: TaskView,
+}
+
+pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) -> Result<(StatusCode, Json<CreateOut>), ApiError> {
+    let prompt = b.prompt.trim().to_string();
+    if prompt.is_empty() {
+        return Err(ApiError::bad_request("prompt is required"));
+    }
+    if prompt.len() > PROMPT_MAX_BYTES {
+        return Err(ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message: format!("prompt is too long ({} bytes; the limit is {PROMPT_MAX_BYTES})", prompt.len()) });
+    }
+    let kind = TaskKind::parse(b.kind.as_deref().unwrap_or("general")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let context = match (b.context_id, b.connector, b.external_id) {
+        (Some(id), None, None) => s.store.get_context(&ContextId::from_string(id)).await?,
+        (None, connector, external) => {
+            let chat = ChatRef::new(connector.as_deref().unwrap_or("codex"), external.as_deref().unwrap_or("codex-cli")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let name = b.display_name.unwrap_or_else(|| chat.external_id.clone());
+            s.store.ensure_context(&chat, &name, s.clock.now_ms()).await?
+        }
+        _ => return Err(ApiError::bad_request("give either context_id or connector/external_id, not both")),
+    };
+    if let Some(ws) = b.workspace_id.filter(|w| w != context.workspace_id.as_str()) {
+        return Err(ApiError::bad_request(format!("workspace_id {ws} does not match the context's workspace {}", context.workspace_id)));
+    }
+    if b.run_key.as_ref().is_some_and(|k| k.trim().is_empty() || k.len() > 200) {
+        return Err(ApiError::bad_request("run_key must be 1-200 characters"));
+    }
+    let title = b.title.map(|t| title_from(&t, TASK_TITLE_MAX)).filter(|t| !t.is_empty()).unwrap_or_else(|| title_from(&prompt, TASK_TITLE_MAX));
+    let new = NewTask {
+        workspace_id: context.workspace_id.clone(),
+        context_id: context.id.clone(),
+        kind,
+        title,
+        prompt,
+        run_key: b.run_key,
+        source_user_id: b.source_user_id,
+        trace_id: TraceId::random(),
+    };
+    let out = s.orchestrator.submit(new).await?;
+    let status = if out.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(CreateOut { created: out.created, task: out.task.into() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    id: Option<String>,
+    workspace_id: Option<String>,
+    context_id: Option<String>,
+    status: Option<String>,
+    kind: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(id) = q.id {
+        let task: TaskView = s.store.get_task(&TaskId::from_string(id)).await?.into();
+        return Ok(Json(serde_json::to_value(task).unwrap_or_default()));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    let parse_err = |e: crate::domain::UnknownValue| ApiError::bad_request(e.to_string());
+    let filter = TaskFilter {
+        workspace_id: q.workspace_id.map(WorkspaceId::from_string),
+        context_id: q.context_id.map(ContextId::from_string),
+        status: q.status.as_deref().map(TaskStatus::parse).transpose().map_err(parse_err)?,
+        kind: q.kind.as_deref().map(TaskKind::parse).transpose().map_err(parse_err)?,
+        limit: Some(limit),
+    };
+    let items: Vec<TaskView> = s.store.list_tasks(filter).await?.into_iter().map(Into::into).collect();
+    Ok(Json(serde_json::json!({"count": items.len(), "items": items})))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskWithEvents {
+    #[serde(flatten)]
+    task: TaskView,
+    events: Vec<TaskEvent>,
+}
+
+pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<TaskWithEvents>, ApiError> {
+    let id = TaskId::from_string(id);
+    let task = s.store.get_task(&id).await?;
+    let events = s.store.task_events(&id).await?;
+    Ok(Json(TaskWithEvents { task: task.into(), events }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchIn {
+    if_version: i64,
+    title: Option<String>,
+    prompt: Option<String>,
+}
+
+pub async fn patch(State(s): State<ApiState>, Path(id): Path<String>, ApiJson(b): ApiJson<PatchIn>) -> Result<Json<TaskView>, ApiError> {
+    if b.title.is_none() && b.prompt.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give title and/or prompt"));
+    }
+    if b.prompt.as_ref().is_some_and(|p| p.trim().is_empty() || p.len() > PROMPT_MAX_BYTES) || b.title.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ApiError::bad_request("title and prompt must not be empty, and the prompt must be at most 256 KiB"));
+    }
+    let patch = TaskPatch { title: b.title.map(|t| title_from(&t, TASK_TITLE_MAX)), prompt: b.prompt.map(|p| p.trim().to_string()) };
+    Ok(Json(s.store.update_task(&TaskId::from_string(id), b.if_version, patch, s.clock.now_ms()).await?.into()))
+}
+
+pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (outcome, task) = match s.orchestrator.cancel(&TaskId::from_string(id), "canceled through the API").await? {
+        CancelOutcome::Canceled(t) => ("canceled", t),
+        CancelOutcome::Requested(t) => ("cancel_requested", t),
+    };
+    Ok(Json(serde_json::json!({"outcome": outcome, "task": TaskView::from(task)})))
+}

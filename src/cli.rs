@@ -1,0 +1,99 @@
+//! The command line (clap): `serve`, `chat`, `task`, `config check`,
+//! `version`, `completions`. Everything but `serve` and `config` talks to a
+//! running daemon through its API.
+
+mod chat;
+mod config_check;
+mod task;
+
+use crate::client::ApiClient;
+use crate::config::Config;
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// agent-runtime: run an AI agent from Telegram, Discord, email and the CLI,
+/// with durable tasks, approvals and an admin API.
+#[derive(Debug, Parser)]
+#[command(name = "agent-runtime", version, about, long_about = None)]
+pub struct Cli {
+    /// Admin API base URL for client commands (default: the address of the
+    /// local `serve`, recorded in its data dir, else http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "AGENT_RUNTIME_ADMIN_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the daemon: workers, outbox and the admin API (configured by AGENT_RUNTIME_* variables and .env).
+    Serve,
+    /// Talk to the agent: one message with -m, or an interactive session.
+    Chat(chat::ChatArgs),
+    /// List, show, create and cancel tasks.
+    #[command(subcommand)]
+    Task(task::TaskCmd),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print the version.
+    Version,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective configuration (secrets redacted) and every problem; exit 2 on errors.
+    Check,
+}
+
+/// Exit code for configuration errors.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Version => {
+            println!("agent-runtime {}", crate::VERSION);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "agent-runtime", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Config(ConfigCmd::Check) => config_check::run(),
+        Cmd::Serve => serve().await,
+        Cmd::Chat(args) => chat::run(client(cli.api_url.as_deref())?, args).await,
+        Cmd::Task(cmd) => task::run(client(cli.api_url.as_deref())?, cmd).await,
+    }
+}
+
+async fn serve() -> anyhow::Result<ExitCode> {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agent-runtime: {e}\nRun `agent-runtime config check` for the full picture.");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    crate::runtime::run(config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client(explicit: Option<&str>) -> anyhow::Result<ApiClient> {
+    let loaded = Config::read(&crate::config::EnvSource::load()?);
+    let base = ApiClient::resolve_base(explicit, &loaded.config);
+    Ok(ApiClient::new(&base, loaded.config.client.timeout))
+}
+
+/// Prints `value` as pretty JSON.
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}

@@ -1,0 +1,153 @@
+//! `agent-runtime task list|show|create|cancel`.
+
+use super::print_json;
+use crate::client::ApiClient;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// Task subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// List tasks, most recently changed first.
+    List {
+        /// Only this status (queued, running, succeeded, failed, canceled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this workspace.
+        #[arg(long)]
+        workspace_id: Option<String>,
+        /// Only this context.
+        #[arg(long)]
+        context_id: Option<String>,
+        /// At most this many (1-500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task with its history.
+    Show {
+        /// Task id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a task.
+    Create(CreateArgs),
+    /// Cancel a queued or running task.
+    Cancel {
+        /// Task id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `task create` arguments.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// What should be done.
+    #[arg(required = true)]
+    prompt: Vec<String>,
+    /// Title (default: the start of the prompt).
+    #[arg(long)]
+    title: Option<String>,
+    /// Task kind.
+    #[arg(long, default_value = "general")]
+    kind: String,
+    /// Chat the task belongs to (and where its notice goes).
+    #[arg(long, default_value = "codex")]
+    connector: String,
+    /// Chat id on that connector.
+    #[arg(long, default_value = "codex-cli")]
+    external_id: String,
+    /// Idempotency key: the same key never creates a second task.
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("-")
+}
+
+fn print_task(t: &Value) {
+    println!("id:       {}", s(t, "id"));
+    println!("status:   {} (attempt {} of {}, version {})", s(t, "status"), t["attempts"], t["max_attempts"], t["version"]);
+    println!("kind:     {}", s(t, "kind"));
+    println!("title:    {}", s(t, "title"));
+    println!("context:  {} (workspace {})", s(t, "context_id"), s(t, "workspace_id"));
+    if let Some(r) = t.get("result_summary").and_then(Value::as_str) {
+        println!("result:   {r}");
+    }
+    if let Some(p) = t.get("result_path").and_then(Value::as_str) {
+        println!("file:     {p}");
+    }
+    if let Some(e) = t.get("error_message").and_then(Value::as_str) {
+        println!("error:    {e}");
+    }
+}
+
+/// Runs a task subcommand.
+pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TaskCmd::List { status, workspace_id, context_id, limit, json } => {
+            let mut q = vec![("limit", limit.to_string())];
+            q.extend(status.map(|v| ("status", v)));
+            q.extend(workspace_id.map(|v| ("workspace_id", v)));
+            q.extend(context_id.map(|v| ("context_id", v)));
+            let v: Value = client.get("/api/v1/tasks", &q).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                println!("{:<36}  {:<9}  {:>3}  TITLE", "ID", "STATUS", "TRY");
+                for t in &items {
+                    println!("{:<36}  {:<9}  {:>3}  {}", s(t, "id"), s(t, "status"), t["attempts"], s(t, "title"));
+                }
+                println!("{} task(s)", items.len());
+            }
+        }
+        TaskCmd::Show { id, json } => {
+            let v: Value = client.get(&format!("/api/v1/tasks/{id}"), &[]).await?;
+            if json {
+                print_json(&v);
+            } else {
+                print_task(&v);
+                println!("history:");
+                for e in v["events"].as_array().into_iter().flatten() {
+                    let at = crate::clock::rfc3339(e["at"].as_i64().unwrap_or(0));
+                    let detail = e.get("detail").and_then(Value::as_str).map(|d| format!(" - {d}")).unwrap_or_default();
+                    println!("  {at}  {:<16} attempt {}{detail}", s(e, "event"), e["attempt"]);
+                }
+            }
+        }
+        TaskCmd::Create(a) => {
+            let body = json!({"prompt": a.prompt.join(" "), "title": a.title, "kind": a.kind, "connector": a.connector, "external_id": a.external_id, "run_key": a.run_key});
+            let v: Value = client.post("/api/v1/tasks", &body).await?;
+            if a.json {
+                print_json(&v);
+            } else {
+                let verb = if v["created"].as_bool() == Some(true) { "queued" } else { "already exists (same run key)" };
+                println!("Task {} {verb}", s(&v["task"], "id"));
+            }
+        }
+        TaskCmd::Cancel { id, json } => {
+            let v: Value = client.post(&format!("/api/v1/tasks/{id}/cancel"), &json!({})).await?;
+            if json {
+                print_json(&v);
+            } else if s(&v, "outcome") == "canceled" {
+                println!("Task {id} canceled.");
+            } else {
+                println!("Task {id} is running; asked it to stop.");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,345 @@
+//! Configuration from `AGENT_RUNTIME_*` variables (and an optional `.env`),
+//! validated into typed slices, one per subsystem. Loading has no side
+//! effects: directories are created by `serve`, not here.
+
+mod reader;
+mod source;
+mod validate;
+
+pub use reader::{Entry, Problem, Secret, Severity};
+pub use source::{DotEnvError, ENV_FILE_VAR, EnvSource, Origin};
+
+use crate::domain::{NotifyPolicy, UnknownValue};
+use reader::Reader;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration, as typed slices.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `AGENT_RUNTIME_ENV`: reported by `/api/v1/info`.
+    pub environment: String,
+    /// Filesystem locations.
+    pub paths: Paths,
+    /// Admin HTTP listener.
+    pub http: HttpConfig,
+    /// Task queue and workers.
+    pub orchestrator: OrchestratorConfig,
+    /// LLM provider.
+    pub llm: LlmConfig,
+    /// System prompt and SOUL files.
+    pub prompts: PromptFiles,
+    /// Who hears about task outcomes.
+    pub notify: NotifyConfig,
+    /// Outbound delivery.
+    pub outbox: OutboxConfig,
+    /// Chat input limits.
+    pub gateway: GatewayConfig,
+    /// How the CLI reaches a running daemon.
+    pub client: ClientConfig,
+}
+
+/// Filesystem locations.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `AGENT_RUNTIME_DATA_DIR` (default `./data`).
+    pub data_dir: PathBuf,
+    /// `AGENT_RUNTIME_WORKSPACE_ROOT` (default `<data>/workspaces`).
+    pub workspace_root: PathBuf,
+    /// `AGENT_RUNTIME_DB_PATH` (default `<data>/agent-runtime/meta.sqlite`).
+    pub db_path: PathBuf,
+}
+
+impl Paths {
+    /// The file where `serve` records its pid and bound address.
+    pub fn serve_state_file(&self) -> PathBuf {
+        self.data_dir.join("agent-runtime").join("serve.json")
+    }
+}
+
+/// The admin HTTP listener.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `AGENT_RUNTIME_HTTP_ADDR` (default `127.0.0.1:8080`; loopback only until mTLS).
+    pub addr: SocketAddr,
+    /// `AGENT_RUNTIME_HTTP_MAX_BODY_BYTES` (default 1 MiB).
+    pub max_body_bytes: usize,
+}
+
+/// The task queue and worker pool.
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// `AGENT_RUNTIME_DEFAULT_CONCURRENCY` (default 5): workers.
+    pub concurrency: usize,
+    /// `AGENT_RUNTIME_TASK_MAX_ATTEMPTS` (default 3): claims before failing for good.
+    pub max_attempts: u32,
+    /// `AGENT_RUNTIME_TASK_LEASE_SECONDS` (default 30): lease length; renewed every third.
+    pub lease: Duration,
+    /// `AGENT_RUNTIME_TASK_RETRY_BASE_SECONDS` (default 5): first retry delay, doubled each time.
+    pub retry_base: Duration,
+    /// `AGENT_RUNTIME_TASK_RETRY_MAX_SECONDS` (default 300): retry delay cap.
+    pub retry_max: Duration,
+    /// `AGENT_RUNTIME_SHUTDOWN_GRACE_SECONDS` (default 10): how long running tasks may finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Which LLM API to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions (`openai`, `z.ai`, `local`, `ollama`).
+    OpenAi,
+    /// Anthropic messages (`anthropic`, `claude`).
+    Anthropic,
+    /// No LLM at all (`none`, `off`).
+    Disabled,
+}
+
+impl ProviderKind {
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "openai" | "z.ai" | "local" | "ollama" => Ok(Self::OpenAi),
+            "anthropic" | "claude" => Ok(Self::Anthropic),
+            "none" | "off" | "disabled" => Ok(Self::Disabled),
+            _ => Err("must be openai, z.ai, local, ollama, anthropic, claude or none".to_string()),
+        }
+    }
+
+    /// The provider name recorded in `llm_usage`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Disabled => "none",
+        }
+    }
+}
+
+/// The LLM provider.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    /// `AGENT_RUNTIME_LLM_ENABLED` (default true): answer free text with the LLM.
+    pub enabled: bool,
+    /// `AGENT_RUNTIME_LLM_PROVIDER` (default `openai`).
+    pub provider: ProviderKind,
+    /// `AGENT_RUNTIME_LLM_BASE_URL` (default per provider).
+    pub base_url: String,
+    /// `AGENT_RUNTIME_LLM_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// `AGENT_RUNTIME_LLM_MODEL` (default `gpt-4o` / `claude-3-5-sonnet-latest`).
+    pub model: String,
+    /// `AGENT_RUNTIME_LLM_TIMEOUT_SECONDS` (default 60).
+    pub timeout: Duration,
+    /// `AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT`.
+    pub admin_system_prompt: String,
+    /// `AGENT_RUNTIME_LLM_PUBLIC_SYSTEM_PROMPT`.
+    pub public_system_prompt: String,
+}
+
+impl LlmConfig {
+    /// `Ok` when a provider can be called; otherwise the sentence that says
+    /// which variable to set.
+    pub fn readiness(&self) -> Result<(), String> {
+        let local = ["localhost", "127.0.0.1", "[::1]", "ollama"].iter().any(|h| self.base_url.contains(h));
+        match self.provider {
+            ProviderKind::Disabled => Err("no LLM provider configured: AGENT_RUNTIME_LLM_PROVIDER is \"none\"; set it to openai or anthropic".into()),
+            ProviderKind::OpenAi if self.api_key.is_none() && !local => Err(format!(
+                "no LLM provider configured: set AGENT_RUNTIME_LLM_API_KEY (or point AGENT_RUNTIME_LLM_BASE_URL at a local server; now {})",
+                self.base_url
+            )),
+            ProviderKind::Anthropic if self.api_key.is_none() => {
+                Err("no LLM provider configured: set AGENT_RUNTIME_LLM_API_KEY for the Anthropic provider".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// System prompt and SOUL files, layered global → workspace → context.
+#[derive(Debug, Clone)]
+pub struct PromptFiles {
+    /// `AGENT_RUNTIME_SYSTEM_PROMPT_GLOBAL_FILE` (default `context/SYSTEM_PROMPT.md`).
+    pub system_global: PathBuf,
+    /// `AGENT_RUNTIME_SYSTEM_PROMPT_WORKSPACE_REL_PATH` (default `context/SYSTEM_PROMPT.md`).
+    pub system_workspace_rel: String,
+    /// `AGENT_RUNTIME_SYSTEM_PROMPT_CONTEXT_REL_PATH` (default `context/agents/{context_id}/SYSTEM_PROMPT.md`).
+    pub system_context_rel: String,
+    /// `AGENT_RUNTIME_SOUL_GLOBAL_FILE` (default `context/SOUL.md`).
+    pub soul_global: PathBuf,
+    /// `AGENT_RUNTIME_SOUL_WORKSPACE_REL_PATH` (default `context/SOUL.md`).
+    pub soul_workspace_rel: String,
+    /// `AGENT_RUNTIME_SOUL_CONTEXT_REL_PATH` (default `context/agents/{context_id}/SOUL.md`).
+    pub soul_context_rel: String,
+}
+
+/// Who hears about task outcomes.
+#[derive(Debug, Clone, Copy)]
+pub struct NotifyConfig {
+    /// `AGENT_RUNTIME_TASK_NOTIFY_POLICY` (default `both`).
+    pub policy: NotifyPolicy,
+    /// `AGENT_RUNTIME_TASK_NOTIFY_SUCCESS_POLICY` (default: inherit).
+    pub success: Option<NotifyPolicy>,
+    /// `AGENT_RUNTIME_TASK_NOTIFY_FAILURE_POLICY` (default: inherit).
+    pub failure: Option<NotifyPolicy>,
+}
+
+impl NotifyConfig {
+    /// The policy for a success (`true`) or failure (`false`).
+    pub fn for_outcome(&self, success: bool) -> NotifyPolicy {
+        let over = if success { self.success } else { self.failure };
+        over.unwrap_or(self.policy)
+    }
+}
+
+/// Outbound delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// `AGENT_RUNTIME_OUTBOX_MAX_ATTEMPTS` (default 8).
+    pub max_attempts: u32,
+    /// `AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS` (default 2).
+    pub retry_base: Duration,
+    /// `AGENT_RUNTIME_OUTBOX_RETRY_MAX_SECONDS` (default 600).
+    pub retry_max: Duration,
+}
+
+/// Chat input limits.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `AGENT_RUNTIME_MAX_MESSAGE_BYTES` (default 32768): longer chat text is refused.
+    pub max_message_bytes: usize,
+}
+
+/// How the CLI reaches a running daemon.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `AGENT_RUNTIME_ADMIN_API_URL` (default: the address `serve` recorded in the data dir).
+    pub api_url: Option<String>,
+    /// `AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS` (default 120).
+    pub timeout: Duration,
+}
+
+/// The result of reading the configuration: the config (with defaults where a
+/// value was bad), every effective value and every problem.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Every value read, in order, secrets redacted.
+    pub entries: Vec<Entry>,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl Loaded {
+    /// The problems that stop the runtime from starting.
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.iter().filter(|p| p.severity == Severity::Error)
+    }
+}
+
+/// The configuration has errors (→ exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `.env` file is unreadable.
+    #[error(transparent)]
+    DotEnv(#[from] DotEnvError),
+    /// One or more variables are invalid; each line names the variable.
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Config {
+    /// Reads the process environment and `.env`, and fails on any error.
+    pub fn load() -> Result<Config, ConfigError> {
+        let loaded = Self::read(&EnvSource::load()?);
+        let errors: Vec<Problem> = loaded.errors().cloned().collect();
+        if errors.is_empty() { Ok(loaded.config) } else { Err(ConfigError::Invalid(errors)) }
+    }
+
+    /// Reads every variable from `src`, collecting all problems.
+    pub fn read(src: &EnvSource) -> Loaded {
+        let mut r = Reader::new(src);
+        let config = read_all(&mut r);
+        validate::check(&config, src, &mut r);
+        Loaded { config, entries: r.entries, problems: r.problems }
+    }
+}
+
+fn policy(raw: &str) -> Result<NotifyPolicy, String> {
+    NotifyPolicy::parse(raw).map_err(|e: UnknownValue| format!("must be origin, admin or both ({})", e.value))
+}
+
+fn read_all(r: &mut Reader<'_>) -> Config {
+    let environment = r.string("AGENT_RUNTIME_ENV", "development");
+    let data_dir = PathBuf::from(r.string("AGENT_RUNTIME_DATA_DIR", "./data"));
+    let paths = Paths {
+        workspace_root: r.opt_string("AGENT_RUNTIME_WORKSPACE_ROOT").map_or_else(|| data_dir.join("workspaces"), PathBuf::from),
+        db_path: r
+            .opt_string("AGENT_RUNTIME_DB_PATH")
+            .map_or_else(|| data_dir.join("agent-runtime").join("meta.sqlite"), PathBuf::from),
+        data_dir,
+    };
+    let default_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let http = HttpConfig {
+        addr: r.parsed("AGENT_RUNTIME_HTTP_ADDR", default_addr, validate::http_addr),
+        max_body_bytes: r.int("AGENT_RUNTIME_HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20) as usize,
+    };
+    let orchestrator = OrchestratorConfig {
+        concurrency: r.int("AGENT_RUNTIME_DEFAULT_CONCURRENCY", 5, 1, 256) as usize,
+        max_attempts: r.int("AGENT_RUNTIME_TASK_MAX_ATTEMPTS", 3, 1, 100) as u32,
+        lease: r.seconds("AGENT_RUNTIME_TASK_LEASE_SECONDS", 30, 1, 3600),
+        retry_base: r.seconds("AGENT_RUNTIME_TASK_RETRY_BASE_SECONDS", 5, 1, 3600),
+        retry_max: r.seconds("AGENT_RUNTIME_TASK_RETRY_MAX_SECONDS", 300, 1, 86_400),
+        shutdown_grace: r.seconds("AGENT_RUNTIME_SHUTDOWN_GRACE_SECONDS", 10, 0, 600),
+    };
+    let llm = read_llm(r);
+    let prompts = PromptFiles {
+        system_global: PathBuf::from(r.string("AGENT_RUNTIME_SYSTEM_PROMPT_GLOBAL_FILE", "context/SYSTEM_PROMPT.md")),
+        system_workspace_rel: r.string("AGENT_RUNTIME_SYSTEM_PROMPT_WORKSPACE_REL_PATH", "context/SYSTEM_PROMPT.md"),
+        system_context_rel: r.string("AGENT_RUNTIME_SYSTEM_PROMPT_CONTEXT_REL_PATH", "context/agents/{context_id}/SYSTEM_PROMPT.md"),
+        soul_global: PathBuf::from(r.string("AGENT_RUNTIME_SOUL_GLOBAL_FILE", "context/SOUL.md")),
+        soul_workspace_rel: r.string("AGENT_RUNTIME_SOUL_WORKSPACE_REL_PATH", "context/SOUL.md"),
+        soul_context_rel: r.string("AGENT_RUNTIME_SOUL_CONTEXT_REL_PATH", "context/agents/{context_id}/SOUL.md"),
+    };
+    let notify = NotifyConfig {
+        policy: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_POLICY", NotifyPolicy::Both, policy),
+        success: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_SUCCESS_POLICY", None, |s| policy(s).map(Some)),
+        failure: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_FAILURE_POLICY", None, |s| policy(s).map(Some)),
+    };
+    let outbox = OutboxConfig {
+        max_attempts: r.int("AGENT_RUNTIME_OUTBOX_MAX_ATTEMPTS", 8, 1, 100) as u32,
+        retry_base: r.seconds("AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS", 2, 1, 3600),
+        retry_max: r.seconds("AGENT_RUNTIME_OUTBOX_RETRY_MAX_SECONDS", 600, 1, 86_400),
+    };
+    let gateway = GatewayConfig { max_message_bytes: r.int("AGENT_RUNTIME_MAX_MESSAGE_BYTES", 32_768, 256, 1 << 20) as usize };
+    let client = ClientConfig {
+        api_url: r.opt_string("AGENT_RUNTIME_ADMIN_API_URL"),
+        timeout: r.seconds("AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS", 120, 1, 3600),
+    };
+    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client }
+}
+
+fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
+    let enabled = r.bool("AGENT_RUNTIME_LLM_ENABLED", true);
+    let provider = r.parsed("AGENT_RUNTIME_LLM_PROVIDER", ProviderKind::OpenAi, ProviderKind::parse);
+    let (base, model) = match provider {
+        ProviderKind::Anthropic => ("https://api.anthropic.com/v1", "claude-3-5-sonnet-latest"),
+        _ => ("https://api.openai.com/v1", "gpt-4o"),
+    };
+    LlmConfig {
+        enabled,
+        provider,
+        base_url: r.parsed("AGENT_RUNTIME_LLM_BASE_URL", base.to_string(), validate::base_url),
+        api_key: r.secret("AGENT_RUNTIME_LLM_API_KEY"),
+        model: r.string("AGENT_RUNTIME_LLM_MODEL", model),
+        timeout: r.seconds("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", 60, 1, 3600),
+        admin_system_prompt: r.string(
+            "AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT",
+            "You are assisting admin operators. Prioritize security, approvals, and operational clarity.",
+        ),
+        public_system_prompt: r.string(
+            "AGENT_RUNTIME_LLM_PUBLIC_SYSTEM_PROMPT",
+            "You are assisting community members. Be concise, safe, and policy-compliant.",
+        ),
+    }
+}

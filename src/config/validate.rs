@@ -1,0 +1,195 @@
+//! Checks that span more than one value: listener safety, writable
+//! directories, variables that are set but not used.
+
+use super::reader::{Reader, Severity};
+use super::source::EnvSource;
+use super::{Config, ENV_FILE_VAR};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Parses the admin listener address. Until mutual TLS exists the admin API
+/// may only listen on loopback, so anything else is refused here.
+pub(super) fn http_addr(raw: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = if let Some(port) = raw.strip_prefix(':') {
+        format!("0.0.0.0:{port}").parse().map_err(|_| "must be host:port, e.g. 127.0.0.1:8080".to_string())?
+    } else {
+        raw.parse().map_err(|_| "must be an IP address and port, e.g. 127.0.0.1:8080".to_string())?
+    };
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to serve the admin API on non-loopback address {addr}: without mutual TLS it must stay on 127.0.0.1 or [::1]"
+        ));
+    }
+    Ok(addr)
+}
+
+/// Checks that a base URL is an absolute http(s) URL.
+pub(super) fn base_url(raw: &str) -> Result<String, String> {
+    match reqwest::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(raw.trim_end_matches('/').to_string()),
+        _ => Err("must be an absolute http:// or https:// URL".to_string()),
+    }
+}
+
+/// Cross-value checks, recorded as problems on the reader.
+pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
+    let p = &config.paths;
+    for (var, path) in [
+        ("AGENT_RUNTIME_DATA_DIR", p.data_dir.as_path()),
+        ("AGENT_RUNTIME_WORKSPACE_ROOT", p.workspace_root.as_path()),
+        ("AGENT_RUNTIME_DB_PATH", p.db_path.parent().unwrap_or(Path::new("."))),
+    ] {
+        if let Err(msg) = writable_dir(path) {
+            r.problem(Severity::Error, var, msg);
+        }
+    }
+    if config.orchestrator.retry_base > config.orchestrator.retry_max {
+        r.problem(Severity::Error, "AGENT_RUNTIME_TASK_RETRY_BASE_SECONDS", "must not exceed AGENT_RUNTIME_TASK_RETRY_MAX_SECONDS");
+    }
+    if config.outbox.retry_base > config.outbox.retry_max {
+        r.problem(Severity::Error, "AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS", "must not exceed AGENT_RUNTIME_OUTBOX_RETRY_MAX_SECONDS");
+    }
+    if let Err(msg) = config.llm.readiness() {
+        r.problem(Severity::Warning, "AGENT_RUNTIME_LLM_PROVIDER", format!("{msg}; `general` tasks will fail until then"));
+    }
+    if src.get("AGENT_RUNTIME_TASK_RECOVERY_RUNNING_STALE_SECONDS").is_some() {
+        r.problem(
+            Severity::Warning,
+            "AGENT_RUNTIME_TASK_RECOVERY_RUNNING_STALE_SECONDS",
+            "superseded by task leases; set AGENT_RUNTIME_TASK_LEASE_SECONDS instead (this value is ignored)",
+        );
+    }
+    let read: Vec<&str> = r.entries.iter().map(|e| e.name).collect();
+    let unused: Vec<String> = src
+        .names()
+        .filter(|n| n.starts_with("AGENT_RUNTIME_") && *n != ENV_FILE_VAR && *n != "AGENT_RUNTIME_TASK_RECOVERY_RUNNING_STALE_SECONDS")
+        .filter(|n| !read.contains(n))
+        .map(str::to_string)
+        .collect();
+    for name in unused {
+        r.problem(Severity::Warning, &name, "not used by this version (a typo, or a feature not built yet); ignored");
+    }
+}
+
+/// Checks that `path` is (or can be created as) a writable directory, without
+/// creating anything: the nearest existing ancestor must be a directory we can
+/// write a probe file into.
+pub fn writable_dir(path: &Path) -> Result<(), String> {
+    let mut existing = path;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".agent-runtime-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("{} is not writable: {e}", existing.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, EnvSource, Severity};
+
+    fn load(pairs: &[(&str, &str)]) -> super::super::Loaded {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut all = vec![("AGENT_RUNTIME_DATA_DIR".to_string(), dir.path().join("d").display().to_string())];
+        all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::read(&EnvSource::from_pairs(all))
+    }
+
+    fn error_vars(l: &super::super::Loaded) -> Vec<String> {
+        l.errors().map(|p| p.variable.clone()).collect()
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_go_compatible() {
+        let l = load(&[]);
+        assert_eq!(error_vars(&l), Vec::<String>::new());
+        assert_eq!(l.config.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(l.config.orchestrator.concurrency, 5);
+        assert_eq!(l.config.llm.model, "gpt-4o");
+        assert_eq!(l.config.llm.timeout.as_secs(), 60);
+        assert!(l.config.paths.db_path.ends_with("agent-runtime/meta.sqlite"));
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_variable() {
+        let l = load(&[
+            ("AGENT_RUNTIME_DEFAULT_CONCURRENCY", "five"),
+            ("AGENT_RUNTIME_LLM_ENABLED", "maybe"),
+            ("AGENT_RUNTIME_TASK_NOTIFY_POLICY", "everyone"),
+            ("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:8080"),
+            ("AGENT_RUNTIME_LLM_BASE_URL", "not a url"),
+        ]);
+        let vars = error_vars(&l);
+        for v in [
+            "AGENT_RUNTIME_DEFAULT_CONCURRENCY",
+            "AGENT_RUNTIME_LLM_ENABLED",
+            "AGENT_RUNTIME_TASK_NOTIFY_POLICY",
+            "AGENT_RUNTIME_HTTP_ADDR",
+            "AGENT_RUNTIME_LLM_BASE_URL",
+        ] {
+            assert!(vars.iter().any(|x| x == v), "{v} missing from {vars:?}");
+        }
+        let msg = l.errors().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(msg.contains("must be a whole number (got \"five\")"), "{msg}");
+        assert!(msg.contains("non-loopback"), "{msg}");
+    }
+
+    #[test]
+    fn zero_concurrency_is_out_of_range() {
+        let l = load(&[("AGENT_RUNTIME_DEFAULT_CONCURRENCY", "0")]);
+        assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_DEFAULT_CONCURRENCY"]);
+    }
+
+    #[test]
+    fn unwritable_data_dir_names_the_variable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").expect("write");
+        let src = EnvSource::from_pairs([("AGENT_RUNTIME_DATA_DIR", file.join("sub").display().to_string())]);
+        let l = Config::read(&src);
+        assert!(error_vars(&l).contains(&"AGENT_RUNTIME_DATA_DIR".to_string()), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_unknown_names_warned() {
+        let l = load(&[("AGENT_RUNTIME_LLM_API_KEY", "sk-very-secret"), ("AGENT_RUNTIME_LLM_MODLE", "x")]);
+        let shown = format!("{:?} {:?}", l.entries, l.config);
+        assert!(!shown.contains("sk-very-secret"));
+        assert!(l.problems.iter().any(|p| p.severity == Severity::Warning && p.variable == "AGENT_RUNTIME_LLM_MODLE"));
+    }
+
+    #[test]
+    fn dotenv_fills_gaps_but_the_environment_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env_file = dir.path().join(".env");
+        std::fs::write(&env_file, "AGENT_RUNTIME_LLM_MODEL=from-file\nAGENT_RUNTIME_ENV=file-env\n").expect("write");
+        let mut src = EnvSource::from_pairs([("AGENT_RUNTIME_ENV", "from-env")]);
+        src.merge_dotenv(&env_file).expect("dotenv");
+        let l = Config::read(&src);
+        assert_eq!(l.config.llm.model, "from-file");
+        assert_eq!(l.config.environment, "from-env");
+    }
+
+    #[test]
+    fn llm_readiness_names_the_variable_to_set() {
+        let l = load(&[]);
+        let err = l.config.llm.readiness().unwrap_err();
+        assert!(err.contains("AGENT_RUNTIME_LLM_API_KEY"), "{err}");
+        let local = load(&[("AGENT_RUNTIME_LLM_BASE_URL", "http://127.0.0.1:9/v1")]);
+        assert!(local.config.llm.readiness().is_ok());
+    }
+}

@@ -1,0 +1,76 @@
+//! One function per command: each returns the reply text.
+
+use super::{COMMANDS, Gateway};
+use crate::domain::{Context, Inbound, NewTask, TASK_TITLE_MAX, TaskKind, TaskStatus, title_from};
+use crate::store::{CancelOutcome, StoreError, TaskFilter};
+
+pub(super) fn help() -> String {
+    let mut out = String::from("Commands:\n");
+    for c in COMMANDS {
+        out.push_str(&format!("{} - {}\n", c.usage, c.about));
+    }
+    out.push_str("Anything else is answered by the language model, when one is configured.");
+    out
+}
+
+pub(super) async fn task(g: &Gateway, ctx: &Context, msg: &Inbound, inbox_id: i64, prompt: String) -> Result<String, StoreError> {
+    let new = NewTask {
+        workspace_id: ctx.workspace_id.clone(),
+        context_id: ctx.id.clone(),
+        kind: TaskKind::General,
+        title: title_from(&prompt, TASK_TITLE_MAX),
+        prompt,
+        run_key: Some(format!("inbox:{inbox_id}")),
+        source_user_id: Some(msg.from_user_id.clone()),
+        trace_id: msg.trace_id.clone(),
+    };
+    let queued = g.orchestrator.submit(new).await?;
+    Ok(format!("Task queued: `{}`", queued.task.id))
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+pub(super) async fn tasks(g: &Gateway, ctx: &Context) -> Result<String, StoreError> {
+    let filter = TaskFilter { context_id: Some(ctx.id.clone()), limit: Some(10), ..TaskFilter::default() };
+    let tasks = g.store.list_tasks(filter).await?;
+    if tasks.is_empty() {
+        return Ok("No tasks in this chat yet. Queue one with /task <what should be done>.".to_string());
+    }
+    let mut out = format!("Recent tasks ({}):\n", tasks.len());
+    for t in tasks {
+        out.push_str(&format!("- `{}` {} - {}\n", short(t.id.as_str()), t.status, t.title));
+    }
+    out.push_str("Cancel one with /cancel <id>.");
+    Ok(out)
+}
+
+pub(super) async fn status(g: &Gateway, ctx: &Context) -> Result<String, StoreError> {
+    let counts = g.store.task_counts(&ctx.id).await?;
+    let count = |s: TaskStatus| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+    let tasks = TaskStatus::ALL.iter().map(|s| format!("{} {}", count(*s), s)).collect::<Vec<_>>().join(", ");
+    Ok(format!(
+        "Status of this chat:\n- workspace: `{}`\n- context: `{}`{}\n- tasks: {}\n- language model: {}\n- search: not available yet (markdown retrieval is not built in this version)",
+        ctx.workspace_id,
+        ctx.id,
+        if ctx.is_admin { " (admin)" } else { "" },
+        tasks,
+        g.llm.describe(),
+    ))
+}
+
+pub(super) async fn cancel(g: &Gateway, ctx: &Context, id: &str) -> Result<String, StoreError> {
+    let matches = g.store.find_tasks_by_prefix(&ctx.workspace_id, id, 2).await?;
+    let task = match matches.as_slice() {
+        [] => return Ok(format!("No task `{id}` in this workspace. See /tasks.")),
+        [t] => t,
+        _ => return Ok(format!("`{id}` matches more than one task; give more of the id.")),
+    };
+    Ok(match g.orchestrator.cancel(&task.id, "canceled from chat").await {
+        Ok(CancelOutcome::Canceled(t)) => format!("Task `{}` canceled.", t.id),
+        Ok(CancelOutcome::Requested(t)) => format!("Task `{}` is running; asked it to stop. You will get a notice when it has.", t.id),
+        Err(StoreError::Conflict(why)) => format!("Task `{}` cannot be canceled: {why}.", task.id),
+        Err(e) => return Err(e),
+    })
+}

@@ -1,0 +1,39 @@
+//! agent-runtime: a single-binary AI agent runtime for the chat tools people
+//! already use.
+//!
+//! Codemap (one line per module; data flows connector → inbox → gateway →
+//! orchestrator → agent → outbox → connector):
+//! - [`config`]: typed configuration from `AGENT_RUNTIME_*` variables and `.env`.
+//! - [`domain`]: ids as newtypes, task and message types shared by every module.
+//! - [`clock`]: the injected time source (leases, backoff and expiry read it).
+//! - [`store`]: the only module with SQL — migrations, one writer thread, typed methods.
+//! - [`orchestrator`]: durable task queue, worker pool, leases, retries, cancel.
+//! - [`agent`]: LLM providers (OpenAI-compatible, Anthropic), prompts, the `general` executor.
+//! - [`gateway`]: chat text → `Command`, dispatch, replies, chat logs.
+//! - [`outbox`]: durable outbound delivery through a `Publisher` per connector.
+//! - [`api`]: the admin HTTP API (axum) on loopback.
+//! - [`client`]: the HTTP client the CLI uses to talk to a running daemon.
+//! - [`cli`]: clap commands (`serve`, `chat`, `task`, `config`, `version`, `completions`).
+//! - [`runtime`]: wiring, the supervisor (cancellation + task tracker), signals, drain.
+//! - [`workspace`]: the on-disk workspace tree (directories, chat logs, task results).
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod gateway;
+pub mod orchestrator;
+pub mod outbox;
+pub mod runtime;
+pub mod store;
+pub mod workspace;
+
+/// The version printed by `agent-runtime version` and `/api/v1/info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A boxed, sendable future: the return type of the object-safe async traits
+/// (`Executor`, `LlmProvider`, `Publisher`).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

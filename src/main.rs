@@ -1,0 +1,35 @@
+//! The `agent-runtime` binary: parse the command line, set up logging, run,
+//! and map errors to exit codes.
+
+use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+fn init_logging() {
+    let filter = std::env::var("AGENT_RUNTIME_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = agent_runtime::cli::Cli::parse();
+    if matches!(cli.command, agent_runtime::cli::Cmd::Serve) {
+        init_logging();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agent-runtime: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agent_runtime::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent-runtime: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The durable task queue and worker pool. Tasks are rows before anyone hears
+//! of them; workers claim them under a lease they renew; a task whose worker
+//! died is claimed again once its lease runs out; outcomes are recorded
+//! honestly (a failed run is never `succeeded`).
+//!
+//! Invariants: every claim, finish and retry goes through the store's
+//! worker-scoped methods; no executor result is recorded without the lease.
+
+mod notice;
+mod worker;
+
+pub use notice::render_notice;
+pub use worker::{Pool, spawn_pool};
+
+use crate::BoxFuture;
+use crate::clock::SharedClock;
+use crate::config::{NotifyConfig, OrchestratorConfig};
+use crate::domain::{NewTask, Task, TaskId, TaskKind};
+use crate::store::{CancelOutcome, Enqueued, Notifier, RetryPolicy, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// What an executor gets for one attempt.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    /// The task as claimed (attempts already counts this attempt).
+    pub task: Task,
+    /// Fires when the task is canceled or the lease is lost; executors that
+    /// run long should stop early when it does.
+    pub cancel: CancellationToken,
+}
+
+/// A successful attempt.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    /// Short result for lists and notices.
+    pub summary: String,
+    /// Workspace-relative path of the full result, if one was written.
+    pub result_path: Option<String>,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    /// What went wrong, for the task's `error` and the failure notice.
+    pub message: String,
+    /// Whether another attempt may succeed (timeouts, 429, 5xx).
+    pub retryable: bool,
+}
+
+impl ExecError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: true }
+    }
+    /// A failure that will not go away by retrying.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: false }
+    }
+}
+
+/// Runs tasks of one kind. Later issues add kinds by adding executors.
+pub trait Executor: Send + Sync + 'static {
+    /// Runs one attempt.
+    fn execute(&self, ctx: ExecContext) -> BoxFuture<'_, Result<ExecOutput, ExecError>>;
+}
+
+/// Executors by task kind.
+#[derive(Clone, Default)]
+pub struct Executors(HashMap<TaskKind, Arc<dyn Executor>>);
+
+impl Executors {
+    /// Registers the executor for `kind` (replacing any earlier one).
+    pub fn with(mut self, kind: TaskKind, exec: Arc<dyn Executor>) -> Self {
+        self.0.insert(kind, exec);
+        self
+    }
+    fn get(&self, kind: TaskKind) -> Option<Arc<dyn Executor>> {
+        self.0.get(&kind).cloned()
+    }
+}
+
+/// The executor for [`TaskKind::Noop`]: succeeds at once.
+#[derive(Debug, Default)]
+pub struct NoopExecutor;
+
+impl Executor for NoopExecutor {
+    fn execute(&self, _ctx: ExecContext) -> BoxFuture<'_, Result<ExecOutput, ExecError>> {
+        Box::pin(async { Ok(ExecOutput { summary: "done".into(), result_path: None }) })
+    }
+}
+
+/// A cloneable handle for submitting and canceling tasks.
+#[derive(Clone)]
+pub struct OrchestratorHandle {
+    store: Store,
+    clock: SharedClock,
+    config: OrchestratorConfig,
+    notify: NotifyConfig,
+    work_ready: Arc<Notify>,
+    outbox_ready: Arc<Notify>,
+    running: Arc<Mutex<HashMap<TaskId, CancellationToken>>>,
+}
+
+impl OrchestratorHandle {
+    /// A handle over `store`; `outbox_ready` is poked whenever notices were queued.
+    pub fn new(store: Store, clock: SharedClock, config: OrchestratorConfig, notify: NotifyConfig, outbox_ready: Arc<Notify>) -> Self {
+        Self { store, clock, config, notify, work_ready: Arc::new(Notify::new()), outbox_ready, running: Arc::default() }
+    }
+
+    /// Persists a task (idempotent by run key) and wakes a worker. The task
+    /// is durable when this returns.
+    pub async fn submit(&self, task: NewTask) -> Result<Enqueued, StoreError> {
+        let out = self.store.enqueue_task(task, self.config.max_attempts, self.clock.now_ms()).await?;
+        if out.created {
+            self.work_ready.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Cancels a queued task, or asks the worker running it to stop.
+    pub async fn cancel(&self, id: &TaskId, reason: &str) -> Result<CancelOutcome, StoreError> {
+        let out = self.store.cancel_task(id, reason.to_string(), self.clock.now_ms()).await?;
+        if matches!(out, CancelOutcome::Requested(_)) {
+            if let Some(token) = self.running.lock().ok().and_then(|m| m.get(id).cloned()) {
+                token.cancel();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of tasks running in this process.
+    pub fn running_here(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn notifier(&self) -> Notifier {
+        Notifier { config: self.notify, render: render_notice }
+    }
+
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy { base: self.config.retry_base, max: self.config.retry_max }
+    }
+
+    /// The store behind this handle.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

@@ -1,0 +1,163 @@
+//! Durable outbound delivery. Every message is an outbox row first; this
+//! worker hands due rows to the [`Publisher`] of their connector, retries
+//! transient failures with exponential backoff up to a maximum, and records
+//! an honest status (`sent`, or `failed` with the last error).
+//!
+//! Delivery is at least once: a crash between a platform's acceptance and
+//! the `sent` update sends that one message again on restart.
+
+use crate::BoxFuture;
+use crate::clock::SharedClock;
+use crate::config::OutboxConfig;
+use crate::domain::OutboundMessage;
+use crate::runtime::Supervisor;
+use crate::store::{RetryPolicy, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A delivered message.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// The platform's id of the message, if it has one.
+    pub platform_message_id: Option<String>,
+}
+
+/// A failed delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PublishError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether trying again later may work (rate limits, timeouts, 5xx).
+    pub retryable: bool,
+}
+
+/// Sends outbound messages to one platform.
+pub trait Publisher: Send + Sync + 'static {
+    /// Delivers one message.
+    fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>>;
+}
+
+/// The publisher for chats without a platform connector (the API and CLI
+/// chat): delivery makes the message available to
+/// `GET /api/v1/chat/messages`, where clients poll for it.
+#[derive(Debug, Default)]
+pub struct MailboxPublisher;
+
+impl Publisher for MailboxPublisher {
+    fn publish<'a>(&'a self, _msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(async { Ok(Delivered::default()) })
+    }
+}
+
+/// Publishers by connector name, with the mailbox as the fallback.
+#[derive(Clone)]
+pub struct Publishers {
+    by_connector: HashMap<String, Arc<dyn Publisher>>,
+    fallback: Arc<dyn Publisher>,
+}
+
+impl Default for Publishers {
+    fn default() -> Self {
+        Self { by_connector: HashMap::new(), fallback: Arc::new(MailboxPublisher) }
+    }
+}
+
+impl Publishers {
+    /// Registers the publisher of `connector`.
+    pub fn with(mut self, connector: &str, p: Arc<dyn Publisher>) -> Self {
+        self.by_connector.insert(connector.to_string(), p);
+        self
+    }
+    fn get(&self, connector: &str) -> &Arc<dyn Publisher> {
+        self.by_connector.get(connector).unwrap_or(&self.fallback)
+    }
+}
+
+/// The delivery worker's parts.
+#[derive(Clone)]
+pub struct Outbox {
+    /// The store.
+    pub store: Store,
+    /// Publishers.
+    pub publishers: Publishers,
+    /// Retry limits.
+    pub config: OutboxConfig,
+    /// Time.
+    pub clock: SharedClock,
+    /// Poked whenever a message is queued.
+    pub ready: Arc<Notify>,
+}
+
+const BATCH: u32 = 100;
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+impl Outbox {
+    /// Starts the delivery loop; on shutdown it makes one last pass over due
+    /// messages (bounded by `flush_timeout`) before exiting.
+    pub fn spawn(self, sup: &Supervisor, flush_timeout: Duration) {
+        let token = sup.token().clone();
+        sup.spawn("outbox", async move {
+            loop {
+                if let Err(StoreError::Closed) = self.deliver_due().await {
+                    return;
+                }
+                let wait = self.idle_wait().await;
+                tokio::select! {
+                    _ = self.ready.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = token.cancelled() => break,
+                }
+            }
+            match tokio::time::timeout(flush_timeout, self.deliver_due()).await {
+                Ok(Ok(n)) => tracing::info!(delivered = n, "outbox flushed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "outbox flush failed"),
+                Err(_) => tracing::warn!("outbox flush timed out; pending messages stay queued"),
+            }
+        });
+    }
+
+    async fn idle_wait(&self) -> Duration {
+        match self.store.next_outbound_due().await {
+            Ok(Some(at)) => Duration::from_millis((at - self.clock.now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64),
+            _ => MAX_IDLE,
+        }
+    }
+
+    /// Delivers every message due now; returns how many were sent.
+    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let mut sent = 0;
+        loop {
+            let due = self.store.due_outbound(self.clock.now_ms(), BATCH).await?;
+            let n = due.len();
+            for msg in due {
+                sent += usize::from(self.deliver(&msg).await?);
+            }
+            if n < BATCH as usize {
+                return Ok(sent);
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(outbox_id = %msg.id, chat = %msg.chat, attempt = msg.attempts + 1))]
+    async fn deliver(&self, msg: &OutboundMessage) -> Result<bool, StoreError> {
+        let result = self.publishers.get(&msg.chat.connector).publish(msg).await;
+        let now = self.clock.now_ms();
+        match result {
+            Ok(d) => {
+                self.store.mark_outbound_sent(msg.id, d.platform_message_id, now).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                let attempt = msg.attempts + 1;
+                let give_up = !e.retryable || attempt >= self.config.max_attempts;
+                let delay = RetryPolicy { base: self.config.retry_base, max: self.config.retry_max }.delay(attempt);
+                tracing::warn!(error = %e.message, give_up, "delivery failed");
+                self.store.mark_outbound_attempt_failed(msg.id, e.message, give_up, delay, now).await?;
+                Ok(false)
+            }
+        }
+    }
+}

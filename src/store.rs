@@ -1,0 +1,230 @@
+//! The only module that contains SQL. SQLite in WAL mode with foreign keys on;
+//! one writer thread owns the only writable connection and runs every change
+//! in order; reads run on `spawn_blocking` with a small pool of read-only
+//! connections. No method blocks an async worker thread.
+//!
+//! Invariants: every state change and its history row (task events, outbox
+//! rows for notices) commit in one transaction; migrations are forward-only.
+
+mod chats;
+mod migrations;
+mod outbox;
+mod tasks;
+mod usage;
+
+pub use chats::{InboundRecord, Workspace};
+pub use outbox::{NewOutbound, Notifier};
+pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, LeaseState, RetryPolicy, TaskFilter, TaskPatch};
+pub use usage::{UsageRecord, UsageRow};
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+/// Errors from the store; each variant's doc says what callers show.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// → 404: no such row.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// → 409: an optimistic update named an old version.
+    #[error("version conflict: the task is at version {current}")]
+    VersionConflict {
+        /// The version the row is at now.
+        current: i64,
+    },
+    /// → 409: the change is not allowed in the row's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// → 409: a worker reported on a task it no longer holds (its lease expired).
+    #[error("task {0} is no longer leased to this worker")]
+    StaleLease(String),
+    /// → 500: the database file was written by a newer version of the runtime.
+    #[error("database schema version {found} is newer than this binary supports ({supported})")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this binary knows.
+        supported: i64,
+    },
+    /// → 503: the store has been closed (shutdown in progress).
+    #[error("store is closed")]
+    Closed,
+    /// → 500: a filesystem problem opening the database.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// → 500: SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A cloneable handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+const MAX_IDLE_READERS: usize = 4;
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // NORMAL in WAL mode survives a process crash (kill -9); only an OS crash
+    // or power loss can lose the last transactions.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies pending
+    /// migrations in a transaction, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&conn)?;
+        migrations::apply(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+                // Checkpoint so the WAL is folded back into the main file on a clean close.
+                let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+            })
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer thread, in order with every other write.
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+            guard.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read-only connection on the blocking pool.
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        if self.inner.writer.lock().map_err(|_| StoreError::Closed)?.is_none() {
+            return Err(StoreError::Closed);
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut v| v.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                    )?;
+                    configure(&c)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut v) = inner.readers.lock() {
+                if v.len() < MAX_IDLE_READERS {
+                    v.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await.map(|_| ())
+    }
+
+    /// The schema version applied to the file.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).await
+    }
+
+    /// Finishes queued writes, checkpoints the WAL and stops the writer
+    /// thread. Later calls fail with [`StoreError::Closed`].
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        if let Ok(mut r) = self.inner.readers.lock() {
+            r.clear();
+        }
+        let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Converts an optional row into a `NotFound` error.
+fn found<T>(row: Option<T>, what: &'static str) -> Result<T, StoreError> {
+    row.ok_or(StoreError::NotFound(what))
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::Store;
+
+    /// A store on a fresh temp file (kept alive by the returned dir).
+    pub fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("open store");
+        (dir, store)
+    }
+}

@@ -1,0 +1,213 @@
+//! Workspaces, contexts and the inbox: each (connector, external chat) gets a
+//! workspace and a context on first contact; every inbound message is a row
+//! with a unique `(connector, dedupe_key)` before anything acts on it.
+
+use super::outbox::{NewOutbound, insert};
+use super::{Store, StoreError, found};
+use crate::clock::UnixMillis;
+use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, WorkspaceId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// A workspace row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Workspace {
+    /// Id (also the directory name).
+    pub id: WorkspaceId,
+    /// Unique readable slug.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: UnixMillis,
+}
+
+/// The result of recording an inbound message.
+#[derive(Debug, Clone)]
+pub struct InboundRecord {
+    /// The chat's context (created if this was first contact).
+    pub context: Context,
+    /// The inbox row.
+    pub inbox_id: i64,
+    /// The same `(connector, dedupe_key)` was seen before; nothing was added.
+    pub duplicate: bool,
+}
+
+const CONTEXT_COLUMNS: &str = "id, workspace_id, connector, external_id, display_name, system_prompt, is_admin, created_at";
+
+fn context_from_row(r: &Row<'_>) -> rusqlite::Result<Context> {
+    Ok(Context {
+        id: ContextId::from_string(r.get::<_, String>(0)?),
+        workspace_id: WorkspaceId::from_string(r.get::<_, String>(1)?),
+        chat: ChatRef { connector: r.get(2)?, external_id: r.get(3)? },
+        display_name: r.get(4)?,
+        system_prompt: r.get(5)?,
+        is_admin: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+fn find_context(c: &Connection, chat: &ChatRef) -> rusqlite::Result<Option<Context>> {
+    let sql = format!("SELECT {CONTEXT_COLUMNS} FROM contexts WHERE connector = ?1 AND external_id = ?2");
+    c.prepare_cached(&sql)?.query_row(params![chat.connector, chat.external_id], context_from_row).optional()
+}
+
+/// `a-z0-9._-` only, lower case, at most 48 characters.
+fn slug_part(s: &str) -> String {
+    let mapped: String = s.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' { ch.to_ascii_lowercase() } else { '-' }).collect();
+    mapped.trim_matches(['-', '.']).chars().take(48).collect()
+}
+
+/// Finds or creates the workspace and context of `chat` (inside the caller's transaction).
+fn ensure_context(c: &Connection, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
+    if let Some(ctx) = find_context(c, chat)? {
+        return Ok(ctx);
+    }
+    let base = format!("{}-{}", chat.connector, slug_part(&chat.external_id));
+    let taken: bool = c.query_row("SELECT EXISTS(SELECT 1 FROM workspaces WHERE slug = ?1)", [&base], |r| r.get(0))?;
+    let slug = if taken { format!("{base}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]) } else { base };
+    let workspace = WorkspaceId::random();
+    let name = format!("{}: {}", chat.connector, display_name);
+    c.execute(
+        "INSERT INTO workspaces (id, slug, name, kind, created_at) VALUES (?1, ?2, ?3, 'community', ?4)",
+        params![workspace.as_str(), slug, name, now],
+    )?;
+    let id = ContextId::random();
+    c.execute(
+        "INSERT INTO contexts (id, workspace_id, connector, external_id, display_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id.as_str(), workspace.as_str(), chat.connector, chat.external_id, display_name, now],
+    )?;
+    found(find_context(c, chat)?, "context")
+}
+
+impl Store {
+    /// Finds or creates the context (and workspace) of a chat.
+    pub async fn ensure_context(&self, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
+        let (chat, name) = (chat.clone(), display_name.to_string());
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let ctx = ensure_context(&tx, &chat, &name, now)?;
+            tx.commit()?;
+            Ok(ctx)
+        })
+        .await
+    }
+
+    /// The context of a chat, if it has one.
+    pub async fn context_for_chat(&self, chat: &ChatRef) -> Result<Option<Context>, StoreError> {
+        let chat = chat.clone();
+        self.read(move |c| Ok(find_context(c, &chat)?)).await
+    }
+
+    /// A context by id.
+    pub async fn get_context(&self, id: &ContextId) -> Result<Context, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let sql = format!("SELECT {CONTEXT_COLUMNS} FROM contexts WHERE id = ?1");
+            found(c.query_row(&sql, [id.as_str()], context_from_row).optional()?, "context")
+        })
+        .await
+    }
+
+    /// Records an inbound message (and first-contact workspace/context) in one
+    /// transaction. A repeated `(connector, dedupe_key)` adds nothing.
+    pub async fn record_inbound(&self, msg: &Inbound, now: UnixMillis) -> Result<InboundRecord, StoreError> {
+        let msg = msg.clone();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let context = ensure_context(&tx, &msg.chat, &msg.display_name, now)?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO inbox (connector, dedupe_key, context_id, from_user_id, display_name, text, status, trace_id, received_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8) ON CONFLICT (connector, dedupe_key) DO NOTHING",
+                )?
+                .execute(params![msg.chat.connector, msg.dedupe_key, context.id.as_str(), msg.from_user_id, msg.display_name, msg.text, msg.trace_id.as_str(), now])?;
+            let inbox_id: i64 = tx.query_row(
+                "SELECT id FROM inbox WHERE connector = ?1 AND dedupe_key = ?2",
+                params![msg.chat.connector, msg.dedupe_key],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0 })
+        })
+        .await
+    }
+
+    /// Marks an inbound message handled (or failed, with `error`) and writes
+    /// its reply, if any, in the same transaction. `delivered_inline` replies
+    /// (returned in an API response) are stored as already sent.
+    pub async fn finish_inbound(
+        &self,
+        inbox_id: i64,
+        error: Option<String>,
+        reply: Option<NewOutbound>,
+        delivered_inline: bool,
+        now: UnixMillis,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let status = if error.is_some() { "failed" } else { "handled" };
+            tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?.execute(params![status, error, now, inbox_id])?;
+            let status = if delivered_inline { OutboxStatus::Sent } else { OutboxStatus::Pending };
+            let id = reply.map(|m| insert(&tx, &m, status, now)).transpose()?;
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Number of inbox rows (all statuses).
+    pub async fn inbox_count(&self) -> Result<u64, StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?)).await
+    }
+
+    /// A workspace by id.
+    pub async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let row = c
+                .query_row("SELECT id, slug, name, created_at FROM workspaces WHERE id = ?1", [id.as_str()], |r| {
+                    Ok(Workspace { id: WorkspaceId::from_string(r.get::<_, String>(0)?), slug: r.get(1)?, name: r.get(2)?, created_at: r.get(3)? })
+                })
+                .optional()?;
+            found(row, "workspace")
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::temp_store;
+    use crate::domain::{ChatRef, Inbound, TraceId};
+
+    fn inbound(dedupe: &str) -> Inbound {
+        Inbound {
+            chat: ChatRef::new("codex", "s1").expect("chat"),
+            from_user_id: "u1".into(),
+            display_name: "U1".into(),
+            text: "hello".into(),
+            dedupe_key: dedupe.into(),
+            trace_id: TraceId::random(),
+        }
+    }
+
+    #[tokio::test]
+    async fn first_contact_creates_one_context_and_duplicates_add_nothing() {
+        let (_d, store) = temp_store();
+        let a = store.record_inbound(&inbound("m1"), 1).await.expect("a");
+        let b = store.record_inbound(&inbound("m1"), 2).await.expect("b");
+        let c = store.record_inbound(&inbound("m2"), 3).await.expect("c");
+        assert!(!a.duplicate && b.duplicate && !c.duplicate);
+        assert_eq!(a.inbox_id, b.inbox_id);
+        assert_eq!(a.context.id, c.context.id);
+        assert_eq!(store.inbox_count().await.expect("count"), 2);
+    }
+
+    #[tokio::test]
+    async fn colliding_slugs_get_distinct_workspaces() {
+        let (_d, store) = temp_store();
+        let a = store.ensure_context(&ChatRef::new("codex", "a.b").expect("a"), "A", 1).await.expect("a");
+        let b = store.ensure_context(&ChatRef::new("codex", "a-b").expect("b"), "B", 1).await.expect("b");
+        assert_ne!(a.workspace_id, b.workspace_id);
+    }
+}

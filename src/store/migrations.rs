@@ -1,0 +1,176 @@
+//! Forward-only, numbered schema migrations. Each step runs in its own
+//! transaction together with the `user_version` bump; a step is never edited
+//! once released — add a new one instead.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+/// The migration steps, in order; step `i` brings the schema to version `i + 1`.
+const STEPS: &[&str] = &[
+    // 1: the foundation tables.
+    r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE identities (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    connector TEXT NOT NULL,
+    connector_user_id TEXT NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    UNIQUE (connector, connector_user_id)
+);
+CREATE TABLE workspaces (
+    id TEXT PRIMARY KEY,
+    slug TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE contexts (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    connector TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    system_prompt TEXT NOT NULL DEFAULT '',
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    UNIQUE (connector, external_id)
+);
+CREATE INDEX contexts_admin ON contexts (workspace_id) WHERE is_admin = 1;
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    connector TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    context_id TEXT NOT NULL REFERENCES contexts(id) ON DELETE CASCADE,
+    from_user_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('received', 'handled', 'failed')),
+    error TEXT,
+    trace_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    handled_at INTEGER,
+    UNIQUE (connector, dedupe_key)
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    context_id TEXT NOT NULL REFERENCES contexts(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    run_key TEXT UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    not_before INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    source_connector TEXT,
+    source_external_id TEXT,
+    source_user_id TEXT,
+    result_summary TEXT,
+    result_path TEXT,
+    error TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    trace_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER
+);
+CREATE INDEX tasks_claimable ON tasks (not_before, created_at) WHERE status = 'queued';
+CREATE INDEX tasks_leased ON tasks (lease_expires_at) WHERE status = 'running';
+CREATE INDEX tasks_by_context ON tasks (context_id, created_at);
+CREATE INDEX tasks_by_workspace ON tasks (workspace_id, updated_at);
+CREATE TABLE task_events (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT,
+    attempt INTEGER NOT NULL,
+    worker TEXT,
+    detail TEXT
+);
+CREATE INDEX task_events_by_task ON task_events (task_id, id);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    connector TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    platform_message_id TEXT,
+    task_id TEXT REFERENCES tasks(id) ON DELETE SET NULL,
+    trace_id TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    sent_at INTEGER
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX outbox_by_chat ON outbox (connector, external_id, id);
+CREATE TABLE llm_usage (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    task_id TEXT REFERENCES tasks(id) ON DELETE SET NULL,
+    context_id TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    total_tokens INTEGER,
+    latency_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX llm_usage_by_time ON llm_usage (at);
+"#,
+];
+
+/// The schema version this binary brings a database to.
+pub const LATEST: i64 = STEPS.len() as i64;
+
+/// Applies every step above the file's `user_version`, each in a transaction.
+pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::SchemaTooNew { found: current, supported: LATEST });
+    }
+    for (i, sql) in STEPS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_newer_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.sqlite");
+        let mut c = Connection::open(&path).expect("open");
+        apply(&mut c).expect("first");
+        apply(&mut c).expect("second run is a no-op");
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(v, LATEST);
+        c.pragma_update(None, "user_version", LATEST + 1).expect("bump");
+        assert!(matches!(apply(&mut c), Err(StoreError::SchemaTooNew { .. })));
+    }
+}

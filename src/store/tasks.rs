@@ -1,0 +1,318 @@
+//! Tasks: enqueue (idempotent by run key), reads, optimistic updates, cancel.
+//! Lease operations (claim, renew, finish, recover) live in `leases`.
+
+mod leases;
+
+pub use leases::{FinishOutcome, LeaseState, RetryPolicy};
+
+use super::{Store, StoreError, found};
+use crate::clock::UnixMillis;
+use crate::domain::{ContextId, NewTask, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+pub(super) const TASK_COLUMNS: &str = "id, workspace_id, context_id, kind, title, prompt, run_key, status, attempts, \
+    max_attempts, lease_owner, lease_expires_at, not_before, version, source_connector, source_external_id, \
+    source_user_id, result_summary, result_path, error, cancel_requested, trace_id, created_at, updated_at, \
+    started_at, finished_at";
+
+fn bad_value(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+}
+
+pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+    Ok(Task {
+        id: TaskId::from_string(r.get::<_, String>(0)?),
+        workspace_id: WorkspaceId::from_string(r.get::<_, String>(1)?),
+        context_id: ContextId::from_string(r.get::<_, String>(2)?),
+        kind: TaskKind::parse(&r.get::<_, String>(3)?).map_err(|e| bad_value(3, e))?,
+        title: r.get(4)?,
+        prompt: r.get(5)?,
+        run_key: r.get(6)?,
+        status: TaskStatus::parse(&r.get::<_, String>(7)?).map_err(|e| bad_value(7, e))?,
+        attempts: r.get(8)?,
+        max_attempts: r.get(9)?,
+        lease_owner: r.get(10)?,
+        lease_expires_at: r.get(11)?,
+        not_before: r.get(12)?,
+        version: r.get(13)?,
+        source_connector: r.get(14)?,
+        source_external_id: r.get(15)?,
+        source_user_id: r.get(16)?,
+        result_summary: r.get(17)?,
+        result_path: r.get(18)?,
+        error: r.get(19)?,
+        cancel_requested: r.get(20)?,
+        trace_id: TraceId::from_string(r.get::<_, String>(21)?),
+        created_at: r.get(22)?,
+        updated_at: r.get(23)?,
+        started_at: r.get(24)?,
+        finished_at: r.get(25)?,
+    })
+}
+
+pub(super) fn load_task(c: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+    Ok(c.query_row(&sql, [id], task_from_row).optional()?)
+}
+
+/// Appends one history row; always called inside the transaction that made the change.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn add_event(
+    c: &Connection,
+    task: &str,
+    at: UnixMillis,
+    event: &str,
+    from: Option<TaskStatus>,
+    to: Option<TaskStatus>,
+    attempt: u32,
+    worker: Option<&str>,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO task_events (task_id, at, event, from_status, to_status, attempt, worker, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![task, at, event, from.map(|s| s.as_str()), to.map(|s| s.as_str()), attempt, worker, detail])?;
+    Ok(())
+}
+
+/// The result of an enqueue.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// The task (the existing one when the run key was already used).
+    pub task: Task,
+    /// False when the run key matched an existing task and nothing was added.
+    pub created: bool,
+}
+
+/// Filters for listing tasks; `limit` is clamped to 1..=500.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this workspace.
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only this context.
+    pub context_id: Option<ContextId>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only this kind.
+    pub kind: Option<TaskKind>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// An optimistic edit of a task: applied only at the named version.
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New prompt (only while queued).
+    pub prompt: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// The task was queued and is now canceled.
+    Canceled(Task),
+    /// The task is running; its worker was asked to stop.
+    Requested(Task),
+}
+
+impl Store {
+    /// Persists a new task (status `queued`) and its `created` event in one
+    /// transaction. With a run key that already exists, returns the existing
+    /// task and adds nothing.
+    pub async fn enqueue_task(&self, new: NewTask, max_attempts: u32, now: UnixMillis) -> Result<Enqueued, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            if let Some(key) = &new.run_key {
+                let existing: Option<String> =
+                    tx.query_row("SELECT id FROM tasks WHERE run_key = ?1", [key], |r| r.get(0)).optional()?;
+                if let Some(id) = existing {
+                    let task = found(load_task(&tx, &id)?, "task")?;
+                    return Ok(Enqueued { task, created: false });
+                }
+            }
+            let chat: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT connector, external_id FROM contexts WHERE id = ?1 AND workspace_id = ?2",
+                    [new.context_id.as_str(), new.workspace_id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (connector, external_id) = found(chat, "context")?;
+            let id = TaskId::random();
+            tx.prepare_cached(
+                "INSERT INTO tasks (id, workspace_id, context_id, kind, title, prompt, run_key, status, max_attempts, \
+                 not_before, source_connector, source_external_id, source_user_id, trace_id, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?9, ?9)",
+            )?
+            .execute(params![
+                id.as_str(),
+                new.workspace_id.as_str(),
+                new.context_id.as_str(),
+                new.kind.as_str(),
+                new.title,
+                new.prompt,
+                new.run_key,
+                max_attempts,
+                now,
+                connector,
+                external_id,
+                new.source_user_id,
+                new.trace_id.as_str(),
+            ])?;
+            add_event(&tx, id.as_str(), now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
+            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            tx.commit()?;
+            Ok(Enqueued { task, created: true })
+        })
+        .await
+    }
+
+    /// One task by id.
+    pub async fn get_task(&self, id: &TaskId) -> Result<Task, StoreError> {
+        let id = id.clone();
+        self.read(move |c| found(load_task(c, id.as_str())?, "task")).await
+    }
+
+    /// Tasks of a workspace whose id starts with `prefix`, at most `limit`.
+    pub async fn find_tasks_by_prefix(&self, workspace: &WorkspaceId, prefix: &str, limit: u32) -> Result<Vec<Task>, StoreError> {
+        let (ws, pattern) = (workspace.clone(), format!("{}%", prefix.replace(['%', '_'], "")));
+        self.read(move |c| {
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE workspace_id = ?1 AND id LIKE ?2 LIMIT ?3");
+            let rows = c.prepare_cached(&sql)?.query_map(params![ws.as_str(), pattern, limit], task_from_row)?.collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Tasks matching `filter`, most recently changed first.
+    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR workspace_id = ?1) AND (?2 IS NULL OR context_id = ?2) \
+                 AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY updated_at DESC, created_at DESC LIMIT ?5"
+            );
+            let limit = filter.limit.unwrap_or(100).clamp(1, 500);
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        filter.workspace_id.as_ref().map(WorkspaceId::as_str),
+                        filter.context_id.as_ref().map(ContextId::as_str),
+                        filter.status.map(TaskStatus::as_str),
+                        filter.kind.map(TaskKind::as_str),
+                        limit
+                    ],
+                    task_from_row,
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Counts of tasks by status in one context.
+    pub async fn task_counts(&self, context: &ContextId) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
+        let ctx = context.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM tasks WHERE context_id = ?1 GROUP BY status")?;
+            let rows = stmt.query_map([ctx.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row?;
+                if let Ok(status) = TaskStatus::parse(&s) {
+                    out.push((status, n));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The history of one task, oldest first.
+    pub async fn task_events(&self, id: &TaskId) -> Result<Vec<TaskEvent>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, task_id, at, event, from_status, to_status, attempt, worker, detail FROM task_events WHERE task_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([id.as_str()], |r| {
+                Ok(TaskEvent {
+                    id: r.get(0)?,
+                    task_id: TaskId::from_string(r.get::<_, String>(1)?),
+                    at: r.get(2)?,
+                    event: r.get(3)?,
+                    from_status: r.get::<_, Option<String>>(4)?.and_then(|s| TaskStatus::parse(&s).ok()),
+                    to_status: r.get::<_, Option<String>>(5)?.and_then(|s| TaskStatus::parse(&s).ok()),
+                    attempt: r.get(6)?,
+                    worker: r.get(7)?,
+                    detail: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Applies `patch` only if the task is still at `if_version`; a stale
+    /// version is refused with [`StoreError::VersionConflict`].
+    pub async fn update_task(&self, id: &TaskId, if_version: i64, patch: TaskPatch, now: UnixMillis) -> Result<Task, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            if task.version != if_version {
+                return Err(StoreError::VersionConflict { current: task.version });
+            }
+            if patch.prompt.is_some() && task.status != TaskStatus::Queued {
+                return Err(StoreError::Conflict(format!("the prompt can only change while queued (task is {})", task.status)));
+            }
+            tx.execute(
+                "UPDATE tasks SET title = COALESCE(?1, title), prompt = COALESCE(?2, prompt), version = version + 1, updated_at = ?3 \
+                 WHERE id = ?4 AND version = ?5",
+                params![patch.title, patch.prompt, now, id.as_str(), if_version],
+            )?;
+            let fields: Vec<&str> = [patch.title.as_ref().map(|_| "title"), patch.prompt.as_ref().map(|_| "prompt")].into_iter().flatten().collect();
+            add_event(&tx, id.as_str(), now, "updated", Some(task.status), Some(task.status), task.attempts, None, Some(&fields.join(",")))?;
+            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            tx.commit()?;
+            Ok(task)
+        })
+        .await
+    }
+
+    /// Cancels a queued task at once, or flags a running one so its worker
+    /// stops; a finished task is refused with [`StoreError::Conflict`].
+    pub async fn cancel_task(&self, id: &TaskId, reason: String, now: UnixMillis) -> Result<CancelOutcome, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            let out = match task.status {
+                TaskStatus::Queued => {
+                    tx.execute(
+                        "UPDATE tasks SET status = 'canceled', error = ?1, finished_at = ?2, updated_at = ?2, version = version + 1 WHERE id = ?3",
+                        params![reason, now, id.as_str()],
+                    )?;
+                    add_event(&tx, id.as_str(), now, "canceled", Some(task.status), Some(TaskStatus::Canceled), task.attempts, None, Some(&reason))?;
+                    CancelOutcome::Canceled(found(load_task(&tx, id.as_str())?, "task")?)
+                }
+                TaskStatus::Running if !task.cancel_requested => {
+                    tx.execute(
+                        "UPDATE tasks SET cancel_requested = 1, updated_at = ?1, version = version + 1 WHERE id = ?2",
+                        params![now, id.as_str()],
+                    )?;
+                    add_event(&tx, id.as_str(), now, "cancel_requested", Some(task.status), Some(task.status), task.attempts, None, Some(&reason))?;
+                    CancelOutcome::Requested(found(load_task(&tx, id.as_str())?, "task")?)
+                }
+                TaskStatus::Running => CancelOutcome::Requested(task),
+                s => return Err(StoreError::Conflict(format!("task already {s}"))),
+            };
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+}

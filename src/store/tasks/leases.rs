@@ -1,0 +1,227 @@
+//! Leases: claiming queued tasks, renewing, finishing (worker-scoped) and
+//! recovering tasks whose worker stopped renewing. Final outcomes write their
+//! notices to the outbox in the same transaction, so a notice is never lost
+//! and never sent twice.
+
+use super::super::outbox::{Notifier, queue_task_notices};
+use super::super::{Store, StoreError, found};
+use super::{TASK_COLUMNS, add_event, load_task, task_from_row};
+use crate::clock::UnixMillis;
+use crate::domain::{Task, TaskId, TaskStatus};
+use rusqlite::{Connection, params};
+use std::time::Duration;
+
+/// Exponential backoff between attempts: `base × 2^(attempt-1)`, capped at `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub base: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// How an attempt ended, as reported by the worker holding the lease.
+#[derive(Debug, Clone)]
+pub enum FinishOutcome {
+    /// The executor succeeded.
+    Succeeded {
+        /// Short result for lists and notices.
+        summary: String,
+        /// Workspace-relative path of the full result.
+        result_path: Option<String>,
+    },
+    /// The executor failed; `retryable` failures are retried while attempts remain.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The task was canceled while running.
+    Canceled,
+    /// The worker is shutting down: the task goes back to the queue and this
+    /// attempt does not count.
+    Released,
+}
+
+/// Whether a worker still holds its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Still held; `cancel_requested` says whether to stop.
+    Held {
+        /// A user asked to cancel.
+        cancel_requested: bool,
+    },
+    /// Lost (expired and taken over, or the task was finished elsewhere).
+    Lost,
+}
+
+impl Store {
+    /// Atomically claims up to `limit` claimable tasks for `worker`: status
+    /// `running`, `attempts + 1`, a lease until `now + lease`.
+    pub async fn claim_tasks(&self, worker: String, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
+        let expires = now + lease.as_millis() as i64;
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let sql = format!(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2, \
+                 started_at = ?3, updated_at = ?3, version = version + 1, error = NULL \
+                 WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?3 ORDER BY not_before, created_at LIMIT ?4) \
+                 RETURNING {TASK_COLUMNS}"
+            );
+            let tasks: Vec<Task> = tx.prepare_cached(&sql)?.query_map(params![worker, expires, now, limit], task_from_row)?.collect::<Result<_, _>>()?;
+            for t in &tasks {
+                add_event(&tx, t.id.as_str(), now, "claimed", Some(TaskStatus::Queued), Some(TaskStatus::Running), t.attempts, Some(&worker), None)?;
+            }
+            tx.commit()?;
+            Ok(tasks)
+        })
+        .await
+    }
+
+    /// Extends `worker`'s lease on a running task; says whether it is still
+    /// held and whether a cancel was requested. Renewals are not transitions:
+    /// they neither bump the version nor add events.
+    pub async fn renew_lease(&self, id: &TaskId, worker: String, now: UnixMillis, lease: Duration) -> Result<LeaseState, StoreError> {
+        let (id, expires) = (id.clone(), now + lease.as_millis() as i64);
+        self.write(move |c| {
+            let cancel: Option<bool> = c
+                .prepare_cached(
+                    "UPDATE tasks SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'running' AND lease_owner = ?3 RETURNING cancel_requested",
+                )?
+                .query_map(params![expires, id.as_str(), worker], |r| r.get(0))?
+                .next()
+                .transpose()?;
+            Ok(match cancel {
+                Some(cancel_requested) => LeaseState::Held { cancel_requested },
+                None => LeaseState::Lost,
+            })
+        })
+        .await
+    }
+
+    /// Records the outcome of `worker`'s attempt. Refused with
+    /// [`StoreError::StaleLease`] when the worker no longer holds the lease,
+    /// so a late worker can never overwrite a newer attempt.
+    pub async fn finish_task(
+        &self,
+        id: &TaskId,
+        worker: String,
+        outcome: FinishOutcome,
+        retry: RetryPolicy,
+        notifier: Notifier,
+        now: UnixMillis,
+    ) -> Result<Task, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(worker.as_str()) {
+                return Err(StoreError::StaleLease(id.to_string()));
+            }
+            let done = apply_outcome(&tx, &task, Some(&worker), outcome, retry, now)?;
+            if let Some(to) = done {
+                queue_task_notices(&tx, &task.id, to, &notifier, now)?;
+            }
+            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            tx.commit()?;
+            Ok(task)
+        })
+        .await
+    }
+
+    /// Requeues (or, past the attempt limit, fails) every running task whose
+    /// lease expired before `now`. Returns the tasks changed.
+    pub async fn recover_expired_leases(&self, now: UnixMillis, notifier: Notifier) -> Result<Vec<Task>, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND lease_expires_at < ?1");
+            let expired: Vec<Task> = tx.prepare_cached(&sql)?.query_map([now], task_from_row)?.collect::<Result<_, _>>()?;
+            let mut changed = Vec::with_capacity(expired.len());
+            for task in expired {
+                let owner = task.lease_owner.clone();
+                let outcome = if task.cancel_requested {
+                    FinishOutcome::Canceled
+                } else {
+                    let error = format!("lease expired: worker {} stopped renewing during attempt {}", owner.as_deref().unwrap_or("?"), task.attempts);
+                    FinishOutcome::Failed { error, retryable: true }
+                };
+                let retry = RetryPolicy { base: Duration::ZERO, max: Duration::ZERO };
+                if let Some(to) = apply_outcome(&tx, &task, owner.as_deref(), outcome, retry, now)? {
+                    queue_task_notices(&tx, &task.id, to, &notifier, now)?;
+                }
+                changed.push(found(load_task(&tx, task.id.as_str())?, "task")?);
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+}
+
+/// Applies an outcome to a running task; returns the final status reached, if any.
+fn apply_outcome(
+    tx: &Connection,
+    task: &Task,
+    worker: Option<&str>,
+    outcome: FinishOutcome,
+    retry: RetryPolicy,
+    now: UnixMillis,
+) -> Result<Option<TaskStatus>, StoreError> {
+    let id = task.id.as_str();
+    let running = Some(TaskStatus::Running);
+    let clear = "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2, version = version + 1";
+    match outcome {
+        FinishOutcome::Succeeded { summary, result_path } => {
+            tx.execute(
+                &format!("UPDATE tasks SET status = 'succeeded', result_summary = ?3, result_path = ?4, error = NULL, finished_at = ?2, {clear} WHERE id = ?1"),
+                params![id, now, summary, result_path],
+            )?;
+            add_event(tx, id, now, "succeeded", running, Some(TaskStatus::Succeeded), task.attempts, worker, None)?;
+            Ok(Some(TaskStatus::Succeeded))
+        }
+        FinishOutcome::Failed { error, retryable } if retryable && task.attempts < task.max_attempts => {
+            let at = now + retry.delay(task.attempts).as_millis() as i64;
+            tx.execute(
+                &format!("UPDATE tasks SET status = 'queued', error = ?3, not_before = ?4, {clear} WHERE id = ?1"),
+                params![id, now, error, at],
+            )?;
+            let event = if task.lease_expires_at.is_some_and(|e| e < now) && worker == task.lease_owner.as_deref() { "lease_expired" } else { "retry_scheduled" };
+            add_event(tx, id, now, event, running, Some(TaskStatus::Queued), task.attempts, worker, Some(&error))?;
+            Ok(None)
+        }
+        FinishOutcome::Failed { error, retryable } => {
+            let error = if retryable { format!("{error} (gave up after {} attempts)", task.attempts) } else { error };
+            tx.execute(
+                &format!("UPDATE tasks SET status = 'failed', error = ?3, finished_at = ?2, {clear} WHERE id = ?1"),
+                params![id, now, error],
+            )?;
+            add_event(tx, id, now, "failed", running, Some(TaskStatus::Failed), task.attempts, worker, Some(&error))?;
+            Ok(Some(TaskStatus::Failed))
+        }
+        FinishOutcome::Canceled => {
+            tx.execute(
+                &format!("UPDATE tasks SET status = 'canceled', error = 'canceled while running', finished_at = ?2, {clear} WHERE id = ?1"),
+                params![id, now],
+            )?;
+            add_event(tx, id, now, "canceled", running, Some(TaskStatus::Canceled), task.attempts, worker, None)?;
+            Ok(Some(TaskStatus::Canceled))
+        }
+        FinishOutcome::Released => {
+            tx.execute(
+                &format!("UPDATE tasks SET status = 'queued', attempts = MAX(attempts - 1, 0), not_before = ?2, {clear} WHERE id = ?1"),
+                params![id, now],
+            )?;
+            add_event(tx, id, now, "released", running, Some(TaskStatus::Queued), task.attempts, worker, Some("worker shut down"))?;
+            Ok(None)
+        }
+    }
+}

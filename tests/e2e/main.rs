@@ -1,0 +1,11 @@
+//! The one integration-test binary: behaviour through real parts (real
+//! SQLite files, the real binary, real HTTP on loopback, a scripted LLM).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod cli;
+mod daemon;
+mod llm;
+mod queue;

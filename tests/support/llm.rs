@@ -1,0 +1,136 @@
+//! A scripted OpenAI-compatible (and Anthropic-compatible) LLM server on
+//! 127.0.0.1:0. Each request takes the next scripted step (or the default
+//! reply); every request body and its headers are recorded.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the server does with one request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Answer with this text (usage: 11 prompt, 7 completion tokens).
+    Reply(String),
+    /// Answer with this HTTP status and body.
+    Status(u16, String),
+    /// Never answer (until the client gives up or the process dies).
+    Stall,
+    /// Answer with this text after a delay.
+    Delayed(Duration, String),
+}
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `chat` or `messages`.
+    pub api: &'static str,
+    /// The JSON body.
+    pub body: Value,
+    /// The request headers.
+    pub headers: HeaderMap,
+}
+
+#[derive(Default)]
+struct Inner {
+    script: Mutex<VecDeque<Step>>,
+    requests: Mutex<Vec<Recorded>>,
+    arrived: Notify,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeLlm {
+    inner: Arc<Inner>,
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+}
+
+impl FakeLlm {
+    /// Starts the server on 127.0.0.1:0 in the current runtime.
+    pub async fn start() -> FakeLlm {
+        let inner = Arc::new(Inner::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/messages", post(messages))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake llm");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeLlm { inner, base_url: format!("http://{addr}/v1") }
+    }
+
+    /// Appends steps to the script.
+    pub fn push(&self, steps: impl IntoIterator<Item = Step>) {
+        self.inner.script.lock().expect("script").extend(steps);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.requests.lock().expect("requests").clone()
+    }
+
+    /// Waits until at least `n` requests arrived (panics after `timeout`).
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.arrived.notified();
+            if self.requests().len() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("fake LLM: waited {timeout:?} for {n} request(s), got {}", self.requests().len());
+            }
+        }
+    }
+}
+
+async fn next_step(inner: &Inner, api: &'static str, headers: HeaderMap, body: Value) -> Step {
+    inner.requests.lock().expect("requests").push(Recorded { api, body, headers });
+    inner.arrived.notify_waiters();
+    inner.script.lock().expect("script").pop_front().unwrap_or(Step::Reply("default fake answer".into()))
+}
+
+async fn play(step: Step, ok: impl FnOnce(String) -> Value) -> Response {
+    match step {
+        Step::Reply(text) => Json(ok(text)).into_response(),
+        Step::Delayed(d, text) => {
+            tokio::time::sleep(d).await;
+            Json(ok(text)).into_response()
+        }
+        Step::Status(code, body) => (StatusCode::from_u16(code).expect("status"), body).into_response(),
+        Step::Stall => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or("fake").to_string();
+    let step = next_step(&inner, "chat", headers, body).await;
+    play(step, |text| {
+        json!({"id": "chatcmpl-1", "object": "chat.completion", "model": format!("{model}-fake"),
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+    })
+    .await
+}
+
+async fn messages(State(inner): State<Arc<Inner>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or("fake").to_string();
+    let step = next_step(&inner, "messages", headers, body).await;
+    play(step, |text| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+               "content": [{"type": "text", "text": text}], "usage": {"input_tokens": 13, "output_tokens": 5}})
+    })
+    .await
+}
