@@ -1,1 +1,326 @@
-fn main(){}
+//! `make bench`: the performance harness. It measures, on this machine, the
+//! numbers the issues name: binary size, cold start to `/readyz`, idle RSS,
+//! durable task throughput (in-process, real store, no-op executor), and the
+//! chat API's sustained throughput and latency at a fixed rate. Every figure
+//! is the median of several runs; the load generator shares the machine with
+//! the daemon, as it would in production on a small host.
+//!
+//! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
+//! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
+//! `BENCH_ONLY` (`queue` or `http` to run one part).
+
+#![allow(clippy::expect_used, reason = "a benchmark that cannot set up stops with a message")]
+
+use agent_runtime::clock::SystemClock;
+use agent_runtime::config::{NotifyConfig, OrchestratorConfig};
+use agent_runtime::domain::{ChatRef, NewTask, NotifyPolicy, TaskKind, TaskStatus, TraceId};
+use agent_runtime::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, spawn_pool};
+use agent_runtime::runtime::Supervisor;
+use agent_runtime::store::Store;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_agent-runtime")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Daemon {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the release binary on a fresh data dir; returns it and the time to the first `/readyz` 200.
+async fn start_daemon(http: &reqwest::Client, extra: &[(&str, &str)]) -> (Daemon, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .current_dir(dir.path())
+        .env("AGENT_RUNTIME_DATA_DIR", dir.path().join("data"))
+        .env("AGENT_RUNTIME_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("AGENT_RUNTIME_LOG", "warn")
+        .env("AGENT_RUNTIME_LLM_PROVIDER", "none")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let started = Instant::now();
+    let child = cmd.spawn().expect("spawn serve");
+    loop {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "daemon did not become ready");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ready = started.elapsed();
+    (Daemon { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }, ready)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+async fn queue_throughput(tasks: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+    let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
+    let cfg = OrchestratorConfig {
+        concurrency: 5,
+        max_attempts: 3,
+        lease: Duration::from_secs(30),
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
+    let handle = OrchestratorHandle::new(store.clone(), Arc::new(SystemClock), cfg, notify, Arc::new(tokio::sync::Notify::new()));
+    let sup = Supervisor::new();
+    let pool = spawn_pool(handle.clone(), Executors::default().with(TaskKind::Noop, Arc::new(NoopExecutor)), &sup);
+    let started = Instant::now();
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let mut producers = Vec::new();
+    let producers_n = env_usize("BENCH_PRODUCERS", 4);
+    for _ in 0..producers_n {
+        let (h, ctx, submitted) = (handle.clone(), ctx.clone(), submitted.clone());
+        producers.push(tokio::spawn(async move {
+            while submitted.fetch_add(1, Ordering::Relaxed) < tasks {
+                let t = NewTask {
+                    workspace_id: ctx.workspace_id.clone(),
+                    context_id: ctx.id.clone(),
+                    kind: TaskKind::Noop,
+                    title: "bench".into(),
+                    prompt: "noop".into(),
+                    run_key: None,
+                    source_user_id: None,
+                    trace_id: TraceId::random(),
+                };
+                h.submit(t).await.expect("submit");
+            }
+        }));
+    }
+    for p in producers {
+        p.await.expect("producer");
+    }
+    loop {
+        let (queued, running) = store.unfinished_task_count().await.expect("counts");
+        if queued + running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let counts = store.task_status_counts().await.expect("counts");
+    let done = counts.iter().find(|(s, _)| *s == TaskStatus::Succeeded).map_or(0, |(_, n)| *n);
+    assert_eq!(done as usize, tasks, "every task succeeded");
+    let secs = started.elapsed().as_secs_f64();
+    pool.drain(Duration::from_secs(5)).await;
+    store.close();
+    tasks as f64 / secs
+}
+
+fn chat_body(i: usize) -> String {
+    format!(r#"{{"external_id":"bench-{}","text":"/task x"}}"#, i % 50)
+}
+
+async fn sustained(http: &reqwest::Client, base: &str, seconds: u64, clients: usize) -> f64 {
+    let url = format!("{base}/api/v1/chat");
+    let ok = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for c in 0..clients {
+        let (http, url, ok) = (http.clone(), url.clone(), ok.clone());
+        joins.push(tokio::spawn(async move {
+            let mut i = c;
+            while Instant::now() < deadline {
+                let r = http.post(&url).header("content-type", "application/json").body(chat_body(i)).send().await;
+                if r.is_ok_and(|r| r.status() == 200) {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                i += clients;
+            }
+        }));
+    }
+    for j in joins {
+        j.await.expect("client");
+    }
+    ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Open-loop load at `rate` requests/s; returns (p50, p99) in ms and the error count.
+async fn fixed_rate(http: &reqwest::Client, base: &str, seconds: u64, rate: u64) -> (f64, f64, usize) {
+    let url = format!("{base}/api/v1/chat");
+    let total = (seconds * rate) as usize;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let start = tokio::time::Instant::now();
+    let mut joins = Vec::with_capacity(total);
+    for i in 0..total {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (http, url) = (http.clone(), url.clone());
+        joins.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = http.post(&url).header("content-type", "application/json").body(chat_body(i)).send().await;
+            let ok = r.is_ok_and(|r| r.status() == 200);
+            (t.elapsed().as_secs_f64() * 1000.0, ok)
+        }));
+    }
+    let mut lat = Vec::with_capacity(total);
+    let mut errors = 0;
+    for j in joins {
+        let (ms, ok) = j.await.expect("request");
+        lat.push(ms);
+        errors += usize::from(!ok);
+    }
+    lat.sort_by(f64::total_cmp);
+    (percentile(&lat, 0.50), percentile(&lat, 0.99), errors)
+}
+
+#[tokio::main]
+async fn main() {
+    let runs = env_usize("BENCH_RUNS", 5);
+    let seconds = env_usize("BENCH_SECONDS", 10) as u64;
+    let tasks = env_usize("BENCH_TASKS", 20_000);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(10)).build().expect("client");
+    println!("# agent-runtime benchmarks ({} runs each; medians)", runs);
+    println!("| measure | median | runs |\n|---|---|---|");
+
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "micro" {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
+        let n = 5000;
+        {
+            let c = rusqlite::Connection::open(dir.path().join("raw.sqlite")).expect("raw");
+            c.pragma_update(None, "journal_mode", "WAL").expect("wal");
+            c.pragma_update(None, "synchronous", "NORMAL").expect("sync");
+            c.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT, b INTEGER); CREATE INDEX ti ON t(b);").expect("create");
+            let mut c = c;
+            let t = Instant::now();
+            for i in 0..n {
+                let tx = c.transaction().expect("tx");
+                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)").expect("p").execute(rusqlite::params![format!("id{i}"), "x", i]).expect("i");
+                tx.commit().expect("c");
+            }
+            println!("raw insert txn: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+            c.pragma_update(None, "synchronous", "OFF").expect("sync");
+            let t = Instant::now();
+            for i in n..2 * n {
+                let tx = c.transaction().expect("tx");
+                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)").expect("p").execute(rusqlite::params![format!("id{i}"), "x", i]).expect("i");
+                tx.commit().expect("c");
+            }
+            println!("raw insert txn sync=off: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        }
+        let t = Instant::now();
+        for _ in 0..n {
+            let nt = NewTask { workspace_id: ctx.workspace_id.clone(), context_id: ctx.id.clone(), kind: TaskKind::Noop, title: "b".into(), prompt: "p".into(), run_key: None, source_user_id: None, trace_id: TraceId::random() };
+            store.enqueue_task(nt, 3, 0).await.expect("e");
+        }
+        println!("enqueue sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let mut claimed = Vec::new();
+        for _ in 0..n {
+            claimed.extend(store.claim_tasks("w".into(), 1, Duration::from_secs(30), 1).await.expect("c"));
+        }
+        println!("claim sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
+        let notifier = agent_runtime::store::Notifier { config: notify, render: agent_runtime::orchestrator::render_notice };
+        let retry = agent_runtime::store::RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(1) };
+        let t = Instant::now();
+        for task in &claimed {
+            store.finish_task(&task.id, "w".into(), agent_runtime::store::FinishOutcome::Succeeded { summary: "ok".into(), result_path: None }, retry, notifier, 2).await.expect("f");
+        }
+        println!("finish sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..n {
+            store.ping().await.expect("ping");
+        }
+        println!("read ping sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..n {
+            store.write_noop().await.expect("noop");
+        }
+        println!("write noop sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        return;
+    }
+    if only == "queue" {
+        let mut tput = Vec::new();
+        for _ in 0..runs {
+            tput.push(queue_throughput(tasks).await);
+        }
+        println!("| durable task throughput | {:.0} tasks/s (runs: {tput:.0?}) | {runs} |", median(tput.clone()));
+        return;
+    }
+    let size = std::fs::metadata(bin()).expect("binary").len();
+    println!("| release binary size (stripped) | {:.1} MiB ({size} bytes) | 1 |", size as f64 / 1_048_576.0);
+
+    let mut ready = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let (d, t) = start_daemon(&http, &[]).await;
+        ready.push(t.as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss.push(rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0);
+    }
+    let r = ready.clone();
+    println!("| cold start to /readyz 200 (new data dir) | {:.1} ms (min {:.1}, max {:.1}) | {runs} |", median(ready), r.iter().cloned().fold(f64::MAX, f64::min), r.iter().cloned().fold(0.0, f64::max));
+    println!("| idle RSS of serve (2 s after ready) | {:.1} MiB | {runs} |", median(rss));
+
+    let mut tput = Vec::new();
+    for _ in 0..runs {
+        tput.push(queue_throughput(tasks).await);
+    }
+    println!("| durable task throughput, enqueue→claim→complete, no-op executor, 5 workers | {:.0} tasks/s ({tasks} tasks per run) | {runs} |", median(tput));
+
+    let (d, _) = start_daemon(&http, &[]).await;
+    let mut sus = Vec::new();
+    for _ in 0..runs.min(3) {
+        sus.push(sustained(&http, &d.base, seconds, 32).await);
+    }
+    println!("| POST /api/v1/chat `/task x`, 32 closed-loop clients, {seconds} s | {:.0} req/s | {} |", median(sus), runs.min(3));
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut errors = 0;
+    for _ in 0..runs.min(3) {
+        let (a, b, e) = fixed_rate(&http, &d.base, seconds, 200).await;
+        p50.push(a);
+        p99.push(b);
+        errors += e;
+    }
+    println!("| POST /api/v1/chat `/task x` at 200 req/s open loop, {seconds} s: p50 / p99 | {:.2} ms / {:.2} ms ({errors} errors) | {} |", median(p50), median(p99), runs.min(3));
+    println!("| RSS after the HTTP load | {:.1} MiB (peak {:.1} MiB) | 1 |", rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0, rss_kib(d.child.id(), "VmHWM:") as f64 / 1024.0);
+}

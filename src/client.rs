@@ -11,7 +11,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The daemon could not be reached.
-    #[error("cannot reach agent-runtime at {url}: {message} (is `agent-runtime serve` running? set --api-url or AGENT_RUNTIME_ADMIN_API_URL)")]
+    #[error(
+        "cannot reach agent-runtime at {url}: {message} (is `agent-runtime serve` running? set --api-url or AGENT_RUNTIME_ADMIN_API_URL)"
+    )]
     Unreachable {
         /// The URL tried.
         url: String,

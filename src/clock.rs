@@ -50,8 +50,5 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// Formats unix milliseconds as RFC 3339 UTC with second precision.
 pub fn rfc3339(ms: UnixMillis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -142,7 +142,9 @@ impl LlmConfig {
     pub fn readiness(&self) -> Result<(), String> {
         let local = ["localhost", "127.0.0.1", "[::1]", "ollama"].iter().any(|h| self.base_url.contains(h));
         match self.provider {
-            ProviderKind::Disabled => Err("no LLM provider configured: AGENT_RUNTIME_LLM_PROVIDER is \"none\"; set it to openai or anthropic".into()),
+            ProviderKind::Disabled => {
+                Err("no LLM provider configured: AGENT_RUNTIME_LLM_PROVIDER is \"none\"; set it to openai or anthropic".into())
+            }
             ProviderKind::OpenAi if self.api_key.is_none() && !local => Err(format!(
                 "no LLM provider configured: set AGENT_RUNTIME_LLM_API_KEY (or point AGENT_RUNTIME_LLM_BASE_URL at a local server; now {})",
                 self.base_url
@@ -274,9 +276,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
     let data_dir = PathBuf::from(r.string("AGENT_RUNTIME_DATA_DIR", "./data"));
     let paths = Paths {
         workspace_root: r.opt_string("AGENT_RUNTIME_WORKSPACE_ROOT").map_or_else(|| data_dir.join("workspaces"), PathBuf::from),
-        db_path: r
-            .opt_string("AGENT_RUNTIME_DB_PATH")
-            .map_or_else(|| data_dir.join("agent-runtime").join("meta.sqlite"), PathBuf::from),
+        db_path: r.opt_string("AGENT_RUNTIME_DB_PATH").map_or_else(|| data_dir.join("agent-runtime").join("meta.sqlite"), PathBuf::from),
         data_dir,
     };
     let default_addr = SocketAddr::from(([127, 0, 0, 1], 8080));

@@ -7,7 +7,4 @@ mod task;
 
 pub use ids::{ContextId, OutboxId, TaskId, TraceId, WorkspaceId};
 pub use message::{ChatRef, ChatRefError, Context, Inbound, MessageKind, OutboundMessage, OutboxStatus};
-pub use task::{
-    NewTask, NotifyPolicy, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue,
-    title_from,
-};
+pub use task::{NewTask, NotifyPolicy, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue, title_from};

@@ -146,7 +146,8 @@ impl Gateway {
             task_id: None,
             trace_id: Some(msg.trace_id.clone()),
         });
-        let outbox_id = self.store.finish_inbound(record.inbox_id, None, outbound, delivery == Delivery::Inline, self.clock.now_ms()).await?;
+        let outbox_id =
+            self.store.finish_inbound(record.inbox_id, None, outbound, delivery == Delivery::Inline, self.clock.now_ms()).await?;
         if delivery == Delivery::Outbox && outbox_id.is_some() {
             self.outbox_ready.notify_one();
         }
@@ -179,7 +180,9 @@ impl Gateway {
             return None;
         }
         if !self.llm_enabled || !self.llm.is_configured() {
-            return Some("I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string());
+            return Some(
+                "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),
+            );
         }
         let system = self.prompts.system_prompt(ctx).await;
         let req = crate::agent::ChatRequest { system, user: text.to_string() };
@@ -188,7 +191,8 @@ impl Gateway {
             Ok(_) => "(the model returned an empty answer)".to_string(),
             Err(e) => {
                 tracing::warn!(error = %e, "free-text LLM reply failed");
-                "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request.".to_string()
+                "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request."
+                    .to_string()
             }
         })
     }

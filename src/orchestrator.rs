@@ -124,10 +124,10 @@ impl OrchestratorHandle {
     /// Cancels a queued task, or asks the worker running it to stop.
     pub async fn cancel(&self, id: &TaskId, reason: &str) -> Result<CancelOutcome, StoreError> {
         let out = self.store.cancel_task(id, reason.to_string(), self.clock.now_ms()).await?;
-        if matches!(out, CancelOutcome::Requested(_)) {
-            if let Some(token) = self.running.lock().ok().and_then(|m| m.get(id).cloned()) {
-                token.cancel();
-            }
+        if matches!(out, CancelOutcome::Requested(_))
+            && let Some(token) = self.running.lock().ok().and_then(|m| m.get(id).cloned())
+        {
+            token.cancel();
         }
         Ok(out)
     }

@@ -94,7 +94,8 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let clock: SharedClock = Arc::new(SystemClock);
     let workspaces = Workspaces::new(config.paths.workspace_root.clone());
     let outbox_ready = Arc::new(Notify::new());
-    let orchestrator = OrchestratorHandle::new(store.clone(), clock.clone(), config.orchestrator.clone(), config.notify, outbox_ready.clone());
+    let orchestrator =
+        OrchestratorHandle::new(store.clone(), clock.clone(), config.orchestrator.clone(), config.notify, outbox_ready.clone());
     let llm = Llm::new(build_provider(&config.llm), store.clone(), clock.clone());
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, workspaces.clone());
     let general = GeneralExecutor::new(llm.clone(), prompts.clone(), store.clone(), workspaces.clone(), clock.clone());
@@ -103,7 +104,13 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let root = Supervisor::new();
     let pool = spawn_pool(orchestrator.clone(), executors, &root);
     let outbox_sup = root.child();
-    let outbox = Outbox { store: store.clone(), publishers: Publishers::default(), config: config.outbox.clone(), clock: clock.clone(), ready: outbox_ready.clone() };
+    let outbox = Outbox {
+        store: store.clone(),
+        publishers: Publishers::default(),
+        config: config.outbox.clone(),
+        clock: clock.clone(),
+        ready: outbox_ready.clone(),
+    };
     outbox.spawn(&outbox_sup, Duration::from_secs(5));
 
     let gateway = Gateway::new(GatewayParts {
@@ -164,7 +171,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 fn write_state_file(path: &Path, addr: std::net::SocketAddr) {
     let body = serde_json::json!({"pid": std::process::id(), "http_addr": addr.to_string(), "version": crate::VERSION});
     let tmp = path.with_extension("json.tmp");
-    let res = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&tmp, body.to_string())).and_then(|()| std::fs::rename(&tmp, path));
+    let res = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, body.to_string()))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = res {
         tracing::warn!(error = %e, path = %path.display(), "could not record the serve state file; the CLI will need --api-url");
     }

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 /// Path-safe form of an id: `[a-zA-Z0-9._-]` kept, the rest `-`, trimmed of
 /// `-` and `.`, lower case; never empty.
 pub fn sanitize_segment(s: &str) -> String {
-    let mapped: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' }).collect();
+    let mapped: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .collect();
     let trimmed = mapped.trim_matches(['-', '.']);
     if trimmed.is_empty() { "_".to_string() } else { trimmed.to_string() }
 }
@@ -60,9 +63,18 @@ impl Workspaces {
 
     /// Appends one entry to the chat's markdown log (creating the file with
     /// its header, and the workspace directories, on first use).
-    pub async fn append_chat_log(&self, ws: &WorkspaceId, chat: &ChatRef, display_name: &str, entries: Vec<(Direction, String, String)>) -> std::io::Result<()> {
+    pub async fn append_chat_log(
+        &self,
+        ws: &WorkspaceId,
+        chat: &ChatRef,
+        display_name: &str,
+        entries: Vec<(Direction, String, String)>,
+    ) -> std::io::Result<()> {
         let path = self.dir(ws).join(Self::chat_log_rel(chat));
-        let header = format!("# Chat Log\n\n- connector: `{}`\n- external_id: `{}`\n- display_name: `{}`\n\n", chat.connector, chat.external_id, display_name);
+        let header = format!(
+            "# Chat Log\n\n- connector: `{}`\n- external_id: `{}`\n- display_name: `{}`\n\n",
+            chat.connector, chat.external_id, display_name
+        );
         let now = rfc3339(chrono::Utc::now().timestamp_millis());
         let mut text = String::new();
         for (dir, actor, body) in entries.into_iter().filter(|(_, _, b)| !b.trim().is_empty()) {
@@ -136,7 +148,8 @@ mod tests {
         let id = WorkspaceId::from_string("w");
         let chat = ChatRef::new("codex", "s/1").expect("chat");
         for i in 0..2 {
-            let e = vec![(Direction::Inbound, "u".into(), format!("hi {i}")), (Direction::Outbound, "agent-runtime".into(), format!("yo {i}"))];
+            let e =
+                vec![(Direction::Inbound, "u".into(), format!("hi {i}")), (Direction::Outbound, "agent-runtime".into(), format!("yo {i}"))];
             ws.append_chat_log(&id, &chat, "S", e).await.expect("append");
         }
         let text = std::fs::read_to_string(dir.path().join("w/logs/chats/codex/s-1.md")).expect("read");

@@ -45,7 +45,8 @@ impl Anthropic {
     }
 
     async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
-        let key = self.key.as_ref().ok_or_else(|| LlmError::NotConfigured("set AGENT_RUNTIME_LLM_API_KEY for the Anthropic provider".into()))?;
+        let key =
+            self.key.as_ref().ok_or_else(|| LlmError::NotConfigured("set AGENT_RUNTIME_LLM_API_KEY for the Anthropic provider".into()))?;
         let body = json!({
             "model": self.model,
             "max_tokens": 4096,
@@ -58,8 +59,12 @@ impl Anthropic {
 }
 
 fn parse(body: &Value, requested: &str) -> Result<ChatResponse, LlmError> {
-    let blocks = body.get("content").and_then(Value::as_array).ok_or_else(|| LlmError::BadResponse { provider: NAME, message: "no content array".into() })?;
-    let text: Vec<&str> = blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("text")).filter_map(|b| b.get("text")?.as_str()).collect();
+    let blocks = body
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| LlmError::BadResponse { provider: NAME, message: "no content array".into() })?;
+    let text: Vec<&str> =
+        blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("text")).filter_map(|b| b.get("text")?.as_str()).collect();
     if text.is_empty() {
         return Err(LlmError::BadResponse { provider: NAME, message: "no text block".into() });
     }

@@ -32,7 +32,11 @@ impl GeneralExecutor {
         if prompt.is_empty() {
             return Err(ExecError::permanent("the task has neither a prompt nor a title"));
         }
-        let context = self.store.get_context(&task.context_id).await.map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))?;
+        let context = self
+            .store
+            .get_context(&task.context_id)
+            .await
+            .map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))?;
         let system = self.prompts.system_prompt(&context).await;
         let request = ChatRequest { system, user: prompt.to_string() };
         let answer = tokio::select! {
@@ -42,7 +46,11 @@ impl GeneralExecutor {
         let answer = answer.map_err(|e| ExecError { retryable: e.is_retryable(), message: e.to_string() })?;
         let text = if answer.text.is_empty() { "(the model returned an empty answer)".to_string() } else { answer.text };
         let result = TaskResult { task, model: &answer.model, output: &text, completed_at: self.clock.now_ms() };
-        let path = self.workspaces.write_task_result(&result).await.map_err(|e| ExecError::retryable(format!("cannot write the result file: {e}")))?;
+        let path = self
+            .workspaces
+            .write_task_result(&result)
+            .await
+            .map_err(|e| ExecError::retryable(format!("cannot write the result file: {e}")))?;
         Ok(ExecOutput { summary: summarize(&text), result_path: Some(path) })
     }
 }

@@ -45,11 +45,11 @@ impl PromptBuilder {
         Self { files, admin_baseline: llm.admin_system_prompt.clone(), public_baseline: llm.public_system_prompt.clone(), workspaces }
     }
 
-    async fn layered(&self, ctx: &Context, global: &PathBuf, ws_rel: &str, ctx_rel: &str, labels: [&str; 3]) -> Vec<String> {
+    async fn layered(&self, ctx: &Context, global: &std::path::Path, ws_rel: &str, ctx_rel: &str, labels: [&str; 3]) -> Vec<String> {
         let dir = self.workspaces.dir(&ctx.workspace_id);
         let ctx_rel = ctx_rel.replace("{context_id}", &sanitize_segment(ctx.id.as_str()));
         let mut out = Vec::new();
-        for (label, path) in labels.into_iter().zip([global.clone(), dir.join(ws_rel), dir.join(ctx_rel)]) {
+        for (label, path) in labels.into_iter().zip([global.to_path_buf(), dir.join(ws_rel), dir.join(ctx_rel)]) {
             if let Some(text) = read_capped(path).await {
                 out.push(format!("{label}:\n{text}"));
             }
@@ -62,7 +62,13 @@ impl PromptBuilder {
         let f = &self.files;
         let mut sections = vec![if ctx.is_admin { self.admin_baseline.clone() } else { self.public_baseline.clone() }];
         let system = self
-            .layered(ctx, &f.system_global, &f.system_workspace_rel, &f.system_context_rel, ["Global prompt", "Workspace prompt override", "Context prompt override"])
+            .layered(
+                ctx,
+                &f.system_global,
+                &f.system_workspace_rel,
+                &f.system_context_rel,
+                ["Global prompt", "Workspace prompt override", "Context prompt override"],
+            )
             .await;
         if !system.is_empty() {
             sections.push(format!("System prompt directives:\n{}", system.join("\n\n")));
@@ -70,7 +76,15 @@ impl PromptBuilder {
         if !ctx.system_prompt.trim().is_empty() {
             sections.push(format!("Context policy override:\n{}", ctx.system_prompt.trim()));
         }
-        let soul = self.layered(ctx, &f.soul_global, &f.soul_workspace_rel, &f.soul_context_rel, ["Global SOUL", "Workspace SOUL override", "Agent SOUL override"]).await;
+        let soul = self
+            .layered(
+                ctx,
+                &f.soul_global,
+                &f.soul_workspace_rel,
+                &f.soul_context_rel,
+                ["Global SOUL", "Workspace SOUL override", "Agent SOUL override"],
+            )
+            .await;
         if !soul.is_empty() {
             sections.push(format!("SOUL behavior directives:\n{}", soul.join("\n\n")));
         }
@@ -111,7 +125,12 @@ mod tests {
         };
         let llm = crate::config::Config::read(&crate::config::EnvSource::default()).config.llm;
         let p = PromptBuilder::new(files, &llm, ws).system_prompt(&ctx).await;
-        let order = ["community members", "Global prompt:\nglobal rules", "Context prompt override:\ncontext rules", "Context policy override:\nBe terse"];
+        let order = [
+            "community members",
+            "Global prompt:\nglobal rules",
+            "Context prompt override:\ncontext rules",
+            "Context policy override:\nBe terse",
+        ];
         let positions: Vec<usize> = order.iter().map(|s| p.find(s).unwrap_or_else(|| panic!("{s:?} missing in {p}"))).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{p}");
         assert!(!p.contains("SOUL"));

@@ -1,12 +1,12 @@
 //! `POST /api/v1/chat` (a message in, the reply out) and
 //! `GET /api/v1/chat/messages` (a chat's outbound messages, for polling).
 
-use super::error::{ApiError, ApiJson, ApiQuery};
 use super::ApiState;
+use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::domain::{ChatRef, Inbound, OutboundMessage, TraceId};
 use crate::gateway::Delivery;
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 /// The chat request; defaults follow the Go runtime.

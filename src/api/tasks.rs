@@ -1,13 +1,15 @@
 //! `/api/v1/tasks`: create (idempotent by `run_key`), list with filters, get
 //! with history, optimistic `PATCH` (`if_version`), cancel.
 
-use super::error::{ApiError, ApiJson, ApiQuery};
 use super::ApiState;
-use crate::domain::{ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId, title_from};
+use super::error::{ApiError, ApiJson, ApiQuery};
+use crate::domain::{
+    ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId, title_from,
+};
 use crate::store::{CancelOutcome, TaskFilter, TaskPatch};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 const PROMPT_MAX_BYTES: usize = 256 * 1024;
@@ -107,17 +109,23 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
         return Err(ApiError::bad_request("prompt is required"));
     }
     if prompt.len() > PROMPT_MAX_BYTES {
-        return Err(ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message: format!("prompt is too long ({} bytes; the limit is {PROMPT_MAX_BYTES})", prompt.len()) });
+        return Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("prompt is too long ({} bytes; the limit is {PROMPT_MAX_BYTES})", prompt.len()),
+        });
     }
     let kind = TaskKind::parse(b.kind.as_deref().unwrap_or("general")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let context = match (b.context_id, b.connector, b.external_id) {
         (Some(id), None, None) => s.store.get_context(&ContextId::from_string(id)).await?,
         (None, connector, external) => {
-            let chat = ChatRef::new(connector.as_deref().unwrap_or("codex"), external.as_deref().unwrap_or("codex-cli")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let chat = ChatRef::new(connector.as_deref().unwrap_or("codex"), external.as_deref().unwrap_or("codex-cli"))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let name = b.display_name.unwrap_or_else(|| chat.external_id.clone());
             s.store.ensure_context(&chat, &name, s.clock.now_ms()).await?
         }
-        _ => return Err(ApiError::bad_request("give either context_id or connector/external_id, not both")),
+        _ => {
+            return Err(ApiError::bad_request("give either context_id or connector/external_id, not both"));
+        }
     };
     if let Some(ws) = b.workspace_id.filter(|w| w != context.workspace_id.as_str()) {
         return Err(ApiError::bad_request(format!("workspace_id {ws} does not match the context's workspace {}", context.workspace_id)));
@@ -125,7 +133,8 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
     if b.run_key.as_ref().is_some_and(|k| k.trim().is_empty() || k.len() > 200) {
         return Err(ApiError::bad_request("run_key must be 1-200 characters"));
     }
-    let title = b.title.map(|t| title_from(&t, TASK_TITLE_MAX)).filter(|t| !t.is_empty()).unwrap_or_else(|| title_from(&prompt, TASK_TITLE_MAX));
+    let title =
+        b.title.map(|t| title_from(&t, TASK_TITLE_MAX)).filter(|t| !t.is_empty()).unwrap_or_else(|| title_from(&prompt, TASK_TITLE_MAX));
     let new = NewTask {
         workspace_id: context.workspace_id.clone(),
         context_id: context.id.clone(),
@@ -199,7 +208,9 @@ pub async fn patch(State(s): State<ApiState>, Path(id): Path<String>, ApiJson(b)
     if b.title.is_none() && b.prompt.is_none() {
         return Err(ApiError::bad_request("nothing to change: give title and/or prompt"));
     }
-    if b.prompt.as_ref().is_some_and(|p| p.trim().is_empty() || p.len() > PROMPT_MAX_BYTES) || b.title.as_ref().is_some_and(|t| t.trim().is_empty()) {
+    if b.prompt.as_ref().is_some_and(|p| p.trim().is_empty() || p.len() > PROMPT_MAX_BYTES)
+        || b.title.as_ref().is_some_and(|t| t.trim().is_empty())
+    {
         return Err(ApiError::bad_request("title and prompt must not be empty, and the prompt must be at most 256 KiB"));
     }
     let patch = TaskPatch { title: b.title.map(|t| title_from(&t, TASK_TITLE_MAX)), prompt: b.prompt.map(|p| p.trim().to_string()) };

@@ -54,7 +54,8 @@ impl Session {
 
     /// Prints notices newer than the last seen; returns how many.
     async fn poll(&mut self) -> anyhow::Result<usize> {
-        let q = [("connector", self.args.connector.clone()), ("external_id", self.args.external_id.clone()), ("after", self.after.to_string())];
+        let q =
+            [("connector", self.args.connector.clone()), ("external_id", self.args.external_id.clone()), ("after", self.after.to_string())];
         let v: Value = self.client.get("/api/v1/chat/messages", &q).await?;
         let mut shown = 0;
         for m in v["items"].as_array().into_iter().flatten() {
@@ -68,7 +69,12 @@ impl Session {
     }
 
     async fn baseline(&mut self) -> anyhow::Result<()> {
-        let q = [("connector", self.args.connector.clone()), ("external_id", self.args.external_id.clone()), ("after", "0".into()), ("limit", "500".into())];
+        let q = [
+            ("connector", self.args.connector.clone()),
+            ("external_id", self.args.external_id.clone()),
+            ("after", "0".into()),
+            ("limit", "500".into()),
+        ];
         loop {
             let v: Value = self.client.get("/api/v1/chat/messages", &q).await?;
             let next = v["next_after"].as_i64().unwrap_or(0);

@@ -125,12 +125,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A value parsed by `parse`; a parse error is recorded and `default` used.
-    pub fn parsed<T: fmt::Debug>(
-        &mut self,
-        name: &'static str,
-        default: T,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> T {
+    pub fn parsed<T: fmt::Debug>(&mut self, name: &'static str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
         match self.raw(name) {
             None => {
                 self.record(name, format!("{default:?}"), Origin::Default);

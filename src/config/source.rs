@@ -51,9 +51,8 @@ impl EnvSource {
     /// Reads the process environment and the `.env` file: `$AGENT_RUNTIME_ENV_FILE`
     /// if set (it must exist), else `./.env` if it exists.
     pub fn load() -> Result<Self, DotEnvError> {
-        let process: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
+        let process: Vec<(String, String)> =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
         let explicit = process.iter().find(|(k, _)| k == ENV_FILE_VAR).map(|(_, v)| PathBuf::from(v));
         let mut src = Self::from_pairs(process);
         match explicit {

@@ -185,6 +185,14 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_is_documented() {
+        let doc = include_str!("../../docs/configuration.md");
+        for e in load(&[]).entries {
+            assert!(doc.contains(&format!("`{}`", e.name)), "{} is missing from docs/configuration.md", e.name);
+        }
+    }
+
+    #[test]
     fn llm_readiness_names_the_variable_to_set() {
         let l = load(&[]);
         let err = l.config.llm.readiness().unwrap_err();

@@ -4,16 +4,16 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:expr) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:expr, $uuid:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
-            /// A new random id (UUID v4, with this kind's prefix if it has one).
+            /// A new unique id (with this kind's prefix if it has one).
             pub fn random() -> Self {
-                Self(format!("{}{}", $prefix, uuid::Uuid::new_v4()))
+                Self(format!("{}{}", $prefix, $uuid))
             }
             /// Wraps an id read from storage or validated input.
             pub fn from_string(s: impl Into<String>) -> Self {
@@ -34,20 +34,21 @@ macro_rules! string_id {
 }
 
 string_id!(
-    /// A task id (UUID v4, as the Go runtime).
-    TaskId, ""
+    /// A task id: a UUID (v7, time-ordered, so new rows land at the end of
+    /// the indexes instead of on random pages).
+    TaskId, "", uuid::Uuid::now_v7()
 );
 string_id!(
     /// A workspace id (UUID v4); also the workspace's directory name.
-    WorkspaceId, ""
+    WorkspaceId, "", uuid::Uuid::new_v4()
 );
 string_id!(
     /// A context id (UUID v4): one per (connector, external chat).
-    ContextId, ""
+    ContextId, "", uuid::Uuid::new_v4()
 );
 string_id!(
     /// A trace id that follows one message from inbox to outbox.
-    TraceId, "tr_"
+    TraceId, "tr_", uuid::Uuid::new_v4().simple()
 );
 
 /// An outbox row id (monotonic, so clients can poll with `after=`).

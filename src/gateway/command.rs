@@ -91,13 +91,19 @@ pub fn parse(text: &str, bot_username: Option<&str>) -> Parsed {
         Some((n, t)) => (n, Some(t)),
         None => (head, None),
     };
-    if let (Some(target), Some(me)) = (target, bot_username) {
-        if !target.eq_ignore_ascii_case(me.trim_start_matches('@')) {
-            return Parsed::NotForUs;
-        }
+    if let (Some(target), Some(me)) = (target, bot_username)
+        && !target.eq_ignore_ascii_case(me.trim_start_matches('@'))
+    {
+        return Parsed::NotForUs;
     }
     let name = name.to_ascii_lowercase().replace('_', "-");
-    let need_args = |cmd: Command| if args.is_empty() { Parsed::Usage(COMMANDS.iter().find(|c| c.name == cmd.name()).map_or("help", |c| c.name)) } else { Parsed::Command(cmd) };
+    let need_args = |cmd: Command| {
+        if args.is_empty() {
+            Parsed::Usage(COMMANDS.iter().find(|c| c.name == cmd.name()).map_or("help", |c| c.name))
+        } else {
+            Parsed::Command(cmd)
+        }
+    };
     match name.as_str() {
         "help" | "start" => Parsed::Command(Command::Help),
         "task" => need_args(Command::Task { prompt: args.to_string() }),

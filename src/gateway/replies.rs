@@ -65,12 +65,16 @@ pub(super) async fn cancel(g: &Gateway, ctx: &Context, id: &str) -> Result<Strin
     let task = match matches.as_slice() {
         [] => return Ok(format!("No task `{id}` in this workspace. See /tasks.")),
         [t] => t,
-        _ => return Ok(format!("`{id}` matches more than one task; give more of the id.")),
+        _ => {
+            return Ok(format!("`{id}` matches more than one task; give more of the id."));
+        }
     };
     Ok(match g.orchestrator.cancel(&task.id, "canceled from chat").await {
         Ok(CancelOutcome::Canceled(t)) => format!("Task `{}` canceled.", t.id),
         Ok(CancelOutcome::Requested(t)) => format!("Task `{}` is running; asked it to stop. You will get a notice when it has.", t.id),
-        Err(StoreError::Conflict(why)) => format!("Task `{}` cannot be canceled: {why}.", task.id),
+        Err(StoreError::Conflict(why)) => {
+            format!("Task `{}` cannot be canceled: {why}.", task.id)
+        }
         Err(e) => return Err(e),
     })
 }

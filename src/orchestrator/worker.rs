@@ -37,7 +37,8 @@ pub fn spawn_pool(handle: OrchestratorHandle, executors: Executors, parent: &Sup
     let hard_stop = CancellationToken::new();
     let instance = &uuid::Uuid::new_v4().simple().to_string()[..8];
     for n in 1..=handle.config.concurrency {
-        let worker = Worker { id: format!("w{n}-{instance}"), handle: handle.clone(), executors: executors.clone(), hard_stop: hard_stop.clone() };
+        let worker =
+            Worker { id: format!("w{n}-{instance}"), handle: handle.clone(), executors: executors.clone(), hard_stop: hard_stop.clone() };
         let token = sup.token().clone();
         sup.spawn("worker", async move { worker.run(token).await });
     }
@@ -63,14 +64,19 @@ enum Stop {
 impl Worker {
     async fn run(self, shutdown: CancellationToken) {
         let h = &self.handle;
-        while !shutdown.is_cancelled() {
-            let now = h.clock.now_ms();
-            match h.store.claim_tasks(self.id.clone(), now, h.config.lease, 1).await {
-                Ok(tasks) if !tasks.is_empty() => {
-                    for task in tasks {
-                        self.run_task(task).await;
-                    }
-                }
+        // A task handed over by the previous finish (already leased to us) is
+        // run even during shutdown; the grace period and `hard_stop` bound it.
+        let mut next: Option<Task> = None;
+        loop {
+            if let Some(task) = next.take() {
+                next = self.run_task(task, !shutdown.is_cancelled()).await;
+                continue;
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match h.store.claim_tasks(self.id.clone(), h.clock.now_ms(), h.config.lease, 1).await {
+                Ok(tasks) if !tasks.is_empty() => next = tasks.into_iter().next(),
                 Ok(_) => {
                     tokio::select! {
                         _ = h.work_ready.notified() => {}
@@ -91,7 +97,9 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(worker = %self.id, task = %task.id, kind = %task.kind, attempt = task.attempts, trace_id = %task.trace_id))]
-    async fn run_task(&self, task: Task) {
+    /// Runs one task and records its outcome; with `claim_next`, the same
+    /// store write claims the worker's next task, which is returned.
+    async fn run_task(&self, task: Task, claim_next: bool) -> Option<Task> {
         let h = &self.handle;
         let cancel = CancellationToken::new();
         if task.cancel_requested {
@@ -106,13 +114,23 @@ impl Worker {
         }
         let Some(outcome) = outcome else {
             tracing::warn!("lease lost while running; the result of this attempt is discarded");
-            return;
+            return None;
         };
         tracing::debug!(outcome = ?outcome, "attempt finished");
-        match h.store.finish_task(&task.id, self.id.clone(), outcome, h.retry(), h.notifier(), h.clock.now_ms()).await {
-            Ok(t) if t.status.is_final() => h.outbox_ready.notify_one(),
-            Ok(_) => h.work_ready.notify_one(),
-            Err(e) => tracing::warn!(error = %e, "could not record the outcome"),
+        let next = claim_next.then_some((h.config.lease, 1));
+        match h.store.finish_and_claim(&task.id, self.id.clone(), outcome, h.retry(), h.notifier(), h.clock.now_ms(), next).await {
+            Ok((t, claimed)) => {
+                if t.status.is_final() {
+                    h.outbox_ready.notify_one();
+                } else {
+                    h.work_ready.notify_one();
+                }
+                claimed.into_iter().next()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the outcome");
+                None
+            }
         }
     }
 

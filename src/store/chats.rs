@@ -4,6 +4,7 @@
 
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError, found};
+use super::savepoint::Savepoint;
 use crate::clock::UnixMillis;
 use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -53,7 +54,8 @@ fn find_context(c: &Connection, chat: &ChatRef) -> rusqlite::Result<Option<Conte
 
 /// `a-z0-9._-` only, lower case, at most 48 characters.
 fn slug_part(s: &str) -> String {
-    let mapped: String = s.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' { ch.to_ascii_lowercase() } else { '-' }).collect();
+    let mapped: String =
+        s.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' { ch.to_ascii_lowercase() } else { '-' }).collect();
     mapped.trim_matches(['-', '.']).chars().take(48).collect()
 }
 
@@ -84,7 +86,7 @@ impl Store {
     pub async fn ensure_context(&self, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
         let (chat, name) = (chat.clone(), display_name.to_string());
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let ctx = ensure_context(&tx, &chat, &name, now)?;
             tx.commit()?;
             Ok(ctx)
@@ -113,7 +115,7 @@ impl Store {
     pub async fn record_inbound(&self, msg: &Inbound, now: UnixMillis) -> Result<InboundRecord, StoreError> {
         let msg = msg.clone();
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let context = ensure_context(&tx, &msg.chat, &msg.display_name, now)?;
             let inserted = tx
                 .prepare_cached(
@@ -144,9 +146,10 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Option<OutboxId>, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let status = if error.is_some() { "failed" } else { "handled" };
-            tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?.execute(params![status, error, now, inbox_id])?;
+            tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?
+                .execute(params![status, error, now, inbox_id])?;
             let status = if delivered_inline { OutboxStatus::Sent } else { OutboxStatus::Pending };
             let id = reply.map(|m| insert(&tx, &m, status, now)).transpose()?;
             tx.commit()?;
@@ -166,7 +169,12 @@ impl Store {
         self.read(move |c| {
             let row = c
                 .query_row("SELECT id, slug, name, created_at FROM workspaces WHERE id = ?1", [id.as_str()], |r| {
-                    Ok(Workspace { id: WorkspaceId::from_string(r.get::<_, String>(0)?), slug: r.get(1)?, name: r.get(2)?, created_at: r.get(3)? })
+                    Ok(Workspace {
+                        id: WorkspaceId::from_string(r.get::<_, String>(0)?),
+                        slug: r.get(1)?,
+                        name: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
                 })
                 .optional()?;
             found(row, "workspace")

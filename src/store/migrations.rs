@@ -65,7 +65,7 @@ CREATE TABLE tasks (
     kind TEXT NOT NULL,
     title TEXT NOT NULL,
     prompt TEXT NOT NULL,
-    run_key TEXT UNIQUE,
+    run_key TEXT,
     status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL,
@@ -85,11 +85,12 @@ CREATE TABLE tasks (
     updated_at INTEGER NOT NULL,
     started_at INTEGER,
     finished_at INTEGER
-);
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX tasks_run_key ON tasks (run_key) WHERE run_key IS NOT NULL;
 CREATE INDEX tasks_claimable ON tasks (not_before, created_at) WHERE status = 'queued';
 CREATE INDEX tasks_leased ON tasks (lease_expires_at) WHERE status = 'running';
 CREATE INDEX tasks_by_context ON tasks (context_id, created_at);
-CREATE INDEX tasks_by_workspace ON tasks (workspace_id, updated_at);
+CREATE INDEX tasks_by_workspace ON tasks (workspace_id, created_at);
 CREATE TABLE task_events (
     id INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,

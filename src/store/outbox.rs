@@ -1,7 +1,6 @@
 //! The outbox: every outbound message is a row before it is sent, and its
 //! status says honestly whether it was delivered.
 
-use super::tasks::load_task;
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
 use crate::config::NotifyConfig;
@@ -34,7 +33,8 @@ pub struct Notifier {
     pub render: fn(&Task) -> String,
 }
 
-const COLUMNS: &str = "id, connector, external_id, kind, body, status, attempts, last_error, platform_message_id, task_id, trace_id, created_at";
+const COLUMNS: &str =
+    "id, connector, external_id, kind, body, status, attempts, last_error, platform_message_id, task_id, trace_id, created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboundMessage> {
     Ok(OutboundMessage {
@@ -73,25 +73,25 @@ pub(super) fn insert(c: &Connection, m: &NewOutbound, status: OutboxStatus, now:
     Ok(OutboxId(c.last_insert_rowid()))
 }
 
-/// Queues the notices for a task that reached final status `to`, to the
+/// Queues the notices for a task that reached a final status, to the
 /// targets its policy names, deduplicated by chat.
-pub(super) fn queue_task_notices(c: &Connection, id: &TaskId, to: TaskStatus, n: &Notifier, now: UnixMillis) -> Result<(), StoreError> {
-    let task = found(load_task(c, id.as_str())?, "task")?;
-    let policy = match to {
+pub(super) fn queue_task_notices(c: &Connection, task: &Task, n: &Notifier, now: UnixMillis) -> Result<(), StoreError> {
+    let policy = match task.status {
         TaskStatus::Succeeded => n.config.for_outcome(true),
         TaskStatus::Canceled => NotifyPolicy::Origin,
         _ => n.config.for_outcome(false),
     };
     let mut targets: Vec<ChatRef> = Vec::new();
-    if matches!(policy, NotifyPolicy::Origin | NotifyPolicy::Both) {
-        if let (Some(connector), Some(external_id)) = (&task.source_connector, &task.source_external_id) {
-            if !connector.starts_with("system") {
-                targets.push(ChatRef { connector: connector.clone(), external_id: external_id.clone() });
-            }
-        }
+    if matches!(policy, NotifyPolicy::Origin | NotifyPolicy::Both)
+        && let (Some(connector), Some(external_id)) = (&task.source_connector, &task.source_external_id)
+        && !connector.starts_with("system")
+    {
+        targets.push(ChatRef { connector: connector.clone(), external_id: external_id.clone() });
     }
     if matches!(policy, NotifyPolicy::Admin | NotifyPolicy::Both) {
-        let mut stmt = c.prepare_cached("SELECT connector, external_id FROM contexts WHERE workspace_id = ?1 AND is_admin = 1 ORDER BY created_at LIMIT 50")?;
+        let mut stmt = c.prepare_cached(
+            "SELECT connector, external_id FROM contexts WHERE workspace_id = ?1 AND is_admin = 1 ORDER BY created_at LIMIT 50",
+        )?;
         let admins = stmt.query_map([task.workspace_id.as_str()], |r| Ok(ChatRef { connector: r.get(0)?, external_id: r.get(1)? }))?;
         for chat in admins {
             let chat = chat?;
@@ -100,9 +100,15 @@ pub(super) fn queue_task_notices(c: &Connection, id: &TaskId, to: TaskStatus, n:
             }
         }
     }
-    let body = (n.render)(&task);
+    let body = (n.render)(task);
     for chat in targets {
-        let m = NewOutbound { chat, kind: MessageKind::TaskNotice, body: body.clone(), task_id: Some(task.id.clone()), trace_id: Some(task.trace_id.clone()) };
+        let m = NewOutbound {
+            chat,
+            kind: MessageKind::TaskNotice,
+            body: body.clone(),
+            task_id: Some(task.id.clone()),
+            trace_id: Some(task.trace_id.clone()),
+        };
         insert(c, &m, OutboxStatus::Pending, now)?;
     }
     Ok(())
@@ -117,7 +123,9 @@ impl Store {
     /// Pending messages due by `now`, oldest first.
     pub async fn due_outbound(&self, now: UnixMillis, limit: u32) -> Result<Vec<OutboundMessage>, StoreError> {
         self.read(move |c| {
-            let sql = format!("SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+            );
             Ok(c.prepare_cached(&sql)?.query_map(params![now, limit], from_row)?.collect::<Result<_, _>>()?)
         })
         .await
@@ -143,7 +151,14 @@ impl Store {
 
     /// Records a failed delivery attempt: retried after `delay`, or marked
     /// `failed` when `give_up` (permanent error or attempts exhausted).
-    pub async fn mark_outbound_attempt_failed(&self, id: OutboxId, error: String, give_up: bool, delay: Duration, now: UnixMillis) -> Result<(), StoreError> {
+    pub async fn mark_outbound_attempt_failed(
+        &self,
+        id: OutboxId,
+        error: String,
+        give_up: bool,
+        delay: Duration,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         let next = now + delay.as_millis() as i64;
         self.write(move |c| {
             let status = if give_up { "failed" } else { "pending" };
@@ -170,7 +185,9 @@ impl Store {
         let chat = chat.clone();
         self.read(move |c| {
             let sql = format!("SELECT {COLUMNS} FROM outbox WHERE connector = ?1 AND external_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4");
-            Ok(c.prepare_cached(&sql)?.query_map(params![chat.connector, chat.external_id, after, limit.clamp(1, 500)], from_row)?.collect::<Result<_, _>>()?)
+            Ok(c.prepare_cached(&sql)?
+                .query_map(params![chat.connector, chat.external_id, after, limit.clamp(1, 500)], from_row)?
+                .collect::<Result<_, _>>()?)
         })
         .await
     }

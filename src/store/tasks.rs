@@ -6,6 +6,7 @@ mod leases;
 pub use leases::{FinishOutcome, LeaseState, RetryPolicy};
 
 use super::{Store, StoreError, found};
+use super::savepoint::Savepoint;
 use crate::clock::UnixMillis;
 use crate::domain::{ContextId, NewTask, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -52,7 +53,7 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
 
 pub(super) fn load_task(c: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
-    Ok(c.query_row(&sql, [id], task_from_row).optional()?)
+    Ok(c.prepare_cached(&sql)?.query_row([id], task_from_row).optional()?)
 }
 
 /// Appends one history row; always called inside the transaction that made the change.
@@ -124,46 +125,44 @@ impl Store {
     /// task and adds nothing.
     pub async fn enqueue_task(&self, new: NewTask, max_attempts: u32, now: UnixMillis) -> Result<Enqueued, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             if let Some(key) = &new.run_key {
-                let existing: Option<String> =
-                    tx.query_row("SELECT id FROM tasks WHERE run_key = ?1", [key], |r| r.get(0)).optional()?;
+                let existing: Option<String> = tx.query_row("SELECT id FROM tasks WHERE run_key = ?1", [key], |r| r.get(0)).optional()?;
                 if let Some(id) = existing {
                     let task = found(load_task(&tx, &id)?, "task")?;
                     return Ok(Enqueued { task, created: false });
                 }
             }
-            let chat: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT connector, external_id FROM contexts WHERE id = ?1 AND workspace_id = ?2",
-                    [new.context_id.as_str(), new.workspace_id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let (connector, external_id) = found(chat, "context")?;
+            // One statement validates the context (and that it belongs to the
+            // workspace) and inserts; no row back means no such context.
             let id = TaskId::random();
-            tx.prepare_cached(
+            let sql = format!(
                 "INSERT INTO tasks (id, workspace_id, context_id, kind, title, prompt, run_key, status, max_attempts, \
                  not_before, source_connector, source_external_id, source_user_id, trace_id, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?9, ?9)",
-            )?
-            .execute(params![
-                id.as_str(),
-                new.workspace_id.as_str(),
-                new.context_id.as_str(),
-                new.kind.as_str(),
-                new.title,
-                new.prompt,
-                new.run_key,
-                max_attempts,
-                now,
-                connector,
-                external_id,
-                new.source_user_id,
-                new.trace_id.as_str(),
-            ])?;
+                 SELECT ?1, workspace_id, id, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, connector, external_id, ?10, ?11, ?9, ?9 \
+                 FROM contexts WHERE id = ?3 AND workspace_id = ?2 RETURNING {TASK_COLUMNS}"
+            );
+            let task = tx
+                .prepare_cached(&sql)?
+                .query_row(
+                    params![
+                        id.as_str(),
+                        new.workspace_id.as_str(),
+                        new.context_id.as_str(),
+                        new.kind.as_str(),
+                        new.title,
+                        new.prompt,
+                        new.run_key,
+                        max_attempts,
+                        now,
+                        new.source_user_id,
+                        new.trace_id.as_str(),
+                    ],
+                    task_from_row,
+                )
+                .optional()?;
+            let task = found(task, "context")?;
             add_event(&tx, id.as_str(), now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
-            let task = found(load_task(&tx, id.as_str())?, "task")?;
             tx.commit()?;
             Ok(Enqueued { task, created: true })
         })
@@ -187,12 +186,12 @@ impl Store {
         .await
     }
 
-    /// Tasks matching `filter`, most recently changed first.
+    /// Tasks matching `filter`, newest first.
     pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR workspace_id = ?1) AND (?2 IS NULL OR context_id = ?2) \
-                 AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY updated_at DESC, created_at DESC LIMIT ?5"
+                 AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY created_at DESC, id DESC LIMIT ?5"
             );
             let limit = filter.limit.unwrap_or(100).clamp(1, 500);
             let rows = c
@@ -209,6 +208,34 @@ impl Store {
                 )?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// Queued and running tasks: the queue depth (cheap: each count reads only
+    /// its partial index).
+    pub async fn unfinished_task_count(&self) -> Result<(u64, u64), StoreError> {
+        self.read(|c| {
+            let queued = c.prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND not_before > -9223372036854775807")?.query_row([], |r| r.get(0))?;
+            let running = c.prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'running' AND lease_expires_at IS NOT NULL")?.query_row([], |r| r.get(0))?;
+            Ok((queued, running))
+        })
+        .await
+    }
+
+    /// Counts of all tasks by status.
+    pub async fn task_status_counts(&self) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row?;
+                if let Ok(status) = TaskStatus::parse(&s) {
+                    out.push((status, n));
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -261,7 +288,7 @@ impl Store {
     pub async fn update_task(&self, id: &TaskId, if_version: i64, patch: TaskPatch, now: UnixMillis) -> Result<Task, StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             if task.version != if_version {
                 return Err(StoreError::VersionConflict { current: task.version });
@@ -274,8 +301,19 @@ impl Store {
                  WHERE id = ?4 AND version = ?5",
                 params![patch.title, patch.prompt, now, id.as_str(), if_version],
             )?;
-            let fields: Vec<&str> = [patch.title.as_ref().map(|_| "title"), patch.prompt.as_ref().map(|_| "prompt")].into_iter().flatten().collect();
-            add_event(&tx, id.as_str(), now, "updated", Some(task.status), Some(task.status), task.attempts, None, Some(&fields.join(",")))?;
+            let fields: Vec<&str> =
+                [patch.title.as_ref().map(|_| "title"), patch.prompt.as_ref().map(|_| "prompt")].into_iter().flatten().collect();
+            add_event(
+                &tx,
+                id.as_str(),
+                now,
+                "updated",
+                Some(task.status),
+                Some(task.status),
+                task.attempts,
+                None,
+                Some(&fields.join(",")),
+            )?;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             tx.commit()?;
             Ok(task)
@@ -288,7 +326,7 @@ impl Store {
     pub async fn cancel_task(&self, id: &TaskId, reason: String, now: UnixMillis) -> Result<CancelOutcome, StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             let out = match task.status {
                 TaskStatus::Queued => {

@@ -1,1 +1,180 @@
-//! todo
+//! The real binary: a task through the scripted LLM end to end, a crash
+//! (kill -9) in the middle of a task, and a graceful SIGTERM.
+
+use crate::support::daemon::Daemon;
+use crate::support::llm::{FakeLlm, Step};
+use crate::support::wait_until;
+use serde_json::Value;
+use std::time::Duration;
+
+fn llm_env(llm: &FakeLlm) -> Vec<(&'static str, String)> {
+    vec![("AGENT_RUNTIME_LLM_BASE_URL", llm.base_url.clone()), ("AGENT_RUNTIME_LLM_MODEL", "test-model".into())]
+}
+
+fn task_id_from(reply: &str) -> String {
+    let id = reply.strip_prefix("Task queued: `").and_then(|r| r.strip_suffix('`'));
+    id.unwrap_or_else(|| panic!("not a task-queued reply: {reply:?}")).to_string()
+}
+
+async fn notices(d: &Daemon) -> Vec<Value> {
+    let (_, v) = d.get("/api/v1/chat/messages?after=0").await;
+    v["items"].as_array().cloned().unwrap_or_default().into_iter().filter(|m| m["kind"] == "task_notice").collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_through_the_llm_into_a_result_file_usage_row_and_notice() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Reply("An old silent pond\nA frog jumps into the pond\nSplash! Silence again.".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+
+    let id = task_id_from(&d.chat("/task write a haiku").await);
+    let task = d.wait_task(&id, "haiku task to succeed", |t| t["status"] == "succeeded").await;
+    assert_eq!(task["attempts"], 1);
+    let events: Vec<&str> = task["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
+    assert_eq!(events, ["created", "claimed", "succeeded"]);
+
+    let rel = task["result_path"].as_str().expect("result_path");
+    assert!(rel.starts_with("tasks/") && rel.ends_with(&format!("{id}.md")), "{rel}");
+    let ws = task["workspace_id"].as_str().expect("ws");
+    let file = std::fs::read_to_string(d.data().join("workspaces").join(ws).join(rel)).expect("result file");
+    assert!(file.contains(&format!("- ID: `{id}`")) && file.contains("## Final Output\n\nAn old silent pond"), "{file}");
+
+    let req = &llm.requests()[0];
+    assert_eq!(req.body["model"], "test-model");
+    assert_eq!(req.body["messages"][1]["content"], "write a haiku");
+    assert!(req.body["messages"][0]["content"].as_str().unwrap_or("").contains("community members"), "system prompt sent");
+
+    let usage: (String, String, i64, i64, i64) = d
+        .db()
+        .query_row("SELECT provider, model, prompt_tokens, completion_tokens, total_tokens FROM llm_usage WHERE task_id = ?1", [&id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("llm_usage row");
+    assert_eq!(usage, ("openai".into(), "test-model-fake".into(), 11, 7, 18));
+
+    let n = wait_until("completion notice", Duration::from_secs(10), || async { Some(notices(&d).await).filter(|n| !n.is_empty()) }).await;
+    assert_eq!(n.len(), 1);
+    assert!(n[0]["body"].as_str().unwrap_or("").contains(&format!("Task `{id}` succeeded")), "{}", n[0]);
+    assert_eq!(n[0]["status"], "sent");
+
+    let log = std::fs::read_to_string(d.data().join("workspaces").join(ws).join("logs/chats/codex/codex-cli.md")).expect("chat log");
+    assert!(log.contains("`INBOUND`") && log.contains("/task write a haiku") && log.contains("`OUTBOUND`"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_task_then_restart_completes_it_exactly_once() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Stall, Step::Reply("finished after the crash".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = llm_env(&llm);
+    env.push(("AGENT_RUNTIME_TASK_LEASE_SECONDS", "1".into()));
+    let mut d = Daemon::start(dir.path(), &env).await;
+    let id = task_id_from(&d.chat("/task survive a crash").await);
+    llm.wait_for_requests(1, Duration::from_secs(10)).await;
+    d.wait_task(&id, "task running", |t| t["status"] == "running").await;
+    d.kill9();
+
+    let d = Daemon::start(dir.path(), &env).await;
+    let task = d.wait_task(&id, "task to succeed after restart", |t| t["status"] == "succeeded").await;
+    assert_eq!(task["attempts"], 2, "{task}");
+    assert_eq!(task["result_summary"], "finished after the crash");
+    assert_eq!(llm.requests().len(), 2, "the model was asked once per attempt");
+    let events: Vec<&str> = task["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
+    assert_eq!(events, ["created", "claimed", "lease_expired", "claimed", "succeeded"]);
+    let n = wait_until("completion notice", Duration::from_secs(10), || async { Some(notices(&d).await).filter(|n| !n.is_empty()) }).await;
+    assert_eq!(n.len(), 1, "one notice, not two: {n:?}");
+    let ws = task["workspace_id"].as_str().expect("ws");
+    let results: usize = walk_md(&d.data().join("workspaces").join(ws).join("tasks"));
+    assert_eq!(results, 1, "exactly one result file");
+}
+
+fn walk_md(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| if e.path().is_dir() { walk_md(&e.path()) } else { usize::from(e.path().extension().is_some_and(|x| x == "md")) })
+            .sum()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_task_finish_flushes_the_outbox_and_exits_0() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Delayed(Duration::from_millis(1500), "done before exit".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    let id = task_id_from(&d.chat("/task finish during shutdown").await);
+    llm.wait_for_requests(1, Duration::from_secs(10)).await;
+    let status = d.terminate().await;
+    assert!(status.success(), "exit status {status:?}\n{}", d.log());
+    let db = d.db();
+    let (st, attempts): (String, i64) =
+        db.query_row("SELECT status, attempts FROM tasks WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?))).expect("task");
+    assert_eq!((st.as_str(), attempts), ("succeeded", 1));
+    let pending: i64 = db.query_row("SELECT COUNT(*) FROM outbox WHERE status != 'sent'", [], |r| r.get(0)).expect("outbox");
+    assert_eq!(pending, 0, "the outbox was flushed");
+    let notices: i64 =
+        db.query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'task_notice' AND task_id = ?1", [&id], |r| r.get(0)).expect("notice");
+    assert_eq!(notices, 1);
+    let unhandled: i64 = db.query_row("SELECT COUNT(*) FROM inbox WHERE status != 'handled'", [], |r| r.get(0)).expect("inbox");
+    assert_eq!(unhandled, 0);
+    assert!(!d.data().join("agent-runtime/serve.json").exists(), "state file removed on clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_a_task_that_outlives_the_grace_period() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Stall, Step::Reply("second life".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = llm_env(&llm);
+    env.push(("AGENT_RUNTIME_SHUTDOWN_GRACE_SECONDS", "1".into()));
+    let mut d = Daemon::start(dir.path(), &env).await;
+    let id = task_id_from(&d.chat("/task too slow to finish").await);
+    llm.wait_for_requests(1, Duration::from_secs(10)).await;
+    assert!(d.terminate().await.success(), "{}", d.log());
+    let (st, attempts): (String, i64) =
+        d.db().query_row("SELECT status, attempts FROM tasks WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?))).expect("task");
+    assert_eq!((st.as_str(), attempts), ("queued", 0), "released back to the queue, attempt not counted");
+    let d = Daemon::start(dir.path(), &env).await;
+    let t = d.wait_task(&id, "released task to run after restart", |t| t["status"] == "succeeded").await;
+    assert_eq!((t["attempts"].as_i64(), t["result_summary"].as_str()), (Some(1), Some("second life")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_errors_are_retried_when_transient_and_failed_when_not() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Status(503, "overloaded".into()), Step::Reply("worked on retry".into()), Step::Status(400, "bad request".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = llm_env(&llm);
+    env.push(("AGENT_RUNTIME_TASK_RETRY_BASE_SECONDS", "1".into()));
+    env.push(("AGENT_RUNTIME_DEFAULT_CONCURRENCY", "1".into()));
+    let d = Daemon::start(dir.path(), &env).await;
+    let retried = task_id_from(&d.chat("/task flaky").await);
+    let t = d.wait_task(&retried, "retried task to succeed", |t| t["status"] == "succeeded").await;
+    assert_eq!(t["attempts"], 2);
+    let refused = task_id_from(&d.chat("/task refused").await);
+    let t = d.wait_task(&refused, "4xx task to fail", |t| t["status"] == "failed").await;
+    assert_eq!(t["attempts"], 1, "a 4xx is not retried");
+    assert!(t["error_message"].as_str().unwrap_or("").contains("HTTP 400"), "{t}");
+    let outcomes: Vec<String> = d
+        .db()
+        .prepare("SELECT outcome FROM llm_usage ORDER BY id")
+        .expect("prep")
+        .query_map([], |r| r.get(0))
+        .expect("q")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(outcomes, ["http_error", "ok", "http_error"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_provider_tasks_fail_at_once_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[]).await;
+    let id = task_id_from(&d.chat("/task anything").await);
+    let t = d.wait_task(&id, "task to fail", |t| t["status"] == "failed").await;
+    assert_eq!(t["attempts"], 1);
+    assert!(t["error_message"].as_str().unwrap_or("").contains("AGENT_RUNTIME_LLM_API_KEY"), "{t}");
+    let reply = d.chat("what's up?").await;
+    assert!(reply.contains("/help"), "free text without a model gets a short help: {reply}");
+}

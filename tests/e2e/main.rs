@@ -1,6 +1,8 @@
 //! The one integration-test binary: behaviour through real parts (real
 //! SQLite files, the real binary, real HTTP on loopback, a scripted LLM).
 
+#![allow(clippy::expect_used, reason = "test setup that cannot proceed panics with a message")]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -51,7 +51,14 @@ fn retry() -> RetryPolicy {
 }
 
 fn pool_config(concurrency: usize, lease: Duration, max_attempts: u32) -> OrchestratorConfig {
-    OrchestratorConfig { concurrency, max_attempts, lease, retry_base: Duration::from_secs(1), retry_max: Duration::from_secs(1), shutdown_grace: Duration::from_secs(5) }
+    OrchestratorConfig {
+        concurrency,
+        max_attempts,
+        lease,
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(5),
+    }
 }
 
 /// Counts executions per task; fails or blocks as told.
@@ -134,7 +141,7 @@ async fn worker_pool_runs_each_task_exactly_once() {
         wait_status(&f.store, id, TaskStatus::Succeeded).await;
     }
     pool.drain(Duration::from_secs(5)).await;
-    let runs = exec.runs.lock().expect("runs");
+    let runs = exec.runs.lock().expect("runs").clone();
     assert_eq!(runs.len(), 200);
     assert!(runs.values().all(|n| *n == 1), "a task ran twice: {runs:?}");
     for id in ids.iter().take(5) {
@@ -157,9 +164,30 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_refused() {
     assert_eq!((recovered.len(), recovered[0].status), (1, TaskStatus::Queued));
     let second = f.store.claim_tasks("rescuer".into(), clock.now_ms(), LEASE, 1).await.expect("claim");
     assert_eq!((second[0].id.clone(), second[0].attempts), (id.clone(), 2));
-    let late = f.store.finish_task(&id, "crashed".into(), FinishOutcome::Succeeded { summary: "late".into(), result_path: None }, retry(), notifier(), clock.now_ms()).await;
+    let late = f
+        .store
+        .finish_task(
+            &id,
+            "crashed".into(),
+            FinishOutcome::Succeeded { summary: "late".into(), result_path: None },
+            retry(),
+            notifier(),
+            clock.now_ms(),
+        )
+        .await;
     assert!(matches!(late, Err(StoreError::StaleLease(_))), "{late:?}");
-    let done = f.store.finish_task(&id, "rescuer".into(), FinishOutcome::Succeeded { summary: "ok".into(), result_path: None }, retry(), notifier(), clock.now_ms()).await.expect("finish");
+    let done = f
+        .store
+        .finish_task(
+            &id,
+            "rescuer".into(),
+            FinishOutcome::Succeeded { summary: "ok".into(), result_path: None },
+            retry(),
+            notifier(),
+            clock.now_ms(),
+        )
+        .await
+        .expect("finish");
     assert_eq!((done.status, done.attempts, done.result_summary.as_deref()), (TaskStatus::Succeeded, 2, Some("ok")));
     let events: Vec<String> = f.store.task_events(&id).await.expect("events").into_iter().map(|e| e.event).collect();
     assert_eq!(events, ["created", "claimed", "lease_expired", "claimed", "succeeded"]);
@@ -177,7 +205,11 @@ async fn a_task_whose_worker_died_is_rerun_once_by_the_pool() {
     f.store.claim_tasks("dead-process-w1".into(), SystemClock.now_ms(), lease, 1).await.expect("claim");
     let exec = Arc::new(Counting::default());
     let sup = Supervisor::new();
-    let pool = spawn_pool(handle(&f.store, Arc::new(SystemClock), pool_config(2, lease, 3)), Executors::default().with(TaskKind::Noop, exec.clone()), &sup);
+    let pool = spawn_pool(
+        handle(&f.store, Arc::new(SystemClock), pool_config(2, lease, 3)),
+        Executors::default().with(TaskKind::Noop, exec.clone()),
+        &sup,
+    );
     wait_status(&f.store, &id, TaskStatus::Succeeded).await;
     pool.drain(Duration::from_secs(5)).await;
     let t = f.store.get_task(&id).await.expect("task");
@@ -218,7 +250,10 @@ async fn retryable_failures_back_off_exponentially_then_fail_honestly() {
         if attempt < 3 {
             assert_eq!(t.status, TaskStatus::Queued);
             delays.push(t.not_before - clock.now_ms());
-            assert!(f.store.claim_tasks("w".into(), clock.now_ms(), LEASE, 1).await.expect("claim").is_empty(), "not claimable during backoff");
+            assert!(
+                f.store.claim_tasks("w".into(), clock.now_ms(), LEASE, 1).await.expect("claim").is_empty(),
+                "not claimable during backoff"
+            );
             clock.advance(t.not_before - clock.now_ms());
         } else {
             assert_eq!(t.status, TaskStatus::Failed, "never recorded as succeeded");
@@ -233,7 +268,11 @@ async fn a_permanent_failure_is_failed_at_once() {
     let f = fixture().await;
     let id = f.store.enqueue_task(new_task(&f.ctx, TaskKind::Noop, None), 3, 0).await.expect("enqueue").task.id;
     f.store.claim_tasks("w".into(), 0, LEASE, 1).await.expect("claim");
-    let t = f.store.finish_task(&id, "w".into(), FinishOutcome::Failed { error: "HTTP 400".into(), retryable: false }, retry(), notifier(), 1).await.expect("finish");
+    let t = f
+        .store
+        .finish_task(&id, "w".into(), FinishOutcome::Failed { error: "HTTP 400".into(), retryable: false }, retry(), notifier(), 1)
+        .await
+        .expect("finish");
     assert_eq!((t.status, t.attempts, t.error.as_deref()), (TaskStatus::Failed, 1, Some("HTTP 400")));
 }
 

@@ -15,7 +15,10 @@ pub fn bin() -> &'static str {
 /// A `Command` for the binary with a clean environment, run in `dir`.
 pub fn command(dir: &Path, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.env_clear().current_dir(dir).env("PATH", std::env::var("PATH").unwrap_or_default()).env("AGENT_RUNTIME_LOG", "info,agent_runtime=debug");
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AGENT_RUNTIME_LOG", "info,agent_runtime=debug");
     cmd.env("AGENT_RUNTIME_DATA_DIR", dir.join("data"));
     for (k, v) in env {
         cmd.env(k, v);
@@ -87,7 +90,14 @@ impl Daemon {
 
     /// POSTs raw bytes as JSON.
     pub async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body.to_string()).send().await.expect("post");
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("post");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -138,7 +148,8 @@ impl Daemon {
 
     /// Opens the daemon's database read-only (for checks of the real file).
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(self.data().join("agent-runtime/meta.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
+        rusqlite::Connection::open_with_flags(self.data().join("agent-runtime/meta.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db")
     }
 }
 

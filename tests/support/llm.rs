@@ -56,10 +56,7 @@ impl FakeLlm {
     /// Starts the server on 127.0.0.1:0 in the current runtime.
     pub async fn start() -> FakeLlm {
         let inner = Arc::new(Inner::default());
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .route("/v1/messages", post(messages))
-            .with_state(inner.clone());
+        let app = Router::new().route("/v1/chat/completions", post(chat)).route("/v1/messages", post(messages)).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake llm");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {

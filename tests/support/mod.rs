@@ -1,7 +1,7 @@
 //! Test support: fakes of external services on 127.0.0.1:0 and harnesses for
 //! the real binary.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by the e2e tests and the benchmark; each uses part")]
 
 pub mod daemon;
 pub mod llm;

@@ -5,6 +5,7 @@
 
 use super::super::outbox::{Notifier, queue_task_notices};
 use super::super::{Store, StoreError, found};
+use super::super::savepoint::Savepoint;
 use super::{TASK_COLUMNS, add_event, load_task, task_from_row};
 use crate::clock::UnixMillis;
 use crate::domain::{Task, TaskId, TaskStatus};
@@ -68,19 +69,9 @@ impl Store {
     /// Atomically claims up to `limit` claimable tasks for `worker`: status
     /// `running`, `attempts + 1`, a lease until `now + lease`.
     pub async fn claim_tasks(&self, worker: String, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
-        let expires = now + lease.as_millis() as i64;
         self.write(move |c| {
-            let tx = c.transaction()?;
-            let sql = format!(
-                "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2, \
-                 started_at = ?3, updated_at = ?3, version = version + 1, error = NULL \
-                 WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?3 ORDER BY not_before, created_at LIMIT ?4) \
-                 RETURNING {TASK_COLUMNS}"
-            );
-            let tasks: Vec<Task> = tx.prepare_cached(&sql)?.query_map(params![worker, expires, now, limit], task_from_row)?.collect::<Result<_, _>>()?;
-            for t in &tasks {
-                add_event(&tx, t.id.as_str(), now, "claimed", Some(TaskStatus::Queued), Some(TaskStatus::Running), t.attempts, Some(&worker), None)?;
-            }
+            let tx = Savepoint::begin(c)?;
+            let tasks = claim(&tx, &worker, now, lease, limit)?;
             tx.commit()?;
             Ok(tasks)
         })
@@ -120,20 +111,51 @@ impl Store {
         notifier: Notifier,
         now: UnixMillis,
     ) -> Result<Task, StoreError> {
+        let done = self.finish_and_claim(id, worker, outcome, retry, notifier, now, None).await?;
+        Ok(done.0)
+    }
+
+    /// [`Store::finish_task`], then, in the same write, claims up to
+    /// `next.1` more tasks for the same worker with lease `next.0` (a worker
+    /// going straight on to its next task saves a round trip to the writer).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_and_claim(
+        &self,
+        id: &TaskId,
+        worker: String,
+        outcome: FinishOutcome,
+        retry: RetryPolicy,
+        notifier: Notifier,
+        now: UnixMillis,
+        next: Option<(Duration, u32)>,
+    ) -> Result<(Task, Vec<Task>), StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(worker.as_str()) {
                 return Err(StoreError::StaleLease(id.to_string()));
             }
-            let done = apply_outcome(&tx, &task, Some(&worker), outcome, retry, now)?;
-            if let Some(to) = done {
-                queue_task_notices(&tx, &task.id, to, &notifier, now)?;
+            let task = apply_outcome(&tx, &task, Some(&worker), outcome, retry, now)?;
+            if task.status.is_final() {
+                queue_task_notices(&tx, &task, &notifier, now)?;
             }
-            let task = found(load_task(&tx, id.as_str())?, "task")?;
             tx.commit()?;
-            Ok(task)
+            // Claiming is its own savepoint: a failure there must not undo (or
+            // report as failed) the outcome that was just recorded.
+            let claimed = match next {
+                Some((lease, limit)) => Savepoint::begin(c).map_err(StoreError::from).and_then(|sp| {
+                    let got = claim(&sp, &worker, now, lease, limit)?;
+                    sp.commit()?;
+                    Ok(got)
+                }),
+                None => Ok(Vec::new()),
+            };
+            let claimed = claimed.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming the next task failed; the worker will poll");
+                Vec::new()
+            });
+            Ok((task, claimed))
         })
         .await
     }
@@ -142,7 +164,7 @@ impl Store {
     /// lease expired before `now`. Returns the tasks changed.
     pub async fn recover_expired_leases(&self, now: UnixMillis, notifier: Notifier) -> Result<Vec<Task>, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction()?;
+            let tx = Savepoint::begin(c)?;
             let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND lease_expires_at < ?1");
             let expired: Vec<Task> = tx.prepare_cached(&sql)?.query_map([now], task_from_row)?.collect::<Result<_, _>>()?;
             let mut changed = Vec::with_capacity(expired.len());
@@ -151,14 +173,19 @@ impl Store {
                 let outcome = if task.cancel_requested {
                     FinishOutcome::Canceled
                 } else {
-                    let error = format!("lease expired: worker {} stopped renewing during attempt {}", owner.as_deref().unwrap_or("?"), task.attempts);
+                    let error = format!(
+                        "lease expired: worker {} stopped renewing during attempt {}",
+                        owner.as_deref().unwrap_or("?"),
+                        task.attempts
+                    );
                     FinishOutcome::Failed { error, retryable: true }
                 };
                 let retry = RetryPolicy { base: Duration::ZERO, max: Duration::ZERO };
-                if let Some(to) = apply_outcome(&tx, &task, owner.as_deref(), outcome, retry, now)? {
-                    queue_task_notices(&tx, &task.id, to, &notifier, now)?;
+                let task = apply_outcome(&tx, &task, owner.as_deref(), outcome, retry, now)?;
+                if task.status.is_final() {
+                    queue_task_notices(&tx, &task, &notifier, now)?;
                 }
-                changed.push(found(load_task(&tx, task.id.as_str())?, "task")?);
+                changed.push(task);
             }
             tx.commit()?;
             Ok(changed)
@@ -167,7 +194,31 @@ impl Store {
     }
 }
 
-/// Applies an outcome to a running task; returns the final status reached, if any.
+/// Claims up to `limit` claimable tasks for `worker` (inside the caller's savepoint).
+fn claim(c: &Connection, worker: &str, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
+    let expires = now + lease.as_millis() as i64;
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2, \
+         started_at = ?3, updated_at = ?3, version = version + 1, error = NULL \
+         WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?3 ORDER BY not_before, created_at LIMIT ?4) \
+         RETURNING {TASK_COLUMNS}"
+    );
+    let tasks: Vec<Task> = c.prepare_cached(&sql)?.query_map(params![worker, expires, now, limit], task_from_row)?.collect::<Result<_, _>>()?;
+    for t in &tasks {
+        add_event(c, t.id.as_str(), now, "claimed", Some(TaskStatus::Queued), Some(TaskStatus::Running), t.attempts, Some(worker), None)?;
+    }
+    Ok(tasks)
+}
+
+/// Runs one `UPDATE … RETURNING` and returns the changed task.
+fn update(c: &Connection, set: &str, params: impl rusqlite::Params) -> Result<Task, StoreError> {
+    let sql = format!(
+        "UPDATE tasks SET {set}, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2, version = version + 1 WHERE id = ?1 RETURNING {TASK_COLUMNS}"
+    );
+    Ok(c.prepare_cached(&sql)?.query_row(params, task_from_row)?)
+}
+
+/// Applies an outcome to a running task; returns the task as it is now.
 fn apply_outcome(
     tx: &Connection,
     task: &Task,
@@ -175,53 +226,38 @@ fn apply_outcome(
     outcome: FinishOutcome,
     retry: RetryPolicy,
     now: UnixMillis,
-) -> Result<Option<TaskStatus>, StoreError> {
+) -> Result<Task, StoreError> {
     let id = task.id.as_str();
     let running = Some(TaskStatus::Running);
-    let clear = "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2, version = version + 1";
     match outcome {
         FinishOutcome::Succeeded { summary, result_path } => {
-            tx.execute(
-                &format!("UPDATE tasks SET status = 'succeeded', result_summary = ?3, result_path = ?4, error = NULL, finished_at = ?2, {clear} WHERE id = ?1"),
-                params![id, now, summary, result_path],
-            )?;
+            let t = update(tx, "status = 'succeeded', result_summary = ?3, result_path = ?4, error = NULL, finished_at = ?2", params![id, now, summary, result_path])?;
             add_event(tx, id, now, "succeeded", running, Some(TaskStatus::Succeeded), task.attempts, worker, None)?;
-            Ok(Some(TaskStatus::Succeeded))
+            Ok(t)
         }
         FinishOutcome::Failed { error, retryable } if retryable && task.attempts < task.max_attempts => {
             let at = now + retry.delay(task.attempts).as_millis() as i64;
-            tx.execute(
-                &format!("UPDATE tasks SET status = 'queued', error = ?3, not_before = ?4, {clear} WHERE id = ?1"),
-                params![id, now, error, at],
-            )?;
-            let event = if task.lease_expires_at.is_some_and(|e| e < now) && worker == task.lease_owner.as_deref() { "lease_expired" } else { "retry_scheduled" };
+            let t = update(tx, "status = 'queued', error = ?3, not_before = ?4", params![id, now, error, at])?;
+            let expired = task.lease_expires_at.is_some_and(|e| e < now) && worker == task.lease_owner.as_deref();
+            let event = if expired { "lease_expired" } else { "retry_scheduled" };
             add_event(tx, id, now, event, running, Some(TaskStatus::Queued), task.attempts, worker, Some(&error))?;
-            Ok(None)
+            Ok(t)
         }
         FinishOutcome::Failed { error, retryable } => {
             let error = if retryable { format!("{error} (gave up after {} attempts)", task.attempts) } else { error };
-            tx.execute(
-                &format!("UPDATE tasks SET status = 'failed', error = ?3, finished_at = ?2, {clear} WHERE id = ?1"),
-                params![id, now, error],
-            )?;
+            let t = update(tx, "status = 'failed', error = ?3, finished_at = ?2", params![id, now, error])?;
             add_event(tx, id, now, "failed", running, Some(TaskStatus::Failed), task.attempts, worker, Some(&error))?;
-            Ok(Some(TaskStatus::Failed))
+            Ok(t)
         }
         FinishOutcome::Canceled => {
-            tx.execute(
-                &format!("UPDATE tasks SET status = 'canceled', error = 'canceled while running', finished_at = ?2, {clear} WHERE id = ?1"),
-                params![id, now],
-            )?;
+            let t = update(tx, "status = 'canceled', error = 'canceled while running', finished_at = ?2", params![id, now])?;
             add_event(tx, id, now, "canceled", running, Some(TaskStatus::Canceled), task.attempts, worker, None)?;
-            Ok(Some(TaskStatus::Canceled))
+            Ok(t)
         }
         FinishOutcome::Released => {
-            tx.execute(
-                &format!("UPDATE tasks SET status = 'queued', attempts = MAX(attempts - 1, 0), not_before = ?2, {clear} WHERE id = ?1"),
-                params![id, now],
-            )?;
+            let t = update(tx, "status = 'queued', attempts = MAX(attempts - 1, 0), not_before = ?2", params![id, now])?;
             add_event(tx, id, now, "released", running, Some(TaskStatus::Queued), task.attempts, worker, Some("worker shut down"))?;
-            Ok(None)
+            Ok(t)
         }
     }
 }
