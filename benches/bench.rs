@@ -208,8 +208,13 @@ async fn fixed_rate(http: &reqwest::Client, base: &str, seconds: u64, rate: u64)
     (percentile(&lat, 0.50), percentile(&lat, 0.99), errors)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let threads = env_usize("BENCH_WORKER_THREADS", 2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
     let runs = env_usize("BENCH_RUNS", 5);
     let seconds = env_usize("BENCH_SECONDS", 10) as u64;
     let tasks = env_usize("BENCH_TASKS", 20_000);
@@ -232,7 +237,10 @@ async fn main() {
             let t = Instant::now();
             for i in 0..n {
                 let tx = c.transaction().expect("tx");
-                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)").expect("p").execute(rusqlite::params![format!("id{i}"), "x", i]).expect("i");
+                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)")
+                    .expect("p")
+                    .execute(rusqlite::params![format!("id{i}"), "x", i])
+                    .expect("i");
                 tx.commit().expect("c");
             }
             println!("raw insert txn: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
@@ -240,14 +248,26 @@ async fn main() {
             let t = Instant::now();
             for i in n..2 * n {
                 let tx = c.transaction().expect("tx");
-                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)").expect("p").execute(rusqlite::params![format!("id{i}"), "x", i]).expect("i");
+                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)")
+                    .expect("p")
+                    .execute(rusqlite::params![format!("id{i}"), "x", i])
+                    .expect("i");
                 tx.commit().expect("c");
             }
             println!("raw insert txn sync=off: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
         }
         let t = Instant::now();
         for _ in 0..n {
-            let nt = NewTask { workspace_id: ctx.workspace_id.clone(), context_id: ctx.id.clone(), kind: TaskKind::Noop, title: "b".into(), prompt: "p".into(), run_key: None, source_user_id: None, trace_id: TraceId::random() };
+            let nt = NewTask {
+                workspace_id: ctx.workspace_id.clone(),
+                context_id: ctx.id.clone(),
+                kind: TaskKind::Noop,
+                title: "b".into(),
+                prompt: "p".into(),
+                run_key: None,
+                source_user_id: None,
+                trace_id: TraceId::random(),
+            };
             store.enqueue_task(nt, 3, 0).await.expect("e");
         }
         println!("enqueue sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
@@ -262,7 +282,17 @@ async fn main() {
         let retry = agent_runtime::store::RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(1) };
         let t = Instant::now();
         for task in &claimed {
-            store.finish_task(&task.id, "w".into(), agent_runtime::store::FinishOutcome::Succeeded { summary: "ok".into(), result_path: None }, retry, notifier, 2).await.expect("f");
+            store
+                .finish_task(
+                    &task.id,
+                    "w".into(),
+                    agent_runtime::store::FinishOutcome::Succeeded { summary: "ok".into(), result_path: None },
+                    retry,
+                    notifier,
+                    2,
+                )
+                .await
+                .expect("f");
         }
         println!("finish sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
@@ -297,14 +327,22 @@ async fn main() {
         rss.push(rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0);
     }
     let r = ready.clone();
-    println!("| cold start to /readyz 200 (new data dir) | {:.1} ms (min {:.1}, max {:.1}) | {runs} |", median(ready), r.iter().cloned().fold(f64::MAX, f64::min), r.iter().cloned().fold(0.0, f64::max));
+    println!(
+        "| cold start to /readyz 200 (new data dir) | {:.1} ms (min {:.1}, max {:.1}) | {runs} |",
+        median(ready),
+        r.iter().cloned().fold(f64::MAX, f64::min),
+        r.iter().cloned().fold(0.0, f64::max)
+    );
     println!("| idle RSS of serve (2 s after ready) | {:.1} MiB | {runs} |", median(rss));
 
     let mut tput = Vec::new();
     for _ in 0..runs {
         tput.push(queue_throughput(tasks).await);
     }
-    println!("| durable task throughput, enqueue→claim→complete, no-op executor, 5 workers | {:.0} tasks/s ({tasks} tasks per run) | {runs} |", median(tput));
+    println!(
+        "| durable task throughput, enqueue→claim→complete, no-op executor, 5 workers | {:.0} tasks/s ({tasks} tasks per run) | {runs} |",
+        median(tput)
+    );
 
     let (d, _) = start_daemon(&http, &[]).await;
     let mut sus = Vec::new();
@@ -321,6 +359,15 @@ async fn main() {
         p99.push(b);
         errors += e;
     }
-    println!("| POST /api/v1/chat `/task x` at 200 req/s open loop, {seconds} s: p50 / p99 | {:.2} ms / {:.2} ms ({errors} errors) | {} |", median(p50), median(p99), runs.min(3));
-    println!("| RSS after the HTTP load | {:.1} MiB (peak {:.1} MiB) | 1 |", rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0, rss_kib(d.child.id(), "VmHWM:") as f64 / 1024.0);
+    println!(
+        "| POST /api/v1/chat `/task x` at 200 req/s open loop, {seconds} s: p50 / p99 | {:.2} ms / {:.2} ms ({errors} errors) | {} |",
+        median(p50),
+        median(p99),
+        runs.min(3)
+    );
+    println!(
+        "| RSS after the HTTP load | {:.1} MiB (peak {:.1} MiB) | 1 |",
+        rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0,
+        rss_kib(d.child.id(), "VmHWM:") as f64 / 1024.0
+    );
 }

@@ -9,7 +9,6 @@
 mod chats;
 mod migrations;
 mod outbox;
-mod savepoint;
 mod tasks;
 mod usage;
 mod writer;
@@ -150,12 +149,20 @@ impl Store {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: writer::Job = Box::new(move |conn| {
             let result = f(conn);
-            Box::new(move |commit_error: Option<&str>| {
+            // A domain error (not found, conflict, stale lease) is returned
+            // before the job writes anything; an SQLite error may leave the
+            // job half-done, so it aborts the whole batch.
+            let dirty = matches!(result, Err(StoreError::Sqlite(_) | StoreError::Commit(_)));
+            if let (true, Err(e)) = (dirty, &result) {
+                tracing::error!(error = %e, "store write failed; rolling back its batch");
+            }
+            let reply: writer::Reply = Box::new(move |commit_error: Option<&str>| {
                 let _ = tx.send(match commit_error {
                     None => result,
                     Some(e) => Err(StoreError::Commit(e.to_string())),
                 });
-            })
+            });
+            (reply, dirty)
         });
         {
             let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;

@@ -4,7 +4,6 @@
 
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError, found};
-use super::savepoint::Savepoint;
 use crate::clock::UnixMillis;
 use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -86,9 +85,8 @@ impl Store {
     pub async fn ensure_context(&self, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
         let (chat, name) = (chat.clone(), display_name.to_string());
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let ctx = ensure_context(&tx, &chat, &name, now)?;
-            tx.commit()?;
             Ok(ctx)
         })
         .await
@@ -115,7 +113,7 @@ impl Store {
     pub async fn record_inbound(&self, msg: &Inbound, now: UnixMillis) -> Result<InboundRecord, StoreError> {
         let msg = msg.clone();
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let context = ensure_context(&tx, &msg.chat, &msg.display_name, now)?;
             let inserted = tx
                 .prepare_cached(
@@ -128,7 +126,6 @@ impl Store {
                 params![msg.chat.connector, msg.dedupe_key],
                 |r| r.get(0),
             )?;
-            tx.commit()?;
             Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0 })
         })
         .await
@@ -146,13 +143,12 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Option<OutboxId>, StoreError> {
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let status = if error.is_some() { "failed" } else { "handled" };
             tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?
                 .execute(params![status, error, now, inbox_id])?;
             let status = if delivered_inline { OutboxStatus::Sent } else { OutboxStatus::Pending };
             let id = reply.map(|m| insert(&tx, &m, status, now)).transpose()?;
-            tx.commit()?;
             Ok(id)
         })
         .await

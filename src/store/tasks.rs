@@ -6,7 +6,6 @@ mod leases;
 pub use leases::{FinishOutcome, LeaseState, RetryPolicy};
 
 use super::{Store, StoreError, found};
-use super::savepoint::Savepoint;
 use crate::clock::UnixMillis;
 use crate::domain::{ContextId, NewTask, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -125,7 +124,7 @@ impl Store {
     /// task and adds nothing.
     pub async fn enqueue_task(&self, new: NewTask, max_attempts: u32, now: UnixMillis) -> Result<Enqueued, StoreError> {
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             if let Some(key) = &new.run_key {
                 let existing: Option<String> = tx.query_row("SELECT id FROM tasks WHERE run_key = ?1", [key], |r| r.get(0)).optional()?;
                 if let Some(id) = existing {
@@ -163,7 +162,6 @@ impl Store {
                 .optional()?;
             let task = found(task, "context")?;
             add_event(&tx, id.as_str(), now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
-            tx.commit()?;
             Ok(Enqueued { task, created: true })
         })
         .await
@@ -216,8 +214,12 @@ impl Store {
     /// its partial index).
     pub async fn unfinished_task_count(&self) -> Result<(u64, u64), StoreError> {
         self.read(|c| {
-            let queued = c.prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND not_before > -9223372036854775807")?.query_row([], |r| r.get(0))?;
-            let running = c.prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'running' AND lease_expires_at IS NOT NULL")?.query_row([], |r| r.get(0))?;
+            let queued = c
+                .prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND not_before > -9223372036854775807")?
+                .query_row([], |r| r.get(0))?;
+            let running = c
+                .prepare_cached("SELECT COUNT(*) FROM tasks WHERE status = 'running' AND lease_expires_at IS NOT NULL")?
+                .query_row([], |r| r.get(0))?;
             Ok((queued, running))
         })
         .await
@@ -288,7 +290,7 @@ impl Store {
     pub async fn update_task(&self, id: &TaskId, if_version: i64, patch: TaskPatch, now: UnixMillis) -> Result<Task, StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             if task.version != if_version {
                 return Err(StoreError::VersionConflict { current: task.version });
@@ -315,7 +317,6 @@ impl Store {
                 Some(&fields.join(",")),
             )?;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
-            tx.commit()?;
             Ok(task)
         })
         .await
@@ -326,7 +327,7 @@ impl Store {
     pub async fn cancel_task(&self, id: &TaskId, reason: String, now: UnixMillis) -> Result<CancelOutcome, StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             let out = match task.status {
                 TaskStatus::Queued => {
@@ -348,7 +349,6 @@ impl Store {
                 TaskStatus::Running => CancelOutcome::Requested(task),
                 s => return Err(StoreError::Conflict(format!("task already {s}"))),
             };
-            tx.commit()?;
             Ok(out)
         })
         .await

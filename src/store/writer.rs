@@ -1,17 +1,24 @@
 //! The writer thread: the one writable connection, with group commit. Jobs
-//! waiting in the queue are run back to back inside one transaction (each in
-//! its own savepoint, so a failing job undoes only itself); their callers
-//! hear the result only after the shared COMMIT succeeded, so nobody is told
-//! "done" about work that did not reach the database.
+//! waiting in the queue run back to back inside one transaction, and their
+//! callers hear the result only after the shared COMMIT succeeded, so nobody
+//! is told "done" about work that did not reach the database.
+//!
+//! Every job checks its preconditions before it writes, so a domain error
+//! (not found, conflict, stale lease) leaves nothing behind. An SQLite error
+//! can leave a job half-done: then the whole batch is rolled back and every
+//! job in it gets the error (rare: disk full, I/O errors), which is why jobs
+//! need no savepoints of their own (their page copies cost a third of the
+//! writer's time).
 
 use rusqlite::Connection;
 use std::sync::mpsc::Receiver;
 
 /// Delivers a job's result once the batch's fate is known (`Some(error)` if
-/// the commit failed).
+/// the batch was rolled back).
 pub(super) type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
-/// A unit of write work.
-pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
+/// A unit of write work: returns its reply and whether it failed after
+/// possibly writing (which aborts the batch).
+pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> (Reply, bool) + Send>;
 
 /// Most jobs in one transaction: bounds the latency a batch adds.
 const MAX_BATCH: usize = 128;
@@ -33,19 +40,29 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Job>) {
 }
 
 fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
-    if batch.len() == 1 || conn.execute_batch("BEGIN IMMEDIATE").is_err() {
-        // One job (or the write lock is unavailable): each job's savepoint is its own transaction.
-        for job in batch.drain(..) {
-            job(conn)(None);
-        }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let msg = format!("cannot start a write transaction: {e}");
+        tracing::error!(error = %msg, "store write refused");
+        // Dropping a job drops its reply channel: its caller gets `StoreError::Closed` (→ 503).
+        batch.clear();
         return;
     }
-    let replies: Vec<Reply> = batch.drain(..).map(|job| job(conn)).collect();
-    match conn.execute_batch("COMMIT") {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut aborted = false;
+    for job in batch.drain(..) {
+        let (reply, dirty) = job(conn);
+        aborted |= dirty;
+        replies.push(reply);
+    }
+    let outcome = if aborted {
+        Err("a write in the same batch failed; nothing in the batch was applied".to_string())
+    } else {
+        conn.execute_batch("COMMIT").map_err(|e| format!("commit failed: {e}"))
+    };
+    match outcome {
         Ok(()) => replies.into_iter().for_each(|r| r(None)),
-        Err(e) => {
+        Err(msg) => {
             let _ = conn.execute_batch("ROLLBACK");
-            let msg = format!("commit failed: {e}");
             tracing::error!(error = %msg, jobs = replies.len(), "store batch rolled back");
             replies.into_iter().for_each(|r| r(Some(&msg)));
         }

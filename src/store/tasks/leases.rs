@@ -5,7 +5,6 @@
 
 use super::super::outbox::{Notifier, queue_task_notices};
 use super::super::{Store, StoreError, found};
-use super::super::savepoint::Savepoint;
 use super::{TASK_COLUMNS, add_event, load_task, task_from_row};
 use crate::clock::UnixMillis;
 use crate::domain::{Task, TaskId, TaskStatus};
@@ -70,9 +69,8 @@ impl Store {
     /// `running`, `attempts + 1`, a lease until `now + lease`.
     pub async fn claim_tasks(&self, worker: String, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let tasks = claim(&tx, &worker, now, lease, limit)?;
-            tx.commit()?;
             Ok(tasks)
         })
         .await
@@ -131,7 +129,7 @@ impl Store {
     ) -> Result<(Task, Vec<Task>), StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let task = found(load_task(&tx, id.as_str())?, "task")?;
             if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(worker.as_str()) {
                 return Err(StoreError::StaleLease(id.to_string()));
@@ -140,21 +138,10 @@ impl Store {
             if task.status.is_final() {
                 queue_task_notices(&tx, &task, &notifier, now)?;
             }
-            tx.commit()?;
-            // Claiming is its own savepoint: a failure there must not undo (or
-            // report as failed) the outcome that was just recorded.
             let claimed = match next {
-                Some((lease, limit)) => Savepoint::begin(c).map_err(StoreError::from).and_then(|sp| {
-                    let got = claim(&sp, &worker, now, lease, limit)?;
-                    sp.commit()?;
-                    Ok(got)
-                }),
-                None => Ok(Vec::new()),
+                Some((lease, limit)) => claim(tx, &worker, now, lease, limit)?,
+                None => Vec::new(),
             };
-            let claimed = claimed.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "claiming the next task failed; the worker will poll");
-                Vec::new()
-            });
             Ok((task, claimed))
         })
         .await
@@ -164,7 +151,7 @@ impl Store {
     /// lease expired before `now`. Returns the tasks changed.
     pub async fn recover_expired_leases(&self, now: UnixMillis, notifier: Notifier) -> Result<Vec<Task>, StoreError> {
         self.write(move |c| {
-            let tx = Savepoint::begin(c)?;
+            let tx: &Connection = c;
             let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND lease_expires_at < ?1");
             let expired: Vec<Task> = tx.prepare_cached(&sql)?.query_map([now], task_from_row)?.collect::<Result<_, _>>()?;
             let mut changed = Vec::with_capacity(expired.len());
@@ -187,7 +174,6 @@ impl Store {
                 }
                 changed.push(task);
             }
-            tx.commit()?;
             Ok(changed)
         })
         .await
@@ -203,7 +189,8 @@ fn claim(c: &Connection, worker: &str, now: UnixMillis, lease: Duration, limit: 
          WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?3 ORDER BY not_before, created_at LIMIT ?4) \
          RETURNING {TASK_COLUMNS}"
     );
-    let tasks: Vec<Task> = c.prepare_cached(&sql)?.query_map(params![worker, expires, now, limit], task_from_row)?.collect::<Result<_, _>>()?;
+    let tasks: Vec<Task> =
+        c.prepare_cached(&sql)?.query_map(params![worker, expires, now, limit], task_from_row)?.collect::<Result<_, _>>()?;
     for t in &tasks {
         add_event(c, t.id.as_str(), now, "claimed", Some(TaskStatus::Queued), Some(TaskStatus::Running), t.attempts, Some(worker), None)?;
     }
@@ -231,7 +218,11 @@ fn apply_outcome(
     let running = Some(TaskStatus::Running);
     match outcome {
         FinishOutcome::Succeeded { summary, result_path } => {
-            let t = update(tx, "status = 'succeeded', result_summary = ?3, result_path = ?4, error = NULL, finished_at = ?2", params![id, now, summary, result_path])?;
+            let t = update(
+                tx,
+                "status = 'succeeded', result_summary = ?3, result_path = ?4, error = NULL, finished_at = ?2",
+                params![id, now, summary, result_path],
+            )?;
             add_event(tx, id, now, "succeeded", running, Some(TaskStatus::Succeeded), task.attempts, worker, None)?;
             Ok(t)
         }
