@@ -7,7 +7,9 @@
 //!
 //! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
-//! `BENCH_ONLY` (`queue` or `http` to run one part).
+//! `BENCH_ONLY` (`queue`, or `micro` for sequential store round trips),
+//! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 4),
+//! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2).
 
 #![allow(clippy::expect_used, reason = "a benchmark that cannot set up stops with a message")]
 
@@ -87,6 +89,11 @@ async fn start_daemon(http: &reqwest::Client, extra: &[(&str, &str)]) -> (Daemon
     }
     let ready = started.elapsed();
     (Daemon { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }, ready)
+}
+
+fn rss_line(pid: u32) -> String {
+    let k = |f| rss_kib(pid, f) as f64 / 1024.0;
+    format!("{:.1} MiB (anon {:.1}, file {:.1}; peak {:.1})", k("VmRSS:"), k("RssAnon:"), k("RssFile:"), k("VmHWM:"))
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -224,38 +231,12 @@ async fn run() {
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only == "micro" {
+        // Sequential round trips through the store: the latency of one write
+        // of each kind, and of an empty write and read (the thread handoffs).
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
         let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
         let n = 5000;
-        {
-            let c = rusqlite::Connection::open(dir.path().join("raw.sqlite")).expect("raw");
-            c.pragma_update(None, "journal_mode", "WAL").expect("wal");
-            c.pragma_update(None, "synchronous", "NORMAL").expect("sync");
-            c.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT, b INTEGER); CREATE INDEX ti ON t(b);").expect("create");
-            let mut c = c;
-            let t = Instant::now();
-            for i in 0..n {
-                let tx = c.transaction().expect("tx");
-                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)")
-                    .expect("p")
-                    .execute(rusqlite::params![format!("id{i}"), "x", i])
-                    .expect("i");
-                tx.commit().expect("c");
-            }
-            println!("raw insert txn: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
-            c.pragma_update(None, "synchronous", "OFF").expect("sync");
-            let t = Instant::now();
-            for i in n..2 * n {
-                let tx = c.transaction().expect("tx");
-                tx.prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)")
-                    .expect("p")
-                    .execute(rusqlite::params![format!("id{i}"), "x", i])
-                    .expect("i");
-                tx.commit().expect("c");
-            }
-            println!("raw insert txn sync=off: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
-        }
         let t = Instant::now();
         for _ in 0..n {
             let nt = NewTask {
@@ -320,11 +301,13 @@ async fn run() {
 
     let mut ready = Vec::new();
     let mut rss = Vec::new();
+    let mut last_rss = String::new();
     for _ in 0..runs {
         let (d, t) = start_daemon(&http, &[]).await;
         ready.push(t.as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_secs(2)).await;
         rss.push(rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0);
+        last_rss = rss_line(d.child.id());
     }
     let r = ready.clone();
     println!(
@@ -333,7 +316,7 @@ async fn run() {
         r.iter().cloned().fold(f64::MAX, f64::min),
         r.iter().cloned().fold(0.0, f64::max)
     );
-    println!("| idle RSS of serve (2 s after ready) | {:.1} MiB | {runs} |", median(rss));
+    println!("| idle RSS of serve (2 s after ready) | {:.1} MiB (last run: {last_rss}) | {runs} |", median(rss));
 
     let mut tput = Vec::new();
     for _ in 0..runs {
@@ -350,10 +333,14 @@ async fn run() {
         sus.push(sustained(&http, &d.base, seconds, 32).await);
     }
     println!("| POST /api/v1/chat `/task x`, 32 closed-loop clients, {seconds} s | {:.0} req/s | {} |", median(sus), runs.min(3));
+    println!("| RSS after the closed-loop load | {} | 1 |", rss_line(d.child.id()));
+    drop(d);
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
     let mut errors = 0;
     for _ in 0..runs.min(3) {
+        // A fresh daemon each run, so no backlog from earlier runs is still draining.
+        let (d, _) = start_daemon(&http, &[]).await;
         let (a, b, e) = fixed_rate(&http, &d.base, seconds, 200).await;
         p50.push(a);
         p99.push(b);
@@ -364,10 +351,5 @@ async fn run() {
         median(p50),
         median(p99),
         runs.min(3)
-    );
-    println!(
-        "| RSS after the HTTP load | {:.1} MiB (peak {:.1} MiB) | 1 |",
-        rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0,
-        rss_kib(d.child.id(), "VmHWM:") as f64 / 1024.0
     );
 }

@@ -90,22 +90,23 @@ impl std::fmt::Debug for Store {
 
 const MAX_IDLE_READERS: usize = 4;
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Settings for every connection; the writer also gets a larger page cache.
+fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(128);
     // Query-planner stability: without it, SQLite (built with STAT4) re-prepares
     // statements whose bound parameters meet a partial index on every rebind,
     // which cost most of the writer's time.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    // Savepoint sub-journals and temp b-trees stay in memory.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // NORMAL in WAL mode survives a process crash (kill -9); only an OS crash
     // or power loss can lose the last transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Pages are read through a memory map instead of copied by read(2).
-    conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
-    conn.pragma_update(None, "cache_size", -16_384)?;
+    if writer {
+        // 16 MiB, allocated as pages are used.
+        conn.pragma_update(None, "cache_size", -16_384)?;
+    }
     Ok(())
 }
 
@@ -118,7 +119,7 @@ impl Store {
         }
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        configure(&conn)?;
+        configure(&conn, true)?;
         migrations::apply(&mut conn)?;
         let (tx, rx) = mpsc::channel::<writer::Job>();
         let thread = std::thread::Builder::new()
@@ -190,7 +191,7 @@ impl Store {
                         &inner.path,
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
                     )?;
-                    configure(&c)?;
+                    configure(&c, false)?;
                     c
                 }
             };

@@ -86,7 +86,7 @@ impl Store {
         let (chat, name) = (chat.clone(), display_name.to_string());
         self.write(move |c| {
             let tx: &Connection = c;
-            let ctx = ensure_context(&tx, &chat, &name, now)?;
+            let ctx = ensure_context(tx, &chat, &name, now)?;
             Ok(ctx)
         })
         .await
@@ -114,7 +114,7 @@ impl Store {
         let msg = msg.clone();
         self.write(move |c| {
             let tx: &Connection = c;
-            let context = ensure_context(&tx, &msg.chat, &msg.display_name, now)?;
+            let context = ensure_context(tx, &msg.chat, &msg.display_name, now)?;
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO inbox (connector, dedupe_key, context_id, from_user_id, display_name, text, status, trace_id, received_at) \
@@ -148,7 +148,7 @@ impl Store {
             tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?
                 .execute(params![status, error, now, inbox_id])?;
             let status = if delivered_inline { OutboxStatus::Sent } else { OutboxStatus::Pending };
-            let id = reply.map(|m| insert(&tx, &m, status, now)).transpose()?;
+            let id = reply.map(|m| insert(tx, &m, status, now)).transpose()?;
             Ok(id)
         })
         .await

@@ -128,7 +128,7 @@ impl Store {
             if let Some(key) = &new.run_key {
                 let existing: Option<String> = tx.query_row("SELECT id FROM tasks WHERE run_key = ?1", [key], |r| r.get(0)).optional()?;
                 if let Some(id) = existing {
-                    let task = found(load_task(&tx, &id)?, "task")?;
+                    let task = found(load_task(tx, &id)?, "task")?;
                     return Ok(Enqueued { task, created: false });
                 }
             }
@@ -161,7 +161,7 @@ impl Store {
                 )
                 .optional()?;
             let task = found(task, "context")?;
-            add_event(&tx, id.as_str(), now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
+            add_event(tx, id.as_str(), now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
             Ok(Enqueued { task, created: true })
         })
         .await
@@ -291,7 +291,7 @@ impl Store {
         let id = id.clone();
         self.write(move |c| {
             let tx: &Connection = c;
-            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            let task = found(load_task(tx, id.as_str())?, "task")?;
             if task.version != if_version {
                 return Err(StoreError::VersionConflict { current: task.version });
             }
@@ -305,18 +305,8 @@ impl Store {
             )?;
             let fields: Vec<&str> =
                 [patch.title.as_ref().map(|_| "title"), patch.prompt.as_ref().map(|_| "prompt")].into_iter().flatten().collect();
-            add_event(
-                &tx,
-                id.as_str(),
-                now,
-                "updated",
-                Some(task.status),
-                Some(task.status),
-                task.attempts,
-                None,
-                Some(&fields.join(",")),
-            )?;
-            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            add_event(tx, id.as_str(), now, "updated", Some(task.status), Some(task.status), task.attempts, None, Some(&fields.join(",")))?;
+            let task = found(load_task(tx, id.as_str())?, "task")?;
             Ok(task)
         })
         .await
@@ -328,23 +318,23 @@ impl Store {
         let id = id.clone();
         self.write(move |c| {
             let tx: &Connection = c;
-            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            let task = found(load_task(tx, id.as_str())?, "task")?;
             let out = match task.status {
                 TaskStatus::Queued => {
                     tx.execute(
                         "UPDATE tasks SET status = 'canceled', error = ?1, finished_at = ?2, updated_at = ?2, version = version + 1 WHERE id = ?3",
                         params![reason, now, id.as_str()],
                     )?;
-                    add_event(&tx, id.as_str(), now, "canceled", Some(task.status), Some(TaskStatus::Canceled), task.attempts, None, Some(&reason))?;
-                    CancelOutcome::Canceled(found(load_task(&tx, id.as_str())?, "task")?)
+                    add_event(tx, id.as_str(), now, "canceled", Some(task.status), Some(TaskStatus::Canceled), task.attempts, None, Some(&reason))?;
+                    CancelOutcome::Canceled(found(load_task(tx, id.as_str())?, "task")?)
                 }
                 TaskStatus::Running if !task.cancel_requested => {
                     tx.execute(
                         "UPDATE tasks SET cancel_requested = 1, updated_at = ?1, version = version + 1 WHERE id = ?2",
                         params![now, id.as_str()],
                     )?;
-                    add_event(&tx, id.as_str(), now, "cancel_requested", Some(task.status), Some(task.status), task.attempts, None, Some(&reason))?;
-                    CancelOutcome::Requested(found(load_task(&tx, id.as_str())?, "task")?)
+                    add_event(tx, id.as_str(), now, "cancel_requested", Some(task.status), Some(task.status), task.attempts, None, Some(&reason))?;
+                    CancelOutcome::Requested(found(load_task(tx, id.as_str())?, "task")?)
                 }
                 TaskStatus::Running => CancelOutcome::Requested(task),
                 s => return Err(StoreError::Conflict(format!("task already {s}"))),

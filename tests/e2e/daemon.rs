@@ -178,3 +178,24 @@ async fn without_a_provider_tasks_fail_at_once_naming_the_variable() {
     let reply = d.chat("what's up?").await;
     assert!(reply.contains("/help"), "free text without a model gets a short help: {reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_text_is_answered_by_the_llm_with_the_context_prompt() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Reply("Queues decouple producers from consumers.".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("context")).expect("mkdir");
+    std::fs::write(dir.path().join("context/SYSTEM_PROMPT.md"), "Always answer in one sentence.").expect("write");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    let reply = d.chat("why use a queue?").await;
+    assert_eq!(reply, "Queues decouple producers from consumers.");
+    let sent = &llm.requests()[0].body;
+    assert_eq!(sent["messages"][1]["content"], "why use a queue?");
+    let system = sent["messages"][0]["content"].as_str().unwrap_or("");
+    assert!(system.contains("Global prompt:\nAlways answer in one sentence."), "{system}");
+    let (task_id, ctx): (Option<String>, Option<String>) =
+        d.db().query_row("SELECT task_id, context_id FROM llm_usage", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("usage row");
+    assert!(task_id.is_none() && ctx.is_some(), "a chat reply is usage of the context, not of a task");
+    let tasks: i64 = d.db().query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0)).expect("count");
+    assert_eq!(tasks, 0, "free text creates no task");
+}

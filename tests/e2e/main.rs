@@ -10,4 +10,5 @@ mod api;
 mod cli;
 mod daemon;
 mod llm;
+mod outbox;
 mod queue;

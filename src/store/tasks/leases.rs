@@ -70,7 +70,7 @@ impl Store {
     pub async fn claim_tasks(&self, worker: String, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
         self.write(move |c| {
             let tx: &Connection = c;
-            let tasks = claim(&tx, &worker, now, lease, limit)?;
+            let tasks = claim(tx, &worker, now, lease, limit)?;
             Ok(tasks)
         })
         .await
@@ -130,13 +130,13 @@ impl Store {
         let id = id.clone();
         self.write(move |c| {
             let tx: &Connection = c;
-            let task = found(load_task(&tx, id.as_str())?, "task")?;
+            let task = found(load_task(tx, id.as_str())?, "task")?;
             if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(worker.as_str()) {
                 return Err(StoreError::StaleLease(id.to_string()));
             }
-            let task = apply_outcome(&tx, &task, Some(&worker), outcome, retry, now)?;
+            let task = apply_outcome(tx, &task, Some(&worker), outcome, retry, now)?;
             if task.status.is_final() {
-                queue_task_notices(&tx, &task, &notifier, now)?;
+                queue_task_notices(tx, &task, &notifier, now)?;
             }
             let claimed = match next {
                 Some((lease, limit)) => claim(tx, &worker, now, lease, limit)?,
@@ -168,9 +168,9 @@ impl Store {
                     FinishOutcome::Failed { error, retryable: true }
                 };
                 let retry = RetryPolicy { base: Duration::ZERO, max: Duration::ZERO };
-                let task = apply_outcome(&tx, &task, owner.as_deref(), outcome, retry, now)?;
+                let task = apply_outcome(tx, &task, owner.as_deref(), outcome, retry, now)?;
                 if task.status.is_final() {
-                    queue_task_notices(&tx, &task, &notifier, now)?;
+                    queue_task_notices(tx, &task, &notifier, now)?;
                 }
                 changed.push(task);
             }

@@ -1,0 +1,106 @@
+//! The outbox delivery worker: retries with backoff, gives up honestly, and
+//! keeps what it could not deliver.
+
+use agent_runtime::BoxFuture;
+use agent_runtime::clock::{Clock, ManualClock};
+use agent_runtime::config::OutboxConfig;
+use agent_runtime::domain::{ChatRef, MessageKind, OutboundMessage, OutboxStatus};
+use agent_runtime::outbox::{Delivered, Outbox, PublishError, Publisher, Publishers};
+use agent_runtime::store::{NewOutbound, Store};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Plays a script of results; records what it was asked to send.
+struct Scripted {
+    script: Mutex<VecDeque<Result<Delivered, PublishError>>>,
+    sent: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(script: Vec<Result<Delivered, PublishError>>) -> Arc<Self> {
+        Arc::new(Self { script: Mutex::new(script.into()), sent: Mutex::new(Vec::new()) })
+    }
+}
+
+impl Publisher for Scripted {
+    fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(async move {
+            self.sent.lock().expect("sent").push(msg.body.clone());
+            self.script.lock().expect("script").pop_front().unwrap_or(Ok(Delivered::default()))
+        })
+    }
+}
+
+fn transient() -> Result<Delivered, PublishError> {
+    Err(PublishError { message: "429 Too Many Requests".into(), retryable: true })
+}
+
+async fn setup(script: Vec<Result<Delivered, PublishError>>) -> (tempfile::TempDir, Store, Outbox, ManualClock, Arc<Scripted>, ChatRef) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+    let clock = ManualClock::new(1_000_000);
+    let publisher = Scripted::new(script);
+    let outbox = Outbox {
+        store: store.clone(),
+        publishers: Publishers::default().with("fakechat", publisher.clone()),
+        config: OutboxConfig { max_attempts: 3, retry_base: Duration::from_secs(2), retry_max: Duration::from_secs(600) },
+        clock: Arc::new(clock.clone()),
+        ready: Arc::new(tokio::sync::Notify::new()),
+    };
+    (dir, store, outbox, clock, publisher, ChatRef::new("fakechat", "room-1").expect("chat"))
+}
+
+fn message(chat: &ChatRef, body: &str) -> NewOutbound {
+    NewOutbound { chat: chat.clone(), kind: MessageKind::Reply, body: body.into(), task_id: None, trace_id: None }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff_until_delivered() {
+    let (_d, store, outbox, clock, publisher, chat) =
+        setup(vec![transient(), transient(), Ok(Delivered { platform_message_id: Some("m-77".into()) })]).await;
+    let id = store.enqueue_outbound(message(&chat, "hello"), clock.now_ms()).await.expect("enqueue");
+    assert_eq!(outbox.deliver_due().await.expect("pass 1"), 0);
+    assert_eq!(outbox.deliver_due().await.expect("not due yet"), 0, "backoff holds the retry");
+    assert_eq!(publisher.sent.lock().expect("sent").len(), 1);
+    clock.advance(2_000);
+    assert_eq!(outbox.deliver_due().await.expect("pass 2"), 0);
+    clock.advance(3_999);
+    assert_eq!(outbox.deliver_due().await.expect("still backing off (4 s)"), 0);
+    clock.advance(1);
+    assert_eq!(outbox.deliver_due().await.expect("pass 3"), 1);
+    let m = store.get_outbound(id).await.expect("row");
+    assert_eq!((m.status, m.attempts, m.platform_message_id.as_deref(), m.last_error), (OutboxStatus::Sent, 3, Some("m-77"), None));
+}
+
+#[tokio::test]
+async fn permanent_failures_and_exhausted_retries_are_marked_failed_with_the_reason() {
+    let permanent = Err(PublishError { message: "403 bot was blocked by the user".into(), retryable: false });
+    let (_d, store, outbox, clock, _p, chat) = setup(vec![permanent, transient(), transient(), transient()]).await;
+    let blocked = store.enqueue_outbound(message(&chat, "to a blocked chat"), clock.now_ms()).await.expect("enqueue");
+    outbox.deliver_due().await.expect("pass");
+    let m = store.get_outbound(blocked).await.expect("row");
+    assert_eq!((m.status, m.attempts, m.last_error.as_deref()), (OutboxStatus::Failed, 1, Some("403 bot was blocked by the user")));
+
+    let flaky = store.enqueue_outbound(message(&chat, "to a flaky chat"), clock.now_ms()).await.expect("enqueue");
+    for _ in 0..3 {
+        outbox.deliver_due().await.expect("pass");
+        clock.advance(600_000);
+    }
+    let m = store.get_outbound(flaky).await.expect("row");
+    assert_eq!((m.status, m.attempts, m.last_error.as_deref()), (OutboxStatus::Failed, 3, Some("429 Too Many Requests")));
+    assert_eq!(outbox.deliver_due().await.expect("nothing left"), 0);
+    assert_eq!(store.pending_outbound_count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn chats_without_a_platform_publisher_go_to_the_mailbox() {
+    let (_d, store, outbox, clock, publisher, _chat) = setup(vec![]).await;
+    let api_chat = ChatRef::new("codex", "cli").expect("chat");
+    let id = store.enqueue_outbound(message(&api_chat, "for polling"), clock.now_ms()).await.expect("enqueue");
+    assert_eq!(outbox.deliver_due().await.expect("pass"), 1);
+    assert_eq!(store.get_outbound(id).await.expect("row").status, OutboxStatus::Sent);
+    assert!(publisher.sent.lock().expect("sent").is_empty(), "the platform publisher was not used");
+    let polled = store.chat_messages(&api_chat, 0, 10).await.expect("poll");
+    assert_eq!(polled.len(), 1);
+}
