@@ -68,21 +68,20 @@ impl Session {
         Ok(shown)
     }
 
+    /// Skips the chat's earlier messages, so only new notices are printed.
     async fn baseline(&mut self) -> anyhow::Result<()> {
-        let q = [
-            ("connector", self.args.connector.clone()),
-            ("external_id", self.args.external_id.clone()),
-            ("after", "0".into()),
-            ("limit", "500".into()),
-        ];
         loop {
+            let q = [
+                ("connector", self.args.connector.clone()),
+                ("external_id", self.args.external_id.clone()),
+                ("after", self.after.to_string()),
+                ("limit", "500".into()),
+            ];
             let v: Value = self.client.get("/api/v1/chat/messages", &q).await?;
-            let next = v["next_after"].as_i64().unwrap_or(0);
-            if next <= self.after || v["count"].as_u64().unwrap_or(0) < 500 {
-                self.after = self.after.max(next);
+            self.after = self.after.max(v["next_after"].as_i64().unwrap_or(0));
+            if v["count"].as_u64().unwrap_or(0) < 500 {
                 return Ok(());
             }
-            self.after = next;
         }
     }
 }
