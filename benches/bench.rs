@@ -149,7 +149,7 @@ async fn queue_throughput(tasks: usize) -> f64 {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let counts = store.task_status_counts().await.expect("counts");
+    let counts = store.task_counts(None).await.expect("counts");
     let done = counts.iter().find(|(s, _)| *s == TaskStatus::Succeeded).map_or(0, |(_, n)| *n);
     assert_eq!(done as usize, tasks, "every task succeeded");
     let secs = started.elapsed().as_secs_f64();

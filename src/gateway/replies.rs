@@ -47,7 +47,7 @@ pub(super) async fn tasks(g: &Gateway, ctx: &Context) -> Result<String, StoreErr
 }
 
 pub(super) async fn status(g: &Gateway, ctx: &Context) -> Result<String, StoreError> {
-    let counts = g.store.task_counts(&ctx.id).await?;
+    let counts = g.store.task_counts(Some(&ctx.id)).await?;
     let count = |s: TaskStatus| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
     let tasks = TaskStatus::ALL.iter().map(|s| format!("{} {}", count(*s), s)).collect::<Vec<_>>().join(", ");
     Ok(format!(

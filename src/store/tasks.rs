@@ -225,29 +225,12 @@ impl Store {
         .await
     }
 
-    /// Counts of all tasks by status.
-    pub async fn task_status_counts(&self) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (s, n) = row?;
-                if let Ok(status) = TaskStatus::parse(&s) {
-                    out.push((status, n));
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Counts of tasks by status in one context.
-    pub async fn task_counts(&self, context: &ContextId) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
-        let ctx = context.clone();
+    /// Counts of tasks by status, in one context or (with `None`) overall.
+    pub async fn task_counts(&self, context: Option<&ContextId>) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
+        let ctx = context.cloned();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM tasks WHERE context_id = ?1 GROUP BY status")?;
-            let rows = stmt.query_map([ctx.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM tasks WHERE (?1 IS NULL OR context_id = ?1) GROUP BY status")?;
+            let rows = stmt.query_map([ctx.as_ref().map(ContextId::as_str)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
                 let (s, n) = row?;
