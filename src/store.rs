@@ -15,7 +15,7 @@ mod writer;
 
 pub use chats::{InboundRecord, Workspace};
 pub use outbox::{NewOutbound, Notifier};
-pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, LeaseState, RetryPolicy, TaskFilter, TaskPatch};
+pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageRow};
 
 use rusqlite::{Connection, OpenFlags};

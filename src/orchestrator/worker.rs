@@ -1,14 +1,21 @@
-//! The worker pool: N workers claim tasks, renew their leases while an
-//! executor runs, and record the outcome; a recovery loop requeues tasks
-//! whose lease ran out (a worker that crashed or hung).
+//! The worker pool. A coordinator owns the pool's trips to the store: each
+//! round, in one write, it records the outcomes that runners reported and
+//! claims as many tasks as there are free slots; each claimed task runs in a
+//! runner that renews the task's lease while its executor works. A recovery
+//! loop requeues tasks whose lease ran out (a process that crashed or hung).
+//!
+//! Lease owners are `<process>/r<round>`: unique per claim, so a late report
+//! from an earlier attempt of the same task can never be taken for the
+//! current one.
 
 use super::{ExecContext, Executors, OrchestratorHandle};
 use crate::domain::{Task, TaskId};
 use crate::runtime::Supervisor;
-use crate::store::{FinishOutcome, LeaseState, StoreError};
+use crate::store::{FinishOutcome, Finished, LeaseState, StoreError};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A running pool. `drain` stops it: no new claims, running tasks get a
@@ -31,29 +38,113 @@ impl Pool {
     }
 }
 
-/// Starts `concurrency` workers and the lease-recovery loop under a child of `parent`.
+/// Starts the coordinator (with `concurrency` runner slots) and the
+/// lease-recovery loop under a child of `parent`.
 pub fn spawn_pool(handle: OrchestratorHandle, executors: Executors, parent: &Supervisor) -> Pool {
     let sup = parent.child();
     let hard_stop = CancellationToken::new();
-    let instance = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    for n in 1..=handle.config.concurrency {
-        let worker =
-            Worker { id: format!("w{n}-{instance}"), handle: handle.clone(), executors: executors.clone(), hard_stop: hard_stop.clone() };
-        let token = sup.token().clone();
-        sup.spawn("worker", async move { worker.run(token).await });
-    }
-    let (h, token) = (handle, sup.token().clone());
-    sup.spawn("lease-recovery", async move { recovery_loop(h, token).await });
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let coordinator = Coordinator {
+        instance: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+        runner: Runner { handle: handle.clone(), executors, hard_stop: hard_stop.clone(), done: done_tx },
+        done: done_rx,
+        sup: sup.clone(),
+    };
+    let token = sup.token().clone();
+    sup.spawn("pool-coordinator", async move { coordinator.run(token).await });
+    let token = sup.token().clone();
+    sup.spawn("lease-recovery", async move { recovery_loop(handle, token).await });
     Pool { sup, hard_stop }
 }
 
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-struct Worker {
-    id: String,
+/// What a runner reports: the outcome, or `None` when the lease was lost.
+struct Done {
+    id: TaskId,
+    owner: String,
+    outcome: Option<FinishOutcome>,
+}
+
+struct Coordinator {
+    instance: String,
+    runner: Runner,
+    done: mpsc::UnboundedReceiver<Done>,
+    sup: Supervisor,
+}
+
+impl Coordinator {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let h = self.runner.handle.clone();
+        let slots = h.config.concurrency;
+        let (mut busy, mut round, mut queue_empty) = (0usize, 0u64, false);
+        let mut reports: Vec<Done> = Vec::new();
+        loop {
+            while let Ok(d) = self.done.try_recv() {
+                reports.push(d);
+            }
+            busy -= reports.len();
+            let stopping = shutdown.is_cancelled();
+            if stopping && busy == 0 && reports.is_empty() {
+                return;
+            }
+            let free = if stopping { 0 } else { slots - busy };
+            let finished: Vec<Finished> =
+                reports.drain(..).filter_map(|d| d.outcome.map(|outcome| Finished { id: d.id, owner: d.owner, outcome })).collect();
+            if finished.is_empty() && (free == 0 || queue_empty) {
+                // Nothing to write: wait for a report, new work, the poll tick or shutdown.
+                tokio::select! {
+                    Some(d) = self.done.recv() => reports.push(d),
+                    _ = h.work_ready.notified(), if free > 0 => queue_empty = false,
+                    _ = tokio::time::sleep(IDLE_POLL), if free > 0 => queue_empty = false,
+                    _ = shutdown.cancelled(), if !stopping => {}
+                }
+                continue;
+            }
+            round += 1;
+            let owner = format!("{}/r{round}", self.instance);
+            let claim = (free > 0).then_some((h.config.lease, free as u32));
+            match h.store.finish_many_and_claim(finished, owner.clone(), claim, h.retry(), h.notifier(), h.clock.now_ms()).await {
+                Ok((results, claimed)) => {
+                    self.after_finish(results);
+                    queue_empty = free > 0 && claimed.len() < free;
+                    for task in claimed {
+                        busy += 1;
+                        let (runner, owner) = (self.runner.clone(), owner.clone());
+                        self.sup.spawn("task-runner", async move { runner.run(task, owner).await });
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    // The outcomes were not recorded; those tasks are retried when their leases expire.
+                    tracing::error!(error = %e, "recording outcomes and claiming failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.cancelled(), if !stopping => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn after_finish(&self, results: Vec<Result<Task, StoreError>>) {
+        let h = &self.runner.handle;
+        for r in results {
+            match r {
+                Ok(t) if t.status.is_final() => h.outbox_ready.notify_one(),
+                Ok(_) => h.work_ready.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "an outcome was refused"),
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Runner {
     handle: OrchestratorHandle,
     executors: Executors,
     hard_stop: CancellationToken,
+    done: mpsc::UnboundedSender<Done>,
 }
 
 enum Stop {
@@ -61,45 +152,9 @@ enum Stop {
     Lost,
 }
 
-impl Worker {
-    async fn run(self, shutdown: CancellationToken) {
-        let h = &self.handle;
-        // A task handed over by the previous finish (already leased to us) is
-        // run even during shutdown; the grace period and `hard_stop` bound it.
-        let mut next: Option<Task> = None;
-        loop {
-            if let Some(task) = next.take() {
-                next = self.run_task(task, !shutdown.is_cancelled()).await;
-                continue;
-            }
-            if shutdown.is_cancelled() {
-                break;
-            }
-            match h.store.claim_tasks(self.id.clone(), h.clock.now_ms(), h.config.lease, 1).await {
-                Ok(tasks) if !tasks.is_empty() => next = tasks.into_iter().next(),
-                Ok(_) => {
-                    tokio::select! {
-                        _ = h.work_ready.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-                Err(StoreError::Closed) => break,
-                Err(e) => {
-                    tracing::error!(worker = %self.id, error = %e, "claiming tasks failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-            }
-        }
-    }
-
-    #[tracing::instrument(skip_all, fields(worker = %self.id, task = %task.id, kind = %task.kind, attempt = task.attempts, trace_id = %task.trace_id))]
-    /// Runs one task and records its outcome; with `claim_next`, the same
-    /// store write claims the worker's next task, which is returned.
-    async fn run_task(&self, task: Task, claim_next: bool) -> Option<Task> {
+impl Runner {
+    #[tracing::instrument(skip_all, fields(task = %task.id, kind = %task.kind, attempt = task.attempts, owner = %owner, trace_id = %task.trace_id))]
+    async fn run(self, task: Task, owner: String) {
         let h = &self.handle;
         let cancel = CancellationToken::new();
         if task.cancel_requested {
@@ -108,34 +163,20 @@ impl Worker {
         if let Ok(mut m) = h.running.lock() {
             m.insert(task.id.clone(), cancel.clone());
         }
-        let outcome = self.attempt(&task, &cancel).await;
+        let outcome = self.attempt(&task, &owner, &cancel).await;
         if let Ok(mut m) = h.running.lock() {
             m.remove(&task.id);
         }
-        let Some(outcome) = outcome else {
-            tracing::warn!("lease lost while running; the result of this attempt is discarded");
-            return None;
-        };
-        tracing::debug!(outcome = ?outcome, "attempt finished");
-        let next = claim_next.then_some((h.config.lease, 1));
-        match h.store.finish_and_claim(&task.id, self.id.clone(), outcome, h.retry(), h.notifier(), h.clock.now_ms(), next).await {
-            Ok((t, claimed)) => {
-                if t.status.is_final() {
-                    h.outbox_ready.notify_one();
-                } else {
-                    h.work_ready.notify_one();
-                }
-                claimed.into_iter().next()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record the outcome");
-                None
-            }
+        match &outcome {
+            Some(o) => tracing::debug!(outcome = ?o, "attempt finished"),
+            None => tracing::warn!("lease lost while running; the result of this attempt is discarded"),
         }
+        // The coordinator outlives every runner (it waits for all of them), so this send only fails if it died.
+        let _ = self.done.send(Done { id: task.id, owner, outcome });
     }
 
     /// Runs one attempt; `None` when the lease was lost (someone else owns the task now).
-    async fn attempt(&self, task: &Task, cancel: &CancellationToken) -> Option<FinishOutcome> {
+    async fn attempt(&self, task: &Task, owner: &str, cancel: &CancellationToken) -> Option<FinishOutcome> {
         let Some(exec) = self.executors.get(task.kind) else {
             return Some(FinishOutcome::Failed { error: format!("unsupported task kind: {}", task.kind), retryable: false });
         };
@@ -148,7 +189,7 @@ impl Worker {
                 Ok(Err(e)) => FinishOutcome::Failed { error: e.message, retryable: e.retryable },
                 Err(_) => FinishOutcome::Failed { error: "executor panicked".into(), retryable: false },
             },
-            stop = self.keep_lease(&task.id, cancel) => match stop {
+            stop = self.keep_lease(&task.id, owner, cancel) => match stop {
                 Stop::Canceled => FinishOutcome::Canceled,
                 Stop::Lost => return None,
             },
@@ -159,7 +200,7 @@ impl Worker {
 
     /// Renews the lease every third of its length until the task is canceled
     /// or the lease is lost.
-    async fn keep_lease(&self, id: &TaskId, cancel: &CancellationToken) -> Stop {
+    async fn keep_lease(&self, id: &TaskId, owner: &str, cancel: &CancellationToken) -> Stop {
         let h = &self.handle;
         let every = (h.config.lease / 3).max(Duration::from_millis(50));
         loop {
@@ -167,7 +208,7 @@ impl Worker {
                 _ = cancel.cancelled() => return Stop::Canceled,
                 _ = tokio::time::sleep(every) => {}
             }
-            match h.store.renew_lease(id, self.id.clone(), h.clock.now_ms(), h.config.lease).await {
+            match h.store.renew_lease(id, owner.to_string(), h.clock.now_ms(), h.config.lease).await {
                 Ok(LeaseState::Held { cancel_requested: true }) => {
                     cancel.cancel();
                     return Stop::Canceled;
@@ -189,7 +230,7 @@ async fn recovery_loop(h: OrchestratorHandle, shutdown: CancellationToken) {
         match h.store.recover_expired_leases(h.clock.now_ms(), h.notifier()).await {
             Ok(changed) if !changed.is_empty() => {
                 tracing::warn!(count = changed.len(), "recovered tasks whose lease expired");
-                h.work_ready.notify_waiters();
+                h.work_ready.notify_one();
                 if changed.iter().any(|t| t.status.is_final()) {
                     h.outbox_ready.notify_one();
                 }

@@ -3,7 +3,7 @@
 
 mod leases;
 
-pub use leases::{FinishOutcome, LeaseState, RetryPolicy};
+pub use leases::{FinishOutcome, Finished, LeaseState, RetryPolicy};
 
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;

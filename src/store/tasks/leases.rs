@@ -109,40 +109,36 @@ impl Store {
         notifier: Notifier,
         now: UnixMillis,
     ) -> Result<Task, StoreError> {
-        let done = self.finish_and_claim(id, worker, outcome, retry, notifier, now, None).await?;
-        Ok(done.0)
+        let id = id.clone();
+        self.write(move |c| finish_one(c, &Finished { id, owner: worker, outcome }, retry, &notifier, now)).await
     }
 
-    /// [`Store::finish_task`], then, in the same write, claims up to
-    /// `next.1` more tasks for the same worker with lease `next.0` (a worker
-    /// going straight on to its next task saves a round trip to the writer).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_and_claim(
+    /// Records several outcomes and then claims up to `claim.1` tasks for
+    /// `owner` with lease `claim.0`, all in one write: the worker pool's
+    /// round trip. Each outcome gets its own result (a stale lease refuses
+    /// only that outcome); an SQLite error fails the whole call.
+    pub async fn finish_many_and_claim(
         &self,
-        id: &TaskId,
-        worker: String,
-        outcome: FinishOutcome,
+        finished: Vec<Finished>,
+        owner: String,
+        claim_next: Option<(Duration, u32)>,
         retry: RetryPolicy,
         notifier: Notifier,
         now: UnixMillis,
-        next: Option<(Duration, u32)>,
-    ) -> Result<(Task, Vec<Task>), StoreError> {
-        let id = id.clone();
+    ) -> Result<(Vec<Result<Task, StoreError>>, Vec<Task>), StoreError> {
         self.write(move |c| {
-            let tx: &Connection = c;
-            let task = found(load_task(tx, id.as_str())?, "task")?;
-            if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(worker.as_str()) {
-                return Err(StoreError::StaleLease(id.to_string()));
+            let mut results = Vec::with_capacity(finished.len());
+            for f in &finished {
+                match finish_one(c, f, retry, &notifier, now) {
+                    Err(e @ StoreError::Sqlite(_)) => return Err(e),
+                    other => results.push(other),
+                }
             }
-            let task = apply_outcome(tx, &task, Some(&worker), outcome, retry, now)?;
-            if task.status.is_final() {
-                queue_task_notices(tx, &task, &notifier, now)?;
-            }
-            let claimed = match next {
-                Some((lease, limit)) => claim(tx, &worker, now, lease, limit)?,
-                None => Vec::new(),
+            let claimed = match claim_next {
+                Some((lease, limit)) if limit > 0 => claim(c, &owner, now, lease, limit)?,
+                _ => Vec::new(),
             };
-            Ok((task, claimed))
+            Ok((results, claimed))
         })
         .await
     }
@@ -180,7 +176,32 @@ impl Store {
     }
 }
 
-/// Claims up to `limit` claimable tasks for `worker` (inside the caller's savepoint).
+/// One attempt's outcome, reported by the lease holder.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The task.
+    pub id: TaskId,
+    /// The lease owner that ran the attempt.
+    pub owner: String,
+    /// How it ended.
+    pub outcome: FinishOutcome,
+}
+
+/// Applies one outcome if `f.owner` still holds the lease; queues notices
+/// for a final status. Checks come before any write.
+fn finish_one(c: &Connection, f: &Finished, retry: RetryPolicy, notifier: &Notifier, now: UnixMillis) -> Result<Task, StoreError> {
+    let task = found(load_task(c, f.id.as_str())?, "task")?;
+    if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(f.owner.as_str()) {
+        return Err(StoreError::StaleLease(f.id.to_string()));
+    }
+    let task = apply_outcome(c, &task, Some(&f.owner), f.outcome.clone(), retry, now)?;
+    if task.status.is_final() {
+        queue_task_notices(c, &task, notifier, now)?;
+    }
+    Ok(task)
+}
+
+/// Claims up to `limit` claimable tasks for `worker`.
 fn claim(c: &Connection, worker: &str, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
     let expires = now + lease.as_millis() as i64;
     let sql = format!(
