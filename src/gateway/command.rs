@@ -150,6 +150,27 @@ mod tests {
         assert_eq!(parse("/task line one\nline two", None), Parsed::Command(Command::Task { prompt: "line one\nline two".into() }));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn text_without_a_leading_slash_is_never_a_command(s in "\\PC*") {
+            let trimmed = s.trim();
+            proptest::prop_assume!(!trimmed.starts_with('/'));
+            proptest::prop_assert_eq!(parse(&s, Some("bot")), Parsed::Text(trimmed.to_string()));
+        }
+
+        #[test]
+        fn task_keeps_its_whole_prompt(prompt in "[^\\s][\\PC\n]{0,200}", bot in proptest::option::of("[a-z_]{1,12}")) {
+            let head = match &bot { Some(b) => format!("/task@{b}"), None => "/task".to_string() };
+            let parsed = parse(&format!("{head} {prompt}"), bot.as_deref());
+            proptest::prop_assert_eq!(parsed, Parsed::Command(Command::Task { prompt: prompt.trim().to_string() }));
+        }
+
+        #[test]
+        fn any_input_parses_without_panicking(s in "\\PC*", bot in proptest::option::of("\\PC{0,8}")) {
+            let _ = parse(&s, bot.as_deref());
+        }
+    }
+
     #[test]
     fn arbitrary_text_never_panics() {
         for s in ["/", "/@", "/@@", "@", "/\u{0}", "/é@ü x", "/task\u{3000}x", "//task"] {
