@@ -104,3 +104,50 @@ async fn chats_without_a_platform_publisher_go_to_the_mailbox() {
     let polled = store.chat_messages(&api_chat, 0, 10).await.expect("poll");
     assert_eq!(polled.len(), 1);
 }
+
+/// The seam connectors will use: a message handled with `Delivery::Outbox`
+/// gets its reply through the outbox and the connector's publisher, never
+/// inline.
+#[tokio::test]
+async fn gateway_replies_for_platform_chats_go_through_the_outbox_and_publisher() {
+    use agent_runtime::agent::{Llm, PromptBuilder};
+    use agent_runtime::config::{Config, EnvSource};
+    use agent_runtime::domain::{Inbound, TraceId};
+    use agent_runtime::gateway::{Delivery, Gateway, GatewayParts};
+    use agent_runtime::orchestrator::OrchestratorHandle;
+    use agent_runtime::workspace::Workspaces;
+
+    let (dir, store, outbox, clock, publisher, chat) = setup(vec![]).await;
+    let cfg = Config::read(&EnvSource::from_pairs([("AGENT_RUNTIME_DATA_DIR", dir.path().display().to_string())])).config;
+    let shared: agent_runtime::clock::SharedClock = Arc::new(clock.clone());
+    let workspaces = Workspaces::new(dir.path().join("workspaces"));
+    let gateway = Gateway::new(GatewayParts {
+        store: store.clone(),
+        orchestrator: OrchestratorHandle::new(store.clone(), shared.clone(), cfg.orchestrator.clone(), cfg.notify, outbox.ready.clone()),
+        llm: Llm::new(Err("no provider in this test".into()), store.clone(), shared.clone()),
+        llm_enabled: true,
+        prompts: PromptBuilder::new(cfg.prompts.clone(), &cfg.llm, workspaces.clone()),
+        workspaces,
+        clock: shared,
+        config: cfg.gateway.clone(),
+        outbox_ready: outbox.ready.clone(),
+    });
+    let msg = Inbound {
+        chat: chat.clone(),
+        from_user_id: "u-1".into(),
+        display_name: "U".into(),
+        text: "/task@anybot water the plants".into(),
+        dedupe_key: "fakechat:update:1".into(),
+        trace_id: TraceId::random(),
+    };
+    let handled = gateway.handle(msg.clone(), Delivery::Outbox).await.expect("handle");
+    let reply_id = handled.outbox_id.expect("a reply row");
+    assert_eq!(store.get_outbound(reply_id).await.expect("row").status, OutboxStatus::Pending, "not delivered inline");
+    assert_eq!(outbox.deliver_due().await.expect("deliver"), 1);
+    let sent = publisher.sent.lock().expect("sent").clone();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("Task queued: `"), "{sent:?}");
+    let again = gateway.handle(msg, Delivery::Outbox).await.expect("redelivered update");
+    assert!(again.duplicate && again.outbox_id.is_none(), "a redelivered platform update is not handled twice");
+    assert_eq!(store.list_tasks(Default::default()).await.expect("tasks").len(), 1);
+}
