@@ -9,7 +9,8 @@
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
 //! `BENCH_ONLY` (`queue`, or `micro` for sequential store round trips),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 4),
-//! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2).
+//! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
+//! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
 
 #![allow(clippy::expect_used, reason = "a benchmark that cannot set up stops with a message")]
 
@@ -106,7 +107,7 @@ async fn queue_throughput(tasks: usize) -> f64 {
     let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
     let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
     let cfg = OrchestratorConfig {
-        concurrency: 5,
+        concurrency: env_usize("BENCH_CONCURRENCY", 5),
         max_attempts: 3,
         lease: Duration::from_secs(30),
         retry_base: Duration::from_secs(1),
@@ -252,6 +253,32 @@ async fn run() {
             store.enqueue_task(nt, 3, 0).await.expect("e");
         }
         println!("enqueue sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        for par in [8usize, 64] {
+            let t = Instant::now();
+            let mut joins = Vec::new();
+            for _ in 0..par {
+                let (store, ctx) = (store.clone(), ctx.clone());
+                joins.push(tokio::spawn(async move {
+                    for _ in 0..n / par {
+                        let nt = NewTask {
+                            workspace_id: ctx.workspace_id.clone(),
+                            context_id: ctx.id.clone(),
+                            kind: TaskKind::Noop,
+                            title: "b".into(),
+                            prompt: "p".into(),
+                            run_key: None,
+                            source_user_id: None,
+                            trace_id: TraceId::random(),
+                        };
+                        store.enqueue_task(nt, 3, 0).await.expect("e");
+                    }
+                }));
+            }
+            for j in joins {
+                j.await.expect("join");
+            }
+            println!("enqueue with {par} concurrent callers: {:.0}/s", (n / par * par) as f64 / t.elapsed().as_secs_f64());
+        }
         let t = Instant::now();
         let mut claimed = Vec::new();
         for _ in 0..n {
