@@ -8,7 +8,7 @@
 //! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
 //! `BENCH_ONLY` (`queue`, or `micro` for sequential store round trips),
-//! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 4),
+//! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
 
@@ -121,7 +121,7 @@ async fn queue_throughput(tasks: usize) -> f64 {
     let started = Instant::now();
     let submitted = Arc::new(AtomicUsize::new(0));
     let mut producers = Vec::new();
-    let producers_n = env_usize("BENCH_PRODUCERS", 4);
+    let producers_n = env_usize("BENCH_PRODUCERS", 32);
     for _ in 0..producers_n {
         let (h, ctx, submitted) = (handle.clone(), ctx.clone(), submitted.clone());
         producers.push(tokio::spawn(async move {
@@ -350,8 +350,10 @@ async fn run() {
         tput.push(queue_throughput(tasks).await);
     }
     println!(
-        "| durable task throughput, enqueue→claim→complete, no-op executor, 5 workers | {:.0} tasks/s ({tasks} tasks per run) | {runs} |",
-        median(tput)
+        "| durable task throughput, enqueue→claim→complete, no-op executor, {} workers, {} submitters | {:.0} tasks/s (runs: {tput:.0?}; {tasks} tasks each) | {runs} |",
+        env_usize("BENCH_CONCURRENCY", 5),
+        env_usize("BENCH_PRODUCERS", 32),
+        median(tput.clone())
     );
 
     let (d, _) = start_daemon(&http, &[]).await;

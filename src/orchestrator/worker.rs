@@ -12,7 +12,8 @@ use super::{ExecContext, Executors, OrchestratorHandle};
 use crate::domain::{Task, TaskId};
 use crate::runtime::Supervisor;
 use crate::store::{FinishOutcome, Finished, LeaseState, StoreError};
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -66,6 +67,13 @@ struct Done {
     outcome: Option<FinishOutcome>,
 }
 
+impl Done {
+    /// The outcome to record, if there is one (a lost lease has none).
+    fn into_finished(self) -> Option<Finished> {
+        self.outcome.map(|outcome| Finished { id: self.id, owner: self.owner, outcome })
+    }
+}
+
 struct Coordinator {
     instance: String,
     runner: Runner,
@@ -73,56 +81,73 @@ struct Coordinator {
     sup: Supervisor,
 }
 
+/// Rounds allowed in flight at once: a slot freed while one round is being
+/// written is claimed for in the next commit, not the one after.
+const MAX_ROUNDS_IN_FLIGHT: usize = 2;
+
 impl Coordinator {
     async fn run(mut self, shutdown: CancellationToken) {
         let h = self.runner.handle.clone();
         let slots = h.config.concurrency;
-        let (mut busy, mut round, mut queue_empty) = (0usize, 0u64, false);
-        let mut reports: Vec<Done> = Vec::new();
+        // busy: runners running; asked: claims requested by rounds in flight.
+        let (mut busy, mut asked, mut round, mut queue_empty) = (0usize, 0usize, 0u64, false);
+        let mut pending: Vec<Finished> = Vec::new();
+        let mut in_flight = FuturesUnordered::new();
         loop {
             while let Ok(d) = self.done.try_recv() {
-                reports.push(d);
+                busy -= 1;
+                pending.extend(d.into_finished());
             }
-            busy -= reports.len();
             let stopping = shutdown.is_cancelled();
-            if stopping && busy == 0 && reports.is_empty() {
+            if stopping && busy == 0 && pending.is_empty() && in_flight.is_empty() {
                 return;
             }
-            let free = if stopping { 0 } else { slots - busy };
-            let finished: Vec<Finished> =
-                reports.drain(..).filter_map(|d| d.outcome.map(|outcome| Finished { id: d.id, owner: d.owner, outcome })).collect();
-            if finished.is_empty() && (free == 0 || queue_empty) {
-                // Nothing to write: wait for a report, new work, the poll tick or shutdown.
-                tokio::select! {
-                    Some(d) = self.done.recv() => reports.push(d),
-                    _ = h.work_ready.notified(), if free > 0 => queue_empty = false,
-                    _ = tokio::time::sleep(IDLE_POLL), if free > 0 => queue_empty = false,
-                    _ = shutdown.cancelled(), if !stopping => {}
-                }
+            let free = if stopping { 0 } else { slots - busy - asked };
+            if in_flight.len() < MAX_ROUNDS_IN_FLIGHT && (!pending.is_empty() || (free > 0 && !queue_empty)) {
+                round += 1;
+                let owner = format!("{}/r{round}", self.instance);
+                asked += free;
+                let claim = (free > 0).then_some((h.config.lease, free as u32));
+                let write = h.store.finish_many_and_claim(
+                    std::mem::take(&mut pending),
+                    owner.clone(),
+                    claim,
+                    h.retry(),
+                    h.notifier(),
+                    h.clock.now_ms(),
+                );
+                in_flight.push(async move { (owner, free, write.await) });
                 continue;
             }
-            round += 1;
-            let owner = format!("{}/r{round}", self.instance);
-            let claim = (free > 0).then_some((h.config.lease, free as u32));
-            match h.store.finish_many_and_claim(finished, owner.clone(), claim, h.retry(), h.notifier(), h.clock.now_ms()).await {
-                Ok((results, claimed)) => {
-                    self.after_finish(results);
-                    queue_empty = free > 0 && claimed.len() < free;
-                    for task in claimed {
-                        busy += 1;
-                        let (runner, owner) = (self.runner.clone(), owner.clone());
-                        self.sup.spawn("task-runner", async move { runner.run(task, owner).await });
+            tokio::select! {
+                Some(d) = self.done.recv() => {
+                    busy -= 1;
+                    pending.extend(d.into_finished());
+                }
+                Some((owner, want, result)) = in_flight.next() => {
+                    asked -= want;
+                    match result {
+                        Ok((results, claimed)) => {
+                            self.after_finish(results);
+                            queue_empty = want > 0 && claimed.len() < want;
+                            busy += claimed.len();
+                            for task in claimed {
+                                let (runner, owner) = (self.runner.clone(), owner.clone());
+                                self.sup.spawn("task-runner", async move { runner.run(task, owner).await });
+                            }
+                        }
+                        Err(StoreError::Closed) => return,
+                        Err(e) => {
+                            // The outcomes were not recorded; those tasks are retried when their
+                            // leases expire. Claiming waits for the poll tick.
+                            tracing::error!(error = %e, "recording outcomes and claiming failed");
+                            queue_empty = true;
+                        }
                     }
                 }
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    // The outcomes were not recorded; those tasks are retried when their leases expire.
-                    tracing::error!(error = %e, "recording outcomes and claiming failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.cancelled(), if !stopping => {}
-                    }
-                }
+                _ = h.work_ready.notified(), if free > 0 && queue_empty => queue_empty = false,
+                _ = tokio::time::sleep(IDLE_POLL), if free > 0 && queue_empty => queue_empty = false,
+                _ = shutdown.cancelled(), if !stopping => {}
             }
         }
     }
