@@ -30,7 +30,8 @@ fmt: ## Format the code
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-bench: ## Benchmarks (release build); results go in docs/benchmarks.md by hand
+bench: build ## Benchmarks (release build); results go in docs/benchmarks.md by hand
+	@echo "| release binary size, stripped (make build) | $$(stat -c %s target/release/agent-runtime) bytes | 1 |"
 	$(CARGO) bench --locked --bench bench
 
 clean:

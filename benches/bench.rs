@@ -1,5 +1,7 @@
 //! `make bench`: the performance harness. It measures, on this machine, the
-//! numbers the issues name: binary size, cold start to `/readyz`, idle RSS,
+//! numbers the issues name (the Makefile prints the binary size first, of the
+//! `make build` binary: the one built for benchmarks has dev-dependency
+//! features unified into it): cold start to `/readyz`, idle RSS,
 //! durable task throughput (in-process, real store, no-op executor), and the
 //! chat API's sustained throughput and latency at a fixed rate. Every figure
 //! is the median of several runs; the load generator shares the machine with
@@ -323,9 +325,6 @@ async fn run() {
         println!("| durable task throughput | {:.0} tasks/s (runs: {tput:.0?}) | {runs} |", median(tput.clone()));
         return;
     }
-    let size = std::fs::metadata(bin()).expect("binary").len();
-    println!("| release binary size (stripped) | {:.1} MiB ({size} bytes) | 1 |", size as f64 / 1_048_576.0);
-
     let mut ready = Vec::new();
     let mut rss = Vec::new();
     let mut last_rss = String::new();
