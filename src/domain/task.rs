@@ -189,8 +189,8 @@ pub struct Task {
 /// One entry of a task's append-only history.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskEvent {
-    /// Monotonic id.
-    pub id: i64,
+    /// Position in the task's history (1, 2, ...).
+    pub seq: i64,
     /// The task.
     pub task_id: TaskId,
     /// When it happened.

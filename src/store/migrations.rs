@@ -92,17 +92,17 @@ CREATE INDEX tasks_leased ON tasks (lease_expires_at) WHERE status = 'running';
 CREATE INDEX tasks_by_context ON tasks (context_id, created_at);
 CREATE INDEX tasks_by_workspace ON tasks (workspace_id, created_at);
 CREATE TABLE task_events (
-    id INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
     at INTEGER NOT NULL,
     event TEXT NOT NULL,
     from_status TEXT,
     to_status TEXT,
     attempt INTEGER NOT NULL,
     worker TEXT,
-    detail TEXT
-);
-CREATE INDEX task_events_by_task ON task_events (task_id, id);
+    detail TEXT,
+    PRIMARY KEY (task_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE outbox (
     id INTEGER PRIMARY KEY,
     connector TEXT NOT NULL,

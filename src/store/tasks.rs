@@ -69,8 +69,8 @@ pub(super) fn add_event(
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO task_events (task_id, at, event, from_status, to_status, attempt, worker, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO task_events (task_id, seq, at, event, from_status, to_status, attempt, worker, detail) \
+         VALUES (?1, COALESCE((SELECT MAX(seq) FROM task_events WHERE task_id = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![task, at, event, from.map(|s| s.as_str()), to.map(|s| s.as_str()), attempt, worker, detail])?;
     Ok(())
@@ -248,11 +248,11 @@ impl Store {
         let id = id.clone();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, task_id, at, event, from_status, to_status, attempt, worker, detail FROM task_events WHERE task_id = ?1 ORDER BY id",
+                "SELECT seq, task_id, at, event, from_status, to_status, attempt, worker, detail FROM task_events WHERE task_id = ?1 ORDER BY seq",
             )?;
             let rows = stmt.query_map([id.as_str()], |r| {
                 Ok(TaskEvent {
-                    id: r.get(0)?,
+                    seq: r.get(0)?,
                     task_id: TaskId::from_string(r.get::<_, String>(1)?),
                     at: r.get(2)?,
                     event: r.get(3)?,
