@@ -94,6 +94,88 @@ async fn start_daemon(http: &reqwest::Client, extra: &[(&str, &str)]) -> (Daemon
     (Daemon { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }, ready)
 }
 
+/// `BENCH_ONLY=micro`: sequential round trips through the store (the latency
+/// of one write of each kind, and of an empty write and read: the thread
+/// hand-offs), and enqueue throughput by number of concurrent callers.
+async fn micro() {
+    // Sequential round trips through the store: the latency of one write
+    // of each kind, and of an empty write and read (the thread handoffs).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+    let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
+    let n = 5000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let nt = noop_task(&ctx);
+        store.enqueue_task(nt, 3, 0).await.expect("e");
+    }
+    println!("enqueue sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    for par in [8usize, 64] {
+        let t = Instant::now();
+        let mut joins = Vec::new();
+        for _ in 0..par {
+            let (store, ctx) = (store.clone(), ctx.clone());
+            joins.push(tokio::spawn(async move {
+                for _ in 0..n / par {
+                    let nt = noop_task(&ctx);
+                    store.enqueue_task(nt, 3, 0).await.expect("e");
+                }
+            }));
+        }
+        for j in joins {
+            j.await.expect("join");
+        }
+        println!("enqueue with {par} concurrent callers: {:.0}/s", (n / par * par) as f64 / t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
+    let mut claimed = Vec::new();
+    for _ in 0..n {
+        claimed.extend(store.claim_tasks("w".into(), 1, Duration::from_secs(30), 1).await.expect("c"));
+    }
+    println!("claim sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
+    let notifier = agent_runtime::store::Notifier { config: notify, render: agent_runtime::orchestrator::render_notice };
+    let retry = agent_runtime::store::RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(1) };
+    let t = Instant::now();
+    for task in &claimed {
+        store
+            .finish_task(
+                &task.id,
+                "w".into(),
+                agent_runtime::store::FinishOutcome::Succeeded { summary: "ok".into(), result_path: None },
+                retry,
+                notifier,
+                2,
+            )
+            .await
+            .expect("f");
+    }
+    println!("finish sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for _ in 0..n {
+        store.ping().await.expect("ping");
+    }
+    println!("read ping sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for _ in 0..n {
+        store.write_noop().await.expect("noop");
+    }
+    println!("write noop sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+}
+
+fn noop_task(ctx: &agent_runtime::domain::Context) -> NewTask {
+    NewTask {
+        workspace_id: ctx.workspace_id.clone(),
+        context_id: ctx.id.clone(),
+        kind: TaskKind::Noop,
+        title: "bench".into(),
+        prompt: "noop".into(),
+        run_key: None,
+        source_user_id: None,
+        trace_id: TraceId::random(),
+    }
+}
+
 fn rss_line(pid: u32) -> String {
     let k = |f| rss_kib(pid, f) as f64 / 1024.0;
     format!("{:.1} MiB (anon {:.1}, file {:.1}; peak {:.1})", k("VmRSS:"), k("RssAnon:"), k("RssFile:"), k("VmHWM:"))
@@ -128,16 +210,7 @@ async fn queue_throughput(tasks: usize) -> f64 {
         let (h, ctx, submitted) = (handle.clone(), ctx.clone(), submitted.clone());
         producers.push(tokio::spawn(async move {
             while submitted.fetch_add(1, Ordering::Relaxed) < tasks {
-                let t = NewTask {
-                    workspace_id: ctx.workspace_id.clone(),
-                    context_id: ctx.id.clone(),
-                    kind: TaskKind::Noop,
-                    title: "bench".into(),
-                    prompt: "noop".into(),
-                    run_key: None,
-                    source_user_id: None,
-                    trace_id: TraceId::random(),
-                };
+                let t = noop_task(&ctx);
                 h.submit(t).await.expect("submit");
             }
         }));
@@ -234,87 +307,7 @@ async fn run() {
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only == "micro" {
-        // Sequential round trips through the store: the latency of one write
-        // of each kind, and of an empty write and read (the thread handoffs).
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
-        let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
-        let n = 5000;
-        let t = Instant::now();
-        for _ in 0..n {
-            let nt = NewTask {
-                workspace_id: ctx.workspace_id.clone(),
-                context_id: ctx.id.clone(),
-                kind: TaskKind::Noop,
-                title: "b".into(),
-                prompt: "p".into(),
-                run_key: None,
-                source_user_id: None,
-                trace_id: TraceId::random(),
-            };
-            store.enqueue_task(nt, 3, 0).await.expect("e");
-        }
-        println!("enqueue sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
-        for par in [8usize, 64] {
-            let t = Instant::now();
-            let mut joins = Vec::new();
-            for _ in 0..par {
-                let (store, ctx) = (store.clone(), ctx.clone());
-                joins.push(tokio::spawn(async move {
-                    for _ in 0..n / par {
-                        let nt = NewTask {
-                            workspace_id: ctx.workspace_id.clone(),
-                            context_id: ctx.id.clone(),
-                            kind: TaskKind::Noop,
-                            title: "b".into(),
-                            prompt: "p".into(),
-                            run_key: None,
-                            source_user_id: None,
-                            trace_id: TraceId::random(),
-                        };
-                        store.enqueue_task(nt, 3, 0).await.expect("e");
-                    }
-                }));
-            }
-            for j in joins {
-                j.await.expect("join");
-            }
-            println!("enqueue with {par} concurrent callers: {:.0}/s", (n / par * par) as f64 / t.elapsed().as_secs_f64());
-        }
-        let t = Instant::now();
-        let mut claimed = Vec::new();
-        for _ in 0..n {
-            claimed.extend(store.claim_tasks("w".into(), 1, Duration::from_secs(30), 1).await.expect("c"));
-        }
-        println!("claim sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
-        let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
-        let notifier = agent_runtime::store::Notifier { config: notify, render: agent_runtime::orchestrator::render_notice };
-        let retry = agent_runtime::store::RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(1) };
-        let t = Instant::now();
-        for task in &claimed {
-            store
-                .finish_task(
-                    &task.id,
-                    "w".into(),
-                    agent_runtime::store::FinishOutcome::Succeeded { summary: "ok".into(), result_path: None },
-                    retry,
-                    notifier,
-                    2,
-                )
-                .await
-                .expect("f");
-        }
-        println!("finish sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        for _ in 0..n {
-            store.ping().await.expect("ping");
-        }
-        println!("read ping sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        for _ in 0..n {
-            store.write_noop().await.expect("noop");
-        }
-        println!("write noop sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        micro().await;
         return;
     }
     if only == "queue" {
