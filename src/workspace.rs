@@ -43,12 +43,15 @@ pub struct TaskResult<'a> {
 #[derive(Debug, Clone)]
 pub struct Workspaces {
     root: PathBuf,
+    /// Serialises chat-log appends in this process, so two first messages of
+    /// a new chat cannot both write the file's header.
+    log_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Workspaces {
     /// The tree under `root` (`AGENT_RUNTIME_WORKSPACE_ROOT`).
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self { root, log_lock: Default::default() }
     }
 
     /// A workspace's directory.
@@ -84,13 +87,16 @@ impl Workspaces {
             };
             text.push_str(&format!("## {now} `{label}`\n- direction: `{word}`\n- actor: `{actor}`\n\n{}\n\n", body.trim()));
         }
+        let lock = self.log_lock.clone();
         tokio::task::spawn_blocking(move || {
+            // Held only inside this blocking closure, never across an await.
+            let _guard = lock.lock().map_err(|_| std::io::Error::other("chat-log lock poisoned"))?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
             let fresh = f.metadata()?.len() == 0;
-            // One write per call: O_APPEND keeps concurrent entries whole.
+            // One write per call, under the lock: entries never interleave.
             let all = if fresh { header + &text } else { text };
             f.write_all(all.as_bytes())
         })

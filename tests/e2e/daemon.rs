@@ -199,3 +199,29 @@ async fn free_text_is_answered_by_the_llm_with_the_context_prompt() {
     let tasks: i64 = d.db().query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0)).expect("count");
     assert_eq!(tasks, 0, "free text creates no task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_also_drains_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(dir.path(), &[]).await;
+    assert!(d.chat("/help").await.contains("/task"));
+    let status = d.signal("-INT").await;
+    assert!(status.success(), "exit status {status:?}\n{}", d.log());
+    assert!(d.log().contains("stopped cleanly"), "{}", d.log());
+}
+
+// Regression: two first messages of a new chat could both see an empty log
+// file and both write its header (fixed with the chat-log lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_messages_write_one_chat_log_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[]).await;
+    let bodies: Vec<serde_json::Value> =
+        (0..16).map(|i| serde_json::json!({"external_id": "crowd", "text": format!("/help {i}")})).collect();
+    let results = futures_util::future::join_all(bodies.iter().map(|b| d.post("/api/v1/chat", b))).await;
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    let ws = results[0].1["workspace_id"].as_str().expect("ws").to_string();
+    let log = std::fs::read_to_string(d.data().join("workspaces").join(ws).join("logs/chats/codex/crowd.md")).expect("log");
+    assert_eq!(log.matches("# Chat Log").count(), 1, "{log}");
+    assert_eq!(log.matches("`INBOUND`").count(), 16);
+}

@@ -136,9 +136,14 @@ impl Daemon {
 
     /// SIGTERM and wait for the exit status.
     pub async fn terminate(&mut self) -> ExitStatus {
+        self.signal("-TERM").await
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) and waits for the exit status.
+    pub async fn signal(&mut self, sig: &str) -> ExitStatus {
         let mut c = self.child.take().expect("running");
-        let sent = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        let sent = Command::new("kill").args([sig, &c.id().to_string()]).status().expect("run kill");
+        assert!(sent.success(), "kill {sig} failed");
         wait_until("daemon exit after SIGTERM", Duration::from_secs(30), || {
             let status = c.try_wait().ok().flatten();
             async move { status }
