@@ -54,7 +54,8 @@ pub struct Handled {
     pub reply: Option<String>,
     /// The chat's context.
     pub context: Context,
-    /// The message was a duplicate and was not handled again.
+    /// The message was a duplicate and was not handled again; `reply` is
+    /// then the reply given the first time (if it has been written yet).
     pub duplicate: bool,
     /// The reply's outbox row.
     pub outbox_id: Option<OutboxId>,
@@ -126,7 +127,8 @@ impl Gateway {
         self.check_text(&msg.text)?;
         let record = self.store.record_inbound(&msg, self.clock.now_ms()).await?;
         if record.duplicate {
-            return Ok(Handled { reply: None, context: record.context, duplicate: true, outbox_id: None });
+            let reply = self.store.reply_to_inbound(record.inbox_id).await?;
+            return Ok(Handled { reply, context: record.context, duplicate: true, outbox_id: None });
         }
         let ctx = record.context;
         let reply = match parse(&msg.text, None) {

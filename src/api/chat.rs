@@ -18,6 +18,9 @@ pub struct ChatIn {
     from_user_id: Option<String>,
     display_name: Option<String>,
     text: String,
+    /// The client's id for this message: a retry with the same id is not
+    /// handled again and gets the first reply.
+    message_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -28,6 +31,7 @@ pub struct ChatOut {
     workspace_id: String,
     outbox_id: Option<i64>,
     trace_id: String,
+    duplicate: bool,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -47,7 +51,12 @@ pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>
     let display_name = non_empty(body.display_name).unwrap_or_else(|| external_id.clone());
     let chat = ChatRef::new(&connector, &external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let trace_id = TraceId::random();
-    let msg = Inbound { chat, from_user_id, display_name, text, dedupe_key: format!("api:{trace_id}"), trace_id: trace_id.clone() };
+    let dedupe_key = match non_empty(body.message_id) {
+        Some(id) if id.len() <= 200 && !id.chars().any(char::is_control) => format!("msg:{id}"),
+        Some(_) => return Err(ApiError::bad_request("message_id must be 1-200 characters without control characters")),
+        None => format!("api:{trace_id}"),
+    };
+    let msg = Inbound { chat, from_user_id, display_name, text, dedupe_key, trace_id: trace_id.clone() };
     let handled = s.gateway.handle(msg, Delivery::Inline).await?;
     Ok(Json(ChatOut {
         handled: handled.reply.is_some(),
@@ -56,6 +65,7 @@ pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>
         workspace_id: handled.context.workspace_id.to_string(),
         outbox_id: handled.outbox_id.map(|i| i.0),
         trace_id: trace_id.to_string(),
+        duplicate: handled.duplicate,
     }))
 }
 

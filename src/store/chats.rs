@@ -154,6 +154,20 @@ impl Store {
         .await
     }
 
+    /// The reply (if any) written for an inbox row: found through the trace
+    /// id the message and its reply share.
+    pub async fn reply_to_inbound(&self, inbox_id: i64) -> Result<Option<String>, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT o.body FROM inbox i JOIN outbox o ON o.trace_id = i.trace_id AND o.kind = 'reply' \
+                 AND o.connector = i.connector WHERE i.id = ?1 ORDER BY o.id LIMIT 1",
+            )?
+            .query_row([inbox_id], |r| r.get(0))
+            .optional()?)
+        })
+        .await
+    }
+
     /// Number of inbox rows (all statuses).
     pub async fn inbox_count(&self) -> Result<u64, StoreError> {
         self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?)).await

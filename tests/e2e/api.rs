@@ -142,3 +142,21 @@ async fn wrong_methods_and_paths_get_json_errors() {
     let (s, v) = d.get("/api/v1/chat/messages?limit=9999").await;
     assert_eq!(s, 400, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_message_id_is_handled_once_and_gets_the_first_reply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    let body = json!({"text": "/task only once", "message_id": "client-42"});
+    let (s1, first) = d.post("/api/v1/chat", &body).await;
+    let (s2, second) = d.post("/api/v1/chat", &body).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(first["reply"], second["reply"], "the retry gets the first reply");
+    assert!(first["reply"].as_str().unwrap_or("").starts_with("Task queued"), "{first}");
+    assert_eq!(count(&d, "tasks"), 1);
+    assert_eq!(count(&d, "inbox"), 1);
+    let (s, v) = d.post("/api/v1/chat", &json!({"text": "x", "message_id": "a\u{7}b"})).await;
+    assert_eq!(s, 400, "{v}");
+}
