@@ -131,11 +131,14 @@ impl Gateway {
             return Ok(Handled { reply, context: record.context, duplicate: true, outbox_id: None });
         }
         let ctx = record.context;
+        let mut failure = None;
         let reply = match parse(&msg.text, None) {
             Parsed::NotForUs => None,
             Parsed::Command(cmd) => {
                 tracing::debug!(cmd = cmd.name(), "command");
-                Some(self.command(&ctx, &msg, record.inbox_id, cmd).await)
+                let (reply, error) = self.command(&ctx, &msg, record.inbox_id, cmd).await;
+                failure = error;
+                Some(reply)
             }
             Parsed::Usage(name) => Some(format!("Usage: {}", usage(name))),
             Parsed::Unknown(name) => Some(format!("Unknown command /{name}. Try /help.")),
@@ -149,7 +152,7 @@ impl Gateway {
             trace_id: Some(msg.trace_id.clone()),
         });
         let outbox_id =
-            self.store.finish_inbound(record.inbox_id, None, outbound, delivery == Delivery::Inline, self.clock.now_ms()).await?;
+            self.store.finish_inbound(record.inbox_id, failure, outbound, delivery == Delivery::Inline, self.clock.now_ms()).await?;
         if delivery == Delivery::Outbox && outbox_id.is_some() {
             self.outbox_ready.notify_one();
         }
@@ -163,7 +166,9 @@ impl Gateway {
         Ok(Handled { reply, context: ctx, duplicate: false, outbox_id })
     }
 
-    async fn command(&self, ctx: &Context, msg: &Inbound, inbox_id: i64, cmd: Command) -> String {
+    /// Runs a command; returns the reply and, when the command failed on our
+    /// side, the error recorded on the inbox row.
+    async fn command(&self, ctx: &Context, msg: &Inbound, inbox_id: i64, cmd: Command) -> (String, Option<String>) {
         let result = match cmd {
             Command::Help => Ok(replies::help()),
             Command::Task { prompt } => replies::task(self, ctx, msg, inbox_id, prompt).await,
@@ -171,10 +176,13 @@ impl Gateway {
             Command::Status => replies::status(self, ctx).await,
             Command::Cancel { id } => replies::cancel(self, ctx, &id).await,
         };
-        result.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "command failed");
-            "Sorry, something went wrong on our side (the store is unavailable). Please try again.".to_string()
-        })
+        match result {
+            Ok(reply) => (reply, None),
+            Err(e) => {
+                tracing::error!(error = %e, "command failed");
+                ("Sorry, something went wrong on our side (the store is unavailable). Please try again.".to_string(), Some(e.to_string()))
+            }
+        }
     }
 
     async fn free_text(&self, ctx: &Context, text: &str) -> Option<String> {
