@@ -55,11 +55,14 @@ pub(super) fn load_task(c: &Connection, id: &str) -> Result<Option<Task>, StoreE
     Ok(c.prepare_cached(&sql)?.query_row([id], task_from_row).optional()?)
 }
 
-/// Appends one history row; always called inside the transaction that made the change.
+/// Appends one history row; always called inside the transaction that made
+/// the change. `seq` is the task's version after the change: every
+/// transition bumps the version exactly once, so it numbers the history.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn add_event(
     c: &Connection,
     task: &str,
+    seq: i64,
     at: UnixMillis,
     event: &str,
     from: Option<TaskStatus>,
@@ -70,9 +73,9 @@ pub(super) fn add_event(
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT INTO task_events (task_id, seq, at, event, from_status, to_status, attempt, worker, detail) \
-         VALUES (?1, COALESCE((SELECT MAX(seq) FROM task_events WHERE task_id = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![task, at, event, from.map(|s| s.as_str()), to.map(|s| s.as_str()), attempt, worker, detail])?;
+    .execute(params![task, seq, at, event, from.map(|s| s.as_str()), to.map(|s| s.as_str()), attempt, worker, detail])?;
     Ok(())
 }
 
@@ -161,7 +164,7 @@ impl Store {
                 )
                 .optional()?;
             let task = found(task, "context")?;
-            add_event(tx, id.as_str(), now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
+            add_event(tx, id.as_str(), task.version, now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
             Ok(Enqueued { task, created: true })
         })
         .await
@@ -288,7 +291,18 @@ impl Store {
             )?;
             let fields: Vec<&str> =
                 [patch.title.as_ref().map(|_| "title"), patch.prompt.as_ref().map(|_| "prompt")].into_iter().flatten().collect();
-            add_event(tx, id.as_str(), now, "updated", Some(task.status), Some(task.status), task.attempts, None, Some(&fields.join(",")))?;
+            add_event(
+                tx,
+                id.as_str(),
+                task.version + 1,
+                now,
+                "updated",
+                Some(task.status),
+                Some(task.status),
+                task.attempts,
+                None,
+                Some(&fields.join(",")),
+            )?;
             let task = found(load_task(tx, id.as_str())?, "task")?;
             Ok(task)
         })
@@ -308,7 +322,7 @@ impl Store {
                         "UPDATE tasks SET status = 'canceled', error = ?1, finished_at = ?2, updated_at = ?2, version = version + 1 WHERE id = ?3",
                         params![reason, now, id.as_str()],
                     )?;
-                    add_event(tx, id.as_str(), now, "canceled", Some(task.status), Some(TaskStatus::Canceled), task.attempts, None, Some(&reason))?;
+                    add_event(tx, id.as_str(), task.version + 1, now, "canceled", Some(task.status), Some(TaskStatus::Canceled), task.attempts, None, Some(&reason))?;
                     CancelOutcome::Canceled(found(load_task(tx, id.as_str())?, "task")?)
                 }
                 TaskStatus::Running if !task.cancel_requested => {
@@ -316,7 +330,7 @@ impl Store {
                         "UPDATE tasks SET cancel_requested = 1, updated_at = ?1, version = version + 1 WHERE id = ?2",
                         params![now, id.as_str()],
                     )?;
-                    add_event(tx, id.as_str(), now, "cancel_requested", Some(task.status), Some(task.status), task.attempts, None, Some(&reason))?;
+                    add_event(tx, id.as_str(), task.version + 1, now, "cancel_requested", Some(task.status), Some(task.status), task.attempts, None, Some(&reason))?;
                     CancelOutcome::Requested(found(load_task(tx, id.as_str())?, "task")?)
                 }
                 TaskStatus::Running => CancelOutcome::Requested(task),

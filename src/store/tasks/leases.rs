@@ -213,7 +213,18 @@ fn claim(c: &Connection, worker: &str, now: UnixMillis, lease: Duration, limit: 
     let tasks: Vec<Task> =
         c.prepare_cached(&sql)?.query_map(params![worker, expires, now, limit], task_from_row)?.collect::<Result<_, _>>()?;
     for t in &tasks {
-        add_event(c, t.id.as_str(), now, "claimed", Some(TaskStatus::Queued), Some(TaskStatus::Running), t.attempts, Some(worker), None)?;
+        add_event(
+            c,
+            t.id.as_str(),
+            t.version,
+            now,
+            "claimed",
+            Some(TaskStatus::Queued),
+            Some(TaskStatus::Running),
+            t.attempts,
+            Some(worker),
+            None,
+        )?;
     }
     Ok(tasks)
 }
@@ -244,7 +255,7 @@ fn apply_outcome(
                 "status = 'succeeded', result_summary = ?3, result_path = ?4, error = NULL, finished_at = ?2",
                 params![id, now, summary, result_path],
             )?;
-            add_event(tx, id, now, "succeeded", running, Some(TaskStatus::Succeeded), task.attempts, worker, None)?;
+            add_event(tx, id, t.version, now, "succeeded", running, Some(TaskStatus::Succeeded), task.attempts, worker, None)?;
             Ok(t)
         }
         FinishOutcome::Failed { error, retryable } if retryable && task.attempts < task.max_attempts => {
@@ -252,23 +263,34 @@ fn apply_outcome(
             let t = update(tx, "status = 'queued', error = ?3, not_before = ?4", params![id, now, error, at])?;
             let expired = task.lease_expires_at.is_some_and(|e| e < now) && worker == task.lease_owner.as_deref();
             let event = if expired { "lease_expired" } else { "retry_scheduled" };
-            add_event(tx, id, now, event, running, Some(TaskStatus::Queued), task.attempts, worker, Some(&error))?;
+            add_event(tx, id, t.version, now, event, running, Some(TaskStatus::Queued), task.attempts, worker, Some(&error))?;
             Ok(t)
         }
         FinishOutcome::Failed { error, retryable } => {
             let error = if retryable { format!("{error} (gave up after {} attempts)", task.attempts) } else { error };
             let t = update(tx, "status = 'failed', error = ?3, finished_at = ?2", params![id, now, error])?;
-            add_event(tx, id, now, "failed", running, Some(TaskStatus::Failed), task.attempts, worker, Some(&error))?;
+            add_event(tx, id, t.version, now, "failed", running, Some(TaskStatus::Failed), task.attempts, worker, Some(&error))?;
             Ok(t)
         }
         FinishOutcome::Canceled => {
             let t = update(tx, "status = 'canceled', error = 'canceled while running', finished_at = ?2", params![id, now])?;
-            add_event(tx, id, now, "canceled", running, Some(TaskStatus::Canceled), task.attempts, worker, None)?;
+            add_event(tx, id, t.version, now, "canceled", running, Some(TaskStatus::Canceled), task.attempts, worker, None)?;
             Ok(t)
         }
         FinishOutcome::Released => {
             let t = update(tx, "status = 'queued', attempts = MAX(attempts - 1, 0), not_before = ?2", params![id, now])?;
-            add_event(tx, id, now, "released", running, Some(TaskStatus::Queued), task.attempts, worker, Some("worker shut down"))?;
+            add_event(
+                tx,
+                id,
+                t.version,
+                now,
+                "released",
+                running,
+                Some(TaskStatus::Queued),
+                task.attempts,
+                worker,
+                Some("worker shut down"),
+            )?;
             Ok(t)
         }
     }
