@@ -164,6 +164,23 @@ impl Coordinator {
     }
 }
 
+/// Sends a runner's report when dropped: at the end of the run, or while
+/// unwinding from a panic (then with no outcome).
+struct Report {
+    done: mpsc::UnboundedSender<Done>,
+    id: TaskId,
+    owner: String,
+    outcome: Option<FinishOutcome>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let done = Done { id: self.id.clone(), owner: std::mem::take(&mut self.owner), outcome: self.outcome.take() };
+        // The coordinator outlives every runner (it waits for all of them), so this only fails if it died.
+        let _ = self.done.send(done);
+    }
+}
+
 #[derive(Clone)]
 struct Runner {
     handle: OrchestratorHandle,
@@ -180,6 +197,9 @@ enum Stop {
 impl Runner {
     #[tracing::instrument(skip_all, fields(task = %task.id, kind = %task.kind, attempt = task.attempts, owner = %owner, trace_id = %task.trace_id))]
     async fn run(self, task: Task, owner: String) {
+        // Reports even if this runner unwinds, so the coordinator never waits
+        // for a slot that will not come back (the task's lease then expires).
+        let mut report = Report { done: self.done.clone(), id: task.id.clone(), owner: owner.clone(), outcome: None };
         let h = &self.handle;
         let cancel = CancellationToken::new();
         if task.cancel_requested {
@@ -196,8 +216,7 @@ impl Runner {
             Some(o) => tracing::debug!(outcome = ?o, "attempt finished"),
             None => tracing::warn!("lease lost while running; the result of this attempt is discarded"),
         }
-        // The coordinator outlives every runner (it waits for all of them), so this send only fails if it died.
-        let _ = self.done.send(Done { id: task.id, owner, outcome });
+        report.outcome = outcome;
     }
 
     /// Runs one attempt; `None` when the lease was lost (someone else owns the task now).

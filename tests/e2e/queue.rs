@@ -356,3 +356,28 @@ async fn unknown_kinds_and_failing_executors_are_recorded_as_failed() {
     assert_eq!(f.store.get_task(&failing).await.expect("t").error.as_deref(), Some("model said no"));
     assert_eq!(f.store.get_task(&unknown).await.expect("t").error.as_deref(), Some("unsupported task kind: general"));
 }
+
+/// Panics on every run.
+struct Panicking;
+
+impl Executor for Panicking {
+    fn execute(&self, _ctx: ExecContext) -> BoxFuture<'_, Result<ExecOutput, ExecError>> {
+        Box::pin(async { panic!("executor bug") })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_executor_fails_its_task_and_the_pool_keeps_working() {
+    let f = fixture().await;
+    let h = handle(&f.store, Arc::new(SystemClock), pool_config(1, LEASE, 3));
+    let sup = Supervisor::new();
+    let counting = Arc::new(Counting::default());
+    let execs = Executors::default().with(TaskKind::General, Arc::new(Panicking)).with(TaskKind::Noop, counting.clone());
+    let pool = spawn_pool(h.clone(), execs, &sup);
+    let bad = h.submit(new_task(&f.ctx, TaskKind::General, None)).await.expect("submit").task.id;
+    let good = h.submit(new_task(&f.ctx, TaskKind::Noop, None)).await.expect("submit").task.id;
+    wait_status(&f.store, &bad, TaskStatus::Failed).await;
+    wait_status(&f.store, &good, TaskStatus::Succeeded).await;
+    assert_eq!(f.store.get_task(&bad).await.expect("task").error.as_deref(), Some("executor panicked"));
+    tokio::time::timeout(Duration::from_secs(10), pool.drain(Duration::from_secs(5))).await.expect("the pool drains");
+}
