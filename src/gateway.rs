@@ -114,7 +114,7 @@ impl Gateway {
     }
 
     /// Checks the edge limits on a message's text.
-    pub fn check_text(&self, text: &str) -> Result<(), GatewayError> {
+    fn check_text(&self, text: &str) -> Result<(), GatewayError> {
         if text.len() > self.config.max_message_bytes {
             return Err(GatewayError::TooLong { len: text.len(), max: self.config.max_message_bytes });
         }

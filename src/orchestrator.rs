@@ -132,21 +132,11 @@ impl OrchestratorHandle {
         Ok(out)
     }
 
-    /// Number of tasks running in this process.
-    pub fn running_here(&self) -> usize {
-        self.running.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
     fn notifier(&self) -> Notifier {
         Notifier { config: self.notify, render: render_notice }
     }
 
     fn retry(&self) -> RetryPolicy {
         RetryPolicy { base: self.config.retry_base, max: self.config.retry_max }
-    }
-
-    /// The store behind this handle.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 }

@@ -13,10 +13,10 @@ mod tasks;
 mod usage;
 mod writer;
 
-pub use chats::{InboundRecord, Workspace};
+pub use chats::InboundRecord;
 pub use outbox::{NewOutbound, Notifier};
 pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, TaskFilter, TaskPatch};
-pub use usage::{UsageRecord, UsageRow};
+pub use usage::UsageRecord;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -215,11 +215,6 @@ impl Store {
     /// A write round trip that changes nothing (benchmarks the writer itself).
     pub async fn write_noop(&self) -> Result<(), StoreError> {
         self.write(|_| Ok(())).await
-    }
-
-    /// The schema version applied to the file.
-    pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).await
     }
 
     /// Finishes queued writes, checkpoints the WAL and stops the writer

@@ -43,7 +43,6 @@ pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>
     if text.is_empty() {
         return Err(ApiError::bad_request("text is required"));
     }
-    s.gateway.check_text(&text)?;
     let connector = non_empty(body.connector).unwrap_or_else(|| "codex".into());
     let from = non_empty(body.from_user_id);
     let external_id = non_empty(body.external_id).or_else(|| from.clone()).unwrap_or_else(|| "codex-cli".into());

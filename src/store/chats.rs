@@ -8,19 +8,6 @@ use crate::clock::UnixMillis;
 use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-/// A workspace row.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Workspace {
-    /// Id (also the directory name).
-    pub id: WorkspaceId,
-    /// Unique readable slug.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-    /// Creation time.
-    pub created_at: UnixMillis,
-}
-
 /// The result of recording an inbound message.
 #[derive(Debug, Clone)]
 pub struct InboundRecord {
@@ -90,12 +77,6 @@ impl Store {
             Ok(ctx)
         })
         .await
-    }
-
-    /// The context of a chat, if it has one.
-    pub async fn context_for_chat(&self, chat: &ChatRef) -> Result<Option<Context>, StoreError> {
-        let chat = chat.clone();
-        self.read(move |c| Ok(find_context(c, &chat)?)).await
     }
 
     /// A context by id.
@@ -171,25 +152,6 @@ impl Store {
     /// Number of inbox rows (all statuses).
     pub async fn inbox_count(&self) -> Result<u64, StoreError> {
         self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?)).await
-    }
-
-    /// A workspace by id.
-    pub async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace, StoreError> {
-        let id = id.clone();
-        self.read(move |c| {
-            let row = c
-                .query_row("SELECT id, slug, name, created_at FROM workspaces WHERE id = ?1", [id.as_str()], |r| {
-                    Ok(Workspace {
-                        id: WorkspaceId::from_string(r.get::<_, String>(0)?),
-                        slug: r.get(1)?,
-                        name: r.get(2)?,
-                        created_at: r.get(3)?,
-                    })
-                })
-                .optional()?;
-            found(row, "workspace")
-        })
-        .await
     }
 }
 

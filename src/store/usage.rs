@@ -31,31 +31,6 @@ pub struct UsageRecord {
     pub error: Option<String>,
 }
 
-/// A stored usage row.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct UsageRow {
-    /// Row id.
-    pub id: i64,
-    /// Time.
-    pub at: UnixMillis,
-    /// Provider.
-    pub provider: String,
-    /// Model.
-    pub model: String,
-    /// Task, if any.
-    pub task_id: Option<String>,
-    /// Prompt tokens.
-    pub prompt_tokens: Option<u64>,
-    /// Completion tokens.
-    pub completion_tokens: Option<u64>,
-    /// Total tokens.
-    pub total_tokens: Option<u64>,
-    /// Latency.
-    pub latency_ms: u64,
-    /// Outcome.
-    pub outcome: String,
-}
-
 impl Store {
     /// Appends one usage row.
     pub async fn record_usage(&self, u: UsageRecord) -> Result<(), StoreError> {
@@ -82,32 +57,6 @@ impl Store {
                 u.error
             ])?;
             Ok(())
-        })
-        .await
-    }
-
-    /// Usage rows of one task, oldest first.
-    pub async fn usage_for_task(&self, task: &TaskId) -> Result<Vec<UsageRow>, StoreError> {
-        let task = task.clone();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, at, provider, model, task_id, prompt_tokens, completion_tokens, total_tokens, latency_ms, outcome FROM llm_usage WHERE task_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map([task.as_str()], |r| {
-                Ok(UsageRow {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    provider: r.get(2)?,
-                    model: r.get(3)?,
-                    task_id: r.get(4)?,
-                    prompt_tokens: r.get(5)?,
-                    completion_tokens: r.get(6)?,
-                    total_tokens: r.get(7)?,
-                    latency_ms: r.get(8)?,
-                    outcome: r.get(9)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

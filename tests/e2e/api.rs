@@ -100,23 +100,11 @@ async fn task_endpoints_validate_filter_and_refuse_stale_versions() {
     assert_eq!((s, v["count"].as_u64()), (200, Some(0)));
 
     let version = t["version"].as_i64().expect("version");
-    let r = d
-        .http
-        .patch(format!("{}/api/v1/tasks/{id}", d.base))
-        .json(&json!({"if_version": version, "title": "renamed"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(r.status(), 200);
-    let r = d
-        .http
-        .patch(format!("{}/api/v1/tasks/{id}", d.base))
-        .json(&json!({"if_version": version, "title": "stale"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(r.status(), 409);
-    let v: Value = r.json().await.expect("json");
+    let path = format!("/api/v1/tasks/{id}");
+    let (s, v) = d.patch(&path, &json!({"if_version": version, "title": "renamed"})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.patch(&path, &json!({"if_version": version, "title": "stale"})).await;
+    assert_eq!(s, 409);
     assert!(error_of(&v).contains("version conflict"), "{v}");
     let (_, v) = d.get(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!(v["title"], "renamed");

@@ -102,6 +102,13 @@ impl Daemon {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// PATCHes JSON; returns status and body.
+    pub async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.patch(format!("{}{path}", self.base)).json(body).send().await.expect("patch");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// GETs; returns status and body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self.http.get(format!("{}{path}", self.base)).send().await.expect("get");
