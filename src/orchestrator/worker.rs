@@ -4,6 +4,12 @@
 //! runner that renews the task's lease while its executor works. A recovery
 //! loop requeues tasks whose lease ran out (a process that crashed or hung).
 //!
+//! When recent tasks were short (a few milliseconds), the coordinator also
+//! claims up to one task per slot ahead, into a prefetch buffer, so a slot
+//! freed by a short task starts the next one at once instead of after a
+//! trip to the store. A prefetched task holds its lease (it shows as
+//! `running`); one that waits longer than `PREFETCH_MAX_WAIT` is given back.
+//!
 //! Lease owners are `<process>/r<round>`: unique per claim, so a late report
 //! from an earlier attempt of the same task can never be taken for the
 //! current one.
@@ -14,8 +20,9 @@ use crate::runtime::Supervisor;
 use crate::store::{FinishOutcome, Finished, LeaseState, StoreError};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,11 +67,22 @@ pub fn spawn_pool(handle: OrchestratorHandle, executors: Executors, parent: &Sup
 
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// A pool whose recent tasks ran shorter than this keeps a prefetch buffer
+/// of claimed tasks (up to one per slot), so a slot freed by a short task
+/// starts the next one without waiting for a trip to the store.
+const SHORT_TASK: Duration = Duration::from_millis(5);
+/// A prefetched task that has not started within this time is given back
+/// to the queue (a long task arrived after all).
+const PREFETCH_MAX_WAIT: Duration = Duration::from_millis(250);
+/// The run-time average a pool starts with (about twenty short tasks bring it under `SHORT_TASK`).
+const FIRST_AVG_RUN: Duration = Duration::from_millis(100);
+
 /// What a runner reports: the outcome, or `None` when the lease was lost.
 struct Done {
     id: TaskId,
     owner: String,
     outcome: Option<FinishOutcome>,
+    ran: Duration,
 }
 
 impl Done {
@@ -85,56 +103,103 @@ struct Coordinator {
 /// written is claimed for in the next commit, not the one after.
 const MAX_ROUNDS_IN_FLIGHT: usize = 2;
 
+/// The coordinator's bookkeeping between rounds.
+struct Slots {
+    /// Runner slots (`AGENT_RUNTIME_DEFAULT_CONCURRENCY`).
+    slots: usize,
+    /// Runners running.
+    busy: usize,
+    /// Claims requested by rounds in flight.
+    asked: usize,
+    /// Claimed tasks waiting for a slot, with their lease owner and claim time.
+    ready: VecDeque<(Task, String, Instant)>,
+    /// Outcomes to record in the next round.
+    pending: Vec<Finished>,
+    /// Moving average of recent run times (starts at `FIRST_AVG_RUN`: no
+    /// prefetch until the pool has seen a run of short tasks).
+    avg_run: Duration,
+}
+
+impl Slots {
+    fn note_done(&mut self, d: Done) {
+        self.busy -= 1;
+        self.avg_run = (self.avg_run * 7 + d.ran) / 8;
+        self.pending.extend(d.into_finished());
+    }
+
+    /// How many tasks the next round should claim.
+    fn want(&self) -> usize {
+        let prefetch = if self.avg_run < SHORT_TASK { self.slots } else { 0 };
+        (self.slots + prefetch).saturating_sub(self.busy + self.asked + self.ready.len())
+    }
+
+    /// Gives back prefetched tasks: all of them, or those that waited too long.
+    fn release_ready(&mut self, all: bool) {
+        while let Some((_, _, at)) = self.ready.front() {
+            if !all && at.elapsed() < PREFETCH_MAX_WAIT {
+                break;
+            }
+            if let Some((task, owner, _)) = self.ready.pop_front() {
+                if !all {
+                    // A long task is holding the slots: stop prefetching until tasks are short again.
+                    self.avg_run = self.avg_run.max(PREFETCH_MAX_WAIT);
+                }
+                let reason = if all { "worker shut down" } else { "waited too long for a free worker slot" };
+                self.pending.push(Finished { id: task.id, owner, outcome: FinishOutcome::Released { reason } });
+            }
+        }
+    }
+}
+
 impl Coordinator {
     async fn run(mut self, shutdown: CancellationToken) {
         let h = self.runner.handle.clone();
-        let slots = h.config.concurrency;
-        // busy: runners running; asked: claims requested by rounds in flight.
-        let (mut busy, mut asked, mut round, mut queue_empty) = (0usize, 0usize, 0u64, false);
-        let mut pending: Vec<Finished> = Vec::new();
+        let mut s =
+            Slots { slots: h.config.concurrency, busy: 0, asked: 0, ready: VecDeque::new(), pending: Vec::new(), avg_run: FIRST_AVG_RUN };
+        let (mut round, mut queue_empty) = (0u64, false);
         let mut in_flight = FuturesUnordered::new();
         loop {
             while let Ok(d) = self.done.try_recv() {
-                busy -= 1;
-                pending.extend(d.into_finished());
+                s.note_done(d);
             }
             let stopping = shutdown.is_cancelled();
-            if stopping && busy == 0 && pending.is_empty() && in_flight.is_empty() {
+            s.release_ready(stopping);
+            while s.busy < s.slots && !stopping {
+                let Some((task, owner, _)) = s.ready.pop_front() else { break };
+                self.start(task, owner);
+                s.busy += 1;
+            }
+            if stopping && s.busy == 0 && s.pending.is_empty() && in_flight.is_empty() {
                 return;
             }
-            let free = if stopping { 0 } else { slots - busy - asked };
-            if in_flight.len() < MAX_ROUNDS_IN_FLIGHT && (!pending.is_empty() || (free > 0 && !queue_empty)) {
+            let want = if stopping { 0 } else { s.want() };
+            if in_flight.len() < MAX_ROUNDS_IN_FLIGHT && (!s.pending.is_empty() || (want > 0 && !queue_empty)) {
                 round += 1;
                 let owner = format!("{}/r{round}", self.instance);
-                asked += free;
-                let claim = (free > 0).then_some((h.config.lease, free as u32));
+                s.asked += want;
+                let claim = (want > 0).then_some((h.config.lease, want as u32));
                 let write = h.store.finish_many_and_claim(
-                    std::mem::take(&mut pending),
+                    std::mem::take(&mut s.pending),
                     owner.clone(),
                     claim,
                     h.retry(),
                     h.notifier(),
                     h.clock.now_ms(),
                 );
-                in_flight.push(async move { (owner, free, write.await) });
+                in_flight.push(async move { (owner, want, write.await) });
                 continue;
             }
+            let next_expiry = s.ready.front().map(|(_, _, at)| *at + PREFETCH_MAX_WAIT);
             tokio::select! {
-                Some(d) = self.done.recv() => {
-                    busy -= 1;
-                    pending.extend(d.into_finished());
-                }
+                Some(d) = self.done.recv() => s.note_done(d),
                 Some((owner, want, result)) = in_flight.next() => {
-                    asked -= want;
+                    s.asked -= want;
                     match result {
                         Ok((results, claimed)) => {
                             self.after_finish(results);
                             queue_empty = want > 0 && claimed.len() < want;
-                            busy += claimed.len();
-                            for task in claimed {
-                                let (runner, owner) = (self.runner.clone(), owner.clone());
-                                self.sup.spawn("task-runner", async move { runner.run(task, owner).await });
-                            }
+                            let now = Instant::now();
+                            s.ready.extend(claimed.into_iter().map(|t| (t, owner.clone(), now)));
                         }
                         Err(StoreError::Closed) => return,
                         Err(e) => {
@@ -145,11 +210,17 @@ impl Coordinator {
                         }
                     }
                 }
-                _ = h.work_ready.notified(), if free > 0 && queue_empty => queue_empty = false,
-                _ = tokio::time::sleep(IDLE_POLL), if free > 0 && queue_empty => queue_empty = false,
+                _ = h.work_ready.notified(), if want > 0 && queue_empty => queue_empty = false,
+                _ = tokio::time::sleep(IDLE_POLL), if want > 0 && queue_empty => queue_empty = false,
+                _ = sleep_until(next_expiry) => {}
                 _ = shutdown.cancelled(), if !stopping => {}
             }
         }
+    }
+
+    fn start(&self, task: Task, owner: String) {
+        let runner = self.runner.clone();
+        self.sup.spawn("task-runner", async move { runner.run(task, owner).await });
     }
 
     fn after_finish(&self, results: Vec<Result<Task, StoreError>>) {
@@ -171,11 +242,13 @@ struct Report {
     id: TaskId,
     owner: String,
     outcome: Option<FinishOutcome>,
+    started: Instant,
 }
 
 impl Drop for Report {
     fn drop(&mut self) {
-        let done = Done { id: self.id.clone(), owner: std::mem::take(&mut self.owner), outcome: self.outcome.take() };
+        let done =
+            Done { id: self.id.clone(), owner: std::mem::take(&mut self.owner), outcome: self.outcome.take(), ran: self.started.elapsed() };
         // The coordinator outlives every runner (it waits for all of them), so this only fails if it died.
         let _ = self.done.send(done);
     }
@@ -199,7 +272,8 @@ impl Runner {
     async fn run(self, task: Task, owner: String) {
         // Reports even if this runner unwinds, so the coordinator never waits
         // for a slot that will not come back (the task's lease then expires).
-        let mut report = Report { done: self.done.clone(), id: task.id.clone(), owner: owner.clone(), outcome: None };
+        let mut report =
+            Report { done: self.done.clone(), id: task.id.clone(), owner: owner.clone(), outcome: None, started: Instant::now() };
         let h = &self.handle;
         let cancel = CancellationToken::new();
         if task.cancel_requested {
@@ -237,7 +311,7 @@ impl Runner {
                 Stop::Canceled => FinishOutcome::Canceled,
                 Stop::Lost => return None,
             },
-            _ = self.hard_stop.cancelled() => FinishOutcome::Released,
+            _ = self.hard_stop.cancelled() => FinishOutcome::Released { reason: "worker shut down" },
         };
         Some(outcome)
     }
@@ -265,6 +339,14 @@ impl Runner {
                 Err(e) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -381,3 +381,50 @@ async fn a_panicking_executor_fails_its_task_and_the_pool_keeps_working() {
     assert_eq!(f.store.get_task(&bad).await.expect("task").error.as_deref(), Some("executor panicked"));
     tokio::time::timeout(Duration::from_secs(10), pool.drain(Duration::from_secs(5))).await.expect("the pool drains");
 }
+
+/// Quick unless the prompt is "slow", which takes a second.
+#[derive(Default)]
+struct SlowOrQuick {
+    runs: Mutex<HashMap<TaskId, u32>>,
+}
+
+impl Executor for SlowOrQuick {
+    fn execute(&self, ctx: ExecContext) -> BoxFuture<'_, Result<ExecOutput, ExecError>> {
+        Box::pin(async move {
+            *self.runs.lock().expect("runs").entry(ctx.task.id.clone()).or_default() += 1;
+            if ctx.task.prompt == "slow" {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(ExecOutput { summary: "done".into(), result_path: None })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetched_task_stuck_behind_a_long_one_is_given_back_and_runs_once() {
+    let f = fixture().await;
+    let exec = Arc::new(SlowOrQuick::default());
+    let h = handle(&f.store, Arc::new(SystemClock), pool_config(1, LEASE, 3));
+    let sup = Supervisor::new();
+    let pool = spawn_pool(h.clone(), Executors::default().with(TaskKind::Noop, exec.clone()), &sup);
+    // A run of short tasks turns prefetching on.
+    for _ in 0..40 {
+        h.submit(new_task(&f.ctx, TaskKind::Noop, None)).await.expect("submit");
+    }
+    wait_until("the short tasks to finish", Duration::from_secs(20), || async {
+        let (queued, running) = f.store.unfinished_task_count().await.ok()?;
+        (queued + running == 0).then_some(())
+    })
+    .await;
+    let slow = h.submit(NewTask { prompt: "slow".into(), ..new_task(&f.ctx, TaskKind::Noop, None) }).await.expect("slow").task.id;
+    wait_status(&f.store, &slow, TaskStatus::Running).await;
+    let quick = h.submit(new_task(&f.ctx, TaskKind::Noop, None)).await.expect("quick").task.id;
+    wait_status(&f.store, &quick, TaskStatus::Succeeded).await;
+    wait_status(&f.store, &slow, TaskStatus::Succeeded).await;
+    pool.drain(Duration::from_secs(5)).await;
+    let events: Vec<String> = f.store.task_events(&quick).await.expect("events").into_iter().map(|e| e.event).collect();
+    assert_eq!(events, ["created", "claimed", "released", "claimed", "succeeded"], "prefetched while the slow task ran, then given back");
+    let task = f.store.get_task(&quick).await.expect("task");
+    assert_eq!(task.attempts, 1, "a release does not count as an attempt");
+    assert_eq!(exec.runs.lock().expect("runs").get(&quick), Some(&1), "ran exactly once");
+}

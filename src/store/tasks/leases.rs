@@ -47,9 +47,13 @@ pub enum FinishOutcome {
     },
     /// The task was canceled while running.
     Canceled,
-    /// The worker is shutting down: the task goes back to the queue and this
-    /// attempt does not count.
-    Released,
+    /// The worker gives the task back unfinished (it is shutting down, or
+    /// the task waited too long in its prefetch buffer): the task goes back
+    /// to the queue and this attempt does not count. `reason` is recorded.
+    Released {
+        /// Why, for the task's event log.
+        reason: &'static str,
+    },
 }
 
 /// Whether a worker still holds its lease.
@@ -277,20 +281,9 @@ fn apply_outcome(
             add_event(tx, id, t.version, now, "canceled", running, Some(TaskStatus::Canceled), task.attempts, worker, None)?;
             Ok(t)
         }
-        FinishOutcome::Released => {
+        FinishOutcome::Released { reason } => {
             let t = update(tx, "status = 'queued', attempts = MAX(attempts - 1, 0), not_before = ?2", params![id, now])?;
-            add_event(
-                tx,
-                id,
-                t.version,
-                now,
-                "released",
-                running,
-                Some(TaskStatus::Queued),
-                task.attempts,
-                worker,
-                Some("worker shut down"),
-            )?;
+            add_event(tx, id, t.version, now, "released", running, Some(TaskStatus::Queued), task.attempts, worker, Some(reason))?;
             Ok(t)
         }
     }
