@@ -2,6 +2,7 @@
 //! injected by the caller. Mutual TLS arrives in a later version; until then
 //! the config refuses any non-loopback address.
 
+mod approvals;
 mod chat;
 mod error;
 mod tasks;
@@ -47,6 +48,11 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
         .route("/api/v1/tasks/{id}", get(tasks::get_one).patch(tasks::patch))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/v1/approvals", get(approvals::list).post(approvals::propose))
+        .route("/api/v1/approvals/{id}", get(approvals::get_one))
+        .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/api/v1/audit", get(approvals::audit))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -2,6 +2,7 @@
 //! validated into typed slices, one per subsystem. Loading has no side
 //! effects: directories are created by `serve`, not here.
 
+mod gateway;
 mod reader;
 mod source;
 mod validate;
@@ -10,6 +11,7 @@ pub use reader::{Entry, Problem, Secret, Severity};
 pub use source::{DotEnvError, ENV_FILE_VAR, EnvSource, Origin};
 
 use crate::domain::{NotifyPolicy, UnknownValue};
+pub use gateway::{ChannelRules, GatewayConfig};
 use reader::Reader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -204,13 +206,6 @@ pub struct OutboxConfig {
     pub retry_max: Duration,
 }
 
-/// Chat input limits.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// `AGENT_RUNTIME_MAX_MESSAGE_BYTES` (default 32768): longer chat text is refused.
-    pub max_message_bytes: usize,
-}
-
 /// How the CLI reaches a running daemon.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -311,7 +306,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         retry_base: r.seconds("AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS", 2, 1, 3600),
         retry_max: r.seconds("AGENT_RUNTIME_OUTBOX_RETRY_MAX_SECONDS", 600, 1, 86_400),
     };
-    let gateway = GatewayConfig { max_message_bytes: r.int("AGENT_RUNTIME_MAX_MESSAGE_BYTES", 32_768, 256, 1 << 20) as usize };
+    let gateway = gateway::read(r);
     let client = ClientConfig {
         api_url: r.opt_string("AGENT_RUNTIME_ADMIN_API_URL"),
         timeout: r.seconds("AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS", 120, 1, 3600),

@@ -6,17 +6,25 @@
 //! message carries the run key `inbox:<id>`, so handling a message twice never
 //! creates two tasks.
 
+mod actions;
+mod admin;
 mod command;
+mod perm;
 mod replies;
+mod rules;
 
-pub use command::{COMMANDS, Command, CommandSpec, Parsed, parse, usage};
+pub use actions::{ActionError, ProposedAction};
+pub use command::{COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
+pub use perm::{Denial, Rule, check, rule};
+pub use rules::{RateLimiter, Verdict};
 
+use crate::actions::ActionExecutors;
 use crate::agent::{Llm, PromptBuilder};
 use crate::clock::SharedClock;
 use crate::config::GatewayConfig;
-use crate::domain::{Context, Inbound, MessageKind, OutboxId};
+use crate::domain::{Actor, ChatKind, Context, Inbound, MessageKind, OutboxId, User};
 use crate::orchestrator::OrchestratorHandle;
-use crate::store::{NewOutbound, Store, StoreError};
+use crate::store::{Decision, NewAudit, NewOutbound, Store, StoreError};
 use crate::workspace::{Direction, Workspaces};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -73,6 +81,8 @@ pub struct Gateway {
     clock: SharedClock,
     config: GatewayConfig,
     outbox_ready: Arc<Notify>,
+    actions: ActionExecutors,
+    limiter: Arc<RateLimiter>,
 }
 
 /// The gateway's dependencies.
@@ -95,6 +105,8 @@ pub struct GatewayParts {
     pub config: GatewayConfig,
     /// Poked when a reply waits in the outbox.
     pub outbox_ready: Arc<Notify>,
+    /// Executors of approved actions, by type.
+    pub actions: ActionExecutors,
 }
 
 impl Gateway {
@@ -110,7 +122,15 @@ impl Gateway {
             clock: p.clock,
             config: p.config,
             outbox_ready: p.outbox_ready,
+            actions: p.actions,
+            limiter: Arc::new(RateLimiter::default()),
         }
+    }
+
+    /// The actor behind a sender: their linked user, or a guest.
+    pub fn actor(&self, platform_user_id: &str, user: Option<User>) -> Actor {
+        let role = user.as_ref().map(|u| u.role).or(self.config.guest_role);
+        Actor { platform_user_id: platform_user_id.to_string(), user, role }
     }
 
     /// Checks the edge limits on a message's text.
@@ -131,19 +151,26 @@ impl Gateway {
             return Ok(Handled { reply, context: record.context, duplicate: true, outbox_id: None });
         }
         let ctx = record.context;
+        let actor = self.actor(&msg.from_user_id, record.user);
+        let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit: Vec::new(), log_reply: None };
         let mut failure = None;
-        let reply = match parse(&msg.text, None) {
+        let parsed = match parse(&msg.text, None) {
+            Parsed::Text(t) if t.eq_ignore_ascii_case("pair") && msg.kind == ChatKind::Private => Parsed::Command(Command::Pair),
+            p => p,
+        };
+        let reply = match parsed {
             Parsed::NotForUs => None,
             Parsed::Command(cmd) => {
                 tracing::debug!(cmd = cmd.name(), "command");
-                let (reply, error) = self.command(&ctx, &msg, record.inbox_id, cmd).await;
+                let (reply, error) = self.command(&mut turn, cmd).await;
                 failure = error;
                 Some(reply)
             }
             Parsed::Usage(name) => Some(format!("Usage: {}", usage(name))),
             Parsed::Unknown(name) => Some(format!("Unknown command /{name}. Try /help.")),
-            Parsed::Text(text) => self.free_text(&ctx, &text).await,
+            Parsed::Text(text) => self.free_text(&mut turn, &text).await,
         };
+        let (audit, log_reply) = (std::mem::take(&mut turn.audit), turn.log_reply.take());
         let outbound = reply.as_ref().map(|body| NewOutbound {
             chat: msg.chat.clone(),
             kind: MessageKind::Reply,
@@ -152,13 +179,18 @@ impl Gateway {
             trace_id: Some(msg.trace_id.clone()),
         });
         let outbox_id =
-            self.store.finish_inbound(record.inbox_id, failure, outbound, delivery == Delivery::Inline, self.clock.now_ms()).await?;
+            self.store.finish_inbound(record.inbox_id, failure, outbound, delivery == Delivery::Inline, audit, self.clock.now_ms()).await?;
         if delivery == Delivery::Outbox && outbox_id.is_some() {
             self.outbox_ready.notify_one();
         }
-        let mut log = vec![(Direction::Inbound, msg.from_user_id.clone(), msg.text.clone())];
-        if let Some(r) = &reply {
-            log.push((Direction::Outbound, "agent-runtime".to_string(), r.clone()));
+        // Pairing tokens never reach the chat log: `/approve`/`/deny` lines and `pair` replies are logged redacted.
+        let logged_in = match msg.text.split_whitespace().next().map(str::to_ascii_lowercase).as_deref() {
+            Some("/approve" | "/deny") => format!("{} <token hidden>", msg.text.split_whitespace().next().unwrap_or("")),
+            _ => msg.text.clone(),
+        };
+        let mut log = vec![(Direction::Inbound, msg.from_user_id.clone(), logged_in)];
+        if let Some(r) = log_reply.or_else(|| reply.clone()) {
+            log.push((Direction::Outbound, "agent-runtime".to_string(), r));
         }
         if let Err(e) = self.workspaces.append_chat_log(&ctx.workspace_id, &msg.chat, &ctx.display_name, log).await {
             tracing::warn!(error = %e, "could not append to the chat log");
@@ -166,15 +198,33 @@ impl Gateway {
         Ok(Handled { reply, context: ctx, duplicate: false, outbox_id })
     }
 
-    /// Runs a command; returns the reply and, when the command failed on our
-    /// side, the error recorded on the inbox row.
-    async fn command(&self, ctx: &Context, msg: &Inbound, inbox_id: i64, cmd: Command) -> (String, Option<String>) {
+    /// Checks the actor may run `cmd` here, then runs it; returns the reply
+    /// and, when the command failed on our side, the error recorded on the
+    /// inbox row.
+    async fn command(&self, t: &mut Turn<'_>, cmd: Command) -> (String, Option<String>) {
+        if let Err(denial) = check(&t.actor, t.ctx, t.msg.kind, &cmd) {
+            t.note("permission.denied", Decision::Deny, Some(format!("/{}: {}", cmd.name(), denial.reason())), None);
+            return (denial.reply(), None);
+        }
         let result = match cmd {
-            Command::Help => Ok(replies::help()),
-            Command::Task { prompt } => replies::task(self, ctx, msg, inbox_id, prompt).await,
-            Command::Tasks => replies::tasks(self, ctx).await,
-            Command::Status => replies::status(self, ctx).await,
-            Command::Cancel { id } => replies::cancel(self, ctx, &id).await,
+            Command::Help => Ok(replies::help(t)),
+            Command::Whoami => Ok(admin::whoami(t)),
+            Command::Pair => admin::pair(self, t).await,
+            Command::Task { prompt } => replies::task(self, t.ctx, t.msg, t.inbox_id, prompt).await,
+            Command::Tasks => replies::tasks(self, t.ctx).await,
+            Command::Status => replies::status(self, t.ctx).await,
+            Command::Cancel { id } => replies::cancel(self, t, &id).await,
+            Command::Search { .. } | Command::Open { .. } => Ok(admin::retrieval_unavailable()),
+            Command::Monitor { goal } => admin::monitor(self, t, &goal).await,
+            Command::Objectives => admin::objectives(self, t).await,
+            Command::AdminChannel { enable } => admin::admin_channel(self, t, enable).await,
+            Command::Prompt(op) => admin::prompt(self, t, op).await,
+            Command::Approve { token, role } => admin::approve_pairing(self, t, &token, role).await,
+            Command::Deny { token, reason } => admin::deny_pairing(self, t, &token, reason).await,
+            Command::Route { task, class, rest } => admin::route(self, t, &task, &class, &rest).await,
+            Command::PendingActions => actions::pending(self, t).await,
+            Command::ApproveAction { id } => actions::approve_command(self, t, &id).await,
+            Command::DenyAction { id, reason } => actions::deny_command(self, t, &id, reason).await,
         };
         match result {
             Ok(reply) => (reply, None),
@@ -185,14 +235,26 @@ impl Gateway {
         }
     }
 
-    async fn free_text(&self, ctx: &Context, text: &str) -> Option<String> {
+    async fn free_text(&self, t: &mut Turn<'_>, text: &str) -> Option<String> {
         if text.is_empty() {
             return None;
         }
+        let ctx = t.ctx;
         if !self.llm_enabled || !self.llm.is_configured() {
             return Some(
                 "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),
             );
+        }
+        match rules::decide(&self.config.rules, &self.limiter, &t.actor, ctx, t.msg, self.clock.now_ms()) {
+            Verdict::Allow => {}
+            Verdict::Silent(reason) => {
+                t.note(rule_event(reason), Decision::Deny, Some(reason.to_string()), None);
+                return None;
+            }
+            Verdict::Notice(reason, notice) => {
+                t.note(rule_event(reason), Decision::Deny, Some(reason.to_string()), None);
+                return Some(notice);
+            }
         }
         let system = self.prompts.system_prompt(ctx).await;
         let req = crate::agent::ChatRequest { system, user: text.to_string() };
@@ -205,5 +267,29 @@ impl Gateway {
                     .to_string()
             }
         })
+    }
+}
+
+fn rule_event(reason: &str) -> &'static str {
+    if reason == "rate_limited" { "rate_limit.denied" } else { "channel_rule.denied" }
+}
+
+/// One message being handled: who, where, and the audit rows its handling
+/// produced (written with the reply, in one transaction).
+pub(crate) struct Turn<'a> {
+    ctx: &'a Context,
+    msg: &'a Inbound,
+    actor: Actor,
+    inbox_id: i64,
+    audit: Vec<NewAudit>,
+    /// What the chat log shows instead of the reply (secrets redacted).
+    log_reply: Option<String>,
+}
+
+impl Turn<'_> {
+    /// Adds an audit row about this message's chat and actor.
+    fn note(&mut self, event: &'static str, decision: Decision, reason: Option<String>, subject: Option<String>) {
+        let chat = Some((self.ctx.chat.connector.clone(), self.ctx.chat.external_id.clone()));
+        self.audit.push(NewAudit { actor: self.actor.audit_name(Some(&self.ctx.chat)), chat, event, decision, reason, subject });
     }
 }

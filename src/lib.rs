@@ -9,7 +9,8 @@
 //! - [`store`]: the only module with SQL — migrations, one writer thread, typed methods.
 //! - [`orchestrator`]: durable task queue, worker pool, leases, retries, cancel.
 //! - [`agent`]: LLM providers (OpenAI-compatible, Anthropic), prompts, the `general` executor.
-//! - [`gateway`]: chat text → `Command`, dispatch, replies, chat logs.
+//! - [`gateway`]: chat text → `Command`, permissions, pairing, approvals, channel rules, replies, chat logs.
+//! - [`actions`]: sensitive actions run after approval (payload hashing, the webhook executor).
 //! - [`outbox`]: durable outbound delivery through a `Publisher` per connector.
 //! - [`api`]: the admin HTTP API (axum) on loopback.
 //! - [`client`]: the HTTP client the CLI uses to talk to a running daemon.
@@ -17,6 +18,7 @@
 //! - [`runtime`]: wiring, the supervisor (cancellation + task tracker), signals, drain.
 //! - [`workspace`]: the on-disk workspace tree (directories, chat logs, task results).
 
+pub mod actions;
 pub mod agent;
 pub mod api;
 pub mod cli;

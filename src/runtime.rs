@@ -7,6 +7,7 @@ mod supervisor;
 
 pub use supervisor::Supervisor;
 
+use crate::actions::{ActionExecutors, WebhookExecutor};
 use crate::agent::{GeneralExecutor, Llm, PromptBuilder, build_provider};
 use crate::api::{ApiState, router, serve as serve_api};
 use crate::clock::{SharedClock, SystemClock};
@@ -36,6 +37,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// A part could not be set up.
+    #[error("setup failed: {0}")]
+    Setup(String),
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -123,7 +127,15 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         clock: clock.clone(),
         config: config.gateway.clone(),
         outbox_ready,
+        actions: action_executors(&config)?,
     });
+    let interrupted = store.interrupt_running_executions(clock.now_ms()).await?;
+    if interrupted > 0 {
+        tracing::warn!(count = interrupted, "approved actions were executing when the runtime stopped; marked interrupted, not retried");
+    }
+    let expiry = gateway.clone();
+    let expiry_stop = root.token().clone();
+    root.spawn("approval-expiry", async move { expire_loop(expiry, expiry_stop).await });
     let state = ApiState { store: store.clone(), gateway, orchestrator, clock, environment: config.environment.clone() };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let state_file = config.paths.serve_state_file();
@@ -152,6 +164,25 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let _ = std::fs::remove_file(&state_file);
     tracing::info!("stopped cleanly");
     api_result.map_err(ServeError::Api)
+}
+
+/// The executors of approved actions.
+fn action_executors(config: &Config) -> Result<ActionExecutors, ServeError> {
+    let webhook = WebhookExecutor::new(config.gateway.webhook_timeout).map_err(|e| ServeError::Setup(format!("webhook client: {e}")))?;
+    Ok(ActionExecutors::default().with("webhook", Arc::new(webhook)))
+}
+
+/// Expires action requests past their time, every second.
+async fn expire_loop(gateway: Gateway, stop: CancellationToken) {
+    loop {
+        if let Err(e) = gateway.expire_actions().await {
+            tracing::warn!(error = %e, "expiring action requests failed");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// Binds the configured address and serves until SIGINT/SIGTERM.

@@ -6,16 +6,24 @@
 //! Invariants: every state change and its history row (task events, outbox
 //! rows for notices) commit in one transaction; migrations are forward-only.
 
+mod approvals;
+mod audit;
 mod chats;
 mod migrations;
+mod objectives;
 mod outbox;
+mod people;
 mod tasks;
 mod usage;
 mod writer;
 
+pub use approvals::{Approval, ApprovalError, NewApproval};
+pub use audit::{AuditEvent, AuditFilter, Decision, NewAudit};
 pub use chats::InboundRecord;
+pub use objectives::{NewObjective, Objective};
 pub use outbox::{NewOutbound, Notifier};
-pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, TaskFilter, TaskPatch};
+pub use people::{NewPairing, Pairing, PairingError};
+pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::UsageRecord;
 
 use rusqlite::{Connection, OpenFlags};

@@ -3,7 +3,7 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery};
-use crate::domain::{ChatRef, Inbound, OutboundMessage, TraceId};
+use crate::domain::{ChatKind, ChatRef, Inbound, OutboundMessage, TraceId};
 use crate::gateway::Delivery;
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +21,11 @@ pub struct ChatIn {
     /// The client's id for this message: a retry with the same id is not
     /// handled again and gets the first reply.
     message_id: Option<String>,
+    /// `private` (default) or `group`: channel rules differ.
+    chat_type: Option<String>,
+    /// In a group: whether the message mentions the bot (default false).
+    #[serde(default)]
+    mentioned: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,7 +60,11 @@ pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>
         Some(_) => return Err(ApiError::bad_request("message_id must be 1-200 characters without control characters")),
         None => format!("api:{trace_id}"),
     };
-    let msg = Inbound { chat, from_user_id, display_name, text, dedupe_key, trace_id: trace_id.clone() };
+    let kind = match non_empty(body.chat_type) {
+        None => ChatKind::Private,
+        Some(k) => ChatKind::parse(&k).ok_or_else(|| ApiError::bad_request("chat_type must be \"private\" or \"group\""))?,
+    };
+    let msg = Inbound { chat, from_user_id, display_name, text, kind, mentioned: body.mentioned, dedupe_key, trace_id: trace_id.clone() };
     let handled = s.gateway.handle(msg, Delivery::Inline).await?;
     Ok(Json(ChatOut {
         handled: handled.reply.is_some(),

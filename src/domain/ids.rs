@@ -61,3 +61,20 @@ impl fmt::Display for OutboxId {
         write!(f, "{}", self.0)
     }
 }
+
+string_id!(
+    /// A user id (UUID v4).
+    UserId, "", uuid::Uuid::new_v4()
+);
+string_id!(
+    /// An approval (sensitive action request) id: `act_` and a UUID v7.
+    ApprovalId, "act_", uuid::Uuid::now_v7().simple()
+);
+string_id!(
+    /// A pairing request id (UUID v4); never the token.
+    PairingId, "", uuid::Uuid::new_v4()
+);
+string_id!(
+    /// An objective id: `obj_` and a UUID v4.
+    ObjectiveId, "obj_", uuid::Uuid::new_v4().simple()
+);

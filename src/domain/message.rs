@@ -1,7 +1,7 @@
 //! Chats and message envelopes: what connectors hand the gateway (`Inbound`)
 //! and what the outbox hands publishers (`OutboundMessage`).
 
-use super::{ContextId, OutboxId, TaskId, TraceId, WorkspaceId};
+use super::{ChatKind, ContextId, OutboxId, TaskId, TraceId, WorkspaceId};
 use crate::clock::UnixMillis;
 use serde::Serialize;
 use std::fmt;
@@ -80,6 +80,10 @@ pub struct Inbound {
     pub display_name: String,
     /// The text, trimmed.
     pub text: String,
+    /// A direct message or a group.
+    pub kind: ChatKind,
+    /// In a group: whether the message mentions the bot.
+    pub mentioned: bool,
     /// Unique per connector: a second message with the same key is a duplicate.
     pub dedupe_key: String,
     /// Follows this message through tasks and the outbox.
@@ -94,6 +98,8 @@ pub enum MessageKind {
     Reply,
     /// A task outcome notice.
     TaskNotice,
+    /// An approval's outcome or expiry, told to the requesting chat.
+    ApprovalNotice,
 }
 
 impl MessageKind {
@@ -102,11 +108,16 @@ impl MessageKind {
         match self {
             Self::Reply => "reply",
             Self::TaskNotice => "task_notice",
+            Self::ApprovalNotice => "approval_notice",
         }
     }
     /// Parses a stored name (unknown → `TaskNotice`, the conservative reading).
     pub fn parse(s: &str) -> Self {
-        if s == "reply" { Self::Reply } else { Self::TaskNotice }
+        match s {
+            "reply" => Self::Reply,
+            "approval_notice" => Self::ApprovalNotice,
+            _ => Self::TaskNotice,
+        }
     }
 }
 

@@ -2,11 +2,17 @@
 //! (`/cmd@botname` works; `_` reads as `-`). Plain words such as "task" or
 //! "yes" are free text, never commands (a Go runtime defect).
 
+use crate::domain::Role;
+
 /// A command the gateway understands, with its arguments parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `/help`: the commands this chat can use.
+    /// `/help`: the commands this actor may use.
     Help,
+    /// `/whoami`: the sender's identity, role and this chat's context.
+    Whoami,
+    /// `pair` (private chats only, with or without the slash): start pairing.
+    Pair,
     /// `/task <prompt>`: queue a `general` task.
     Task {
         /// What should be done.
@@ -21,17 +27,103 @@ pub enum Command {
         /// Full id or a prefix of at least four characters.
         id: String,
     },
+    /// `/search <query>`: markdown search (not built yet).
+    Search {
+        /// The query.
+        query: String,
+    },
+    /// `/open <path-or-docid>`: open a markdown file (not built yet).
+    Open {
+        /// The target.
+        target: String,
+    },
+    /// `/monitor <goal>`: create a scheduled objective.
+    Monitor {
+        /// What to track.
+        goal: String,
+    },
+    /// `/objectives`: this chat's objectives.
+    Objectives,
+    /// `/admin-channel enable|disable`.
+    AdminChannel {
+        /// Enable or disable.
+        enable: bool,
+    },
+    /// `/prompt show|set <text>|clear`.
+    Prompt(PromptOp),
+    /// `/approve <token> [role]`: approve a pairing.
+    Approve {
+        /// The pairing token.
+        token: String,
+        /// The role to grant (default `member`).
+        role: Option<Role>,
+    },
+    /// `/deny <token> [reason]`: deny a pairing.
+    Deny {
+        /// The pairing token.
+        token: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/pending-actions`.
+    PendingActions,
+    /// `/approve-action <id>|latest`.
+    ApproveAction {
+        /// Id, unique prefix or `latest`.
+        id: String,
+    },
+    /// `/deny-action <id>|latest [reason]`.
+    DenyAction {
+        /// Id, unique prefix or `latest`.
+        id: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/route <task-id> <class> [p1|p2|p3] [due-window]`.
+    Route {
+        /// Task id or unique prefix.
+        task: String,
+        /// Class name as typed.
+        class: String,
+        /// Priority and/or due window as typed.
+        rest: Vec<String>,
+    },
+}
+
+/// What `/prompt` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptOp {
+    /// Show the override.
+    Show,
+    /// Set it.
+    Set(String),
+    /// Clear it.
+    Clear,
 }
 
 impl Command {
-    /// The command's name, for logs.
+    /// The command's name (as in [`COMMANDS`]).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Help => "help",
+            Self::Whoami => "whoami",
+            Self::Pair => "pair",
             Self::Task { .. } => "task",
             Self::Tasks => "tasks",
             Self::Status => "status",
             Self::Cancel { .. } => "cancel",
+            Self::Search { .. } => "search",
+            Self::Open { .. } => "open",
+            Self::Monitor { .. } => "monitor",
+            Self::Objectives => "objectives",
+            Self::AdminChannel { .. } => "admin-channel",
+            Self::Prompt(_) => "prompt",
+            Self::Approve { .. } => "approve",
+            Self::Deny { .. } => "deny",
+            Self::PendingActions => "pending-actions",
+            Self::ApproveAction { .. } => "approve-action",
+            Self::DenyAction { .. } => "deny-action",
+            Self::Route { .. } => "route",
         }
     }
 }
@@ -50,10 +142,28 @@ pub struct CommandSpec {
 /// Every command, in `/help` order.
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "help", usage: "/help", about: "show the commands you can use" },
+    CommandSpec { name: "whoami", usage: "/whoami", about: "show who you are here and your role" },
+    CommandSpec { name: "pair", usage: "pair", about: "link your account (private chat only); an admin approves the token" },
     CommandSpec { name: "task", usage: "/task <what should be done>", about: "queue a task for the agent" },
     CommandSpec { name: "tasks", usage: "/tasks", about: "list this chat's recent tasks" },
     CommandSpec { name: "status", usage: "/status", about: "show this chat's workspace and the runtime's state" },
     CommandSpec { name: "cancel", usage: "/cancel <task-id>", about: "cancel a queued or running task (id or unique prefix)" },
+    CommandSpec { name: "search", usage: "/search <query>", about: "search this workspace's markdown" },
+    CommandSpec { name: "open", usage: "/open <path-or-docid>", about: "show a markdown file of this workspace" },
+    CommandSpec { name: "monitor", usage: "/monitor <what to track>", about: "check something every 6 hours and report changes" },
+    CommandSpec { name: "objectives", usage: "/objectives", about: "list this chat's objectives" },
+    CommandSpec { name: "admin-channel", usage: "/admin-channel enable|disable", about: "make this chat an admin channel (or not)" },
+    CommandSpec { name: "prompt", usage: "/prompt show | /prompt set <text> | /prompt clear", about: "this chat's system prompt override" },
+    CommandSpec { name: "approve", usage: "/approve <pairing-token> [role]", about: "approve a pairing (role defaults to member)" },
+    CommandSpec { name: "deny", usage: "/deny <pairing-token> [reason]", about: "deny a pairing" },
+    CommandSpec { name: "pending-actions", usage: "/pending-actions", about: "list actions waiting for approval" },
+    CommandSpec { name: "approve-action", usage: "/approve-action <action-id>|latest", about: "approve and run a pending action" },
+    CommandSpec { name: "deny-action", usage: "/deny-action <action-id>|latest [reason]", about: "deny a pending action" },
+    CommandSpec {
+        name: "route",
+        usage: "/route <task-id> <question|issue|task|moderation|noise> [p1|p2|p3] [due-window like 2h or 1d]",
+        about: "set a task's class, priority and due time (admin channels)",
+    },
 ];
 
 /// The usage line of a command.
@@ -97,24 +207,76 @@ pub fn parse(text: &str, bot_username: Option<&str>) -> Parsed {
         return Parsed::NotForUs;
     }
     let name = name.to_ascii_lowercase().replace('_', "-");
-    let need_args = |cmd: Command| {
-        if args.is_empty() {
-            Parsed::Usage(COMMANDS.iter().find(|c| c.name == cmd.name()).map_or("help", |c| c.name))
-        } else {
-            Parsed::Command(cmd)
-        }
-    };
-    match name.as_str() {
-        "help" | "start" => Parsed::Command(Command::Help),
-        "task" => need_args(Command::Task { prompt: args.to_string() }),
-        "tasks" => Parsed::Command(Command::Tasks),
-        "status" => Parsed::Command(Command::Status),
-        "cancel" => match args.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [id] if id.len() >= 4 => Parsed::Command(Command::Cancel { id: id.trim_matches('`').to_string() }),
-            _ => Parsed::Usage("cancel"),
-        },
-        _ => Parsed::Unknown(name),
+    match command(&name, args) {
+        Ok(c) => Parsed::Command(c),
+        Err("") => Parsed::Unknown(name),
+        Err(usage_of) => Parsed::Usage(usage_of),
     }
+}
+
+/// Builds a command from its name and argument text; `Err(name)` means
+/// "show this command's usage", `Err("")` an unknown name.
+fn command(name: &str, args: &str) -> Result<Command, &'static str> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let text = |n: &'static str| if args.is_empty() { Err(n) } else { Ok(args.to_string()) };
+    let rest_after = |n: usize| {
+        let r = words.get(n..).map(|w| w.join(" ")).unwrap_or_default();
+        (!r.is_empty()).then_some(r)
+    };
+    Ok(match name {
+        "help" | "start" => Command::Help,
+        "whoami" => Command::Whoami,
+        "pair" => Command::Pair,
+        "task" => Command::Task { prompt: text("task")? },
+        "tasks" => Command::Tasks,
+        "status" => Command::Status,
+        "cancel" => match words.as_slice() {
+            [id] if id.len() >= 4 => Command::Cancel { id: id.trim_matches('`').to_string() },
+            _ => return Err("cancel"),
+        },
+        "search" => Command::Search { query: text("search")? },
+        "open" => Command::Open { target: text("open")? },
+        "monitor" => Command::Monitor { goal: text("monitor")? },
+        "objectives" => Command::Objectives,
+        "admin-channel" => match words.as_slice() {
+            [w] if w.eq_ignore_ascii_case("enable") => Command::AdminChannel { enable: true },
+            [w] if w.eq_ignore_ascii_case("disable") => Command::AdminChannel { enable: false },
+            _ => return Err("admin-channel"),
+        },
+        "prompt" => match words.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+            Some("show") if words.len() == 1 => Command::Prompt(PromptOp::Show),
+            Some("clear") if words.len() == 1 => Command::Prompt(PromptOp::Clear),
+            Some("set") if words.len() > 1 => Command::Prompt(PromptOp::Set(args[3..].trim().to_string())),
+            _ => return Err("prompt"),
+        },
+        "approve" => match words.as_slice() {
+            [token] => Command::Approve { token: token.to_string(), role: None },
+            [token, role] => Command::Approve { token: token.to_string(), role: Some(Role::parse(role).ok_or("approve")?) },
+            _ => return Err("approve"),
+        },
+        "deny" => match words.first() {
+            Some(token) => Command::Deny { token: token.to_string(), reason: rest_after(1) },
+            None => return Err("deny"),
+        },
+        "pending-actions" => Command::PendingActions,
+        "approve-action" => match words.as_slice() {
+            [id] => Command::ApproveAction { id: id.trim_matches(['`', '"', '\'']).to_string() },
+            _ => return Err("approve-action"),
+        },
+        "deny-action" => match words.first() {
+            Some(id) => Command::DenyAction { id: id.trim_matches(['`', '"', '\'']).to_string(), reason: rest_after(1) },
+            None => return Err("deny-action"),
+        },
+        "route" => match words.as_slice() {
+            [task, class, rest @ ..] if rest.len() <= 2 => Command::Route {
+                task: task.trim_matches('`').to_string(),
+                class: class.to_ascii_lowercase(),
+                rest: rest.iter().map(|w| w.to_ascii_lowercase()).collect(),
+            },
+            _ => return Err("route"),
+        },
+        _ => return Err(""),
+    })
 }
 
 #[cfg(test)]
@@ -133,7 +295,8 @@ mod tests {
         assert_eq!(parse("/STATUS@MyBot", Some("mybot")), Parsed::Command(Command::Status));
         assert_eq!(parse("/status@OtherBot", Some("mybot")), Parsed::NotForUs);
         assert_eq!(parse("/status@AnyBot", None), Parsed::Command(Command::Status));
-        assert_eq!(parse("/admin_channel enable", None), Parsed::Unknown("admin-channel".into()));
+        assert_eq!(parse("/admin_channel enable", None), Parsed::Command(Command::AdminChannel { enable: true }));
+        assert_eq!(parse("/frobnicate now", None), Parsed::Unknown("frobnicate".into()));
     }
 
     #[test]
@@ -143,6 +306,36 @@ mod tests {
         assert_eq!(parse("/cancel", None), Parsed::Usage("cancel"));
         assert_eq!(parse("/cancel a b", None), Parsed::Usage("cancel"));
         assert_eq!(usage("task"), "/task <what should be done>");
+    }
+
+    #[test]
+    fn gateway_commands_parse_their_arguments() {
+        assert_eq!(
+            parse("/approve ABCD2345 operator", None),
+            Parsed::Command(Command::Approve { token: "ABCD2345".into(), role: Some(Role::Operator) })
+        );
+        assert_eq!(parse("/approve ABCD2345 root", None), Parsed::Usage("approve"));
+        assert_eq!(parse("/deny T spam bot", None), Parsed::Command(Command::Deny { token: "T".into(), reason: Some("spam bot".into()) }));
+        assert_eq!(
+            parse("/prompt set Be terse.\nAlways.", None),
+            Parsed::Command(Command::Prompt(PromptOp::Set("Be terse.\nAlways.".into())))
+        );
+        assert_eq!(parse("/prompt set", None), Parsed::Usage("prompt"));
+        assert_eq!(parse("/approve-action `act_12`", None), Parsed::Command(Command::ApproveAction { id: "act_12".into() }));
+        assert_eq!(
+            parse("/deny-action latest not now", None),
+            Parsed::Command(Command::DenyAction { id: "latest".into(), reason: Some("not now".into()) })
+        );
+        assert_eq!(
+            parse("/route abcd issue p1 2h", None),
+            Parsed::Command(Command::Route { task: "abcd".into(), class: "issue".into(), rest: vec!["p1".into(), "2h".into()] })
+        );
+        assert_eq!(parse("/route abcd", None), Parsed::Usage("route"));
+        assert_eq!(parse("/admin-channel maybe", None), Parsed::Usage("admin-channel"));
+        for spec in COMMANDS {
+            let p = parse(&format!("/{}", spec.name), None);
+            assert!(matches!(p, Parsed::Command(_) | Parsed::Usage(_)), "{} parses: {p:?}", spec.name);
+        }
     }
 
     #[test]
@@ -163,6 +356,17 @@ mod tests {
             let head = match &bot { Some(b) => format!("/task@{b}"), None => "/task".to_string() };
             let parsed = parse(&format!("{head} {prompt}"), bot.as_deref());
             proptest::prop_assert_eq!(parsed, Parsed::Command(Command::Task { prompt: prompt.trim().to_string() }));
+        }
+
+        #[test]
+        fn a_command_is_always_the_one_the_text_named(name in "[a-zA-Z_-]{0,16}", sep in "[ \t\n]{0,2}", args in "\\PC{0,40}") {
+            let text = format!("/{name}{sep}{args}");
+            if let Parsed::Command(c) = parse(&text, None) {
+                let head = text[1..].split(char::is_whitespace).next().unwrap_or("");
+                let named = head.split('@').next().unwrap_or("").to_ascii_lowercase().replace('_', "-");
+                let expected = if named == "start" { "help".to_string() } else { named };
+                proptest::prop_assert_eq!(c.name(), expected.as_str());
+            }
         }
 
         #[test]

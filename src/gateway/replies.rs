@@ -1,12 +1,14 @@
 //! One function per command: each returns the reply text.
 
-use super::{COMMANDS, Gateway};
+use super::{COMMANDS, Gateway, Turn, perm};
+use crate::domain::Role;
 use crate::domain::{Context, Inbound, NewTask, TASK_TITLE_MAX, TaskKind, TaskStatus, title_from};
 use crate::store::{CancelOutcome, StoreError, TaskFilter};
 
-pub(super) fn help() -> String {
+/// The commands this actor may run in this chat.
+pub(super) fn help(t: &Turn<'_>) -> String {
     let mut out = String::from("Commands:\n");
-    for c in COMMANDS {
+    for c in COMMANDS.iter().filter(|c| perm::allowed(&t.actor, t.ctx, t.msg.kind, perm::rule(c.name)).is_ok()) {
         out.push_str(&format!("{} - {}\n", c.usage, c.about));
     }
     out.push_str("Anything else is answered by the language model, when one is configured.");
@@ -60,7 +62,9 @@ pub(super) async fn status(g: &Gateway, ctx: &Context) -> Result<String, StoreEr
     ))
 }
 
-pub(super) async fn cancel(g: &Gateway, ctx: &Context, id: &str) -> Result<String, StoreError> {
+/// Cancels a task of this workspace: members their own, operators and up any.
+pub(super) async fn cancel(g: &Gateway, t: &mut Turn<'_>, id: &str) -> Result<String, StoreError> {
+    let ctx = t.ctx;
     let matches = g.store.find_tasks_by_prefix(&ctx.workspace_id, id, 2).await?;
     let task = match matches.as_slice() {
         [] => return Ok(format!("No task `{id}` in this workspace. See /tasks.")),
@@ -69,6 +73,17 @@ pub(super) async fn cancel(g: &Gateway, ctx: &Context, id: &str) -> Result<Strin
             return Ok(format!("`{id}` matches more than one task; give more of the id."));
         }
     };
+    let own = task.source_user_id.as_deref() == Some(t.msg.from_user_id.as_str())
+        && task.source_connector.as_deref() == Some(ctx.chat.connector.as_str());
+    if !own && !t.actor.has(Role::Operator) {
+        t.note(
+            "permission.denied",
+            crate::store::Decision::Deny,
+            Some("/cancel: not the task's requester and below operator".into()),
+            Some(task.id.to_string()),
+        );
+        return Ok(format!("Access denied: task `{}` was queued by someone else; only they or an operator can cancel it.", task.id));
+    }
     Ok(match g.orchestrator.cancel(&task.id, "canceled from chat").await {
         Ok(CancelOutcome::Canceled(t)) => format!("Task `{}` canceled.", t.id),
         Ok(CancelOutcome::Requested(t)) => format!("Task `{}` is running; asked it to stop. You will get a notice when it has.", t.id),

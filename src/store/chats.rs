@@ -2,10 +2,11 @@
 //! workspace and a context on first contact; every inbound message is a row
 //! with a unique `(connector, dedupe_key)` before anything acts on it.
 
+use super::audit::{NewAudit, insert_audit};
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
-use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, WorkspaceId};
+use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, User, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The result of recording an inbound message.
@@ -17,6 +18,8 @@ pub struct InboundRecord {
     pub inbox_id: i64,
     /// The same `(connector, dedupe_key)` was seen before; nothing was added.
     pub duplicate: bool,
+    /// The sender's linked user (verified identities only), looked up in the same transaction.
+    pub user: Option<User>,
 }
 
 const CONTEXT_COLUMNS: &str = "id, workspace_id, connector, external_id, display_name, system_prompt, is_admin, created_at";
@@ -107,24 +110,28 @@ impl Store {
                 params![msg.chat.connector, msg.dedupe_key],
                 |r| r.get(0),
             )?;
-            Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0 })
+            let user = super::people::lookup_user(tx, &msg.chat.connector, &msg.from_user_id)?;
+            Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0, user })
         })
         .await
     }
 
     /// Marks an inbound message handled (or failed, with `error`) and writes
     /// its reply, if any, in the same transaction. `delivered_inline` replies
-    /// (returned in an API response) are stored as already sent.
+    /// (returned in an API response) are stored as already sent. `audit`
+    /// rows (the decisions taken while handling it) commit with it.
     pub async fn finish_inbound(
         &self,
         inbox_id: i64,
         error: Option<String>,
         reply: Option<NewOutbound>,
         delivered_inline: bool,
+        audit: Vec<NewAudit>,
         now: UnixMillis,
     ) -> Result<Option<OutboxId>, StoreError> {
         self.write(move |c| {
             let tx: &Connection = c;
+            insert_audit(tx, &audit, now)?;
             let status = if error.is_some() { "failed" } else { "handled" };
             tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?
                 .execute(params![status, error, now, inbox_id])?;
@@ -149,6 +156,38 @@ impl Store {
         .await
     }
 
+    /// Makes a context an admin context (or not); returns it as it is now.
+    pub async fn set_context_admin(&self, id: &ContextId, admin: bool) -> Result<Context, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            c.execute("UPDATE contexts SET is_admin = ?2 WHERE id = ?1", params![id.as_str(), admin])?;
+            let sql = format!("SELECT {CONTEXT_COLUMNS} FROM contexts WHERE id = ?1");
+            found(c.query_row(&sql, [id.as_str()], context_from_row).optional()?, "context")
+        })
+        .await
+    }
+
+    /// Sets (or, with an empty text, clears) a context's system prompt override.
+    pub async fn set_context_prompt(&self, id: &ContextId, prompt: String) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let n = c.execute("UPDATE contexts SET system_prompt = ?2 WHERE id = ?1", params![id.as_str(), prompt])?;
+            if n == 0 { Err(StoreError::NotFound("context")) } else { Ok(()) }
+        })
+        .await
+    }
+
+    /// Every admin chat (oldest first, at most 50).
+    pub async fn admin_chats(&self) -> Result<Vec<ChatRef>, StoreError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT connector, external_id FROM contexts WHERE is_admin = 1 ORDER BY created_at LIMIT 50")?;
+            let rows = stmt.query_map([], |r| Ok(ChatRef { connector: r.get(0)?, external_id: r.get(1)? }))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// Number of inbox rows (all statuses).
     pub async fn inbox_count(&self) -> Result<u64, StoreError> {
         self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?)).await
@@ -167,6 +206,8 @@ mod tests {
             display_name: "U1".into(),
             text: "hello".into(),
             dedupe_key: dedupe.into(),
+            kind: crate::domain::ChatKind::Private,
+            mentioned: false,
             trace_id: TraceId::random(),
         }
     }

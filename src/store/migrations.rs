@@ -138,6 +138,91 @@ CREATE TABLE llm_usage (
 );
 CREATE INDEX llm_usage_by_time ON llm_usage (at);
 "#,
+    // 2: the gateway: pairing, approvals, objectives, audit, routing fields.
+    r#"
+CREATE INDEX contexts_admin_all ON contexts (created_at) WHERE is_admin = 1;
+CREATE TABLE pairing_requests (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    token_hint TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    connector_user_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    approved_user_id TEXT,
+    approver TEXT,
+    role TEXT,
+    reason TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX pairing_by_sender ON pairing_requests (connector, connector_user_id) WHERE status = 'pending';
+CREATE TABLE approvals (
+    id TEXT PRIMARY KEY,
+    context_id TEXT NOT NULL REFERENCES contexts(id) ON DELETE CASCADE,
+    connector TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    requester_user_id TEXT,
+    action_type TEXT NOT NULL,
+    target TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    payload_json TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+    approver TEXT,
+    reason TEXT,
+    expires_at INTEGER NOT NULL,
+    execution_status TEXT NOT NULL DEFAULT 'not_executed'
+        CHECK (execution_status IN ('not_executed', 'running', 'succeeded', 'failed', 'refused', 'interrupted')),
+    execution_result TEXT,
+    executed_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX approvals_pending ON approvals (expires_at) WHERE status = 'pending';
+CREATE INDEX approvals_by_chat ON approvals (connector, external_id, created_at);
+CREATE INDEX approvals_by_time ON approvals (created_at);
+CREATE TABLE objectives (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    context_id TEXT NOT NULL REFERENCES contexts(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    trigger_type TEXT NOT NULL CHECK (trigger_type IN ('schedule', 'event')),
+    event_key TEXT,
+    cron_expr TEXT,
+    timezone TEXT NOT NULL DEFAULT 'UTC',
+    active INTEGER NOT NULL DEFAULT 1,
+    next_run_at INTEGER,
+    last_run_at INTEGER,
+    last_error TEXT,
+    created_by TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX objectives_by_context ON objectives (context_id, created_at);
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    connector TEXT,
+    external_id TEXT,
+    event TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny', 'info')),
+    reason TEXT,
+    subject TEXT
+);
+CREATE INDEX audit_by_time ON audit_events (at);
+CREATE INDEX audit_by_actor ON audit_events (actor, at);
+CREATE INDEX audit_by_chat ON audit_events (connector, external_id, at);
+ALTER TABLE tasks ADD COLUMN route_class TEXT;
+ALTER TABLE tasks ADD COLUMN priority TEXT;
+ALTER TABLE tasks ADD COLUMN due_at INTEGER;
+ALTER TABLE tasks ADD COLUMN lane TEXT;
+"#,
 ];
 
 /// The schema version this binary brings a database to.

@@ -112,6 +112,19 @@ pub struct TaskPatch {
     pub prompt: Option<String>,
 }
 
+/// A task's routing, set by `/route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `question`, `issue`, `task`, `moderation` or `noise`.
+    pub class: String,
+    /// `p1`, `p2` or `p3`.
+    pub priority: String,
+    /// Work lane (`operations`, `support`, ...).
+    pub lane: String,
+    /// Due time (unix ms), if any.
+    pub due_at: Option<UnixMillis>,
+}
+
 /// What a cancel did.
 #[derive(Debug, Clone)]
 pub enum CancelOutcome {
@@ -305,6 +318,36 @@ impl Store {
             )?;
             let task = found(load_task(tx, id.as_str())?, "task")?;
             Ok(task)
+        })
+        .await
+    }
+
+    /// Sets a task's routing (class, priority, lane, due time), bumping its
+    /// version and recording a `routed` event.
+    pub async fn route_task(&self, id: &TaskId, route: Route, now: UnixMillis) -> Result<Task, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let task = found(load_task(tx, id.as_str())?, "task")?;
+            tx.execute(
+                "UPDATE tasks SET route_class = ?1, priority = ?2, lane = ?3, due_at = ?4, version = version + 1, updated_at = ?5 \
+                 WHERE id = ?6",
+                params![route.class, route.priority, route.lane, route.due_at, now, id.as_str()],
+            )?;
+            let detail = format!("class={} priority={} lane={}", route.class, route.priority, route.lane);
+            add_event(
+                tx,
+                id.as_str(),
+                task.version + 1,
+                now,
+                "routed",
+                Some(task.status),
+                Some(task.status),
+                task.attempts,
+                None,
+                Some(&detail),
+            )?;
+            found(load_task(tx, id.as_str())?, "task")
         })
         .await
     }

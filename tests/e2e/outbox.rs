@@ -131,6 +131,7 @@ async fn gateway_replies_for_platform_chats_go_through_the_outbox_and_publisher(
         clock: shared,
         config: cfg.gateway.clone(),
         outbox_ready: outbox.ready.clone(),
+        actions: Default::default(),
     });
     let msg = Inbound {
         chat: chat.clone(),
@@ -138,6 +139,8 @@ async fn gateway_replies_for_platform_chats_go_through_the_outbox_and_publisher(
         display_name: "U".into(),
         text: "/task@anybot water the plants".into(),
         dedupe_key: "fakechat:update:1".into(),
+        kind: agent_runtime::domain::ChatKind::Private,
+        mentioned: false,
         trace_id: TraceId::random(),
     };
     let handled = gateway.handle(msg.clone(), Delivery::Outbox).await.expect("handle");

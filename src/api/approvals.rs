@@ -1,0 +1,145 @@
+//! Approvals and audit: `POST /api/v1/approvals` (propose an action for a
+//! chat user), `GET /api/v1/approvals` (status/chat filters),
+//! `GET /api/v1/approvals/{id}`, `POST /api/v1/approvals/{id}/approve|deny`,
+//! and `GET /api/v1/audit`. API callers act as the operator (overlord).
+
+use super::ApiState;
+use super::error::{ApiError, ApiJson, ApiQuery};
+use crate::domain::{Actor, ApprovalId, ChatRef};
+use crate::gateway::{ActionError, ProposedAction};
+use crate::store::{Approval, ApprovalError, AuditEvent, AuditFilter};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        let status = match e {
+            ActionError::Store(s) => return ApiError::from(s),
+            ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ActionError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ActionError::State(ApprovalError::NotFound) => StatusCode::NOT_FOUND,
+            ActionError::State(ApprovalError::Expired) => StatusCode::GONE,
+            ActionError::State(ApprovalError::NotPending(_)) | ActionError::Ambiguous(_) => StatusCode::CONFLICT,
+        };
+        ApiError { status, message: e.to_string() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeIn {
+    connector: String,
+    external_id: String,
+    from_user_id: String,
+    display_name: Option<String>,
+    action_type: String,
+    target: String,
+    summary: String,
+    payload: serde_json::Value,
+}
+
+pub async fn propose(State(s): State<ApiState>, ApiJson(b): ApiJson<ProposeIn>) -> Result<(StatusCode, Json<Approval>), ApiError> {
+    let chat = ChatRef::new(&b.connector, &b.external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if b.from_user_id.trim().is_empty() {
+        return Err(ApiError::bad_request("from_user_id is required"));
+    }
+    let display_name = b.display_name.unwrap_or_else(|| b.external_id.clone());
+    let p = ProposedAction {
+        chat,
+        from_user_id: b.from_user_id.trim().to_string(),
+        display_name,
+        action_type: b.action_type,
+        target: b.target,
+        summary: b.summary,
+        payload: b.payload,
+    };
+    Ok((StatusCode::CREATED, Json(s.gateway.propose_action(p).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    connector: Option<String>,
+    external_id: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApprovalsOut {
+    approvals: Vec<Approval>,
+}
+
+pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ApprovalsOut>, ApiError> {
+    if let Some(st) = &q.status
+        && !["pending", "approved", "denied", "expired"].contains(&st.as_str())
+    {
+        return Err(ApiError::bad_request("status must be pending, approved, denied or expired"));
+    }
+    let chat = match (q.connector, q.external_id) {
+        (Some(c), Some(e)) => Some(ChatRef::new(&c, &e).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        (None, None) => None,
+        _ => return Err(ApiError::bad_request("connector and external_id go together")),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    Ok(Json(ApprovalsOut { approvals: s.store.list_approvals(q.status, chat, limit).await? }))
+}
+
+pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    Ok(Json(s.store.get_approval(&ApprovalId::from_string(id)).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideIn {
+    reason: Option<String>,
+}
+
+pub async fn approve(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    Ok(Json(s.gateway.approve_action(&Actor::operator(), None, &id).await?))
+}
+
+/// The body is optional: empty, or `{"reason": "..."}`.
+pub async fn deny(State(s): State<ApiState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Approval>, ApiError> {
+    let decided: DecideIn = if body.iter().all(u8::is_ascii_whitespace) {
+        DecideIn::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let reason = decided.reason.filter(|r| !r.trim().is_empty());
+    Ok(Json(s.gateway.deny_action(&Actor::operator(), None, &id, reason).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    connector: Option<String>,
+    external_id: Option<String>,
+    event: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    after_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditOut {
+    events: Vec<AuditEvent>,
+}
+
+pub async fn audit(State(s): State<ApiState>, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<AuditOut>, ApiError> {
+    let f = AuditFilter {
+        actor: q.actor,
+        connector: q.connector,
+        external_id: q.external_id,
+        event: q.event,
+        since: q.since,
+        until: q.until,
+        after_id: q.after_id,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(Json(AuditOut { events: s.store.list_audit(f).await? }))
+}

@@ -1,0 +1,278 @@
+//! Identity and per-chat administration: `/whoami`, `pair`, `/approve` and
+//! `/deny` of pairings, `/admin-channel`, `/prompt`, `/route`, `/monitor`,
+//! `/objectives`. Permission checks happened before these run.
+
+use super::command::PromptOp;
+use super::{Gateway, Turn};
+use crate::actions::hex;
+use crate::domain::{Role, TASK_TITLE_MAX, title_from};
+use crate::store::{Decision, NewObjective, NewPairing, Route, StoreError};
+
+pub(super) fn whoami(t: &Turn<'_>) -> String {
+    let who = match (&t.actor.user, t.actor.role) {
+        (Some(u), _) => format!("You are {} (user `{}`), role {}.", u.display_name, u.id, u.role),
+        (None, Some(r)) => format!(
+            "You are not linked ({} user `{}`); you act as a guest with the {r} role. Send `pair` to me in a private chat to link.",
+            t.ctx.chat.connector, t.msg.from_user_id
+        ),
+        (None, None) => format!(
+            "You are not linked ({} user `{}`). Send `pair` to me in a private chat to link.",
+            t.ctx.chat.connector, t.msg.from_user_id
+        ),
+    };
+    format!("{who}\nThis chat: context `{}`{}.", t.ctx.id, if t.ctx.is_admin { ", an admin channel" } else { "" })
+}
+
+/// RFC 4648 base32 without padding.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0u32);
+    for b in bytes {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Upper-case, without spaces, dashes or quotes: how tokens are compared.
+pub(crate) fn normalize_token(token: &str) -> String {
+    token.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+/// SHA-256 (hex) of a normalised token: the only form stored.
+pub(crate) fn token_hash(token: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, normalize_token(token).as_bytes()).as_ref())
+}
+
+/// A fresh token: 80 bits from the system CSPRNG, 16 base32 characters.
+pub(crate) fn new_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 10];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| StoreError::Conflict("the system random generator failed".into()))?;
+    Ok(base32(&bytes))
+}
+
+pub(super) async fn pair(g: &Gateway, t: &mut Turn<'_>) -> Result<String, StoreError> {
+    let token = new_token()?;
+    let hint = format!("{}...{}", &token[..4], &token[token.len() - 4..]);
+    let new = NewPairing {
+        token_hash: token_hash(&token),
+        token_hint: hint.clone(),
+        connector: t.ctx.chat.connector.clone(),
+        connector_user_id: t.msg.from_user_id.clone(),
+        display_name: t.msg.display_name.clone(),
+        ttl_ms: g.config.pairing_ttl.as_millis() as i64,
+        max_per_window: g.config.pairing_max_requests,
+    };
+    match g.store.start_pairing(new, g.clock.now_ms()).await? {
+        Ok(p) => {
+            t.note("pairing.requested", Decision::Info, Some(format!("hint {hint}")), Some(p.id.to_string()));
+            let minutes = g.config.pairing_ttl.as_secs().div_ceil(60);
+            t.log_reply = Some(format!("Pairing requested (token {hint}, hidden in this log)."));
+            Ok(format!(
+                "Pairing requested. Your token: `{token}` (valid {minutes} min). Give it to an admin, who approves it with /approve <token>."
+            ))
+        }
+        Err(e) => {
+            t.note("pairing.refused", Decision::Deny, Some(e.to_string()), None);
+            Ok(e.to_string())
+        }
+    }
+}
+
+pub(super) async fn approve_pairing(g: &Gateway, t: &mut Turn<'_>, token: &str, role: Option<Role>) -> Result<String, StoreError> {
+    let own = t.actor.role.unwrap_or(Role::Viewer);
+    let role = role.unwrap_or(Role::Member);
+    let approver = t.actor.audit_name(Some(&t.ctx.chat));
+    match g.store.approve_pairing(token_hash(token), approver, own, role, g.clock.now_ms()).await? {
+        Ok((p, user)) => {
+            t.note("pairing.approved", Decision::Allow, Some(format!("role {role}")), Some(p.id.to_string()));
+            Ok(format!(
+                "Pairing approved for {} ({} user `{}`): linked as {} (user `{}`).",
+                p.display_name, p.connector, p.connector_user_id, user.role, user.id
+            ))
+        }
+        Err(e) => {
+            t.note("pairing.approve_refused", Decision::Deny, Some(e.to_string()), None);
+            Ok(e.to_string())
+        }
+    }
+}
+
+pub(super) async fn deny_pairing(g: &Gateway, t: &mut Turn<'_>, token: &str, reason: Option<String>) -> Result<String, StoreError> {
+    let reason = reason.unwrap_or_else(|| "denied by admin".into());
+    let approver = t.actor.audit_name(Some(&t.ctx.chat));
+    match g.store.deny_pairing(token_hash(token), approver, reason.clone(), g.clock.now_ms()).await? {
+        Ok(p) => {
+            t.note("pairing.denied", Decision::Deny, Some(reason), Some(p.id.to_string()));
+            Ok(format!("Pairing denied for {}.", p.display_name))
+        }
+        Err(e) => {
+            t.note("pairing.deny_refused", Decision::Deny, Some(e.to_string()), None);
+            Ok(e.to_string())
+        }
+    }
+}
+
+pub(super) async fn admin_channel(g: &Gateway, t: &mut Turn<'_>, enable: bool) -> Result<String, StoreError> {
+    let ctx = g.store.set_context_admin(&t.ctx.id, enable).await?;
+    let event = if enable { "admin_channel.enabled" } else { "admin_channel.disabled" };
+    t.note(event, Decision::Info, None, Some(ctx.id.to_string()));
+    Ok(if enable {
+        format!("Admin channel enabled for context `{}`.", ctx.id)
+    } else {
+        format!("Admin channel disabled for context `{}`.", ctx.id)
+    })
+}
+
+pub(super) async fn prompt(g: &Gateway, t: &mut Turn<'_>, op: PromptOp) -> Result<String, StoreError> {
+    match op {
+        PromptOp::Show => {
+            let current = g.store.get_context(&t.ctx.id).await?.system_prompt;
+            Ok(format!("Current context prompt:\n{}", if current.is_empty() { "(empty)" } else { &current }))
+        }
+        PromptOp::Set(text) => {
+            g.store.set_context_prompt(&t.ctx.id, text).await?;
+            t.note("prompt.set", Decision::Info, None, Some(t.ctx.id.to_string()));
+            Ok(format!("Context prompt updated for `{}`.", t.ctx.id))
+        }
+        PromptOp::Clear => {
+            g.store.set_context_prompt(&t.ctx.id, String::new()).await?;
+            t.note("prompt.cleared", Decision::Info, None, Some(t.ctx.id.to_string()));
+            Ok("Context prompt cleared.".into())
+        }
+    }
+}
+
+/// The Go runtime's routing defaults: (priority, due window in hours, lane).
+fn class_defaults(class: &str) -> Option<(&'static str, Option<i64>, &'static str)> {
+    Some(match class {
+        "moderation" => ("p1", Some(2), "moderation"),
+        "issue" => ("p2", Some(8), "operations"),
+        "question" => ("p3", Some(48), "support"),
+        "task" => ("p2", Some(24), "operations"),
+        "noise" => ("p3", None, "backlog"),
+        _ => return None,
+    })
+}
+
+fn priority(word: &str) -> Option<&'static str> {
+    match word {
+        "p1" | "high" | "urgent" => Some("p1"),
+        "p2" | "medium" | "normal" => Some("p2"),
+        "p3" | "low" => Some("p3"),
+        _ => None,
+    }
+}
+
+/// `2h`, `90m`, `1d` → milliseconds (positive only).
+fn due_window(word: &str) -> Option<i64> {
+    let (num, unit) = word.split_at(word.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    let ms = match unit {
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(ms)
+}
+
+pub(super) async fn route(g: &Gateway, t: &mut Turn<'_>, task: &str, class: &str, rest: &[String]) -> Result<String, StoreError> {
+    let Some((default_priority, default_due, lane)) = class_defaults(class) else {
+        return Ok("Invalid route class. Use: question, issue, task, moderation, noise.".into());
+    };
+    let (mut prio, mut due) = (default_priority, default_due.map(|h| h * 3_600_000));
+    for (i, word) in rest.iter().enumerate() {
+        match (i, priority(word)) {
+            (0, Some(p)) => prio = p,
+            _ => match due_window(word) {
+                Some(ms) => due = Some(ms),
+                None => return Ok("Invalid due window. Examples: `2h`, `8h`, `1d`, `2d`.".into()),
+            },
+        }
+    }
+    if class == "noise" {
+        (prio, due) = ("p3", None);
+    }
+    let found = g.store.find_tasks_by_prefix(&t.ctx.workspace_id, task, 2).await?;
+    let target = match found.as_slice() {
+        [one] => one.id.clone(),
+        [] => return Ok(format!("Task `{task}` not found in this workspace.")),
+        _ => return Ok(format!("`{task}` matches more than one task; give more of the id.")),
+    };
+    let now = g.clock.now_ms();
+    let route = Route { class: class.into(), priority: prio.into(), lane: lane.into(), due_at: due.map(|ms| now + ms) };
+    g.store.route_task(&target, route.clone(), now).await?;
+    t.note("task.routed", Decision::Info, Some(format!("{class} {prio} {lane}")), Some(target.to_string()));
+    let due_text = route.due_at.map_or("(none)".to_string(), crate::clock::rfc3339);
+    Ok(format!("Routing updated for `{target}`:\n- class: `{class}`\n- priority: `{prio}`\n- lane: `{lane}`\n- due: `{due_text}`"))
+}
+
+pub(super) async fn monitor(g: &Gateway, t: &mut Turn<'_>, goal: &str) -> Result<String, StoreError> {
+    let compact = goal.split_whitespace().collect::<Vec<_>>().join(" ");
+    let new = NewObjective {
+        workspace_id: t.ctx.workspace_id.clone(),
+        context_id: t.ctx.id.clone(),
+        title: title_from(&format!("Monitor: {compact}"), TASK_TITLE_MAX),
+        prompt: format!("Monitor this target for updates and report only concrete changes:\n{goal}"),
+        cron_expr: "0 */6 * * *".into(),
+        timezone: "UTC".into(),
+        created_by: t.actor.audit_name(Some(&t.ctx.chat)),
+    };
+    let o = g.store.create_objective(new, g.clock.now_ms()).await?;
+    t.note("objective.created", Decision::Info, Some(o.title.clone()), Some(o.id.to_string()));
+    Ok(format!(
+        "Monitoring objective created (`{}`): every 6 hours (cron `0 */6 * * *`, UTC). Note: this version stores objectives but does not fire them yet.",
+        o.id
+    ))
+}
+
+pub(super) async fn objectives(g: &Gateway, t: &Turn<'_>) -> Result<String, StoreError> {
+    let list = g.store.list_objectives(&t.ctx.id, 20).await?;
+    if list.is_empty() {
+        return Ok("No objectives in this chat. Create one with /monitor <what to track>.".into());
+    }
+    let mut out = format!("Objectives ({}):\n", list.len());
+    for o in list {
+        let state = if o.active { "active" } else { "paused" };
+        out.push_str(&format!("- `{}` {} ({state}, `{}` {})\n", o.id, o.title, o.cron_expr.unwrap_or_default(), o.timezone));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+pub(super) fn retrieval_unavailable() -> String {
+    "Search is not configured on this runtime: markdown retrieval is not built in this version.".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_80_bit_base32_and_compare_loosely() {
+        let t = new_token().expect("token");
+        assert_eq!(t.len(), 16);
+        assert!(t.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert_ne!(t, new_token().expect("second"));
+        assert_eq!(token_hash(&t.to_lowercase()), token_hash(&format!("`{}-{}`", &t[..8], &t[8..])));
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+    }
+
+    #[test]
+    fn route_words_parse() {
+        assert_eq!(due_window("2h"), Some(7_200_000));
+        assert_eq!(due_window("1d"), Some(86_400_000));
+        assert_eq!(due_window("0h"), None);
+        assert_eq!(due_window("h"), None);
+        assert_eq!(priority("urgent"), Some("p1"));
+        assert_eq!(class_defaults("noise"), Some(("p3", None, "backlog")));
+    }
+}

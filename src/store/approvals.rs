@@ -1,0 +1,379 @@
+//! Sensitive action requests and their approvals. A request stores its
+//! payload with a SHA-256 of the canonical payload; approving moves it to
+//! `approved` with execution `running` in one write, so two concurrent
+//! approvals can never both execute it; the outcome is recorded afterwards.
+//! Every step writes its audit row in the same transaction.
+
+use super::audit::{Decision, NewAudit, insert_audit};
+use super::outbox::{NewOutbound, insert};
+use super::{Store, StoreError};
+use crate::clock::UnixMillis;
+use crate::domain::{ApprovalId, ChatRef, ContextId, MessageKind, OutboxStatus};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+/// A stored action request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    /// `act_…`.
+    pub id: ApprovalId,
+    /// The requesting chat's context.
+    pub context_id: ContextId,
+    /// The requesting chat.
+    pub chat: ChatRef,
+    /// Who asked (audit name).
+    pub requester: String,
+    /// The requester's user id, when linked.
+    pub requester_user_id: Option<String>,
+    /// Action type (`webhook`).
+    pub action_type: String,
+    /// What it acts on (a URL for webhooks).
+    pub target: String,
+    /// One line for humans.
+    pub summary: String,
+    /// The exact payload, as stored.
+    pub payload_json: String,
+    /// SHA-256 (hex) of the canonical payload at request time.
+    pub payload_hash: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    /// Who approved or denied (audit name).
+    pub approver: Option<String>,
+    /// Why it was denied or expired.
+    pub reason: Option<String>,
+    /// Expiry (unix ms); expiry counts as deny.
+    pub expires_at: UnixMillis,
+    /// `not_executed`, `running`, `succeeded`, `failed`, `refused` or `interrupted`.
+    pub execution_status: String,
+    /// What the execution returned (or why it was refused).
+    pub execution_result: Option<String>,
+    /// When it ran.
+    pub executed_at: Option<UnixMillis>,
+    /// Request time.
+    pub created_at: UnixMillis,
+}
+
+const COLUMNS: &str = "id, context_id, connector, external_id, requester, requester_user_id, action_type, target, summary, \
+    payload_json, payload_hash, status, approver, reason, expires_at, execution_status, execution_result, executed_at, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
+    Ok(Approval {
+        id: ApprovalId::from_string(r.get::<_, String>(0)?),
+        context_id: ContextId::from_string(r.get::<_, String>(1)?),
+        chat: ChatRef { connector: r.get(2)?, external_id: r.get(3)? },
+        requester: r.get(4)?,
+        requester_user_id: r.get(5)?,
+        action_type: r.get(6)?,
+        target: r.get(7)?,
+        summary: r.get(8)?,
+        payload_json: r.get(9)?,
+        payload_hash: r.get(10)?,
+        status: r.get(11)?,
+        approver: r.get(12)?,
+        reason: r.get(13)?,
+        expires_at: r.get(14)?,
+        execution_status: r.get(15)?,
+        execution_result: r.get(16)?,
+        executed_at: r.get(17)?,
+        created_at: r.get(18)?,
+    })
+}
+
+/// A new action request.
+#[derive(Debug, Clone)]
+pub struct NewApproval {
+    /// The requesting chat's context.
+    pub context_id: ContextId,
+    /// The requesting chat.
+    pub chat: ChatRef,
+    /// Who asked (audit name).
+    pub requester: String,
+    /// The requester's user id, when linked.
+    pub requester_user_id: Option<String>,
+    /// Action type.
+    pub action_type: String,
+    /// Target.
+    pub target: String,
+    /// Summary.
+    pub summary: String,
+    /// Canonical payload JSON.
+    pub payload_json: String,
+    /// Its SHA-256 (hex).
+    pub payload_hash: String,
+    /// Lifetime in milliseconds.
+    pub ttl_ms: i64,
+}
+
+/// Why an approval step was refused (each → a chat reply / 4xx).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalError {
+    /// → 404.
+    #[error("Action approval not found.")]
+    NotFound,
+    /// → 409: approved, denied or expired already.
+    #[error("Action approval is not pending (it is {0}).")]
+    NotPending(String),
+    /// → 410: expired (now recorded as such; counts as deny).
+    #[error("Action approval expired; it was not run.")]
+    Expired,
+}
+
+fn get(c: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1");
+    Ok(c.prepare_cached(&sql)?.query_row([id], from_row).optional()?)
+}
+
+fn chat_of(a: &Approval) -> Option<(String, String)> {
+    Some((a.chat.connector.clone(), a.chat.external_id.clone()))
+}
+
+/// Marks one pending request expired, with its audit row and a notice to the requesting chat.
+fn expire(c: &Connection, a: &Approval, now: UnixMillis) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE approvals SET status = 'expired', reason = 'expired without a decision', updated_at = ?2 WHERE id = ?1",
+        params![a.id.as_str(), now],
+    )?;
+    let audit = NewAudit {
+        actor: "system".into(),
+        chat: chat_of(a),
+        event: "approval.expired",
+        decision: Decision::Deny,
+        reason: Some("expired without a decision (counts as deny)".into()),
+        subject: Some(a.id.to_string()),
+    };
+    insert_audit(c, &[audit], now)?;
+    let notice = NewOutbound {
+        chat: a.chat.clone(),
+        kind: MessageKind::ApprovalNotice,
+        body: format!("Action `{}` ({}) expired without approval; it was not run.", a.id, a.summary),
+        task_id: None,
+        trace_id: None,
+    };
+    insert(c, &notice, OutboxStatus::Pending, now)?;
+    Ok(())
+}
+
+/// Loads a request that must still be pending and unexpired.
+fn pending(c: &Connection, id: &str, now: UnixMillis) -> Result<Result<Approval, ApprovalError>, StoreError> {
+    let Some(a) = get(c, id)? else { return Ok(Err(ApprovalError::NotFound)) };
+    if a.status != "pending" {
+        return Ok(Err(ApprovalError::NotPending(a.status)));
+    }
+    if a.expires_at <= now {
+        expire(c, &a, now)?;
+        return Ok(Err(ApprovalError::Expired));
+    }
+    Ok(Ok(a))
+}
+
+impl Store {
+    /// Stores a new pending request (and its `approval.requested` audit row).
+    pub async fn request_approval(&self, new: NewApproval, now: UnixMillis) -> Result<Approval, StoreError> {
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let id = ApprovalId::random();
+            tx.execute(
+                "INSERT INTO approvals (id, context_id, connector, external_id, requester, requester_user_id, action_type, target, \
+                 summary, payload_json, payload_hash, status, expires_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?13)",
+                params![
+                    id.as_str(),
+                    new.context_id.as_str(),
+                    new.chat.connector,
+                    new.chat.external_id,
+                    new.requester,
+                    new.requester_user_id,
+                    new.action_type,
+                    new.target,
+                    new.summary,
+                    new.payload_json,
+                    new.payload_hash,
+                    now + new.ttl_ms,
+                    now
+                ],
+            )?;
+            let audit = NewAudit {
+                actor: new.requester.clone(),
+                chat: Some((new.chat.connector.clone(), new.chat.external_id.clone())),
+                event: "approval.requested",
+                decision: Decision::Info,
+                reason: Some(format!("{} {}", new.action_type, new.target)),
+                subject: Some(id.to_string()),
+            };
+            insert_audit(tx, &[audit], now)?;
+            get(tx, id.as_str())?.ok_or(StoreError::NotFound("approval"))
+        })
+        .await
+    }
+
+    /// One request.
+    pub async fn get_approval(&self, id: &ApprovalId) -> Result<Approval, StoreError> {
+        let id = id.clone();
+        self.read(move |c| get(c, id.as_str())?.ok_or(StoreError::NotFound("approval"))).await
+    }
+
+    /// Requests whose id starts with `prefix` (at most `limit`).
+    pub async fn find_approvals_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<Approval>, StoreError> {
+        let pattern = format!("{}%", prefix.replace(['%', '_', '\\'], ""));
+        self.read(move |c| {
+            let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id LIKE ?1 ORDER BY created_at LIMIT ?2");
+            Ok(c.prepare_cached(&sql)?.query_map(params![pattern, limit], from_row)?.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Requests filtered by status and chat; pending ones oldest first, others newest first.
+    pub async fn list_approvals(&self, status: Option<String>, chat: Option<ChatRef>, limit: u32) -> Result<Vec<Approval>, StoreError> {
+        self.read(move |c| {
+            let order = if status.as_deref() == Some("pending") { "ASC" } else { "DESC" };
+            let (connector, external) = chat.map(|c| (c.connector, c.external_id)).unzip();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR connector = ?2) \
+                 AND (?3 IS NULL OR external_id = ?3) ORDER BY created_at {order} LIMIT ?4"
+            );
+            Ok(c.prepare_cached(&sql)?.query_map(params![status, connector, external, limit], from_row)?.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Approves a pending request and marks its execution `running`, in one
+    /// write: of two concurrent approvals exactly one gets the request back.
+    pub async fn begin_approved_execution(
+        &self,
+        id: &ApprovalId,
+        approver: String,
+        approver_chat: Option<ChatRef>,
+        now: UnixMillis,
+    ) -> Result<Result<Approval, ApprovalError>, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let a = match pending(tx, id.as_str(), now)? {
+                Ok(a) => a,
+                Err(e) => return Ok(Err(e)),
+            };
+            tx.execute(
+                "UPDATE approvals SET status = 'approved', approver = ?2, execution_status = 'running', updated_at = ?3 WHERE id = ?1",
+                params![a.id.as_str(), approver, now],
+            )?;
+            let audit = NewAudit {
+                actor: approver.clone(),
+                chat: approver_chat.map(|c| (c.connector, c.external_id)),
+                event: "approval.approved",
+                decision: Decision::Allow,
+                reason: None,
+                subject: Some(a.id.to_string()),
+            };
+            insert_audit(tx, &[audit], now)?;
+            Ok(Ok(get(tx, a.id.as_str())?.unwrap_or(a)))
+        })
+        .await
+    }
+
+    /// Records how an approved action's execution ended (`succeeded`,
+    /// `failed`, `refused`), its audit row and an optional notice.
+    pub async fn finish_execution(
+        &self,
+        id: &ApprovalId,
+        status: &'static str,
+        result: String,
+        notice: Option<NewOutbound>,
+        now: UnixMillis,
+    ) -> Result<Approval, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let n = tx.execute(
+                "UPDATE approvals SET execution_status = ?2, execution_result = ?3, executed_at = ?4, updated_at = ?4 \
+                 WHERE id = ?1 AND execution_status = 'running'",
+                params![id.as_str(), status, result, now],
+            )?;
+            let a = get(tx, id.as_str())?.ok_or(StoreError::NotFound("approval"))?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("approval {id} is not executing")));
+            }
+            let decision = if status == "succeeded" { Decision::Allow } else { Decision::Deny };
+            let audit = NewAudit {
+                actor: "system".into(),
+                chat: chat_of(&a),
+                event: "approval.executed",
+                decision,
+                reason: Some(format!("{status}: {result}")),
+                subject: Some(a.id.to_string()),
+            };
+            insert_audit(tx, &[audit], now)?;
+            if let Some(m) = notice {
+                insert(tx, &m, OutboxStatus::Pending, now)?;
+            }
+            Ok(a)
+        })
+        .await
+    }
+
+    /// Denies a pending request with a reason (and an optional notice).
+    pub async fn deny_approval(
+        &self,
+        id: &ApprovalId,
+        approver: String,
+        approver_chat: Option<ChatRef>,
+        reason: String,
+        notice: Option<NewOutbound>,
+        now: UnixMillis,
+    ) -> Result<Result<Approval, ApprovalError>, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let a = match pending(tx, id.as_str(), now)? {
+                Ok(a) => a,
+                Err(e) => return Ok(Err(e)),
+            };
+            tx.execute(
+                "UPDATE approvals SET status = 'denied', approver = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![a.id.as_str(), approver, reason, now],
+            )?;
+            let audit = NewAudit {
+                actor: approver.clone(),
+                chat: approver_chat.map(|c| (c.connector, c.external_id)),
+                event: "approval.denied",
+                decision: Decision::Deny,
+                reason: Some(reason.clone()),
+                subject: Some(a.id.to_string()),
+            };
+            insert_audit(tx, &[audit], now)?;
+            if let Some(m) = notice {
+                insert(tx, &m, OutboxStatus::Pending, now)?;
+            }
+            Ok(Ok(get(tx, a.id.as_str())?.unwrap_or(a)))
+        })
+        .await
+    }
+
+    /// Expires every pending request past its time (audit row and a notice
+    /// to the requesting chat for each). Returns how many expired.
+    pub async fn expire_approvals(&self, now: UnixMillis) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let sql = format!("SELECT {COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at <= ?1");
+            let due: Vec<Approval> = tx.prepare_cached(&sql)?.query_map([now], from_row)?.collect::<Result<_, _>>()?;
+            for a in &due {
+                expire(tx, a, now)?;
+            }
+            Ok(due.len())
+        })
+        .await
+    }
+
+    /// At start: executions left `running` by a stopped process are marked
+    /// `interrupted` (not retried: the action may have happened).
+    pub async fn interrupt_running_executions(&self, now: UnixMillis) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET execution_status = 'interrupted', \
+                 execution_result = 'the runtime stopped while this action was executing; it was not retried', updated_at = ?1 \
+                 WHERE execution_status = 'running'",
+                [now],
+            )?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,151 @@
+//! The audit log: every permission denial, pairing and approval event and
+//! rate-limit decision, with actor, chat, decision and reason. Rows are
+//! written in the same transaction as the change they describe.
+
+use super::{Store, StoreError};
+use crate::clock::UnixMillis;
+use rusqlite::{Connection, Row, params};
+use serde::Serialize;
+
+/// The decision an audit row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Allowed (or done).
+    Allow,
+    /// Refused.
+    Deny,
+    /// A fact (requested, expired, executed).
+    Info,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Info => "info",
+        }
+    }
+}
+
+/// One audit row to write.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    /// `user:<id>`, `unlinked:<connector>:<platform id>`, `api` or `system`.
+    pub actor: String,
+    /// The chat, when there is one.
+    pub chat: Option<(String, String)>,
+    /// Dotted event name (`permission.denied`, `approval.approved`, ...).
+    pub event: &'static str,
+    /// The decision.
+    pub decision: Decision,
+    /// Why (command name, denial reason, outcome).
+    pub reason: Option<String>,
+    /// What it is about (approval id, pairing id, task id).
+    pub subject: Option<String>,
+}
+
+/// One stored audit row.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// Row id (monotonic).
+    pub id: i64,
+    /// When (unix ms).
+    pub at: UnixMillis,
+    /// Who.
+    pub actor: String,
+    /// Connector of the chat.
+    pub connector: Option<String>,
+    /// Chat id.
+    pub external_id: Option<String>,
+    /// Event name.
+    pub event: String,
+    /// `allow`, `deny` or `info`.
+    pub decision: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// About what.
+    pub subject: Option<String>,
+}
+
+/// Filters for [`Store::list_audit`]; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Connector of the chat.
+    pub connector: Option<String>,
+    /// Chat id.
+    pub external_id: Option<String>,
+    /// Event name, or a prefix ending in `.` (`approval.`).
+    pub event: Option<String>,
+    /// Only rows at or after (unix ms).
+    pub since: Option<UnixMillis>,
+    /// Only rows before (unix ms).
+    pub until: Option<UnixMillis>,
+    /// Only rows with a larger id (paging).
+    pub after_id: Option<i64>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+/// Writes audit rows inside the caller's transaction.
+pub(super) fn insert_audit(c: &Connection, rows: &[NewAudit], now: UnixMillis) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO audit_events (at, actor, connector, external_id, event, decision, reason, subject) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for a in rows {
+        let (connector, external) = a.chat.clone().unzip();
+        stmt.execute(params![now, a.actor, connector, external, a.event, a.decision.as_str(), a.reason, a.subject])?;
+    }
+    Ok(())
+}
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        connector: r.get(3)?,
+        external_id: r.get(4)?,
+        event: r.get(5)?,
+        decision: r.get(6)?,
+        reason: r.get(7)?,
+        subject: r.get(8)?,
+    })
+}
+
+impl Store {
+    /// Writes audit rows on their own.
+    pub async fn audit(&self, rows: Vec<NewAudit>, now: UnixMillis) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| insert_audit(c, &rows, now)).await
+    }
+
+    /// Audit rows matching `f`, newest first.
+    pub async fn list_audit(&self, f: AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(move |c| {
+            let (event_exact, event_prefix) = match &f.event {
+                Some(e) if e.ends_with('.') => (None, Some(format!("{e}%"))),
+                Some(e) => (Some(e.clone()), None),
+                None => (None, None),
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, actor, connector, external_id, event, decision, reason, subject FROM audit_events \
+                 WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR connector = ?2) AND (?3 IS NULL OR external_id = ?3) \
+                 AND (?4 IS NULL OR event = ?4) AND (?5 IS NULL OR event LIKE ?5) AND (?6 IS NULL OR at >= ?6) \
+                 AND (?7 IS NULL OR at < ?7) AND (?8 IS NULL OR id > ?8) ORDER BY id DESC LIMIT ?9",
+            )?;
+            let rows = stmt.query_map(
+                params![f.actor, f.connector, f.external_id, event_exact, event_prefix, f.since, f.until, f.after_id, f.limit],
+                audit_from_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
