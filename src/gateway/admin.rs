@@ -46,8 +46,9 @@ pub(crate) fn normalize_token(token: &str) -> String {
     token.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
-/// SHA-256 (hex) of a normalised token: the only form stored.
-pub(crate) fn token_hash(token: &str) -> String {
+/// SHA-256 (hex) of a normalised token (upper case, letters and digits
+/// only): the only form stored.
+pub fn token_hash(token: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, normalize_token(token).as_bytes()).as_ref())
 }
 

@@ -214,10 +214,10 @@ impl Store {
 
     /// Requests whose id starts with `prefix` (at most `limit`).
     pub async fn find_approvals_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<Approval>, StoreError> {
-        let pattern = format!("{}%", prefix.replace(['%', '_', '\\'], ""));
+        let prefix = prefix.to_string();
         self.read(move |c| {
-            let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id LIKE ?1 ORDER BY created_at LIMIT ?2");
-            Ok(c.prepare_cached(&sql)?.query_map(params![pattern, limit], from_row)?.collect::<Result<_, _>>()?)
+            let sql = format!("SELECT {COLUMNS} FROM approvals WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_at LIMIT ?2");
+            Ok(c.prepare_cached(&sql)?.query_map(params![prefix, limit], from_row)?.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -7,8 +7,10 @@
 mod support;
 
 mod api;
+mod approvals;
 mod cli;
 mod daemon;
+mod gateway;
 mod llm;
 mod outbox;
 mod queue;

@@ -1,0 +1,178 @@
+//! The gateway's permission matrix, pairing life cycle and channel rules,
+//! through the real store.
+
+use crate::support::gateway::{Gw, token_in};
+use crate::support::llm::{FakeLlm, Step};
+use agent_runtime::domain::{ChatKind, Role};
+use agent_runtime::store::AuditFilter;
+
+const GROUP: ChatKind = ChatKind::Group;
+const DM: ChatKind = ChatKind::Private;
+
+/// Who needs what, written out independently of the gateway's own table:
+/// (command text, least role or None for anyone, needs an admin channel).
+const MATRIX: &[(&str, Option<Role>, bool)] = &[
+    ("/help", None, false),
+    ("/whoami", None, false),
+    ("/task write a haiku", Some(Role::Member), false),
+    ("/tasks", Some(Role::Viewer), false),
+    ("/status", Some(Role::Viewer), false),
+    ("/cancel abcd", Some(Role::Member), false),
+    ("/search pricing", Some(Role::Viewer), false),
+    ("/open notes.md", Some(Role::Viewer), false),
+    ("/monitor example.com prices", Some(Role::Member), false),
+    ("/objectives", Some(Role::Viewer), false),
+    ("/admin-channel {mode}", Some(Role::Admin), false),
+    ("/prompt show", Some(Role::Admin), false),
+    ("/approve NOTATOKEN", Some(Role::Admin), false),
+    ("/deny NOTATOKEN", Some(Role::Admin), false),
+    ("/pending-actions", Some(Role::Admin), false),
+    ("/approve-action act_none", Some(Role::Admin), false),
+    ("/deny-action act_none", Some(Role::Admin), false),
+    ("/route abcd task", Some(Role::Admin), true),
+];
+
+#[tokio::test]
+async fn permission_matrix_every_command_by_role_and_channel() {
+    let gw = Gw::start(&[("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", "none")]).await;
+    for r in Role::ALL {
+        gw.link(r.as_str(), r).await;
+    }
+    assert!(gw.say("admin-room", "overlord", GROUP, "/admin-channel enable").await.starts_with("Admin channel enabled"));
+    let actors: Vec<(&str, Option<Role>)> = std::iter::once(("stranger", None)).chain(Role::ALL.map(|r| (r.as_str(), Some(r)))).collect();
+    let mut checked = 0;
+    for (room, admin_room) in [("admin-room", true), ("plain-room", false)] {
+        for (user, held) in &actors {
+            for (text, min, needs_admin_room) in MATRIX {
+                // Admins keep the admin room an admin room and the plain room plain.
+                let text = text.replace("{mode}", if admin_room { "enable" } else { "disable" });
+                let reply = gw.say(room, user, GROUP, &text).await;
+                let expected = match (min, held) {
+                    (Some(_), None) => Some("Access denied: link your account first (send `pair` to me in a private chat).".to_string()),
+                    (Some(m), Some(h)) if h < m => Some(format!("Access denied: this needs the {m} role (yours is {h}).")),
+                    _ if *needs_admin_room && !admin_room => {
+                        Some("Access denied: this command only works in an admin channel (`/admin-channel enable`).".to_string())
+                    }
+                    _ => None,
+                };
+                match expected {
+                    Some(denial) => assert_eq!(reply, denial, "{user} in {room}: {text}"),
+                    None => assert!(!reply.starts_with("Access denied"), "{user} in {room}: {text} was refused: {reply}"),
+                }
+                checked += 1;
+            }
+            let pair = gw.say(room, user, GROUP, "/pair").await;
+            assert_eq!(pair, "Send `pair` to me in a private chat, not in a group.", "pair is private-only");
+        }
+    }
+    assert_eq!(checked, 2 * 6 * MATRIX.len());
+    let denials = gw
+        .store
+        .list_audit(AuditFilter { event: Some("permission.denied".into()), limit: 1000, ..Default::default() })
+        .await
+        .expect("audit");
+    assert!(denials.len() > 50, "every denial is audited ({} rows)", denials.len());
+    assert!(denials.iter().all(|d| d.decision == "deny" && d.reason.is_some() && d.connector.as_deref() == Some("test")));
+    let help = gw.say("plain-room", "viewer", GROUP, "/help").await;
+    assert!(
+        help.contains("/tasks") && !help.contains("/task <") && !help.contains("/approve"),
+        "help lists only what a viewer may run: {help}"
+    );
+}
+
+#[tokio::test]
+async fn pairing_life_cycle_expiry_reuse_and_escalation() {
+    let gw = Gw::start(&[]).await;
+    gw.link("boss", Role::Admin).await;
+    let first = token_in(&gw.say("dm-alice", "alice", DM, "pair").await);
+    let second_reply = gw.say("dm-alice", "alice", DM, "/pair").await;
+    let second = token_in(&second_reply);
+    assert_ne!(first, second);
+    assert_eq!(gw.say("ops", "boss", GROUP, &format!("/approve {first}")).await, "This pairing request was already expired.");
+    assert_eq!(gw.say("ops", "boss", GROUP, "/approve AAAAAAAAAAAAAAAA").await, "Pairing token not found.");
+    assert_eq!(
+        gw.say("ops", "boss", GROUP, &format!("/approve {second} overlord")).await,
+        "You cannot grant the role overlord (yours is admin)."
+    );
+    let ok = gw.say("ops", "boss", GROUP, &format!("/approve {} operator", second.to_lowercase())).await;
+    assert!(ok.starts_with("Pairing approved for alice") && ok.contains("linked as operator"), "{ok}");
+    assert_eq!(gw.say("ops", "boss", GROUP, &format!("/approve {second}")).await, "This pairing request was already approved.");
+    assert!(gw.say("dm-alice", "alice", DM, "/whoami").await.contains("role operator"));
+    assert_eq!(gw.say("dm-alice", "alice", DM, "pair").await, "This identity is already linked to a user.");
+
+    let late = token_in(&gw.say("dm-bob", "bob", DM, "pair").await);
+    gw.clock.advance(11 * 60 * 1000);
+    assert_eq!(
+        gw.say("ops", "boss", GROUP, &format!("/deny {late} spam")).await,
+        "This pairing token has expired; ask the user to send `pair` again."
+    );
+    let carol = token_in(&gw.say("dm-carol", "carol", DM, "pair").await);
+    assert_eq!(gw.say("ops", "boss", GROUP, &format!("/deny {carol} not known here")).await, "Pairing denied for carol.");
+    assert!(gw.say("dm-carol", "carol", DM, "/whoami").await.starts_with("You are not linked"));
+
+    // Tokens never reach the chat logs.
+    let mut logs = String::new();
+    for entry in walk(gw._dir.path()) {
+        if entry.extension().is_some_and(|e| e == "md") {
+            logs.push_str(&std::fs::read_to_string(&entry).unwrap_or_default());
+        }
+    }
+    assert!(logs.contains("<token hidden>") && logs.contains("hidden in this log"), "the chat logs were written");
+    for t in [&first, &second, &late, &carol] {
+        assert!(!logs.to_uppercase().contains(t.as_str()), "token {t} leaked into a chat log");
+    }
+    let events: Vec<String> = gw
+        .store
+        .list_audit(AuditFilter { event: Some("pairing.".into()), limit: 100, ..Default::default() })
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    for e in ["pairing.requested", "pairing.approved", "pairing.denied", "pairing.approve_refused", "pairing.deny_refused"] {
+        assert!(events.iter().any(|x| x == e), "{e} audited: {events:?}");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[tokio::test]
+async fn group_messages_without_a_mention_and_rate_limited_senders_get_no_llm_call() {
+    let llm = FakeLlm::start().await;
+    llm.push((0..10).map(|i| Step::Reply(format!("answer {i}"))));
+    let gw = Gw::start(&[
+        ("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url),
+        ("AGENT_RUNTIME_LLM_API_KEY", "test-key"),
+        ("AGENT_RUNTIME_LLM_RATE_LIMIT_PER_WINDOW", "2"),
+    ])
+    .await;
+    assert_eq!(gw.say("group-1", "dan", GROUP, "what is the weather").await, "", "no mention: recorded, not answered");
+    assert!(llm.requests().is_empty(), "no LLM call without a mention");
+    let replies = [
+        gw.say_mentioned("group-1", "dan", GROUP, true, "@bot one").await,
+        gw.say_mentioned("group-1", "dan", GROUP, true, "@bot two").await,
+        gw.say_mentioned("group-1", "dan", GROUP, true, "@bot three").await,
+        gw.say_mentioned("group-1", "dan", GROUP, true, "@bot four").await,
+    ];
+    assert!(replies[0].starts_with("answer") && replies[1].starts_with("answer"), "{replies:?}");
+    assert_eq!(replies[2], "Rate limit reached for non-admin users. Try again shortly.");
+    assert_eq!(replies[3], "", "one notice per window, not one per message");
+    assert_eq!(llm.requests().len(), 2);
+    gw.link("eve", Role::Admin).await;
+    for i in 0..4 {
+        assert!(gw.say("dm-eve", "eve", DM, &format!("question {i}")).await.starts_with("answer"), "admins are exempt");
+    }
+    gw.clock.advance(61_000);
+    assert!(gw.say_mentioned("group-1", "dan", GROUP, true, "@bot again").await.starts_with("answer"), "the window slides");
+    let rows = gw.store.list_audit(AuditFilter { limit: 100, ..Default::default() }).await.expect("audit");
+    let count = |ev: &str, reason: &str| rows.iter().filter(|r| r.event == ev && r.reason.as_deref() == Some(reason)).count();
+    assert_eq!(count("channel_rule.denied", "mention_required"), 1);
+    assert_eq!(count("rate_limit.denied", "rate_limited"), 2);
+}
