@@ -9,12 +9,15 @@
 //!
 //! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
-//! `BENCH_ONLY` (`queue`, or `micro` for sequential store round trips),
+//! `BENCH_ONLY` (`queue`, `gateway` for in-process command dispatch with
+//! `BENCH_COMMANDS`/`BENCH_CLIENTS`, or `micro` for sequential store round trips),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
 
 #![allow(clippy::expect_used, reason = "a benchmark that cannot set up stops with a message")]
+
+mod gateway;
 
 use agent_runtime::clock::SystemClock;
 use agent_runtime::config::{NotifyConfig, OrchestratorConfig};
@@ -308,6 +311,18 @@ async fn run() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only == "micro" {
         micro().await;
+        return;
+    }
+    if only == "gateway" {
+        let (total, clients) = (env_usize("BENCH_COMMANDS", 20_000), env_usize("BENCH_CLIENTS", 64));
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            rates.push(gateway::dispatch(total, clients).await);
+        }
+        println!(
+            "| gateway dispatch `/help` `/status` `/task x`, in-process, {clients} callers | {:.0} commands/s (runs: {rates:.0?}) | {runs} |",
+            median(rates.clone())
+        );
         return;
     }
     if only == "queue" {
