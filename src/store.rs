@@ -17,7 +17,7 @@ mod tasks;
 mod usage;
 mod writer;
 
-pub use approvals::{Approval, ApprovalError, NewApproval};
+pub use approvals::{Approval, ApprovalError, NewApproval, notice as approval_notice};
 pub use audit::{AuditEvent, AuditFilter, Decision, NewAudit};
 pub use chats::InboundRecord;
 pub use objectives::{NewObjective, Objective};

@@ -5,8 +5,8 @@
 
 use super::{Gateway, Turn};
 use crate::actions::payload_hash;
-use crate::domain::{Actor, ApprovalId, ChatRef, Context, MessageKind, Role};
-use crate::store::{Approval, ApprovalError, Decision, NewApproval, NewAudit, NewOutbound, StoreError};
+use crate::domain::{Actor, ApprovalId, ChatRef, Context, Role};
+use crate::store::{Approval, ApprovalError, Decision, NewApproval, NewAudit, StoreError, approval_notice as notice};
 
 /// A request to run a sensitive action, from a chat user.
 #[derive(Debug, Clone)]
@@ -47,10 +47,6 @@ pub enum ActionError {
     Store(#[from] StoreError),
 }
 
-fn notice(chat: &ChatRef, body: String) -> NewOutbound {
-    NewOutbound { chat: chat.clone(), kind: MessageKind::ApprovalNotice, body, task_id: None, trace_id: None }
-}
-
 impl Gateway {
     /// Stores a pending action request (validated by its executor) and tells
     /// the requesting chat and every admin channel.
@@ -79,27 +75,6 @@ impl Gateway {
             ttl_ms: self.config.approval_ttl.as_millis() as i64,
         };
         let a = self.store.request_approval(new, now).await?;
-        let mut notices = vec![notice(
-            &a.chat,
-            format!(
-                "Admin approval required for action `{}` ({}). An admin decides with /approve-action or /deny-action.",
-                a.id, a.summary
-            ),
-        )];
-        for admin in self.store.admin_chats().await? {
-            if admin != a.chat {
-                notices.push(notice(
-                    &admin,
-                    format!(
-                        "Approval needed: `{}` {} ({} → {}) from {}.\n/approve-action {} or /deny-action {} [reason]",
-                        a.id, a.summary, a.action_type, a.target, a.requester, a.id, a.id
-                    ),
-                ));
-            }
-        }
-        for n in notices {
-            self.store.enqueue_outbound(n, now).await?;
-        }
         self.outbox_ready.notify_one();
         Ok(a)
     }

@@ -123,6 +123,11 @@ fn get(c: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
     Ok(c.prepare_cached(&sql)?.query_row([id], from_row).optional()?)
 }
 
+/// A notice about an approval to one chat.
+pub fn notice(chat: &ChatRef, body: String) -> NewOutbound {
+    NewOutbound { chat: chat.clone(), kind: MessageKind::ApprovalNotice, body, task_id: None, trace_id: None }
+}
+
 fn chat_of(a: &Approval) -> Option<(String, String)> {
     Some((a.chat.connector.clone(), a.chat.external_id.clone()))
 }
@@ -142,14 +147,8 @@ fn expire(c: &Connection, a: &Approval, now: UnixMillis) -> Result<(), StoreErro
         subject: Some(a.id.to_string()),
     };
     insert_audit(c, &[audit], now)?;
-    let notice = NewOutbound {
-        chat: a.chat.clone(),
-        kind: MessageKind::ApprovalNotice,
-        body: format!("Action `{}` ({}) expired without approval; it was not run.", a.id, a.summary),
-        task_id: None,
-        trace_id: None,
-    };
-    insert(c, &notice, OutboxStatus::Pending, now)?;
+    let body = format!("Action `{}` ({}) expired without approval; it was not run.", a.id, a.summary);
+    insert(c, &notice(&a.chat, body), OutboxStatus::Pending, now)?;
     Ok(())
 }
 
@@ -167,7 +166,8 @@ fn pending(c: &Connection, id: &str, now: UnixMillis) -> Result<Result<Approval,
 }
 
 impl Store {
-    /// Stores a new pending request (and its `approval.requested` audit row).
+    /// Stores a new pending request with its `approval.requested` audit row
+    /// and notices to the requesting chat and every admin channel, in one write.
     pub async fn request_approval(&self, new: NewApproval, now: UnixMillis) -> Result<Approval, StoreError> {
         self.write(move |c| {
             let tx: &Connection = c;
@@ -201,7 +201,20 @@ impl Store {
                 subject: Some(id.to_string()),
             };
             insert_audit(tx, &[audit], now)?;
-            get(tx, id.as_str())?.ok_or(StoreError::NotFound("approval"))
+            let a = get(tx, id.as_str())?.ok_or(StoreError::NotFound("approval"))?;
+            let body = format!(
+                "Admin approval required for action `{}` ({}). An admin decides with /approve-action or /deny-action.",
+                a.id, a.summary
+            );
+            insert(tx, &notice(&a.chat, body), OutboxStatus::Pending, now)?;
+            for admin in super::chats::admin_chats(tx)?.into_iter().filter(|c| *c != a.chat) {
+                let body = format!(
+                    "Approval needed: `{}` {} ({} → {}) from {}.\n/approve-action {} or /deny-action {} [reason]",
+                    a.id, a.summary, a.action_type, a.target, a.requester, a.id, a.id
+                );
+                insert(tx, &notice(&admin, body), OutboxStatus::Pending, now)?;
+            }
+            Ok(a)
         })
         .await
     }

@@ -70,6 +70,13 @@ fn ensure_context(c: &Connection, chat: &ChatRef, display_name: &str, now: UnixM
     found(find_context(c, chat)?, "context")
 }
 
+/// Every admin chat, oldest first, at most 50 (inside any transaction).
+pub(super) fn admin_chats(c: &Connection) -> Result<Vec<ChatRef>, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT connector, external_id FROM contexts WHERE is_admin = 1 ORDER BY created_at LIMIT 50")?;
+    let rows = stmt.query_map([], |r| Ok(ChatRef { connector: r.get(0)?, external_id: r.get(1)? }))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Store {
     /// Finds or creates the context (and workspace) of a chat.
     pub async fn ensure_context(&self, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
@@ -173,17 +180,6 @@ impl Store {
         self.write(move |c| {
             let n = c.execute("UPDATE contexts SET system_prompt = ?2 WHERE id = ?1", params![id.as_str(), prompt])?;
             if n == 0 { Err(StoreError::NotFound("context")) } else { Ok(()) }
-        })
-        .await
-    }
-
-    /// Every admin chat (oldest first, at most 50).
-    pub async fn admin_chats(&self) -> Result<Vec<ChatRef>, StoreError> {
-        self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT connector, external_id FROM contexts WHERE is_admin = 1 ORDER BY created_at LIMIT 50")?;
-            let rows = stmt.query_map([], |r| Ok(ChatRef { connector: r.get(0)?, external_id: r.get(1)? }))?;
-            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -89,10 +89,7 @@ pub(super) fn queue_task_notices(c: &Connection, task: &Task, n: &Notifier, now:
         targets.push(ChatRef { connector: connector.clone(), external_id: external_id.clone() });
     }
     if matches!(policy, NotifyPolicy::Admin | NotifyPolicy::Both) {
-        let mut stmt = c.prepare_cached("SELECT connector, external_id FROM contexts WHERE is_admin = 1 ORDER BY created_at LIMIT 50")?;
-        let admins = stmt.query_map([], |r| Ok(ChatRef { connector: r.get(0)?, external_id: r.get(1)? }))?;
-        for chat in admins {
-            let chat = chat?;
+        for chat in super::chats::admin_chats(c)? {
             if !targets.contains(&chat) {
                 targets.push(chat);
             }
