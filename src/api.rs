@@ -5,6 +5,7 @@
 mod approvals;
 mod chat;
 mod error;
+mod pairings;
 mod tasks;
 
 pub use error::ApiError;
@@ -53,6 +54,11 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/api/v1/audit", get(approvals::audit))
+        .route("/api/v1/pairings", get(pairings::list))
+        .route("/api/v1/pairings/start", post(pairings::start))
+        .route("/api/v1/pairings/lookup", post(pairings::lookup))
+        .route("/api/v1/pairings/approve", post(pairings::approve))
+        .route("/api/v1/pairings/deny", post(pairings::deny))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

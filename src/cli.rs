@@ -1,9 +1,11 @@
-//! The command line (clap): `serve`, `chat`, `task`, `config check`,
-//! `version`, `completions`. Everything but `serve` and `config` talks to a
+//! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
+//! `config check`, `version`, `completions`. Everything but `serve` and `config` talks to a
 //! running daemon through its API.
 
+mod approval;
 mod chat;
 mod config_check;
+mod pairing;
 mod task;
 
 use crate::client::ApiClient;
@@ -35,6 +37,12 @@ pub enum Cmd {
     /// List, show, create and cancel tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// List, show, approve and deny sensitive action requests.
+    #[command(subcommand)]
+    Approval(approval::ApprovalCmd),
+    /// Start, look up, approve and deny pairing requests (linking chat identities to users).
+    #[command(subcommand)]
+    Pairing(pairing::PairingCmd),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -72,6 +80,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Serve => serve().await,
         Cmd::Chat(args) => chat::run(client(cli.api_url.as_deref())?, args).await,
         Cmd::Task(cmd) => task::run(client(cli.api_url.as_deref())?, cmd).await,
+        Cmd::Approval(cmd) => approval::run(client(cli.api_url.as_deref())?, cmd).await,
+        Cmd::Pairing(cmd) => pairing::run(client(cli.api_url.as_deref())?, cmd).await,
     }
 }
 

@@ -14,7 +14,7 @@ mod replies;
 mod rules;
 
 pub use actions::{ActionError, ProposedAction};
-pub use admin::token_hash;
+pub use admin::{StartedPairing, token_hash};
 pub use command::{COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
 pub use perm::{Denial, Rule, check, rule};
 pub use rules::{RateLimiter, Verdict};

@@ -18,7 +18,7 @@ mod usage;
 mod writer;
 
 pub use approvals::{Approval, ApprovalError, NewApproval, notice as approval_notice};
-pub use audit::{AuditEvent, AuditFilter, Decision, NewAudit};
+pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
 pub use chats::InboundRecord;
 pub use objectives::{NewObjective, Objective};
 pub use outbox::{NewOutbound, Notifier};

@@ -5,8 +5,9 @@
 use super::command::PromptOp;
 use super::{Gateway, Turn};
 use crate::actions::hex;
-use crate::domain::{Role, TASK_TITLE_MAX, title_from};
-use crate::store::{Decision, NewObjective, NewPairing, Route, StoreError};
+use crate::domain::{Actor, ChatRef, Role, TASK_TITLE_MAX, User, title_from};
+use crate::store::{AuditWho, Decision, NewObjective, NewPairing, Pairing, PairingError, Route, StoreError};
+use std::time::Duration;
 
 pub(super) fn whoami(t: &Turn<'_>) -> String {
     let who = match (&t.actor.user, t.actor.role) {
@@ -60,66 +61,103 @@ pub(crate) fn new_token() -> Result<String, StoreError> {
     Ok(base32(&bytes))
 }
 
+/// A started pairing: the stored request and its token, which is shown
+/// this once and never stored.
+#[derive(Debug, Clone)]
+pub struct StartedPairing {
+    /// The request.
+    pub pairing: Pairing,
+    /// The token (16 base32 characters).
+    pub token: String,
+}
+
+fn who(actor: &Actor, chat: Option<&ChatRef>) -> AuditWho {
+    AuditWho { actor: actor.audit_name(chat), chat: chat.map(|c| (c.connector.clone(), c.external_id.clone())) }
+}
+
+impl Gateway {
+    /// Opens a pairing request for a platform identity (`ttl` defaults to
+    /// `AGENT_RUNTIME_GATEWAY_PAIRING_TTL_SECONDS`). `actor` and `chat` name
+    /// who asked, for the audit log.
+    pub async fn start_pairing(
+        &self,
+        actor: &Actor,
+        chat: Option<&ChatRef>,
+        connector: &str,
+        connector_user_id: &str,
+        display_name: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Result<StartedPairing, PairingError>, StoreError> {
+        let token = new_token()?;
+        let new = NewPairing {
+            token_hash: token_hash(&token),
+            token_hint: format!("{}...{}", &token[..4], &token[token.len() - 4..]),
+            connector: connector.to_string(),
+            connector_user_id: connector_user_id.to_string(),
+            display_name: display_name.to_string(),
+            ttl_ms: ttl.unwrap_or(self.config.pairing_ttl).as_millis() as i64,
+            max_per_window: self.config.pairing_max_requests,
+        };
+        let out = self.store.start_pairing(new, who(actor, chat), self.clock.now_ms()).await?;
+        Ok(out.map(|pairing| StartedPairing { pairing, token }))
+    }
+
+    /// Approves the request behind `token`, creating a user with `role`
+    /// (default member, never above the actor's own) and linking the identity.
+    pub async fn approve_pairing(
+        &self,
+        actor: &Actor,
+        chat: Option<&ChatRef>,
+        token: &str,
+        role: Option<Role>,
+    ) -> Result<Result<(Pairing, User), PairingError>, StoreError> {
+        let own = actor.role.unwrap_or(Role::Viewer);
+        let role = role.unwrap_or(Role::Member);
+        self.store.approve_pairing(token_hash(token), who(actor, chat), own, role, self.clock.now_ms()).await
+    }
+
+    /// Denies the request behind `token` (default reason "denied by admin").
+    pub async fn deny_pairing(
+        &self,
+        actor: &Actor,
+        chat: Option<&ChatRef>,
+        token: &str,
+        reason: Option<String>,
+    ) -> Result<Result<Pairing, PairingError>, StoreError> {
+        let reason = reason.unwrap_or_else(|| "denied by admin".into());
+        self.store.deny_pairing(token_hash(token), who(actor, chat), reason, self.clock.now_ms()).await
+    }
+}
+
 pub(super) async fn pair(g: &Gateway, t: &mut Turn<'_>) -> Result<String, StoreError> {
-    let token = new_token()?;
-    let hint = format!("{}...{}", &token[..4], &token[token.len() - 4..]);
-    let new = NewPairing {
-        token_hash: token_hash(&token),
-        token_hint: hint.clone(),
-        connector: t.ctx.chat.connector.clone(),
-        connector_user_id: t.msg.from_user_id.clone(),
-        display_name: t.msg.display_name.clone(),
-        ttl_ms: g.config.pairing_ttl.as_millis() as i64,
-        max_per_window: g.config.pairing_max_requests,
-    };
-    match g.store.start_pairing(new, g.clock.now_ms()).await? {
-        Ok(p) => {
-            t.note("pairing.requested", Decision::Info, Some(format!("hint {hint}")), Some(p.id.to_string()));
+    let chat = t.ctx.chat.clone();
+    match g.start_pairing(&t.actor, Some(&chat), &chat.connector, &t.msg.from_user_id, &t.msg.display_name, None).await? {
+        Ok(StartedPairing { pairing, token }) => {
             let minutes = g.config.pairing_ttl.as_secs().div_ceil(60);
-            t.log_reply = Some(format!("Pairing requested (token {hint}, hidden in this log)."));
+            t.log_reply = Some(format!("Pairing requested (token {}, hidden in this log).", pairing.token_hint));
             Ok(format!(
                 "Pairing requested. Your token: `{token}` (valid {minutes} min). Give it to an admin, who approves it with /approve <token>."
             ))
         }
-        Err(e) => {
-            t.note("pairing.refused", Decision::Deny, Some(e.to_string()), None);
-            Ok(e.to_string())
-        }
+        Err(e) => Ok(e.to_string()),
     }
 }
 
 pub(super) async fn approve_pairing(g: &Gateway, t: &mut Turn<'_>, token: &str, role: Option<Role>) -> Result<String, StoreError> {
-    let own = t.actor.role.unwrap_or(Role::Viewer);
-    let role = role.unwrap_or(Role::Member);
-    let approver = t.actor.audit_name(Some(&t.ctx.chat));
-    match g.store.approve_pairing(token_hash(token), approver, own, role, g.clock.now_ms()).await? {
-        Ok((p, user)) => {
-            t.note("pairing.approved", Decision::Allow, Some(format!("role {role}")), Some(p.id.to_string()));
-            Ok(format!(
-                "Pairing approved for {} ({} user `{}`): linked as {} (user `{}`).",
-                p.display_name, p.connector, p.connector_user_id, user.role, user.id
-            ))
-        }
-        Err(e) => {
-            t.note("pairing.approve_refused", Decision::Deny, Some(e.to_string()), None);
-            Ok(e.to_string())
-        }
-    }
+    Ok(match g.approve_pairing(&t.actor, Some(&t.ctx.chat), token, role).await? {
+        Ok((p, user)) => format!(
+            "Pairing approved for {} ({} user `{}`): linked as {} (user `{}`).",
+            p.display_name, p.connector, p.connector_user_id, user.role, user.id
+        ),
+        Err(e) => e.to_string(),
+    })
 }
 
 pub(super) async fn deny_pairing(g: &Gateway, t: &mut Turn<'_>, token: &str, reason: Option<String>) -> Result<String, StoreError> {
-    let reason = reason.unwrap_or_else(|| "denied by admin".into());
-    let approver = t.actor.audit_name(Some(&t.ctx.chat));
-    match g.store.deny_pairing(token_hash(token), approver, reason.clone(), g.clock.now_ms()).await? {
-        Ok(p) => {
-            t.note("pairing.denied", Decision::Deny, Some(reason), Some(p.id.to_string()));
-            Ok(format!("Pairing denied for {}.", p.display_name))
-        }
-        Err(e) => {
-            t.note("pairing.deny_refused", Decision::Deny, Some(e.to_string()), None);
-            Ok(e.to_string())
-        }
-    }
+    Ok(match g.deny_pairing(&t.actor, Some(&t.ctx.chat), token, reason).await? {
+        Ok(p) => format!("Pairing denied for {}.", p.display_name),
+        Err(e) => e.to_string(),
+    })
 }
 
 pub(super) async fn admin_channel(g: &Gateway, t: &mut Turn<'_>, enable: bool) -> Result<String, StoreError> {

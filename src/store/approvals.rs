@@ -111,7 +111,7 @@ pub enum ApprovalError {
     #[error("Action approval not found.")]
     NotFound,
     /// → 409: approved, denied or expired already.
-    #[error("Action approval is not pending (it is {0}).")]
+    #[error("This action was already {0}.")]
     NotPending(String),
     /// → 410: expired (now recorded as such; counts as deny).
     #[error("Action approval expired; it was not run.")]

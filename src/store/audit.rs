@@ -46,6 +46,23 @@ pub struct NewAudit {
     pub subject: Option<String>,
 }
 
+/// Who acts, for the audit rows a store call writes itself in the same
+/// transaction as its change.
+#[derive(Debug, Clone)]
+pub struct AuditWho {
+    /// As in [`NewAudit::actor`].
+    pub actor: String,
+    /// The chat, when there is one.
+    pub chat: Option<(String, String)>,
+}
+
+impl AuditWho {
+    /// A row by this actor.
+    pub fn row(&self, event: &'static str, decision: Decision, reason: Option<String>, subject: Option<String>) -> NewAudit {
+        NewAudit { actor: self.actor.clone(), chat: self.chat.clone(), event, decision, reason, subject }
+    }
+}
+
 /// One stored audit row.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {

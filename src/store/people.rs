@@ -2,6 +2,7 @@
 //! linked to a user only by an approved pairing (or an admin action); tokens
 //! are stored only as SHA-256 hashes with a short hint.
 
+use super::audit::{AuditWho, Decision, insert_audit};
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{PairingId, Role, User, UserId};
@@ -143,6 +144,75 @@ fn pending_by_hash(c: &Connection, hash: &str, now: UnixMillis) -> Result<Result
     Ok(Ok(p))
 }
 
+fn start_pairing(tx: &Connection, new: &NewPairing, now: UnixMillis) -> Result<Result<Pairing, PairingError>, StoreError> {
+    if lookup_user(tx, &new.connector, &new.connector_user_id)?.is_some() {
+        return Ok(Err(PairingError::AlreadyLinked));
+    }
+    let recent: u32 = tx.query_row(
+        "SELECT COUNT(*) FROM pairing_requests WHERE connector = ?1 AND connector_user_id = ?2 AND created_at > ?3",
+        params![new.connector, new.connector_user_id, now - new.ttl_ms],
+        |r| r.get(0),
+    )?;
+    if recent >= new.max_per_window {
+        return Ok(Err(PairingError::TooMany));
+    }
+    tx.execute(
+        "UPDATE pairing_requests SET status = 'expired', reason = 'replaced by a newer request', updated_at = ?3 \
+         WHERE connector = ?1 AND connector_user_id = ?2 AND status = 'pending'",
+        params![new.connector, new.connector_user_id, now],
+    )?;
+    let id = PairingId::random();
+    tx.execute(
+        "INSERT INTO pairing_requests (id, token_hash, token_hint, connector, connector_user_id, display_name, status, \
+         expires_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?8)",
+        params![id.as_str(), new.token_hash, new.token_hint, new.connector, new.connector_user_id, new.display_name, now + new.ttl_ms, now],
+    )?;
+    let sql = format!("SELECT {PAIRING_COLUMNS} FROM pairing_requests WHERE id = ?1");
+    Ok(Ok(tx.query_row(&sql, [id.as_str()], pairing_from_row)?))
+}
+
+fn approve_pairing(
+    tx: &Connection,
+    token_hash: &str,
+    approver: &str,
+    approver_role: Role,
+    role: Role,
+    now: UnixMillis,
+) -> Result<Result<(Pairing, User), PairingError>, StoreError> {
+    if role > approver_role {
+        return Ok(Err(PairingError::RoleTooHigh { wanted: role, own: approver_role }));
+    }
+    let p = match pending_by_hash(tx, token_hash, now)? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    if lookup_user(tx, &p.connector, &p.connector_user_id)?.is_some() {
+        return Ok(Err(PairingError::AlreadyLinked));
+    }
+    let user = User { id: UserId::random(), display_name: p.display_name.clone(), role };
+    tx.execute(
+        "INSERT INTO users (id, display_name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![user.id.as_str(), user.display_name, role.as_str(), now],
+    )?;
+    tx.execute(
+        "INSERT INTO identities (id, user_id, connector, connector_user_id, verified, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5) \
+         ON CONFLICT (connector, connector_user_id) DO UPDATE SET user_id = excluded.user_id, verified = 1",
+        params![uuid::Uuid::new_v4().to_string(), user.id.as_str(), p.connector, p.connector_user_id, now],
+    )?;
+    tx.execute(
+        "UPDATE pairing_requests SET status = 'approved', approved_user_id = ?2, approver = ?3, role = ?4, updated_at = ?5 WHERE id = ?1",
+        params![p.id.as_str(), user.id.as_str(), approver, role.as_str(), now],
+    )?;
+    let p = Pairing {
+        status: "approved".into(),
+        approved_user_id: Some(user.id.to_string()),
+        approver: Some(approver.to_string()),
+        role: Some(role.to_string()),
+        ..p
+    };
+    Ok(Ok((p, user)))
+}
+
 impl Store {
     /// The verified user behind a platform identity.
     pub async fn lookup_user(&self, connector: &str, platform_user_id: &str) -> Result<Option<User>, StoreError> {
@@ -151,107 +221,86 @@ impl Store {
     }
 
     /// Opens a pairing request; the sender's older pending requests expire.
-    pub async fn start_pairing(&self, new: NewPairing, now: UnixMillis) -> Result<Result<Pairing, PairingError>, StoreError> {
+    /// The request (or its refusal) is audited as `who` in the same write.
+    pub async fn start_pairing(
+        &self,
+        new: NewPairing,
+        who: AuditWho,
+        now: UnixMillis,
+    ) -> Result<Result<Pairing, PairingError>, StoreError> {
         self.write(move |c| {
             let tx: &Connection = c;
-            if lookup_user(tx, &new.connector, &new.connector_user_id)?.is_some() {
-                return Ok(Err(PairingError::AlreadyLinked));
-            }
-            let recent: u32 = tx.query_row(
-                "SELECT COUNT(*) FROM pairing_requests WHERE connector = ?1 AND connector_user_id = ?2 AND created_at > ?3",
-                params![new.connector, new.connector_user_id, now - new.ttl_ms],
-                |r| r.get(0),
-            )?;
-            if recent >= new.max_per_window {
-                return Ok(Err(PairingError::TooMany));
-            }
-            tx.execute(
-                "UPDATE pairing_requests SET status = 'expired', reason = 'replaced by a newer request', updated_at = ?3 \
-                 WHERE connector = ?1 AND connector_user_id = ?2 AND status = 'pending'",
-                params![new.connector, new.connector_user_id, now],
-            )?;
-            let id = PairingId::random();
-            tx.execute(
-                "INSERT INTO pairing_requests (id, token_hash, token_hint, connector, connector_user_id, display_name, status, \
-                 expires_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?8)",
-                params![
-                    id.as_str(),
-                    new.token_hash,
-                    new.token_hint,
-                    new.connector,
-                    new.connector_user_id,
-                    new.display_name,
-                    now + new.ttl_ms,
-                    now
-                ],
-            )?;
-            let sql = format!("SELECT {PAIRING_COLUMNS} FROM pairing_requests WHERE id = ?1");
-            Ok(Ok(tx.query_row(&sql, [id.as_str()], pairing_from_row)?))
+            let out = start_pairing(tx, &new, now)?;
+            let row = match &out {
+                Ok(p) => who.row("pairing.requested", Decision::Info, Some(format!("hint {}", p.token_hint)), Some(p.id.to_string())),
+                Err(e) => who.row("pairing.refused", Decision::Deny, Some(e.to_string()), None),
+            };
+            insert_audit(tx, &[row], now)?;
+            Ok(out)
         })
         .await
     }
 
     /// Approves a pending request: creates the user with `role` and links
     /// the identity, verified. `approver_role` bounds the role granted.
+    /// Audited as `who` in the same write, refusals included.
     pub async fn approve_pairing(
         &self,
         token_hash: String,
-        approver: String,
+        who: AuditWho,
         approver_role: Role,
         role: Role,
         now: UnixMillis,
     ) -> Result<Result<(Pairing, User), PairingError>, StoreError> {
         self.write(move |c| {
             let tx: &Connection = c;
-            if role > approver_role {
-                return Ok(Err(PairingError::RoleTooHigh { wanted: role, own: approver_role }));
-            }
-            let p = match pending_by_hash(tx, &token_hash, now)? {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
+            let out = approve_pairing(tx, &token_hash, &who.actor, approver_role, role, now)?;
+            let row = match &out {
+                Ok((p, _)) => who.row("pairing.approved", Decision::Allow, Some(format!("role {role}")), Some(p.id.to_string())),
+                Err(e) => who.row("pairing.approve_refused", Decision::Deny, Some(e.to_string()), None),
             };
-            if lookup_user(tx, &p.connector, &p.connector_user_id)?.is_some() {
-                return Ok(Err(PairingError::AlreadyLinked));
-            }
-            let user = User { id: UserId::random(), display_name: p.display_name.clone(), role };
-            tx.execute(
-                "INSERT INTO users (id, display_name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![user.id.as_str(), user.display_name, role.as_str(), now],
-            )?;
-            tx.execute(
-                "INSERT INTO identities (id, user_id, connector, connector_user_id, verified, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5) \
-                 ON CONFLICT (connector, connector_user_id) DO UPDATE SET user_id = excluded.user_id, verified = 1",
-                params![uuid::Uuid::new_v4().to_string(), user.id.as_str(), p.connector, p.connector_user_id, now],
-            )?;
-            tx.execute(
-                "UPDATE pairing_requests SET status = 'approved', approved_user_id = ?2, approver = ?3, role = ?4, updated_at = ?5 WHERE id = ?1",
-                params![p.id.as_str(), user.id.as_str(), approver, role.as_str(), now],
-            )?;
-            let p = Pairing { status: "approved".into(), approved_user_id: Some(user.id.to_string()), approver: Some(approver), role: Some(role.to_string()), ..p };
-            Ok(Ok((p, user)))
+            insert_audit(tx, &[row], now)?;
+            Ok(out)
         })
         .await
     }
 
-    /// Denies a pending request with a reason.
+    /// Denies a pending request with a reason (audited as `who`).
     pub async fn deny_pairing(
         &self,
         token_hash: String,
-        approver: String,
+        who: AuditWho,
         reason: String,
         now: UnixMillis,
     ) -> Result<Result<Pairing, PairingError>, StoreError> {
         self.write(move |c| {
             let tx: &Connection = c;
-            let p = match pending_by_hash(tx, &token_hash, now)? {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
+            let out = match pending_by_hash(tx, &token_hash, now)? {
+                Ok(p) => {
+                    tx.execute(
+                        "UPDATE pairing_requests SET status = 'denied', approver = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+                        params![p.id.as_str(), who.actor, reason, now],
+                    )?;
+                    Ok(Pairing { status: "denied".into(), approver: Some(who.actor.clone()), reason: Some(reason.clone()), ..p })
+                }
+                Err(e) => Err(e),
             };
-            tx.execute(
-                "UPDATE pairing_requests SET status = 'denied', approver = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
-                params![p.id.as_str(), approver, reason, now],
-            )?;
-            Ok(Ok(Pairing { status: "denied".into(), approver: Some(approver), reason: Some(reason), ..p }))
+            let row = match &out {
+                Ok(p) => who.row("pairing.denied", Decision::Deny, Some(reason), Some(p.id.to_string())),
+                Err(e) => who.row("pairing.deny_refused", Decision::Deny, Some(e.to_string()), None),
+            };
+            insert_audit(tx, &[row], now)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The request a token belongs to, whatever its status (read only: an
+    /// overdue pending request reads as `expired`).
+    pub async fn lookup_pairing(&self, token_hash: String, now: UnixMillis) -> Result<Option<Pairing>, StoreError> {
+        self.read(move |c| {
+            Ok(find_by_hash(c, &token_hash)?
+                .map(|p| if p.status == "pending" && p.expires_at <= now { Pairing { status: "expired".into(), ..p } } else { p }))
         })
         .await
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A webhook receiver that counts POSTs (each takes 50 ms, to widen races).
-async fn receiver() -> (String, Arc<AtomicUsize>) {
+pub(crate) async fn receiver() -> (String, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let app = Router::new().route(
@@ -85,7 +85,7 @@ async fn approve_runs_the_webhook_exactly_once_even_when_approved_twice_at_once(
     assert_eq!((done.status.as_str(), done.execution_status.as_str()), ("approved", "succeeded"));
     assert!(done.execution_result.as_deref().is_some_and(|r| r.starts_with("HTTP 200")), "{:?}", done.execution_result);
     let again = gw.say("ops", "boss", ChatKind::Group, &format!("/approve-action {}", a.id)).await;
-    assert_eq!(again, "Action approval is not pending (it is approved).");
+    assert_eq!(again, "This action was already approved.");
     assert_eq!(gw.say("ops", "boss", ChatKind::Group, "/approve-action act_doesnotexist").await, "Action approval not found.");
 
     let events: Vec<String> = gw
@@ -139,7 +139,7 @@ async fn deny_never_runs_and_expiry_denies_and_tells_the_requester() {
     assert_eq!(gw.gateway.expire_actions().await.expect("expire"), 1);
     assert_eq!(gw.store.get_approval(&late.id).await.expect("row").status, "expired");
     let again = gw.say("ops", "boss", ChatKind::Group, &format!("/approve-action {}", late.id)).await;
-    assert_eq!(again, "Action approval is not pending (it is expired).");
+    assert_eq!(again, "This action was already expired.");
     let notices = gw.store.chat_messages(&ChatRef::new("test", "dm-mallory").expect("chat"), 0, 50).await.expect("outbox");
     assert!(notices.iter().any(|n| n.body.contains(late.id.as_str()) && n.body.contains("expired without approval")), "{notices:?}");
     assert!(notices.iter().any(|n| n.body.contains(denied.id.as_str()) && n.body.contains("was denied: too risky")), "{notices:?}");

@@ -13,4 +13,5 @@ mod daemon;
 mod gateway;
 mod llm;
 mod outbox;
+mod pairings;
 mod queue;

@@ -3,10 +3,10 @@
 
 use agent_runtime::actions::{ActionExecutors, WebhookExecutor};
 use agent_runtime::agent::{Llm, PromptBuilder, build_provider};
-use agent_runtime::clock::{Clock, ManualClock, SharedClock};
+use agent_runtime::clock::{ManualClock, SharedClock};
 use agent_runtime::config::{Config, EnvSource};
-use agent_runtime::domain::{ChatKind, ChatRef, Inbound, Role, TraceId};
-use agent_runtime::gateway::{Delivery, Gateway, GatewayParts, token_hash};
+use agent_runtime::domain::{Actor, ChatKind, ChatRef, Inbound, Role, TraceId};
+use agent_runtime::gateway::{Delivery, Gateway, GatewayParts};
 use agent_runtime::orchestrator::OrchestratorHandle;
 use agent_runtime::store::Store;
 use agent_runtime::workspace::Workspaces;
@@ -76,7 +76,7 @@ impl Gw {
     pub async fn link(&self, user: &str, role: Role) {
         let reply = self.say(&format!("dm-{user}"), user, ChatKind::Private, "pair").await;
         let token = token_in(&reply);
-        let linked = self.store.approve_pairing(token_hash(&token), "api".into(), Role::Overlord, role, self.clock.now_ms()).await;
+        let linked = self.gateway.approve_pairing(&Actor::operator(), None, &token, Some(role)).await;
         linked.expect("store").expect("approved");
     }
 }

@@ -1,0 +1,128 @@
+//! `agent-runtime approval list|show|approve|deny`.
+
+use super::print_json;
+use crate::client::ApiClient;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// Approval subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCmd {
+    /// List action requests, oldest first.
+    List {
+        /// Only this status (pending, approved, denied, expired).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (1-500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request with its payload and outcome.
+    Show {
+        /// Approval id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending request: its stored payload runs once, now.
+    Approve {
+        /// Approval id, a unique prefix of one, or `latest`.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a pending request; it never runs.
+    Deny {
+        /// Approval id, a unique prefix of one, or `latest`.
+        id: String,
+        /// Why (told to the requester).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("-")
+}
+
+fn chat(v: &Value) -> String {
+    format!("{}/{}", s(&v["chat"], "connector"), s(&v["chat"], "external_id"))
+}
+
+fn print_approval(a: &Value) {
+    println!("id:        {}", s(a, "id"));
+    println!("status:    {} (execution {})", s(a, "status"), s(a, "execution_status"));
+    println!("action:    {} → {}", s(a, "action_type"), s(a, "target"));
+    println!("summary:   {}", s(a, "summary"));
+    println!("requester: {} in {}", s(a, "requester"), chat(a));
+    println!("payload:   {} (sha256 {})", s(a, "payload_json"), s(a, "payload_hash"));
+    println!("expires:   {}", crate::clock::rfc3339(a["expires_at"].as_i64().unwrap_or(0)));
+    if let Some(by) = a.get("approver").and_then(Value::as_str) {
+        println!("decided:   by {by}");
+    }
+    if let Some(r) = a.get("reason").and_then(Value::as_str) {
+        println!("reason:    {r}");
+    }
+    if let Some(r) = a.get("execution_result").and_then(Value::as_str) {
+        println!("result:    {r}");
+    }
+}
+
+/// Runs an approval subcommand.
+pub async fn run(client: ApiClient, cmd: ApprovalCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ApprovalCmd::List { status, limit, json } => {
+            let mut q = vec![("limit", limit.to_string())];
+            q.extend(status.map(|v| ("status", v)));
+            let v: Value = client.get("/api/v1/approvals", &q).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let items = v["approvals"].as_array().cloned().unwrap_or_default();
+                println!("{:<30}  {:<8}  {:<12}  {:<24}  SUMMARY", "ID", "STATUS", "EXECUTION", "CHAT");
+                for a in &items {
+                    println!(
+                        "{:<30}  {:<8}  {:<12}  {:<24}  {}",
+                        s(a, "id"),
+                        s(a, "status"),
+                        s(a, "execution_status"),
+                        chat(a),
+                        s(a, "summary")
+                    );
+                }
+                println!("{} request(s)", items.len());
+            }
+        }
+        ApprovalCmd::Show { id, json } => {
+            let v: Value = client.get(&format!("/api/v1/approvals/{id}"), &[]).await?;
+            if json { print_json(&v) } else { print_approval(&v) }
+        }
+        ApprovalCmd::Approve { id, json } => {
+            let v: Value = client.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let result = v.get("execution_result").and_then(Value::as_str).unwrap_or("");
+                println!("Approved {}: {} {result}", s(&v, "id"), s(&v, "execution_status"));
+            }
+        }
+        ApprovalCmd::Deny { id, reason, json } => {
+            let body = match reason {
+                Some(r) => json!({"reason": r}),
+                None => json!({}),
+            };
+            let v: Value = client.post(&format!("/api/v1/approvals/{id}/deny"), &body).await?;
+            if json { print_json(&v) } else { println!("Denied {}: {}", s(&v, "id"), s(&v, "reason")) }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
