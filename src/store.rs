@@ -1,7 +1,10 @@
 //! The only module that contains SQL. SQLite in WAL mode with foreign keys on;
 //! one writer thread owns the only writable connection and runs every change
-//! in order (group-committing jobs that queue up together); reads run on `spawn_blocking` with a small pool of read-only
-//! connections. No method blocks an async worker thread.
+//! in order (group-committing jobs that queue up together); reads run on `spawn_blocking` on one of at most
+//! [`MAX_READERS`] pooled read-only connections (a semaphore bounds them, so a
+//! burst of reads waits for a warm connection instead of opening, and
+//! re-reading the schema into, a fresh one). No method blocks an async worker
+//! thread.
 //!
 //! Invariants: every state change and its history row (task events, outbox
 //! rows for notices) commit in one transaction; migrations are forward-only.
@@ -9,6 +12,7 @@
 mod approvals;
 mod audit;
 mod chats;
+mod filter;
 mod migrations;
 mod objectives;
 mod outbox;
@@ -82,6 +86,7 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<writer::Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    read_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// A cloneable handle to the store.
@@ -96,7 +101,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const MAX_IDLE_READERS: usize = 4;
+/// Read-only connections (and concurrent reads). Each keeps its schema and a
+/// warm page cache; more would only queue on the two cores' I/O.
+pub const MAX_READERS: usize = 8;
 
 /// Settings for every connection; the writer also gets a larger page cache.
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
@@ -140,6 +147,7 @@ impl Store {
                 writer: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
+                read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
         })
     }
@@ -190,7 +198,9 @@ impl Store {
             return Err(StoreError::Closed);
         }
         let inner = self.inner.clone();
+        let permit = inner.read_permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = inner.readers.lock().ok().and_then(|mut v| v.pop());
             let conn = match pooled {
                 Some(c) => c,
@@ -205,7 +215,7 @@ impl Store {
             };
             let out = f(&conn);
             if let Ok(mut v) = inner.readers.lock()
-                && v.len() < MAX_IDLE_READERS
+                && v.len() < MAX_READERS
             {
                 v.push(conn);
             }
@@ -231,6 +241,7 @@ impl Store {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }
+        self.inner.read_permits.close();
         if let Ok(mut r) = self.inner.readers.lock() {
             r.clear();
         }

@@ -39,19 +39,81 @@ pub struct TaskResult<'a> {
     pub completed_at: UnixMillis,
 }
 
+/// One chat-log append waiting for the log thread.
+struct LogJob {
+    path: PathBuf,
+    header: String,
+    text: String,
+    done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+}
+
+/// Most appends the log thread takes in one round.
+const LOG_BATCH: usize = 1024;
+
+/// The chat-log thread: takes every append that is waiting, groups them by
+/// file (in arrival order) and writes each file once. Being the only writer
+/// in the process, two first messages of a new chat cannot both write the
+/// header, and entries never interleave. Ends when every sender is gone.
+fn log_thread(rx: &std::sync::mpsc::Receiver<LogJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < LOG_BATCH
+            && let Ok(job) = rx.try_recv()
+        {
+            batch.push(job);
+        }
+        let mut files: Vec<(PathBuf, String, String, Vec<tokio::sync::oneshot::Sender<std::io::Result<()>>>)> = Vec::new();
+        for job in batch {
+            match files.iter_mut().find(|f| f.0 == job.path) {
+                Some(f) => {
+                    f.2.push_str(&job.text);
+                    f.3.push(job.done);
+                }
+                None => files.push((job.path, job.header, job.text, vec![job.done])),
+            }
+        }
+        for (path, header, text, waiting) in files {
+            let result = append(&path, &header, &text);
+            for done in waiting {
+                let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
+            }
+        }
+    }
+}
+
+fn append(path: &Path, header: &str, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let fresh = f.metadata()?.len() == 0;
+    // One write per file per round.
+    if fresh { f.write_all(format!("{header}{text}").as_bytes()) } else { f.write_all(text.as_bytes()) }
+}
+
 /// The workspace tree under one root.
 #[derive(Debug, Clone)]
 pub struct Workspaces {
     root: PathBuf,
-    /// Serialises chat-log appends in this process, so two first messages of
-    /// a new chat cannot both write the file's header.
-    log_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// To the chat-log thread (started with the first `Workspaces`, ends with
+    /// the last clone).
+    log: std::sync::mpsc::Sender<LogJob>,
+}
+
+impl std::fmt::Debug for LogJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogJob").field("path", &self.path).finish()
+    }
 }
 
 impl Workspaces {
-    /// The tree under `root` (`AGENT_RUNTIME_WORKSPACE_ROOT`).
+    /// The tree under `root` (`AGENT_RUNTIME_WORKSPACE_ROOT`); starts its
+    /// chat-log thread.
     pub fn new(root: PathBuf) -> Self {
-        Self { root, log_lock: Default::default() }
+        let (log, rx) = std::sync::mpsc::channel();
+        // If the thread cannot start, appends report the error; nothing else depends on it.
+        let _ = std::thread::Builder::new().name("chat-log".into()).spawn(move || log_thread(&rx));
+        Self { root, log }
     }
 
     /// A workspace's directory.
@@ -87,21 +149,10 @@ impl Workspaces {
             };
             text.push_str(&format!("## {now} `{label}`\n- direction: `{word}`\n- actor: `{actor}`\n\n{}\n\n", body.trim()));
         }
-        let lock = self.log_lock.clone();
-        tokio::task::spawn_blocking(move || {
-            // Held only inside this blocking closure, never across an await.
-            let _guard = lock.lock().map_err(|_| std::io::Error::other("chat-log lock poisoned"))?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-            let fresh = f.metadata()?.len() == 0;
-            // One write per call, under the lock: entries never interleave.
-            let all = if fresh { header + &text } else { text };
-            f.write_all(all.as_bytes())
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let gone = || std::io::Error::other("the chat-log writer has stopped");
+        self.log.send(LogJob { path, header, text, done }).map_err(|_| gone())?;
+        wait.await.map_err(|_| gone())?
     }
 
     /// Writes `<ws>/tasks/YYYY/MM/DD/<task-id>.md`; returns the workspace-relative path.

@@ -4,6 +4,7 @@
 //! approvals can never both execute it; the outcome is recorded afterwards.
 //! Every step writes its audit row in the same transaction.
 
+use super::filter::Filter;
 use super::audit::{Decision, NewAudit, insert_audit};
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError};
@@ -240,11 +241,12 @@ impl Store {
         self.read(move |c| {
             let order = if status.as_deref() == Some("pending") { "ASC" } else { "DESC" };
             let (connector, external) = chat.map(|c| (c.connector, c.external_id)).unzip();
-            let sql = format!(
-                "SELECT {COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR connector = ?2) \
-                 AND (?3 IS NULL OR external_id = ?3) ORDER BY created_at {order} LIMIT ?4"
-            );
-            Ok(c.prepare_cached(&sql)?.query_map(params![status, connector, external, limit], from_row)?.collect::<Result<_, _>>()?)
+            let mut f = Filter::default();
+            f.eq("status", status).eq("connector", connector).eq("external_id", external);
+            let sql = format!("SELECT {COLUMNS} FROM approvals{} ORDER BY created_at {order} LIMIT ?{}", f.clause(), f.next());
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(f.values([i64::from(limit).into()])), from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! rate-limit decision, with actor, chat, decision and reason. Rows are
 //! written in the same transaction as the change they describe.
 
+use super::filter::Filter;
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;
 use rusqlite::{Connection, Row, params};
@@ -151,16 +152,22 @@ impl Store {
                 Some(e) => (Some(e.clone()), None),
                 None => (None, None),
             };
-            let mut stmt = c.prepare_cached(
-                "SELECT id, at, actor, connector, external_id, event, decision, reason, subject FROM audit_events \
-                 WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR connector = ?2) AND (?3 IS NULL OR external_id = ?3) \
-                 AND (?4 IS NULL OR event = ?4) AND (?5 IS NULL OR event LIKE ?5) AND (?6 IS NULL OR at >= ?6) \
-                 AND (?7 IS NULL OR at < ?7) AND (?8 IS NULL OR id > ?8) ORDER BY id DESC LIMIT ?9",
-            )?;
-            let rows = stmt.query_map(
-                params![f.actor, f.connector, f.external_id, event_exact, event_prefix, f.since, f.until, f.after_id, f.limit],
-                audit_from_row,
-            )?;
+            let mut w = Filter::default();
+            w.eq("actor", f.actor)
+                .eq("connector", f.connector)
+                .eq("external_id", f.external_id)
+                .eq("event", event_exact)
+                .cmp("event", "LIKE", event_prefix)
+                .cmp("at", ">=", f.since)
+                .cmp("at", "<", f.until)
+                .cmp("id", ">", f.after_id);
+            let sql = format!(
+                "SELECT id, at, actor, connector, external_id, event, decision, reason, subject FROM audit_events{} ORDER BY id DESC LIMIT ?{}",
+                w.clause(),
+                w.next()
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(w.values([i64::from(f.limit).into()])), audit_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

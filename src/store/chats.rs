@@ -112,8 +112,7 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8) ON CONFLICT (connector, dedupe_key) DO NOTHING",
                 )?
                 .execute(params![msg.chat.connector, msg.dedupe_key, context.id.as_str(), msg.from_user_id, msg.display_name, msg.text, msg.trace_id.as_str(), now])?;
-            let inbox_id: i64 = tx.query_row(
-                "SELECT id FROM inbox WHERE connector = ?1 AND dedupe_key = ?2",
+            let inbox_id: i64 = tx.prepare_cached("SELECT id FROM inbox WHERE connector = ?1 AND dedupe_key = ?2")?.query_row(
                 params![msg.chat.connector, msg.dedupe_key],
                 |r| r.get(0),
             )?;

@@ -2,6 +2,7 @@
 //! linked to a user only by an approved pairing (or an admin action); tokens
 //! are stored only as SHA-256 hashes with a short hint.
 
+use super::filter::Filter;
 use super::audit::{AuditWho, Decision, insert_audit};
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;
@@ -308,10 +309,12 @@ impl Store {
     /// Pairing requests, newest first (`status` filters).
     pub async fn list_pairings(&self, status: Option<String>, limit: u32) -> Result<Vec<Pairing>, StoreError> {
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {PAIRING_COLUMNS} FROM pairing_requests WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC LIMIT ?2"
-            );
-            Ok(c.prepare(&sql)?.query_map(params![status, limit], pairing_from_row)?.collect::<Result<_, _>>()?)
+            let mut f = Filter::default();
+            f.eq("status", status);
+            let sql = format!("SELECT {PAIRING_COLUMNS} FROM pairing_requests{} ORDER BY created_at DESC LIMIT ?{}", f.clause(), f.next());
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(f.values([i64::from(limit).into()])), pairing_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

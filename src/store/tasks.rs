@@ -5,6 +5,7 @@ mod leases;
 
 pub use leases::{FinishOutcome, Finished, LeaseState, RetryPolicy};
 
+use super::filter::Filter;
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
 use crate::domain::{ContextId, NewTask, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId};
@@ -203,23 +204,16 @@ impl Store {
     /// Tasks matching `filter`, newest first.
     pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR workspace_id = ?1) AND (?2 IS NULL OR context_id = ?2) \
-                 AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY created_at DESC, id DESC LIMIT ?5"
-            );
-            let limit = filter.limit.unwrap_or(100).clamp(1, 500);
+            let mut f = Filter::default();
+            f.eq("workspace_id", filter.workspace_id.map(|w| w.as_str().to_string()))
+                .eq("context_id", filter.context_id.map(|x| x.as_str().to_string()))
+                .eq("status", filter.status.map(|x| x.as_str().to_string()))
+                .eq("kind", filter.kind.map(|x| x.as_str().to_string()));
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks{} ORDER BY created_at DESC, id DESC LIMIT ?{}", f.clause(), f.next());
+            let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 500));
             let rows = c
                 .prepare_cached(&sql)?
-                .query_map(
-                    params![
-                        filter.workspace_id.as_ref().map(WorkspaceId::as_str),
-                        filter.context_id.as_ref().map(ContextId::as_str),
-                        filter.status.map(TaskStatus::as_str),
-                        filter.kind.map(TaskKind::as_str),
-                        limit
-                    ],
-                    task_from_row,
-                )?
+                .query_map(rusqlite::params_from_iter(f.values([limit.into()])), task_from_row)?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
@@ -245,8 +239,10 @@ impl Store {
     pub async fn task_counts(&self, context: Option<&ContextId>) -> Result<Vec<(TaskStatus, u64)>, StoreError> {
         let ctx = context.cloned();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM tasks WHERE (?1 IS NULL OR context_id = ?1) GROUP BY status")?;
-            let rows = stmt.query_map([ctx.as_ref().map(ContextId::as_str)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            let mut f = Filter::default();
+            f.eq("context_id", ctx.map(|x| x.as_str().to_string()));
+            let mut stmt = c.prepare_cached(&format!("SELECT status, COUNT(*) FROM tasks{} GROUP BY status", f.clause()))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(f.values([])), |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
                 let (s, n) = row?;
