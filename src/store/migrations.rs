@@ -223,6 +223,11 @@ ALTER TABLE tasks ADD COLUMN priority TEXT;
 ALTER TABLE tasks ADD COLUMN due_at INTEGER;
 ALTER TABLE tasks ADD COLUMN lane TEXT;
 "#,
+    // 3: `/status` counts a chat's tasks by status from the index alone.
+    r#"
+DROP INDEX tasks_by_context;
+CREATE INDEX tasks_by_context ON tasks (context_id, created_at, status);
+"#,
 ];
 
 /// The schema version this binary brings a database to.
