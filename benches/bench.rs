@@ -315,13 +315,24 @@ async fn run() {
     }
     if only == "gateway" {
         let (total, clients) = (env_usize("BENCH_COMMANDS", 20_000), env_usize("BENCH_CLIENTS", 64));
-        let mut rates = Vec::new();
+        let (mut rates, mut lookups, mut checks) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            rates.push(gateway::dispatch(total, clients).await);
+            let d = gateway::dispatch(total, clients).await;
+            rates.push(d.rate);
+            lookups.push(d.lookup_ns);
+            checks.push(d.check_ns);
         }
+        let rate = median(rates.clone());
+        let (lookup, check) = (median(lookups.clone()), median(checks.clone()));
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let per_command_ns = cores * 1e9 / rate;
         println!(
-            "| gateway dispatch `/help` `/status` `/task x`, in-process, {clients} callers | {:.0} commands/s (runs: {rates:.0?}) | {runs} |",
-            median(rates.clone())
+            "| gateway dispatch `/help` `/status` `/task x`, in-process, {clients} callers | {rate:.0} commands/s (runs: {rates:.0?}) | {runs} |"
+        );
+        println!(
+            "| permission checks per command (identity lookup in the write + rule check) | {lookup:.0} ns + {check:.1} ns = {:.2}% of the {:.0} µs of CPU a command takes ({cores} cores / rate); lookup runs: {lookups:.0?} | {runs} |",
+            100.0 * (lookup + check) / per_command_ns,
+            per_command_ns / 1000.0
         );
         return;
     }

@@ -1,14 +1,20 @@
 //! `BENCH_ONLY=gateway`: in-process gateway dispatch of `/help`, `/status`
 //! and `/task x` (a third each) through `Gateway::handle`, including every
 //! store write (inbox row with the sender lookup, reply + audit, the task),
-//! from `BENCH_CLIENTS` concurrent callers (default 64).
+//! from `BENCH_CLIENTS` concurrent callers (default 64), half of them linked
+//! users (members), half guests.
+//!
+//! It also prices the permission checks: the identity lookup that
+//! `record_inbound` runs inside its write (timed on the same database with the
+//! same statement, warm) plus the rule check (`gateway::check`), against the
+//! CPU time one command takes (cores / rate).
 
 use agent_runtime::actions::ActionExecutors;
 use agent_runtime::agent::{Llm, PromptBuilder, build_provider};
 use agent_runtime::clock::{SharedClock, SystemClock};
 use agent_runtime::config::{Config, EnvSource};
-use agent_runtime::domain::{ChatKind, ChatRef, Inbound, TraceId};
-use agent_runtime::gateway::{Delivery, Gateway, GatewayParts};
+use agent_runtime::domain::{Actor, ChatKind, ChatRef, Inbound, Role, TraceId};
+use agent_runtime::gateway::{Command, Delivery, Gateway, GatewayParts, check};
 use agent_runtime::orchestrator::OrchestratorHandle;
 use agent_runtime::store::Store;
 use agent_runtime::workspace::Workspaces;
@@ -16,8 +22,41 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// Commands per second over `total` commands.
-pub async fn dispatch(total: usize, clients: usize) -> f64 {
+/// One dispatch run.
+pub struct Dispatch {
+    /// Commands per second.
+    pub rate: f64,
+    /// Mean identity lookup inside a write transaction, ns.
+    pub lookup_ns: f64,
+    /// Mean rule check, ns.
+    pub check_ns: f64,
+}
+
+/// The identity lookup `store::people::lookup_user` runs (same text).
+const LOOKUP_SQL: &str = "SELECT u.id, u.display_name, u.role FROM identities i JOIN users u ON u.id = i.user_id \
+     WHERE i.connector = ?1 AND i.connector_user_id = ?2 AND i.verified = 1";
+
+/// Times `LOOKUP_SQL` for every caller's identity, many rounds, inside one transaction.
+fn time_lookups(db: &std::path::Path, clients: usize) -> f64 {
+    let mut c = rusqlite::Connection::open(db).expect("open");
+    let tx = c.transaction().expect("tx");
+    let rounds = 2_000;
+    let started = Instant::now();
+    let mut found = 0usize;
+    for _ in 0..rounds {
+        for u in 0..clients {
+            let mut stmt = tx.prepare_cached(LOOKUP_SQL).expect("prepare");
+            let hit = stmt.query_row(rusqlite::params!["bench", format!("u{u}")], |r| r.get::<_, String>(0)).ok();
+            found += usize::from(hit.is_some());
+        }
+    }
+    let ns = started.elapsed().as_nanos() as f64 / (rounds * clients) as f64;
+    assert_eq!(found, rounds * clients.div_ceil(2), "half the callers are linked users");
+    ns
+}
+
+/// Commands per second over `total` commands, and the permission-check prices.
+pub async fn dispatch(total: usize, clients: usize) -> Dispatch {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = Config::read(&EnvSource::from_pairs([("AGENT_RUNTIME_DATA_DIR".to_string(), dir.path().display().to_string())])).config;
     let store = Store::open(&cfg.paths.db_path).expect("store");
@@ -36,6 +75,11 @@ pub async fn dispatch(total: usize, clients: usize) -> f64 {
         outbox_ready: ready,
         actions: ActionExecutors::default(),
     });
+    let op = Actor::operator();
+    for c in (0..clients).step_by(2) {
+        let started = gateway.start_pairing(&op, None, "bench", &format!("u{c}"), "bench", None).await.expect("store").expect("pairing");
+        gateway.approve_pairing(&op, None, &started.token, Some(Role::Member)).await.expect("store").expect("approved");
+    }
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut joins = Vec::new();
@@ -66,6 +110,20 @@ pub async fn dispatch(total: usize, clients: usize) -> f64 {
         j.await.expect("client");
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    let ctx = store.ensure_context(&ChatRef::new("bench", "chat-0").expect("chat"), "bench", 0).await.expect("context");
+    let member = store.lookup_user("bench", "u0").await.expect("store");
+    let actors = [gateway.actor("u0", member), gateway.actor("u1", None)];
+    let cmds = [Command::Help, Command::Status, Command::Task { prompt: "x".into() }];
+    let rounds = 1_000_000;
+    let check_started = Instant::now();
+    let mut allowed = 0usize;
+    for i in 0..rounds {
+        let cmd = std::hint::black_box(&cmds[i % 3]);
+        allowed += usize::from(check(&actors[i % 2], &ctx, ChatKind::Private, cmd).is_ok());
+    }
+    let check_ns = check_started.elapsed().as_nanos() as f64 / rounds as f64;
+    assert_eq!(allowed, rounds, "members and guests may run all three");
     store.close();
-    rate
+    let lookup_ns = time_lookups(&cfg.paths.db_path, clients);
+    Dispatch { rate, lookup_ns, check_ns }
 }

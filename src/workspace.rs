@@ -39,12 +39,15 @@ pub struct TaskResult<'a> {
     pub completed_at: UnixMillis,
 }
 
+/// Where the log thread reports an append's outcome.
+type Done = tokio::sync::oneshot::Sender<std::io::Result<()>>;
+
 /// One chat-log append waiting for the log thread.
 struct LogJob {
     path: PathBuf,
     header: String,
     text: String,
-    done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+    done: Done,
 }
 
 /// Most appends the log thread takes in one round.
@@ -62,17 +65,19 @@ fn log_thread(rx: &std::sync::mpsc::Receiver<LogJob>) {
         {
             batch.push(job);
         }
-        let mut files: Vec<(PathBuf, String, String, Vec<tokio::sync::oneshot::Sender<std::io::Result<()>>>)> = Vec::new();
+        // One entry per file: its first job, with later jobs' text appended.
+        let mut files: Vec<(LogJob, Vec<Done>)> = Vec::new();
         for job in batch {
-            match files.iter_mut().find(|f| f.0 == job.path) {
-                Some(f) => {
-                    f.2.push_str(&job.text);
-                    f.3.push(job.done);
+            match files.iter_mut().find(|(f, _)| f.path == job.path) {
+                Some((f, waiting)) => {
+                    f.text.push_str(&job.text);
+                    waiting.push(job.done);
                 }
-                None => files.push((job.path, job.header, job.text, vec![job.done])),
+                None => files.push((job, Vec::new())),
             }
         }
-        for (path, header, text, waiting) in files {
+        for (LogJob { path, header, text, done }, mut waiting) in files {
+            waiting.push(done);
             let result = append(&path, &header, &text);
             for done in waiting {
                 let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
@@ -213,5 +218,36 @@ mod tests {
         assert_eq!(text.matches("# Chat Log").count(), 1);
         assert!(text.find("hi 0").expect("0") < text.find("yo 1").expect("1"));
         assert_eq!(text.matches("`OUTBOUND`").count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_appends_write_one_header_and_every_entry_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspaces::new(dir.path().to_path_buf());
+        let id = WorkspaceId::from_string("w");
+        let mut joins = Vec::new();
+        for i in 0..64 {
+            let ws = ws.clone();
+            let id = id.clone();
+            joins.push(tokio::spawn(async move {
+                // Two chats share the batches; each file gets its own header.
+                let chat = ChatRef::new("codex", &format!("c{}", i % 2)).expect("chat");
+                let body = format!("line {i}\n{}", "x".repeat(2000));
+                ws.append_chat_log(&id, &chat, "S", vec![(Direction::Inbound, "u".into(), body)]).await.expect("append");
+            }));
+        }
+        for j in joins {
+            j.await.expect("join");
+        }
+        for c in 0..2 {
+            let text = std::fs::read_to_string(dir.path().join(format!("w/logs/chats/codex/c{c}.md"))).expect("read");
+            assert!(text.starts_with("# Chat Log"), "the header comes first");
+            assert_eq!(text.matches("# Chat Log").count(), 1);
+            assert_eq!(text.matches("`INBOUND`").count(), 32);
+            for i in (c..64).step_by(2) {
+                let at = text.find(&format!("line {i}\n")).unwrap_or_else(|| panic!("line {i} missing"));
+                assert!(text[at..].starts_with(&format!("line {i}\n{}", "x".repeat(2000))), "entry {i} is whole");
+            }
+        }
     }
 }

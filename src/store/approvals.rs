@@ -4,8 +4,8 @@
 //! approvals can never both execute it; the outcome is recorded afterwards.
 //! Every step writes its audit row in the same transaction.
 
-use super::filter::Filter;
 use super::audit::{Decision, NewAudit, insert_audit};
+use super::filter::Filter;
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;

@@ -2,8 +2,8 @@
 //! linked to a user only by an approved pairing (or an admin action); tokens
 //! are stored only as SHA-256 hashes with a short hint.
 
-use super::filter::Filter;
 use super::audit::{AuditWho, Decision, insert_audit};
+use super::filter::Filter;
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{PairingId, Role, User, UserId};
