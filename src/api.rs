@@ -1,12 +1,15 @@
-//! The admin HTTP API (axum), JSON in and out, on a loopback listener
-//! injected by the caller. Mutual TLS arrives in a later version; until then
-//! the config refuses any non-loopback address.
+//! The admin HTTP API (axum), JSON in and out, on a listener injected by the
+//! caller: over mutual TLS ([`serve_tls`]), or plain HTTP on loopback when
+//! explicitly enabled ([`serve`]).
 
 mod approvals;
 mod chat;
 mod error;
 mod pairings;
 mod tasks;
+mod tls;
+
+pub use tls::{AdminClient, Caller, TlsState, serve_tls};
 
 pub use error::ApiError;
 
@@ -62,6 +65,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The probe-only router (`/healthz`, `/readyz`) for `AGENT_RUNTIME_HEALTH_ADDR`.
+pub fn probe_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }
 

@@ -8,7 +8,7 @@ mod config_check;
 mod pairing;
 mod task;
 
-use crate::client::ApiClient;
+use crate::client::{ApiClient, ClientTls};
 use crate::config::Config;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,13 +18,30 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "agent-runtime", version, about, long_about = None)]
 pub struct Cli {
+    /// Where and how to reach the daemon.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// How client verbs reach the daemon.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
     /// Admin API base URL for client commands (default: the address of the
     /// local `serve`, recorded in its data dir, else http://127.0.0.1:8080).
     #[arg(long, global = true, env = "AGENT_RUNTIME_ADMIN_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Cmd,
+    /// Client certificate for the admin API (default: <data>/pki/clients/local-admin.pem).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (default: <data>/pki/clients/local-admin-key.pem).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub key: Option<std::path::PathBuf>,
+    /// CA that signed the server's certificate (default: <data>/pki/ca.pem).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// The subcommands.
@@ -78,10 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
         Cmd::Serve => serve().await,
-        Cmd::Chat(args) => chat::run(client(cli.api_url.as_deref())?, args).await,
-        Cmd::Task(cmd) => task::run(client(cli.api_url.as_deref())?, cmd).await,
-        Cmd::Approval(cmd) => approval::run(client(cli.api_url.as_deref())?, cmd).await,
-        Cmd::Pairing(cmd) => pairing::run(client(cli.api_url.as_deref())?, cmd).await,
+        Cmd::Chat(args) => chat::run(client(&cli.conn)?, args).await,
+        Cmd::Task(cmd) => task::run(client(&cli.conn)?, cmd).await,
+        Cmd::Approval(cmd) => approval::run(client(&cli.conn)?, cmd).await,
+        Cmd::Pairing(cmd) => pairing::run(client(&cli.conn)?, cmd).await,
     }
 }
 
@@ -97,10 +114,11 @@ async fn serve() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn client(explicit: Option<&str>) -> anyhow::Result<ApiClient> {
+fn client(conn: &Conn) -> anyhow::Result<ApiClient> {
     let loaded = Config::read(&crate::config::EnvSource::load()?);
-    let base = ApiClient::resolve_base(explicit, &loaded.config);
-    Ok(ApiClient::new(&base, loaded.config.client.timeout))
+    let base = ApiClient::resolve_base(conn.api_url.as_deref(), &loaded.config);
+    let tls = ClientTls::resolve(&loaded.config, conn.cert.clone(), conn.key.clone(), conn.ca.clone());
+    Ok(ApiClient::new(&base, loaded.config.client.timeout, Some(&tls))?)
 }
 
 /// Prints `value` as pretty JSON.

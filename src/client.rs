@@ -1,10 +1,14 @@
 //! The HTTP client the CLI uses to talk to a running daemon. The base URL is
-//! `--api-url`/`AGENT_RUNTIME_ADMIN_API_URL`, else the address the local
-//! `serve` recorded in its data dir, else `http://127.0.0.1:8080`.
+//! `--api-url`/`AGENT_RUNTIME_ADMIN_API_URL`, else the URL the local `serve`
+//! recorded in its data dir, else `https://127.0.0.1:8080`. Over `https` it
+//! presents a client certificate and trusts only the admin CA: by default
+//! the local PKI's (`<data>/pki`), so a CLI on the daemon's machine needs no
+//! setting at all.
 
 use crate::config::Config;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why a call to the daemon failed.
@@ -38,6 +42,53 @@ pub enum ClientError {
     },
 }
 
+/// The files a client needs for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signed the server's certificate (PEM).
+    pub ca: PathBuf,
+}
+
+impl ClientTls {
+    /// Explicit files where given (flags, then `AGENT_RUNTIME_ADMIN_CLIENT_*`
+    /// and `AGENT_RUNTIME_ADMIN_SERVER_CA_FILE`), else the local PKI's.
+    pub fn resolve(config: &Config, cert: Option<PathBuf>, key: Option<PathBuf>, ca: Option<PathBuf>) -> Self {
+        let pki = crate::pki::PkiDir::new(config.paths.pki_dir());
+        let (local_cert, local_key) = pki.client(crate::pki::LOCAL_ADMIN);
+        let c = &config.client;
+        Self {
+            cert: cert.or_else(|| c.cert_file.clone()).unwrap_or(local_cert),
+            key: key.or_else(|| c.key_file.clone()).unwrap_or(local_key),
+            ca: ca
+                .or_else(|| c.server_ca_file.clone())
+                .or_else(|| config.http.tls_files.as_ref().map(|f| f.ca.clone()))
+                .unwrap_or_else(|| pki.ca_cert()),
+        }
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    /// A certificate or key file is missing or unreadable.
+    #[error(
+        "cannot read {path}: {source} (the admin API needs a client certificate: the first `agent-runtime serve` with this data dir creates one, or pass --cert/--key/--ca)"
+    )]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS material was refused.
+    #[error("client TLS setup: {0}")]
+    Tls(String),
+}
+
 /// A client for the admin API.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -46,13 +97,25 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
-        Self { base: base.trim_end_matches('/').to_string(), http }
+    /// A client for `base` (e.g. `https://127.0.0.1:8080`); `https` needs `tls`.
+    pub fn new(base: &str, timeout: Duration, tls: Option<&ClientTls>) -> Result<Self, ClientSetupError> {
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(t) = tls.filter(|_| base.starts_with("https://")) {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|source| ClientSetupError::File { path: p.clone(), source });
+            let mut pem = read(&t.cert)?;
+            pem.push(b'\n');
+            pem.extend(read(&t.key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| ClientSetupError::Tls(format!("{} / {}: {e}", t.cert.display(), t.key.display())))?;
+            let ca =
+                reqwest::Certificate::from_pem(&read(&t.ca)?).map_err(|e| ClientSetupError::Tls(format!("{}: {e}", t.ca.display())))?;
+            builder = builder.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca).identity(identity);
+        }
+        let http = builder.build().map_err(|e| ClientSetupError::Tls(e.to_string()))?;
+        Ok(Self { base: base.trim_end_matches('/').to_string(), http })
     }
 
-    /// The base URL: explicit, else the local daemon's recorded address, else the default.
+    /// The base URL: explicit, else the local daemon's recorded URL, else the default.
     pub fn resolve_base(explicit: Option<&str>, config: &Config) -> String {
         if let Some(url) = explicit.or(config.client.api_url.as_deref()) {
             return url.to_string();
@@ -60,11 +123,9 @@ impl ApiClient {
         let recorded = std::fs::read_to_string(config.paths.serve_state_file())
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v.get("http_addr")?.as_str().map(str::to_string));
-        match recorded {
-            Some(addr) => format!("http://{addr}"),
-            None => format!("http://{}", config.http.addr),
-        }
+            .and_then(|v| v.get("url")?.as_str().map(str::to_string));
+        let scheme = if config.http.plain_http { "http" } else { "https" };
+        recorded.unwrap_or_else(|| format!("{scheme}://{}", config.http.addr))
     }
 
     /// The base URL in use.

@@ -54,6 +54,11 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The local PKI (`<data>/pki`).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir.join("pki")
+    }
+
     /// The file where `serve` records its pid and bound address.
     pub fn serve_state_file(&self) -> PathBuf {
         self.data_dir.join("agent-runtime").join("serve.json")
@@ -63,10 +68,34 @@ impl Paths {
 /// The admin HTTP listener.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// `AGENT_RUNTIME_HTTP_ADDR` (default `127.0.0.1:8080`; loopback only until mTLS).
+    /// `AGENT_RUNTIME_HTTP_ADDR` (default `127.0.0.1:8080`). Any address
+    /// with mutual TLS; loopback only with plain HTTP.
     pub addr: SocketAddr,
     /// `AGENT_RUNTIME_HTTP_MAX_BODY_BYTES` (default 1 MiB).
     pub max_body_bytes: usize,
+    /// `AGENT_RUNTIME_ADMIN_PLAIN_HTTP` (default false): serve without TLS,
+    /// for local development and tests; refused on a non-loopback address.
+    pub plain_http: bool,
+    /// `AGENT_RUNTIME_ADMIN_TLS_CA_FILE`, `_CERT_FILE`, `_KEY_FILE`: the CA
+    /// that signs admin client certificates and the server's certificate
+    /// and key. Unset: the local PKI under `<data>/pki`, created on first start.
+    pub tls_files: Option<TlsFiles>,
+    /// `AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS` (default 10).
+    pub handshake_timeout: Duration,
+    /// `AGENT_RUNTIME_HEALTH_ADDR` (default unset): a plain-HTTP loopback
+    /// listener serving only `/healthz` and `/readyz`, for probes.
+    pub health_addr: Option<SocketAddr>,
+}
+
+/// Certificate files for the admin API's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s) that sign admin client certificates (PEM).
+    pub ca: PathBuf,
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
 }
 
 /// The task queue and worker pool.
@@ -211,6 +240,13 @@ pub struct OutboxConfig {
 pub struct ClientConfig {
     /// `AGENT_RUNTIME_ADMIN_API_URL` (default: the address `serve` recorded in the data dir).
     pub api_url: Option<String>,
+    /// `AGENT_RUNTIME_ADMIN_CLIENT_CERT_FILE` (default `<data>/pki/clients/local-admin.pem`).
+    pub cert_file: Option<PathBuf>,
+    /// `AGENT_RUNTIME_ADMIN_CLIENT_KEY_FILE` (default `<data>/pki/clients/local-admin-key.pem`).
+    pub key_file: Option<PathBuf>,
+    /// `AGENT_RUNTIME_ADMIN_SERVER_CA_FILE`: the CA the client trusts for the
+    /// server's certificate (default `AGENT_RUNTIME_ADMIN_TLS_CA_FILE`, else `<data>/pki/ca.pem`).
+    pub server_ca_file: Option<PathBuf>,
     /// `AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS` (default 120).
     pub timeout: Duration,
 }
@@ -275,9 +311,30 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         data_dir,
     };
     let default_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let tls_files = {
+        let ca = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_CA_FILE");
+        let cert = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE");
+        let key = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE");
+        match (ca, cert, key) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca: ca.into(), cert: cert.into(), key: key.into() }),
+            _ => {
+                r.problem(
+                    Severity::Error,
+                    "AGENT_RUNTIME_ADMIN_TLS_CA_FILE",
+                    "set all three of AGENT_RUNTIME_ADMIN_TLS_CA_FILE, _CERT_FILE and _KEY_FILE, or none (for the local PKI under <data>/pki)",
+                );
+                None
+            }
+        }
+    };
     let http = HttpConfig {
         addr: r.parsed("AGENT_RUNTIME_HTTP_ADDR", default_addr, validate::http_addr),
         max_body_bytes: r.int("AGENT_RUNTIME_HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20) as usize,
+        plain_http: r.bool("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", false),
+        tls_files,
+        handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
+        health_addr: r.parsed("AGENT_RUNTIME_HEALTH_ADDR", None, |raw| validate::http_addr(raw).map(Some)),
     };
     let orchestrator = OrchestratorConfig {
         concurrency: r.int("AGENT_RUNTIME_DEFAULT_CONCURRENCY", 5, 1, 256) as usize,
@@ -309,6 +366,9 @@ fn read_all(r: &mut Reader<'_>) -> Config {
     let gateway = gateway::read(r);
     let client = ClientConfig {
         api_url: r.opt_string("AGENT_RUNTIME_ADMIN_API_URL"),
+        cert_file: r.opt_string("AGENT_RUNTIME_ADMIN_CLIENT_CERT_FILE").map(PathBuf::from),
+        key_file: r.opt_string("AGENT_RUNTIME_ADMIN_CLIENT_KEY_FILE").map(PathBuf::from),
+        server_ca_file: r.opt_string("AGENT_RUNTIME_ADMIN_SERVER_CA_FILE").map(PathBuf::from),
         timeout: r.seconds("AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS", 120, 1, 3600),
     };
     Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client }

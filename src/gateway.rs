@@ -131,7 +131,7 @@ impl Gateway {
     /// The actor behind a sender: their linked user, or a guest.
     pub fn actor(&self, platform_user_id: &str, user: Option<User>) -> Actor {
         let role = user.as_ref().map(|u| u.role).or(self.config.guest_role);
-        Actor { platform_user_id: platform_user_id.to_string(), user, role }
+        Actor { platform_user_id: platform_user_id.to_string(), api: false, user, role }
     }
 
     /// Checks the edge limits on a message's text.

@@ -29,6 +29,7 @@ pub mod domain;
 pub mod gateway;
 pub mod orchestrator;
 pub mod outbox;
+pub mod pki;
 pub mod runtime;
 pub mod store;
 pub mod workspace;

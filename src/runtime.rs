@@ -10,12 +10,14 @@ pub use supervisor::Supervisor;
 use crate::actions::{ActionExecutors, WebhookExecutor};
 use crate::agent::{GeneralExecutor, Llm, PromptBuilder, build_provider};
 use crate::api::{ApiState, router, serve as serve_api};
+use crate::api::{TlsState, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, TlsFiles};
 use crate::domain::TaskKind;
 use crate::gateway::{Gateway, GatewayParts};
 use crate::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, spawn_pool};
 use crate::outbox::{Outbox, Publishers};
+use crate::pki::{self, InitOutcome, PkiDir};
 use crate::store::{Store, StoreError};
 use crate::workspace::Workspaces;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,23 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("admin API failed: {0}")]
     Api(#[source] std::io::Error),
+    /// The TLS material could not be created or read.
+    #[error("admin TLS: {0}")]
+    Tls(#[from] crate::pki::PkiError),
+}
+
+/// The admin API's TLS settings: the configured files, else the local PKI
+/// under `<data>/pki` (created on first start).
+pub fn tls_files(config: &Config) -> Result<TlsFiles, ServeError> {
+    if let Some(f) = &config.http.tls_files {
+        return Ok(f.clone());
+    }
+    let pki = PkiDir::new(config.paths.pki_dir());
+    if pki::init(&pki)? == InitOutcome::Created {
+        let (cert, _) = pki.client(pki::LOCAL_ADMIN);
+        tracing::info!(dir = %pki.dir.display(), client = %cert.display(), "created the local PKI: a CA, a server certificate and an admin client certificate");
+    }
+    Ok(TlsFiles { ca: pki.ca_cert(), cert: pki.server_cert(), key: pki.server_key() })
 }
 
 fn mkdir(path: &Path) -> Result<(), ServeError> {
@@ -138,13 +157,33 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     root.spawn("approval-expiry", async move { expire_loop(expiry, expiry_stop).await });
     let state = ApiState { store: store.clone(), gateway, orchestrator, clock, environment: config.environment.clone() };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
-    let state_file = config.paths.serve_state_file();
-    write_state_file(&state_file, addr);
-    tracing::info!(%addr, db = %config.paths.db_path.display(), llm = %llm.describe(), workers = config.orchestrator.concurrency, "agent-runtime serving");
-
+    let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(&config)?)?) };
     let api_stop = CancellationToken::new();
-    let api = serve_api(listener, router(state, config.http.max_body_bytes), api_stop.clone());
-    let mut api = std::pin::pin!(api);
+    if let Some(probe_addr) = config.http.health_addr {
+        let probes = TcpListener::bind(probe_addr).await.map_err(|source| ServeError::Bind { addr: probe_addr, source })?;
+        let (probe_state, probe_stop) = (state.clone(), api_stop.clone());
+        root.spawn("health-listener", async move {
+            if let Err(e) = serve_api(probes, crate::api::probe_router(probe_state), probe_stop).await {
+                tracing::error!(error = %e, "the probe listener failed");
+            }
+        });
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let state_file = config.paths.serve_state_file();
+    write_state_file(&state_file, addr, scheme);
+    tracing::info!(url = %format!("{scheme}://{addr}"), mutual_tls = tls.is_some(), db = %config.paths.db_path.display(), llm = %llm.describe(), workers = config.orchestrator.concurrency, "agent-runtime serving");
+
+    let app = router(state, config.http.max_body_bytes);
+    let api: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match &tls {
+        Some(tls) => {
+            let reload = tls.clone();
+            let hup_stop = root.token().clone();
+            root.spawn("tls-reload", async move { reload_on_sighup(reload, hup_stop).await });
+            Box::pin(serve_tls(listener, app, tls.clone(), config.http.handshake_timeout, api_stop.clone()))
+        }
+        None => Box::pin(serve_api(listener, app, api_stop.clone())),
+    };
+    let mut api = api;
     let api_result = tokio::select! {
         r = &mut api => Some(r),
         _ = stop.cancelled() => None,
@@ -199,8 +238,37 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     serving.await
 }
 
-fn write_state_file(path: &Path, addr: std::net::SocketAddr) {
-    let body = serde_json::json!({"pid": std::process::id(), "http_addr": addr.to_string(), "version": crate::VERSION});
+/// Re-reads the TLS files on every SIGHUP (certificate rotation without a
+/// restart); a bad file is reported and the settings in force stay.
+async fn reload_on_sighup(tls: Arc<TlsState>, stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; certificate files are read only at start");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %tls.files().cert.display(), ca = %tls.files().ca.display(), "SIGHUP: reloaded the admin TLS certificates")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: could not reload the admin TLS certificates; keeping the ones in use"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (tls, stop);
+    }
+}
+
+fn write_state_file(path: &Path, addr: std::net::SocketAddr, scheme: &str) {
+    let body = serde_json::json!({"pid": std::process::id(), "http_addr": addr.to_string(), "url": format!("{scheme}://{addr}"), "version": crate::VERSION});
     let tmp = path.with_extension("json.tmp");
     let res = path
         .parent()

@@ -1,11 +1,13 @@
 //! Approvals and audit: `POST /api/v1/approvals` (propose an action for a
 //! chat user), `GET /api/v1/approvals` (status/chat filters),
 //! `GET /api/v1/approvals/{id}`, `POST /api/v1/approvals/{id}/approve|deny`,
-//! and `GET /api/v1/audit`. API callers act as the operator (overlord).
+//! and `GET /api/v1/audit`. Decisions are taken as the caller: the client
+//! certificate's admin, or the local operator over plain loopback HTTP.
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery};
-use crate::domain::{Actor, ApprovalId, ChatRef};
+use super::tls::Caller;
+use crate::domain::{ApprovalId, ChatRef};
 use crate::gateway::{ActionError, ProposedAction};
 use crate::store::{Approval, ApprovalError, AuditEvent, AuditFilter};
 use axum::Json;
@@ -97,19 +99,24 @@ pub struct DecideIn {
     reason: Option<String>,
 }
 
-pub async fn approve(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
-    Ok(Json(s.gateway.approve_action(&Actor::operator(), None, &id).await?))
+pub async fn approve(State(s): State<ApiState>, Caller(actor): Caller, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    Ok(Json(s.gateway.approve_action(&actor, None, &id).await?))
 }
 
 /// The body is optional: empty, or `{"reason": "..."}`.
-pub async fn deny(State(s): State<ApiState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Approval>, ApiError> {
+pub async fn deny(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Approval>, ApiError> {
     let decided: DecideIn = if body.iter().all(u8::is_ascii_whitespace) {
         DecideIn::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let reason = decided.reason.filter(|r| !r.trim().is_empty());
-    Ok(Json(s.gateway.deny_action(&Actor::operator(), None, &id, reason).await?))
+    Ok(Json(s.gateway.deny_action(&actor, None, &id, reason).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,8 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery};
-use crate::domain::{Actor, ChatRef, Role, User};
+use super::tls::Caller;
+use crate::domain::{ChatRef, Role, User};
 use crate::gateway::token_hash;
 use crate::store::{Pairing, PairingError};
 use axum::Json;
@@ -79,7 +80,11 @@ pub struct StartOut {
     token: String,
 }
 
-pub async fn start(State(s): State<ApiState>, ApiJson(b): ApiJson<StartIn>) -> Result<(StatusCode, Json<StartOut>), ApiError> {
+pub async fn start(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    ApiJson(b): ApiJson<StartIn>,
+) -> Result<(StatusCode, Json<StartOut>), ApiError> {
     let chat = ChatRef::new(&b.connector, &b.connector_user_id)
         .map_err(|e| ApiError::bad_request(e.to_string().replace("external_id", "connector_user_id")))?;
     let display = b.display_name.as_deref().map(str::trim).filter(|d| !d.is_empty()).unwrap_or(&chat.external_id).to_string();
@@ -91,7 +96,7 @@ pub async fn start(State(s): State<ApiState>, ApiJson(b): ApiJson<StartIn>) -> R
         Some(n) if (60..=MAX_TTL.as_secs()).contains(&n) => Some(Duration::from_secs(n)),
         Some(_) => return Err(ApiError::bad_request("expires_in_sec must be between 60 and 86400")),
     };
-    let started = s.gateway.start_pairing(&Actor::operator(), None, &chat.connector, &chat.external_id, &display, ttl).await??;
+    let started = s.gateway.start_pairing(&actor, None, &chat.connector, &chat.external_id, &display, ttl).await??;
     Ok((StatusCode::CREATED, Json(StartOut { pairing: started.pairing, token: started.token })))
 }
 
@@ -120,7 +125,11 @@ pub struct ApproveOut {
     user: User,
 }
 
-pub async fn approve(State(s): State<ApiState>, ApiJson(b): ApiJson<ApproveIn>) -> Result<Json<ApproveOut>, ApiError> {
+pub async fn approve(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    ApiJson(b): ApiJson<ApproveIn>,
+) -> Result<Json<ApproveOut>, ApiError> {
     let token = token_field(&b.token)?;
     let role = match b.role.as_deref() {
         None => None,
@@ -129,7 +138,7 @@ pub async fn approve(State(s): State<ApiState>, ApiJson(b): ApiJson<ApproveIn>) 
                 .ok_or_else(|| ApiError::bad_request(format!("unknown role {r:?} (overlord, admin, operator, member or viewer)")))?,
         ),
     };
-    let (pairing, user) = s.gateway.approve_pairing(&Actor::operator(), None, token, role).await??;
+    let (pairing, user) = s.gateway.approve_pairing(&actor, None, token, role).await??;
     Ok(Json(ApproveOut { pairing, user }))
 }
 
@@ -140,11 +149,11 @@ pub struct DenyIn {
     reason: Option<String>,
 }
 
-pub async fn deny(State(s): State<ApiState>, ApiJson(b): ApiJson<DenyIn>) -> Result<Json<Pairing>, ApiError> {
+pub async fn deny(State(s): State<ApiState>, Caller(actor): Caller, ApiJson(b): ApiJson<DenyIn>) -> Result<Json<Pairing>, ApiError> {
     let token = token_field(&b.token)?;
     let reason = b.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if reason.as_ref().is_some_and(|r| r.len() > 500) {
         return Err(ApiError::bad_request("reason must be at most 500 characters"));
     }
-    Ok(Json(s.gateway.deny_pairing(&Actor::operator(), None, token, reason).await??))
+    Ok(Json(s.gateway.deny_pairing(&actor, None, token, reason).await??))
 }

@@ -7,20 +7,14 @@ use super::{Config, ENV_FILE_VAR};
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// Parses the admin listener address. Until mutual TLS exists the admin API
-/// may only listen on loopback, so anything else is refused here.
+/// Parses a listener address (`host:port`, or `:port` for all interfaces).
+/// Whether it may be non-loopback is checked with the TLS settings in [`check`].
 pub(super) fn http_addr(raw: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = if let Some(port) = raw.strip_prefix(':') {
-        format!("0.0.0.0:{port}").parse().map_err(|_| "must be host:port, e.g. 127.0.0.1:8080".to_string())?
+    if let Some(port) = raw.strip_prefix(':') {
+        format!("0.0.0.0:{port}").parse().map_err(|_| "must be host:port, e.g. 127.0.0.1:8080".to_string())
     } else {
-        raw.parse().map_err(|_| "must be an IP address and port, e.g. 127.0.0.1:8080".to_string())?
-    };
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "refusing to serve the admin API on non-loopback address {addr}: without mutual TLS it must stay on 127.0.0.1 or [::1]"
-        ));
+        raw.parse().map_err(|_| "must be an IP address and port, e.g. 127.0.0.1:8080".to_string())
     }
-    Ok(addr)
 }
 
 /// Checks that a base URL is an absolute http(s) URL.
@@ -41,6 +35,34 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
     ] {
         if let Err(msg) = writable_dir(path) {
             r.problem(Severity::Error, var, msg);
+        }
+    }
+    let http = &config.http;
+    if http.plain_http && !http.addr.ip().is_loopback() {
+        r.problem(
+            Severity::Error,
+            "AGENT_RUNTIME_HTTP_ADDR",
+            format!(
+                "refusing to serve the admin API without TLS on non-loopback address {}: plain HTTP \
+                 (AGENT_RUNTIME_ADMIN_PLAIN_HTTP) is for 127.0.0.1 or [::1] only; turn it off to serve with mutual TLS",
+                http.addr
+            ),
+        );
+    }
+    if let Some(h) = http.health_addr
+        && !h.ip().is_loopback()
+    {
+        r.problem(Severity::Error, "AGENT_RUNTIME_HEALTH_ADDR", format!("the unauthenticated probe listener must be on loopback, not {h}"));
+    }
+    if let Some(files) = &http.tls_files {
+        for (var, path) in [
+            ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", &files.ca),
+            ("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE", &files.cert),
+            ("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE", &files.key),
+        ] {
+            if !http.plain_http && !path.is_file() {
+                r.problem(Severity::Error, var, format!("{} is not a readable file", path.display()));
+            }
         }
     }
     if config.orchestrator.retry_base > config.orchestrator.retry_max {
@@ -131,6 +153,7 @@ mod tests {
             ("AGENT_RUNTIME_LLM_ENABLED", "maybe"),
             ("AGENT_RUNTIME_TASK_NOTIFY_POLICY", "everyone"),
             ("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:8080"),
+            ("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", "true"),
             ("AGENT_RUNTIME_LLM_BASE_URL", "not a url"),
         ]);
         let vars = error_vars(&l);
@@ -146,6 +169,24 @@ mod tests {
         let msg = l.errors().map(ToString::to_string).collect::<Vec<_>>().join("\n");
         assert!(msg.contains("must be a whole number (got \"five\")"), "{msg}");
         assert!(msg.contains("non-loopback"), "{msg}");
+    }
+
+    #[test]
+    fn any_address_with_mutual_tls_but_plain_http_and_probes_only_on_loopback() {
+        let l = load(&[("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:8443")]);
+        assert_eq!(error_vars(&l), Vec::<String>::new(), "mutual TLS may listen anywhere");
+        assert!(!l.config.http.plain_http && l.config.http.tls_files.is_none());
+        let l = load(&[("AGENT_RUNTIME_HEALTH_ADDR", "0.0.0.0:9000")]);
+        assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_HEALTH_ADDR"]);
+        let l = load(&[("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", "/nonexistent/ca.pem")]);
+        let msg = l.errors().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(msg.contains("set all three"), "{msg}");
+        let l = load(&[
+            ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", "/nonexistent/ca.pem"),
+            ("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE", "/nonexistent/s.pem"),
+            ("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE", "/nonexistent/k.pem"),
+        ]);
+        assert_eq!(error_vars(&l).len(), 3, "each missing file is named");
     }
 
     #[test]

@@ -68,8 +68,13 @@ pub struct User {
 /// Who sent a message or made a call, as far as the runtime can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// The platform's id of the sender (`api` for the admin API).
+    /// The platform's id of the sender (`api` for the local operator,
+    /// `cert:<CN>` for an admin API client).
     pub platform_user_id: String,
+    /// Whether the actor is an admin API caller rather than a chat sender
+    /// (set only by [`Actor::operator`] and [`Actor::admin_client`], so no
+    /// chat sender can pose as one by its platform id).
+    pub api: bool,
     /// The linked user, if the sender's identity is verified.
     pub user: Option<User>,
     /// The role the actor acts with: the user's, or the guest role for
@@ -78,9 +83,15 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The operator of the admin API (authenticated by the API itself).
+    /// The local operator: the admin API over plain loopback HTTP (when
+    /// enabled) and in-process callers. Acts as overlord.
     pub fn operator() -> Self {
-        Self { platform_user_id: "api".into(), user: None, role: Some(Role::Overlord) }
+        Self { platform_user_id: "api".into(), api: true, user: None, role: Some(Role::Overlord) }
+    }
+
+    /// An admin API client authenticated by its certificate (CN `name`).
+    pub fn admin_client(name: &str, role: Role) -> Self {
+        Self { platform_user_id: format!("cert:{name}"), api: true, user: None, role: Some(role) }
     }
 
     /// How the actor is named in the audit log: the user id, or the
@@ -88,7 +99,7 @@ impl Actor {
     pub fn audit_name(&self, chat: Option<&ChatRef>) -> String {
         match (&self.user, chat) {
             (Some(u), _) => format!("user:{}", u.id),
-            (None, _) if self.platform_user_id == "api" => "api".to_string(),
+            (None, _) if self.api => self.platform_user_id.clone(),
             (None, Some(c)) => format!("unlinked:{}:{}", c.connector, self.platform_user_id),
             (None, None) => format!("unlinked:{}", self.platform_user_id),
         }

@@ -111,7 +111,7 @@ impl Gateway {
             self.refuse(actor, chat, "approval.approve_refused", "only admins approve actions", &a.id).await?;
             return Err(ActionError::Forbidden("Access denied: only admins approve actions.".into()));
         }
-        if a.requester == me && !ctx.is_some_and(|c| c.is_admin) && actor.platform_user_id != "api" {
+        if a.requester == me && !ctx.is_some_and(|c| c.is_admin) && !actor.api {
             self.refuse(actor, chat, "approval.approve_refused", "own request outside an admin channel", &a.id).await?;
             return Err(ActionError::Forbidden("You cannot approve your own request here; do it in an admin channel.".into()));
         }

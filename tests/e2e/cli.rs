@@ -50,16 +50,20 @@ fn config_check_reports_every_problem_and_redacts_secrets() {
 }
 
 #[test]
-fn serve_refuses_invalid_config_before_touching_anything() {
+fn serve_refuses_invalid_config_and_plain_http_off_loopback_before_touching_anything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = run(
         dir.path(),
-        &[("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:8080".into()), ("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", "-1".into())],
+        &[
+            ("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:8080".into()),
+            ("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", "true".into()),
+            ("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", "-1".into()),
+        ],
         &["serve"],
     );
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
-    assert!(out.contains("AGENT_RUNTIME_HTTP_ADDR") && out.contains("non-loopback"), "{out}");
+    assert!(out.contains("AGENT_RUNTIME_HTTP_ADDR") && out.contains("without TLS on non-loopback"), "{out}");
     assert!(out.contains("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS"), "{out}");
     assert!(!dir.path().join("data").exists(), "nothing created on a config error");
 }

@@ -1,5 +1,5 @@
 //! Pairings and approvals from outside the chat: the pairing endpoints over
-//! real HTTP (life cycle, every bad input, audit, tokens kept out of logs) and
+//! real mutual TLS (life cycle, every bad input, audit by certificate, tokens kept out of logs) and
 //! the `approval` and `pairing` CLI verbs against a running daemon.
 
 use crate::approvals::receiver;
@@ -96,7 +96,8 @@ async fn pairing_endpoints_run_the_life_cycle_with_clear_errors_and_audit() {
     for want in
         ["pairing.requested", "pairing.approved", "pairing.approve_refused", "pairing.refused", "pairing.denied", "pairing.deny_refused"]
     {
-        assert!(events.iter().any(|(e, a)| e == want && a == "api"), "{want} by api missing from {events:?}");
+        // The actor is the client certificate the call came with.
+        assert!(events.iter().any(|(e, a)| e == want && a == "cert:local-admin"), "{want} by cert:local-admin missing from {events:?}");
     }
     let log = d.log();
     assert!(!log.contains(&token) && !log.contains(&other), "tokens never reach the log");

@@ -31,10 +31,26 @@ pub struct Daemon {
     child: Option<Child>,
     /// The temp dir it runs in (`data/` below it).
     pub dir: PathBuf,
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (or `http://` with plain HTTP).
     pub base: String,
-    /// HTTP client.
+    /// HTTP client: over mutual TLS with the local PKI's admin certificate.
     pub http: reqwest::Client,
+}
+
+/// A reqwest client presenting `<data>/pki/clients/<name>.pem` and trusting `<data>/pki/ca.pem`.
+pub fn tls_client(data: &Path, name: &str) -> reqwest::Client {
+    let pki = data.join("pki");
+    let mut pem = std::fs::read(pki.join(format!("clients/{name}.pem"))).expect("client cert");
+    pem.extend(std::fs::read(pki.join(format!("clients/{name}-key.pem"))).expect("client key"));
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.pem")).expect("ca")).expect("ca pem");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 impl Daemon {
@@ -48,15 +64,18 @@ impl Daemon {
         let child = command(dir, &all).arg("serve").stdout(Stdio::null()).stderr(log).spawn().expect("spawn agent-runtime serve");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         let mut d = Daemon { child: Some(child), dir: dir.to_path_buf(), base: String::new(), http };
-        let addr = wait_until("serve.json", Duration::from_secs(20), || {
+        let url = wait_until("serve.json", Duration::from_secs(20), || {
             let state = state.clone();
             async move {
                 let v: Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
-                v["http_addr"].as_str().map(str::to_string)
+                v["url"].as_str().map(str::to_string)
             }
         })
         .await;
-        d.base = format!("http://{addr}");
+        if url.starts_with("https://") {
+            d.http = tls_client(&dir.join("data"), "local-admin");
+        }
+        d.base = url;
         let (http, url) = (d.http.clone(), format!("{}/readyz", d.base));
         wait_until("/readyz 200", Duration::from_secs(10), || {
             let (http, url) = (http.clone(), url.clone());
