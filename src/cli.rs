@@ -1,11 +1,12 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
-//! `config check`, `version`, `completions`. Everything but `serve` and `config` talks to a
+//! `pki`, `config check`, `version`, `completions`. Everything but `serve` and `config` talks to a
 //! running daemon through its API.
 
 mod approval;
 mod chat;
 mod config_check;
 mod pairing;
+mod pki;
 mod task;
 
 use crate::client::{ApiClient, ClientTls};
@@ -60,6 +61,9 @@ pub enum Cmd {
     /// Start, look up, approve and deny pairing requests (linking chat identities to users).
     #[command(subcommand)]
     Pairing(pairing::PairingCmd),
+    /// The admin API's local PKI: init, issue-client, show.
+    #[command(subcommand)]
+    Pki(pki::PkiCmd),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -94,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
+        Cmd::Pki(cmd) => pki::run(cmd),
         Cmd::Serve => serve().await,
         Cmd::Chat(args) => chat::run(client(&cli.conn)?, args).await,
         Cmd::Task(cmd) => task::run(client(&cli.conn)?, cmd).await,

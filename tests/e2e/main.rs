@@ -15,3 +15,4 @@ mod llm;
 mod outbox;
 mod pairings;
 mod queue;
+mod tls;

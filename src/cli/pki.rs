@@ -1,0 +1,86 @@
+//! `agent-runtime pki init|issue-client|show`: the local PKI under
+//! `<data>/pki` (no daemon needed). `serve` creates the same set on its first
+//! start when no CA is configured.
+
+use super::print_json;
+use crate::config::Config;
+use crate::domain::Role;
+use crate::pki::{self, InitOutcome, LEAF_DAYS, PkiDir};
+use clap::Subcommand;
+use std::process::ExitCode;
+
+/// PKI subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PkiCmd {
+    /// Create the CA, the server certificate (localhost, 127.0.0.1, ::1) and
+    /// the local-admin client certificate, unless a CA exists.
+    Init,
+    /// Issue a client certificate for an admin (CN = name, OU = role).
+    IssueClient {
+        /// The admin's name (1-64 of A-Z a-z 0-9 . _ -); also the file name.
+        name: String,
+        /// The role the certificate carries.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = LEAF_DAYS)]
+        days: i64,
+    },
+    /// Show the certificates: subject, issuer, validity, SHA-256.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a PKI subcommand against the configured data dir.
+pub fn run(cmd: PkiCmd) -> anyhow::Result<ExitCode> {
+    let loaded = Config::read(&crate::config::EnvSource::load()?);
+    let dir = PkiDir::new(loaded.config.paths.pki_dir());
+    match cmd {
+        PkiCmd::Init => match pki::init(&dir)? {
+            InitOutcome::Created => {
+                let (cert, key) = dir.client(pki::LOCAL_ADMIN);
+                println!("Created the PKI in {}:", dir.dir.display());
+                println!("  CA:      {}", dir.ca_cert().display());
+                println!("  server:  {} (localhost, 127.0.0.1, ::1)", dir.server_cert().display());
+                println!("  client:  {} + {} (local-admin, overlord)", cert.display(), key.display());
+            }
+            InitOutcome::Existing => println!("A CA exists already in {}; nothing changed.", dir.dir.display()),
+        },
+        PkiCmd::IssueClient { name, role, days } => {
+            let role =
+                Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role:?} (overlord, admin, operator, member or viewer)"))?;
+            let (cert, key) = pki::issue_client(&dir, &name, role, days)?;
+            println!("Issued a client certificate for {name} ({role}, {days} days):");
+            println!("  certificate: {}", cert.display());
+            println!("  key:         {} (keep it secret; 0600)", key.display());
+            println!("Use it with: agent-runtime --cert {} --key {} task list", cert.display(), key.display());
+        }
+        PkiCmd::Show { json } => {
+            let mut files = vec![dir.ca_cert(), dir.server_cert()];
+            if let Ok(entries) = std::fs::read_dir(dir.dir.join("clients")) {
+                let mut clients: Vec<_> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "pem") && !p.to_string_lossy().ends_with("-key.pem"))
+                    .collect();
+                clients.sort();
+                files.extend(clients);
+            }
+            let infos = files.iter().map(|f| pki::describe(f)).collect::<Result<Vec<_>, _>>()?;
+            if json {
+                print_json(&serde_json::to_value(&infos)?);
+            } else {
+                for i in infos {
+                    println!(
+                        "{}\n  subject: {}\n  issuer:  {}\n  valid:   {} .. {}\n  sha256:  {}",
+                        i.file, i.subject, i.issuer, i.not_before, i.not_after, i.sha256
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
