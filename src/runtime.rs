@@ -179,7 +179,7 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
             let reload = tls.clone();
             let hup_stop = root.token().clone();
             root.spawn("tls-reload", async move { reload_on_sighup(reload, hup_stop).await });
-            Box::pin(serve_tls(listener, app, tls.clone(), config.http.handshake_timeout, api_stop.clone()))
+            Box::pin(serve_tls(listener, app, tls.clone(), config.http.handshake_timeout, root.child(), api_stop.clone()))
         }
         None => Box::pin(serve_api(listener, app, api_stop.clone())),
     };

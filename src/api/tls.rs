@@ -7,6 +7,7 @@
 use crate::config::TlsFiles;
 use crate::domain::Actor;
 use crate::pki::{self, ClientIdentity, PkiError};
+use crate::runtime::Supervisor;
 use axum::Router;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
@@ -86,12 +87,14 @@ impl TlsState {
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `router` over mutual TLS on `listener` until `shutdown` fires, then
-/// lets open connections finish their requests (up to 10 s).
+/// lets open connections finish their requests (up to 10 s). Each
+/// connection is a task of `connections`, drained before this returns.
 pub async fn serve_tls(
     listener: TcpListener,
     router: Router,
     tls: Arc<TlsState>,
     handshake_timeout: Duration,
+    connections: Supervisor,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -112,7 +115,7 @@ pub async fn serve_tls(
         let acceptor = TlsAcceptor::from(config);
         let router = router.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        connections.spawn("admin-connection", async move {
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -145,5 +148,7 @@ pub async fn serve_tls(
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!("some admin connections were still open after {DRAIN:?}; closing them");
     }
+    connections.shutdown();
+    let _ = tokio::time::timeout(handshake_timeout, connections.drain()).await;
     Ok(())
 }
