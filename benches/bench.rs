@@ -2,14 +2,17 @@
 //! numbers the issues name (the Makefile prints the binary size first, of the
 //! `make build` binary: the one built for benchmarks has dev-dependency
 //! features unified into it): cold start to `/readyz`, idle RSS,
-//! durable task throughput (in-process, real store, no-op executor), and the
-//! chat API's sustained throughput and latency at a fixed rate. Every figure
+//! durable task throughput (in-process, real store, no-op executor), the
+//! chat API's sustained throughput and latency at a fixed rate, and the
+//! admin API over mutual TLS (task listing with keep-alive, new connections
+//! with a full handshake). Every HTTP figure goes over mutual TLS with the
+//! daemon's own local PKI, as a client on the same machine would. Every figure
 //! is the median of several runs; the load generator shares the machine with
 //! the daemon, as it would in production on a small host.
 //!
 //! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
-//! `BENCH_ONLY` (`queue`, `gateway` for in-process command dispatch with
+//! `BENCH_ONLY` (`queue`, `http` for the admin-API figures only, `gateway` for in-process command dispatch with
 //! `BENCH_COMMANDS`/`BENCH_CLIENTS`, or `micro` for sequential store round trips),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
@@ -54,7 +57,28 @@ fn free_port() -> u16 {
 struct Daemon {
     child: Child,
     base: String,
+    /// Over mutual TLS with the daemon's local-admin certificate (keep-alive pool).
+    http: reqwest::Client,
+    /// The same identity, but a new connection (full handshake) per request.
+    fresh: reqwest::Client,
     _dir: tempfile::TempDir,
+}
+
+/// A client with the local PKI's admin certificate; `pool` false: no keep-alive.
+fn tls_client(data: &std::path::Path, pool: bool) -> Option<reqwest::Client> {
+    let pki = data.join("pki");
+    let mut pem = std::fs::read(pki.join("clients/local-admin.pem")).ok()?;
+    pem.push(b'\n');
+    pem.extend(std::fs::read(pki.join("clients/local-admin-key.pem")).ok()?);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.pem")).ok()?).ok()?;
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).ok()?)
+        .timeout(Duration::from_secs(10));
+    b = if pool { b.pool_max_idle_per_host(256) } else { b.pool_max_idle_per_host(0) };
+    b.build().ok()
 }
 
 impl Drop for Daemon {
@@ -64,8 +88,10 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts the release binary on a fresh data dir; returns it and the time to the first `/readyz` 200.
-async fn start_daemon(http: &reqwest::Client, extra: &[(&str, &str)]) -> (Daemon, Duration) {
+/// Starts the release binary on a fresh data dir (its first start, so it
+/// creates the local PKI); returns it and the time to the first `/readyz`
+/// 200 over mutual TLS.
+async fn start_daemon(extra: &[(&str, &str)]) -> (Daemon, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let mut cmd = Command::new(bin());
@@ -81,11 +107,17 @@ async fn start_daemon(http: &reqwest::Client, extra: &[(&str, &str)]) -> (Daemon
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let url = format!("http://127.0.0.1:{port}/readyz");
+    let url = format!("https://127.0.0.1:{port}/readyz");
+    let data = dir.path().join("data");
     let started = Instant::now();
     let child = cmd.spawn().expect("spawn serve");
+    let mut http = None;
     loop {
-        if let Ok(r) = http.get(&url).send().await
+        if http.is_none() {
+            http = tls_client(&data, true);
+        }
+        if let Some(h) = &http
+            && let Ok(r) = h.get(&url).send().await
             && r.status() == 200
         {
             break;
@@ -94,7 +126,9 @@ async fn start_daemon(http: &reqwest::Client, extra: &[(&str, &str)]) -> (Daemon
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let ready = started.elapsed();
-    (Daemon { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }, ready)
+    let http = http.expect("client");
+    let fresh = tls_client(&data, false).expect("client");
+    (Daemon { child, base: format!("https://127.0.0.1:{port}"), http, fresh, _dir: dir }, ready)
 }
 
 /// `BENCH_ONLY=micro`: sequential round trips through the store (the latency
@@ -266,6 +300,32 @@ async fn sustained(http: &reqwest::Client, base: &str, seconds: u64, clients: us
     ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Closed-loop `GET {base}{path}` from `clients` callers for `seconds`: 200s per second.
+async fn get_rate(http: &reqwest::Client, base: &str, path: &str, seconds: u64, clients: usize) -> f64 {
+    let url = format!("{base}{path}");
+    let ok = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..clients {
+        let (http, url, ok) = (http.clone(), url.clone(), ok.clone());
+        joins.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if let Ok(r) = http.get(&url).send().await
+                    && r.status() == 200
+                    && r.bytes().await.is_ok()
+                {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for j in joins {
+        j.await.expect("client");
+    }
+    ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Open-loop load at `rate` requests/s; returns (p50, p99) in ms and the error count.
 async fn fixed_rate(http: &reqwest::Client, base: &str, seconds: u64, rate: u64) -> (f64, f64, usize) {
     let url = format!("{base}/api/v1/chat");
@@ -304,7 +364,6 @@ async fn run() {
     let runs = env_usize("BENCH_RUNS", 5);
     let seconds = env_usize("BENCH_SECONDS", 10) as u64;
     let tasks = env_usize("BENCH_TASKS", 20_000);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(10)).build().expect("client");
     println!("# agent-runtime benchmarks ({} runs each; medians)", runs);
     println!("| measure | median | runs |\n|---|---|---|");
 
@@ -344,11 +403,19 @@ async fn run() {
         println!("| durable task throughput | {:.0} tasks/s (runs: {tput:.0?}) | {runs} |", median(tput.clone()));
         return;
     }
+    if only != "http" {
+        startup_and_queue(runs, tasks).await;
+    }
+    http_figures(runs, seconds).await;
+}
+
+/// Cold start, idle RSS and the queue.
+async fn startup_and_queue(runs: usize, tasks: usize) {
     let mut ready = Vec::new();
     let mut rss = Vec::new();
     let mut last_rss = String::new();
     for _ in 0..runs {
-        let (d, t) = start_daemon(&http, &[]).await;
+        let (d, t) = start_daemon(&[]).await;
         ready.push(t.as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_secs(2)).await;
         rss.push(rss_kib(d.child.id(), "VmRSS:") as f64 / 1024.0);
@@ -373,22 +440,56 @@ async fn run() {
         env_usize("BENCH_PRODUCERS", 32),
         median(tput.clone())
     );
+}
 
-    let (d, _) = start_daemon(&http, &[]).await;
+/// The admin API over mutual TLS: chat throughput and latency, task listing, new connections.
+async fn http_figures(runs: usize, seconds: u64) {
+    let (d, _) = start_daemon(&[]).await;
     let mut sus = Vec::new();
     for _ in 0..runs.min(3) {
-        sus.push(sustained(&http, &d.base, seconds, 32).await);
+        sus.push(sustained(&d.http, &d.base, seconds, 32).await);
     }
-    println!("| POST /api/v1/chat `/task x`, 32 closed-loop clients, {seconds} s | {:.0} req/s | {} |", median(sus), runs.min(3));
+    println!(
+        "| POST /api/v1/chat `/task x` over mTLS, 32 closed-loop clients, {seconds} s | {:.0} req/s (runs: {sus:.0?}) | {} |",
+        median(sus.clone()),
+        runs.min(3)
+    );
     println!("| RSS after the closed-loop load | {} | 1 |", rss_line(d.child.id()));
+    // Let the chat run's backlog (tens of thousands of tasks, failing at once
+    // without a model) drain first, so the listing is measured on its own.
+    let queued = format!("{}/api/v1/tasks?status=queued&limit=1", d.base);
+    let drain_started = Instant::now();
+    while drain_started.elapsed() < Duration::from_secs(120) {
+        let v: serde_json::Value = d.http.get(&queued).send().await.expect("get").json().await.expect("json");
+        if v["count"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut list = Vec::new();
+    let mut fresh = Vec::new();
+    for _ in 0..runs.min(3) {
+        list.push(get_rate(&d.http, &d.base, "/api/v1/tasks?limit=50", seconds, 32).await);
+        fresh.push(get_rate(&d.fresh, &d.base, "/healthz", seconds, 16).await);
+    }
+    println!(
+        "| GET /api/v1/tasks?limit=50 over mTLS, keep-alive, 32 clients, {seconds} s | {:.0} req/s (runs: {list:.0?}) | {} |",
+        median(list.clone()),
+        runs.min(3)
+    );
+    println!(
+        "| new mTLS connections (full handshake with client certificate + GET /healthz), 16 clients, {seconds} s | {:.0} /s (runs: {fresh:.0?}) | {} |",
+        median(fresh.clone()),
+        runs.min(3)
+    );
     drop(d);
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
     let mut errors = 0;
     for _ in 0..runs.min(3) {
         // A fresh daemon each run, so no backlog from earlier runs is still draining.
-        let (d, _) = start_daemon(&http, &[]).await;
-        let (a, b, e) = fixed_rate(&http, &d.base, seconds, 200).await;
+        let (d, _) = start_daemon(&[]).await;
+        let (a, b, e) = fixed_rate(&d.http, &d.base, seconds, 200).await;
         p50.push(a);
         p99.push(b);
         errors += e;

@@ -10,6 +10,7 @@ use crate::store::{CancelOutcome, TaskFilter, TaskPatch};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 const PROMPT_MAX_BYTES: usize = 256 * 1024;
@@ -161,10 +162,10 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<axum::response::Response, ApiError> {
     if let Some(id) = q.id {
         let task: TaskView = s.store.get_task(&TaskId::from_string(id)).await?.into();
-        return Ok(Json(serde_json::to_value(task).unwrap_or_default()));
+        return Ok(Json(task).into_response());
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
@@ -179,7 +180,14 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
         limit: Some(limit),
     };
     let items: Vec<TaskView> = s.store.list_tasks(filter).await?.into_iter().map(Into::into).collect();
-    Ok(Json(serde_json::json!({"count": items.len(), "items": items})))
+    Ok(Json(TaskList { count: items.len(), items }).into_response())
+}
+
+/// A page of tasks (serialised once, straight from the typed rows).
+#[derive(Debug, Serialize)]
+pub struct TaskList {
+    count: usize,
+    items: Vec<TaskView>,
 }
 
 #[derive(Debug, Serialize)]

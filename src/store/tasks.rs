@@ -204,12 +204,19 @@ impl Store {
     /// Tasks matching `filter`, newest first.
     pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
         self.read(move |c| {
+            let scoped = filter.workspace_id.is_some() || filter.context_id.is_some();
             let mut f = Filter::default();
             f.eq("workspace_id", filter.workspace_id.map(|w| w.as_str().to_string()))
                 .eq("context_id", filter.context_id.map(|x| x.as_str().to_string()))
                 .eq("status", filter.status.map(|x| x.as_str().to_string()))
                 .eq("kind", filter.kind.map(|x| x.as_str().to_string()));
-            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks{} ORDER BY created_at DESC, id DESC LIMIT ?{}", f.clause(), f.next());
+            // Within a chat or workspace, the (…, created_at) index gives the order.
+            // Across all of them, the primary key does: ids are UUIDv7, in
+            // creation order to the millisecond (monotonic within the process),
+            // so the newest are read off the end of the table instead of
+            // sorting the whole of it (5 requests/s at 30,000 tasks before).
+            let order = if scoped { "created_at DESC, id DESC" } else { "id DESC" };
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks{} ORDER BY {order} LIMIT ?{}", f.clause(), f.next());
             let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 500));
             let rows = c
                 .prepare_cached(&sql)?
