@@ -63,10 +63,7 @@ impl ClientTls {
         Self {
             cert: cert.or_else(|| c.cert_file.clone()).unwrap_or(local_cert),
             key: key.or_else(|| c.key_file.clone()).unwrap_or(local_key),
-            ca: ca
-                .or_else(|| c.server_ca_file.clone())
-                .or_else(|| config.http.tls_files.as_ref().map(|f| f.ca.clone()))
-                .unwrap_or_else(|| pki.ca_cert()),
+            ca: ca.or_else(|| c.server_ca_file.clone()).unwrap_or_else(|| pki.ca_cert()),
         }
     }
 }
@@ -76,13 +73,13 @@ impl ClientTls {
 pub enum ClientSetupError {
     /// A certificate or key file is missing or unreadable.
     #[error(
-        "cannot read {path}: {source} (the admin API needs a client certificate: the first `agent-runtime serve` with this data dir creates one, or pass --cert/--key/--ca)"
+        "cannot read {path}: {cause} (the admin API needs a client certificate: the first `agent-runtime serve` with this data dir creates one, or pass --cert/--key/--ca)"
     )]
     File {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The TLS material was refused.
     #[error("client TLS setup: {0}")]
@@ -101,7 +98,7 @@ impl ApiClient {
     pub fn new(base: &str, timeout: Duration, tls: Option<&ClientTls>) -> Result<Self, ClientSetupError> {
         let mut builder = reqwest::Client::builder().timeout(timeout);
         if let Some(t) = tls.filter(|_| base.starts_with("https://")) {
-            let read = |p: &PathBuf| std::fs::read(p).map_err(|source| ClientSetupError::File { path: p.clone(), source });
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|cause| ClientSetupError::File { path: p.clone(), cause });
             let mut pem = read(&t.cert)?;
             pem.push(b'\n');
             pem.extend(read(&t.key)?);

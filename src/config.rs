@@ -76,7 +76,7 @@ pub struct HttpConfig {
     /// `AGENT_RUNTIME_ADMIN_PLAIN_HTTP` (default false): serve without TLS,
     /// for local development and tests; refused on a non-loopback address.
     pub plain_http: bool,
-    /// `AGENT_RUNTIME_ADMIN_TLS_CA_FILE`, `_CERT_FILE`, `_KEY_FILE`: the CA
+    /// `AGENT_RUNTIME_ADMIN_TLS_CA_FILE`, `_SERVER_CERT_FILE`, `_SERVER_KEY_FILE`: the CA
     /// that signs admin client certificates and the server's certificate
     /// and key. Unset: the local PKI under `<data>/pki`, created on first start.
     pub tls_files: Option<TlsFiles>,
@@ -240,12 +240,12 @@ pub struct OutboxConfig {
 pub struct ClientConfig {
     /// `AGENT_RUNTIME_ADMIN_API_URL` (default: the address `serve` recorded in the data dir).
     pub api_url: Option<String>,
-    /// `AGENT_RUNTIME_ADMIN_CLIENT_CERT_FILE` (default `<data>/pki/clients/local-admin.pem`).
+    /// `AGENT_RUNTIME_ADMIN_TLS_CERT_FILE` (default `<data>/pki/clients/local-admin.pem`).
     pub cert_file: Option<PathBuf>,
-    /// `AGENT_RUNTIME_ADMIN_CLIENT_KEY_FILE` (default `<data>/pki/clients/local-admin-key.pem`).
+    /// `AGENT_RUNTIME_ADMIN_TLS_KEY_FILE` (default `<data>/pki/clients/local-admin-key.pem`).
     pub key_file: Option<PathBuf>,
-    /// `AGENT_RUNTIME_ADMIN_SERVER_CA_FILE`: the CA the client trusts for the
-    /// server's certificate (default `AGENT_RUNTIME_ADMIN_TLS_CA_FILE`, else `<data>/pki/ca.pem`).
+    /// `AGENT_RUNTIME_ADMIN_SERVER_CA_FILE`, else `AGENT_RUNTIME_ADMIN_TLS_CA_FILE`:
+    /// the CA the client trusts for the server's certificate (unset: `<data>/pki/ca.pem`).
     pub server_ca_file: Option<PathBuf>,
     /// `AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS` (default 120).
     pub timeout: Duration,
@@ -311,10 +311,11 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         data_dir,
     };
     let default_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let admin_ca = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_CA_FILE");
     let tls_files = {
-        let ca = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_CA_FILE");
-        let cert = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE");
-        let key = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE");
+        let ca = admin_ca.clone();
+        let cert = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_SERVER_CERT_FILE");
+        let key = r.opt_string("AGENT_RUNTIME_ADMIN_TLS_SERVER_KEY_FILE");
         match (ca, cert, key) {
             (None, None, None) => None,
             (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca: ca.into(), cert: cert.into(), key: key.into() }),
@@ -322,7 +323,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
                 r.problem(
                     Severity::Error,
                     "AGENT_RUNTIME_ADMIN_TLS_CA_FILE",
-                    "set all three of AGENT_RUNTIME_ADMIN_TLS_CA_FILE, _CERT_FILE and _KEY_FILE, or none (for the local PKI under <data>/pki)",
+                    "set all three of AGENT_RUNTIME_ADMIN_TLS_CA_FILE, _SERVER_CERT_FILE and _SERVER_KEY_FILE, or none (for the local PKI under <data>/pki)",
                 );
                 None
             }
@@ -366,9 +367,9 @@ fn read_all(r: &mut Reader<'_>) -> Config {
     let gateway = gateway::read(r);
     let client = ClientConfig {
         api_url: r.opt_string("AGENT_RUNTIME_ADMIN_API_URL"),
-        cert_file: r.opt_string("AGENT_RUNTIME_ADMIN_CLIENT_CERT_FILE").map(PathBuf::from),
-        key_file: r.opt_string("AGENT_RUNTIME_ADMIN_CLIENT_KEY_FILE").map(PathBuf::from),
-        server_ca_file: r.opt_string("AGENT_RUNTIME_ADMIN_SERVER_CA_FILE").map(PathBuf::from),
+        cert_file: r.opt_string("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE").map(PathBuf::from),
+        key_file: r.opt_string("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE").map(PathBuf::from),
+        server_ca_file: r.opt_string("AGENT_RUNTIME_ADMIN_SERVER_CA_FILE").or(admin_ca).map(PathBuf::from),
         timeout: r.seconds("AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS", 120, 1, 3600),
     };
     Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client }

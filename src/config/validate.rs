@@ -57,8 +57,8 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
     if let Some(files) = &http.tls_files {
         for (var, path) in [
             ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", &files.ca),
-            ("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE", &files.cert),
-            ("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE", &files.key),
+            ("AGENT_RUNTIME_ADMIN_TLS_SERVER_CERT_FILE", &files.cert),
+            ("AGENT_RUNTIME_ADMIN_TLS_SERVER_KEY_FILE", &files.key),
         ] {
             if !http.plain_http && !path.is_file() {
                 r.problem(Severity::Error, var, format!("{} is not a readable file", path.display()));
@@ -183,8 +183,8 @@ mod tests {
         assert!(msg.contains("set all three"), "{msg}");
         let l = load(&[
             ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", "/nonexistent/ca.pem"),
-            ("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE", "/nonexistent/s.pem"),
-            ("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE", "/nonexistent/k.pem"),
+            ("AGENT_RUNTIME_ADMIN_TLS_SERVER_CERT_FILE", "/nonexistent/s.pem"),
+            ("AGENT_RUNTIME_ADMIN_TLS_SERVER_KEY_FILE", "/nonexistent/k.pem"),
         ]);
         assert_eq!(error_vars(&l).len(), 3, "each missing file is named");
     }

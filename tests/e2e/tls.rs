@@ -179,3 +179,43 @@ async fn plain_http_on_loopback_when_asked_and_a_probe_listener_that_serves_only
     assert_eq!(status(&http, &format!("http://{probe}/readyz")).await, Ok(200));
     assert_eq!(status(&http, &format!("http://{probe}/api/v1/info")).await, Ok(404), "nothing else on the probe port");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_certificate_files_are_used_and_the_cli_takes_the_go_client_variables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    let (ca, issuer) = new_ca("company admin CA");
+    let (server, server_key) = leaf(&issuer, "localhost", true, 30);
+    let (admin, admin_key) = leaf(&issuer, "carol", false, 30);
+    for (name, pem) in
+        [("ca.pem", &ca), ("server.pem", &server), ("server-key.pem", &server_key), ("carol.pem", &admin), ("carol-key.pem", &admin_key)]
+    {
+        std::fs::write(certs.join(name), pem).expect("write");
+    }
+    let path = |n: &str| certs.join(n).display().to_string();
+    let server_env = [
+        ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", path("ca.pem")),
+        ("AGENT_RUNTIME_ADMIN_TLS_SERVER_CERT_FILE", path("server.pem")),
+        ("AGENT_RUNTIME_ADMIN_TLS_SERVER_KEY_FILE", path("server-key.pem")),
+    ];
+    let d = Daemon::start_with(dir.path(), &server_env, Some(client(&ca, Some((&admin, &admin_key))))).await;
+    assert!(!d.data().join("pki").exists(), "configured files: no local PKI is made");
+    assert_eq!(d.get("/api/v1/info").await.0, 200);
+    let (s, v) = d.post("/api/v1/pairings/start", &json!({"connector": "discord", "connector_user_id": "9"})).await;
+    assert_eq!(s, 201, "{v}");
+    let (_, audit) = d.get("/api/v1/audit?event=pairing.requested").await;
+    assert_eq!(audit["events"][0]["actor"], "cert:carol", "no OU: the name is the CN, the role admin");
+
+    let client_env = [
+        ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", path("ca.pem")),
+        ("AGENT_RUNTIME_ADMIN_TLS_CERT_FILE", path("carol.pem")),
+        ("AGENT_RUNTIME_ADMIN_TLS_KEY_FILE", path("carol-key.pem")),
+    ];
+    let o = command(dir.path(), &client_env).args(["pairing", "list"]).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("discord/9"));
+    let o = command(dir.path(), &[]).args(["pairing", "list"]).output().expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("needs a client certificate"), "without certificates the CLI says what is missing: {err}");
+}

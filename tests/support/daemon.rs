@@ -54,8 +54,14 @@ pub fn tls_client(data: &Path, name: &str) -> reqwest::Client {
 }
 
 impl Daemon {
-    /// Starts `serve` in `dir` with `env` and waits for `/readyz`.
+    /// Starts `serve` in `dir` with `env` and waits for `/readyz`, talking
+    /// to it with the local PKI's admin certificate.
     pub async fn start(dir: &Path, env: &[(&str, String)]) -> Daemon {
+        Self::start_with(dir, env, None).await
+    }
+
+    /// Like [`Daemon::start`], with `client` for the API (own certificates).
+    pub async fn start_with(dir: &Path, env: &[(&str, String)], client: Option<reqwest::Client>) -> Daemon {
         let state = dir.join("data/agent-runtime/serve.json");
         let _ = std::fs::remove_file(&state);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).expect("log file");
@@ -72,7 +78,9 @@ impl Daemon {
             }
         })
         .await;
-        if url.starts_with("https://") {
+        if let Some(c) = client {
+            d.http = c;
+        } else if url.starts_with("https://") {
             d.http = tls_client(&dir.join("data"), "local-admin");
         }
         d.base = url;
