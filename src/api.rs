@@ -5,6 +5,7 @@
 mod approvals;
 mod chat;
 mod error;
+mod layers;
 mod pairings;
 mod tasks;
 mod tls;
@@ -43,25 +44,29 @@ pub struct ApiState {
 
 /// The router with every route.
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let idem = || axum::middleware::from_fn_with_state(state.clone(), layers::idempotency);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/info", get(info))
         .route("/api/v1/chat", post(chat::post_chat))
         .route("/api/v1/chat/messages", get(chat::messages))
-        .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
+        .route("/api/v1/tasks", get(tasks::list).post(tasks::create).layer(idem()))
         .route("/api/v1/tasks/{id}", get(tasks::get_one).patch(tasks::patch))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/api/v1/approvals", get(approvals::list).post(approvals::propose))
+        .route("/api/v1/approvals", get(approvals::list).post(approvals::propose).layer(idem()))
         .route("/api/v1/approvals/{id}", get(approvals::get_one))
         .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/api/v1/audit", get(approvals::audit))
         .route("/api/v1/pairings", get(pairings::list))
+        // No idempotency key here: a replay would need the token, which is
+        // never stored; a retried start simply replaces the earlier request.
         .route("/api/v1/pairings/start", post(pairings::start))
         .route("/api/v1/pairings/lookup", post(pairings::lookup))
         .route("/api/v1/pairings/approve", post(pairings::approve))
         .route("/api/v1/pairings/deny", post(pairings::deny))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), layers::audit_mutations))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -154,7 +154,8 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     }
     let expiry = gateway.clone();
     let expiry_stop = root.token().clone();
-    root.spawn("approval-expiry", async move { expire_loop(expiry, expiry_stop).await });
+    let (expiry_store, expiry_clock) = (store.clone(), clock.clone());
+    root.spawn("expiry", async move { expire_loop(expiry, expiry_store, expiry_clock, expiry_stop).await });
     let state = ApiState { store: store.clone(), gateway, orchestrator, clock, environment: config.environment.clone() };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(&config)?)?) };
@@ -211,12 +212,20 @@ fn action_executors(config: &Config) -> Result<ActionExecutors, ServeError> {
     Ok(ActionExecutors::default().with("webhook", Arc::new(webhook)))
 }
 
-/// Expires action requests past their time, every second.
-async fn expire_loop(gateway: Gateway, stop: CancellationToken) {
+/// Expires action requests past their time, every second; drops
+/// idempotency keys past their 24 hours, every minute.
+async fn expire_loop(gateway: Gateway, store: Store, clock: SharedClock, stop: CancellationToken) {
+    let mut ticks: u64 = 0;
     loop {
         if let Err(e) = gateway.expire_actions().await {
             tracing::warn!(error = %e, "expiring action requests failed");
         }
+        if ticks.is_multiple_of(60)
+            && let Err(e) = store.purge_idempotency_keys(clock.now_ms()).await
+        {
+            tracing::warn!(error = %e, "purging idempotency keys failed");
+        }
+        ticks += 1;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

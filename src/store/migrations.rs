@@ -228,6 +228,19 @@ ALTER TABLE tasks ADD COLUMN lane TEXT;
 DROP INDEX tasks_by_context;
 CREATE INDEX tasks_by_context ON tasks (context_id, created_at, status);
 "#,
+    // 4: idempotency keys of the admin API's create endpoints.
+    r#"
+CREATE TABLE idempotency_keys (
+    caller TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER,
+    body BLOB,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (caller, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_time ON idempotency_keys (created_at);
+"#,
 ];
 
 /// The schema version this binary brings a database to.

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_api;
 mod api;
 mod approvals;
 mod cli;

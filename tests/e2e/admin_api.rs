@@ -1,0 +1,80 @@
+//! Admin API behaviour across endpoints: idempotency keys on create
+//! endpoints and the audit row every mutating call leaves, over real
+//! mutual TLS with the daemon's own PKI.
+
+use crate::support::daemon::{Daemon, command, tls_client};
+use serde_json::{Value, json};
+
+async fn post_with_key(c: &reqwest::Client, url: &str, key: &str, body: &Value) -> (u16, Option<String>, String) {
+    let r = c.post(url).header("Idempotency-Key", key).json(body).send().await.expect("post");
+    let replayed = r.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()).map(str::to_string);
+    (r.status().as_u16(), replayed, r.text().await.expect("body"))
+}
+
+fn tasks(d: &Daemon) -> i64 {
+    d.db().query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0)).expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_replays_the_first_response_and_refuses_a_different_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    let url = format!("{}/api/v1/tasks", d.base);
+    let body = json!({"prompt": "summarise the logs", "kind": "noop"});
+
+    let (s1, r1, b1) = post_with_key(&d.http, &url, "create-1", &body).await;
+    assert_eq!(s1, 202, "{b1}");
+    assert_eq!(r1, None, "the first answer is not a replay");
+    let (s2, r2, b2) = post_with_key(&d.http, &url, "create-1", &body).await;
+    assert_eq!((s2, r2.as_deref(), b2.as_str()), (s1, Some("true"), b1.as_str()), "same key, same request: the same answer");
+    assert_eq!(tasks(&d), 1, "and it ran once");
+
+    let (s, _, b) = post_with_key(&d.http, &url, "create-1", &json!({"prompt": "something else", "kind": "noop"})).await;
+    assert_eq!(s, 409, "{b}");
+    assert!(b.contains("used with a different request"), "{b}");
+    let (s, _, b) = post_with_key(&d.http, &url, &"k".repeat(300), &body).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("Idempotency-Key must be"), "{b}");
+    let (s, _, _) = post_with_key(&d.http, &url, "create-2", &body).await;
+    assert_eq!(s, 202);
+    assert_eq!(tasks(&d), 2, "a new key is a new request");
+
+    // A bad request is kept too: the replay is the same 400, and nothing ran.
+    let (s, _, b) = post_with_key(&d.http, &url, "bad-1", &json!({"promt": "typo"})).await;
+    assert_eq!(s, 400, "{b}");
+    let (s, r, b_again) = post_with_key(&d.http, &url, "bad-1", &json!({"promt": "typo"})).await;
+    assert_eq!((s, r.as_deref(), b_again), (400, Some("true"), b));
+
+    // Keys belong to the caller: another admin's "create-1" is their own.
+    let o = command(dir.path(), &[]).args(["pki", "issue-client", "bob"]).output().expect("run");
+    assert!(o.status.success());
+    let bob = tls_client(&d.data(), "bob");
+    let (s, r, _) = post_with_key(&bob, &url, "create-1", &body).await;
+    assert!(s == 202 && r.is_none(), "{s} {r:?}");
+    assert_eq!(tasks(&d), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mutating_call_is_audited_with_the_callers_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[]).await;
+    let (s, _) = d.post("/api/v1/tasks", &json!({"prompt": "x", "kind": "noop"})).await;
+    assert_eq!(s, 202);
+    let (s, _) = d.post("/api/v1/tasks", &json!({"nope": 1})).await;
+    assert_eq!(s, 400);
+    let (s, _) = d.get("/api/v1/tasks").await;
+    assert_eq!(s, 200);
+    let (_, v) = d.get("/api/v1/audit?event=api.request").await;
+    let rows: Vec<(String, String, String)> = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            (s("actor"), s("decision"), s("reason"))
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "two POSTs audited, the GETs not: {rows:?}");
+    assert!(rows.contains(&("cert:local-admin".into(), "allow".into(), "POST /api/v1/tasks → 202".into())), "{rows:?}");
+    assert!(rows.contains(&("cert:local-admin".into(), "deny".into(), "POST /api/v1/tasks → 400".into())), "{rows:?}");
+}
