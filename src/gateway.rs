@@ -143,8 +143,16 @@ impl Gateway {
     }
 
     /// Persists, dispatches and answers one inbound message.
-    #[tracing::instrument(skip_all, fields(chat = %msg.chat, trace_id = %msg.trace_id))]
     pub async fn handle(&self, msg: Inbound, delivery: Delivery) -> Result<Handled, GatewayError> {
+        self.handle_audited(msg, delivery, Vec::new()).await
+    }
+
+    /// Like [`Gateway::handle`], committing `audit` (rows about how the
+    /// message arrived, e.g. the admin API call) with the reply. A duplicate
+    /// message writes nothing, so its rows are not written either
+    /// (`Handled::duplicate` tells the caller).
+    #[tracing::instrument(skip_all, fields(chat = %msg.chat, trace_id = %msg.trace_id))]
+    pub async fn handle_audited(&self, msg: Inbound, delivery: Delivery, audit: Vec<NewAudit>) -> Result<Handled, GatewayError> {
         self.check_text(&msg.text)?;
         let record = self.store.record_inbound(&msg, self.clock.now_ms()).await?;
         if record.duplicate {
@@ -153,7 +161,7 @@ impl Gateway {
         }
         let ctx = record.context;
         let actor = self.actor(&msg.from_user_id, record.user);
-        let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit: Vec::new(), log_reply: None };
+        let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit, log_reply: None };
         let mut failure = None;
         let parsed = match parse(&msg.text, None) {
             Parsed::Text(t) if t.eq_ignore_ascii_case("pair") && msg.kind == ChatKind::Private => Parsed::Command(Command::Pair),

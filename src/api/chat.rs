@@ -3,10 +3,14 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery};
+use super::layers::AuditedInline;
+use super::tls::Caller;
 use crate::domain::{ChatKind, ChatRef, Inbound, OutboundMessage, TraceId};
 use crate::gateway::Delivery;
+use crate::store::{Decision, NewAudit};
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 /// The chat request; defaults follow the Go runtime.
@@ -43,7 +47,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>) -> Result<Json<ChatOut>, ApiError> {
+pub async fn post_chat(State(s): State<ApiState>, Caller(caller): Caller, ApiJson(body): ApiJson<ChatIn>) -> Result<Response, ApiError> {
     let text = body.text.trim().to_string();
     if text.is_empty() {
         return Err(ApiError::bad_request("text is required"));
@@ -65,8 +69,18 @@ pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>
         Some(k) => ChatKind::parse(&k).ok_or_else(|| ApiError::bad_request("chat_type must be \"private\" or \"group\""))?,
     };
     let msg = Inbound { chat, from_user_id, display_name, text, kind, mentioned: body.mentioned, dedupe_key, trace_id: trace_id.clone() };
-    let handled = s.gateway.handle(msg, Delivery::Inline).await?;
-    Ok(Json(ChatOut {
+    // The call's audit row commits with the reply (one write, not two).
+    let row = NewAudit {
+        actor: caller.audit_name(None),
+        chat: None,
+        event: "api.request",
+        decision: Decision::Allow,
+        reason: Some("POST /api/v1/chat → 200".into()),
+        subject: Some("/api/v1/chat".into()),
+    };
+    let handled = s.gateway.handle_audited(msg, Delivery::Inline, vec![row]).await?;
+    let duplicate = handled.duplicate;
+    let mut resp = Json(ChatOut {
         handled: handled.reply.is_some(),
         reply: handled.reply.unwrap_or_default(),
         context_id: handled.context.id.to_string(),
@@ -74,7 +88,12 @@ pub async fn post_chat(State(s): State<ApiState>, ApiJson(body): ApiJson<ChatIn>
         outbox_id: handled.outbox_id.map(|i| i.0),
         trace_id: trace_id.to_string(),
         duplicate: handled.duplicate,
-    }))
+    })
+    .into_response();
+    if !duplicate {
+        resp.extensions_mut().insert(AuditedInline);
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize)]

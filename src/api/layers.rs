@@ -11,6 +11,11 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// Marks a response whose handler already committed its `api.request` row
+/// with its own change (the chat endpoint), so it is not written twice.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditedInline;
+
 /// Writes an `api.request` audit row for every call that is not a `GET`
 /// (or `HEAD`): who (certificate), what (method and route), the outcome.
 pub async fn audit_mutations(State(s): State<ApiState>, Caller(actor): Caller, req: Request, next: Next) -> Response {
@@ -21,6 +26,9 @@ pub async fn audit_mutations(State(s): State<ApiState>, Caller(actor): Caller, r
     let path = req.uri().path().to_string();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| path.clone(), |m| m.as_str().to_string());
     let resp = next.run(req).await;
+    if resp.extensions().get::<AuditedInline>().is_some() {
+        return resp;
+    }
     let status = resp.status();
     let row = NewAudit {
         actor: actor.audit_name(None),

@@ -64,6 +64,7 @@ async fn every_mutating_call_is_audited_with_the_callers_certificate() {
     assert_eq!(s, 400);
     let (s, _) = d.get("/api/v1/tasks").await;
     assert_eq!(s, 200);
+    assert!(!d.chat("/help").await.is_empty());
     let (_, v) = d.get("/api/v1/audit?event=api.request").await;
     let rows: Vec<(String, String, String)> = v["events"]
         .as_array()
@@ -74,7 +75,8 @@ async fn every_mutating_call_is_audited_with_the_callers_certificate() {
             (s("actor"), s("decision"), s("reason"))
         })
         .collect();
-    assert_eq!(rows.len(), 2, "two POSTs audited, the GETs not: {rows:?}");
+    assert_eq!(rows.len(), 3, "three POSTs audited once each, the GETs not: {rows:?}");
+    assert!(rows.contains(&("cert:local-admin".into(), "allow".into(), "POST /api/v1/chat → 200".into())), "{rows:?}");
     assert!(rows.contains(&("cert:local-admin".into(), "allow".into(), "POST /api/v1/tasks → 202".into())), "{rows:?}");
     assert!(rows.contains(&("cert:local-admin".into(), "deny".into(), "POST /api/v1/tasks → 400".into())), "{rows:?}");
 }
