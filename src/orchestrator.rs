@@ -121,6 +121,13 @@ impl OrchestratorHandle {
         Ok(out)
     }
 
+    /// Queues a failed or canceled task again (see `Store::retry_task`) and wakes a worker.
+    pub async fn retry_task(&self, id: &TaskId, by: &str) -> Result<crate::domain::Task, StoreError> {
+        let task = self.store.retry_task(id, by.to_string(), self.clock.now_ms()).await?;
+        self.work_ready.notify_one();
+        Ok(task)
+    }
+
     /// Cancels a queued task, or asks the worker running it to stop.
     pub async fn cancel(&self, id: &TaskId, reason: &str) -> Result<CancelOutcome, StoreError> {
         let out = self.store.cancel_task(id, reason.to_string(), self.clock.now_ms()).await?;

@@ -3,6 +3,7 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery};
+use super::tls::Caller;
 use crate::domain::{
     ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId, title_from,
 };
@@ -231,4 +232,33 @@ pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result
         CancelOutcome::Requested(t) => ("cancel_requested", t),
     };
     Ok(Json(serde_json::json!({"outcome": outcome, "task": TaskView::from(task)})))
+}
+
+/// `POST /api/v1/tasks/{id}/retry`: a failed or canceled task runs again.
+pub async fn retry(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let task = s.orchestrator.retry_task(&TaskId::from_string(id), &actor.audit_name(None)).await?;
+    Ok((StatusCode::ACCEPTED, Json(task.into())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryIn {
+    task_id: String,
+}
+
+/// `POST /api/v1/tasks/retry` `{"task_id"}` (the Go runtime's form).
+pub async fn retry_by_body(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    ApiJson(b): ApiJson<RetryIn>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    if b.task_id.trim().is_empty() {
+        return Err(ApiError::bad_request("task_id is required"));
+    }
+    let task = s.orchestrator.retry_task(&TaskId::from_string(b.task_id.trim().to_string()), &actor.audit_name(None)).await?;
+    Ok((StatusCode::ACCEPTED, Json(task.into())))
 }

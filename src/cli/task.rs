@@ -1,4 +1,4 @@
-//! `agent-runtime task list|show|create|cancel`.
+//! `agent-runtime task list|show|create|retry|cancel`.
 
 use super::print_json;
 use crate::client::ApiClient;
@@ -37,6 +37,14 @@ pub enum TaskCmd {
     },
     /// Queue a task.
     Create(CreateArgs),
+    /// Queue a failed or canceled task again (attempts start over).
+    Retry {
+        /// Task id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a queued or running task.
     Cancel {
         /// Task id.
@@ -136,6 +144,14 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             } else {
                 let verb = if v["created"].as_bool() == Some(true) { "queued" } else { "already exists (same run key)" };
                 println!("Task {} {verb}", s(&v["task"], "id"));
+            }
+        }
+        TaskCmd::Retry { id, json } => {
+            let v: Value = client.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("Task {} queued again.", s(&v, "id"));
             }
         }
         TaskCmd::Cancel { id, json } => {

@@ -355,6 +355,41 @@ impl Store {
         .await
     }
 
+    /// Puts a failed or canceled task back in the queue, as new: attempts
+    /// reset, result and error cleared, a `retried` event (with `by`) in its
+    /// history. Any other status → `Conflict`.
+    pub async fn retry_task(&self, id: &TaskId, by: String, now: UnixMillis) -> Result<Task, StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            let tx: &Connection = c;
+            let task = found(load_task(tx, id.as_str())?, "task")?;
+            if !matches!(task.status, TaskStatus::Failed | TaskStatus::Canceled) {
+                return Err(StoreError::Conflict(format!("only failed or canceled tasks can be retried; this one is {}", task.status)));
+            }
+            tx.execute(
+                "UPDATE tasks SET status = 'queued', attempts = 0, error = NULL, result_summary = NULL, result_path = NULL, \
+                 cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL, not_before = ?1, started_at = NULL, \
+                 finished_at = NULL, updated_at = ?1, version = version + 1 WHERE id = ?2",
+                params![now, id.as_str()],
+            )?;
+            let detail = format!("retried by {by}");
+            add_event(
+                tx,
+                id.as_str(),
+                task.version + 1,
+                now,
+                "retried",
+                Some(task.status),
+                Some(TaskStatus::Queued),
+                0,
+                None,
+                Some(&detail),
+            )?;
+            found(load_task(tx, id.as_str())?, "task")
+        })
+        .await
+    }
+
     /// Cancels a queued task at once, or flags a running one so its worker
     /// stops; a finished task is refused with [`StoreError::Conflict`].
     pub async fn cancel_task(&self, id: &TaskId, reason: String, now: UnixMillis) -> Result<CancelOutcome, StoreError> {

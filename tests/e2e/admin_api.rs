@@ -80,3 +80,39 @@ async fn every_mutating_call_is_audited_with_the_callers_certificate() {
     assert!(rows.contains(&("cert:local-admin".into(), "allow".into(), "POST /api/v1/tasks → 202".into())), "{rows:?}");
     assert!(rows.contains(&("cert:local-admin".into(), "deny".into(), "POST /api/v1/tasks → 400".into())), "{rows:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_can_be_retried_and_nothing_else_can() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    let (_, v) = d.post("/api/v1/tasks", &json!({"prompt": "needs a model"})).await;
+    let id = v["task"]["id"].as_str().expect("id").to_string();
+    d.wait_task(&id, "failed without a model", |t| t["status"] == "failed").await;
+
+    let (s, v) = d.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await;
+    assert_eq!((s, v["status"].as_str(), v["attempts"].as_i64()), (202, Some("queued"), Some(0)), "{v}");
+    let t = d.wait_task(&id, "failed again", |t| t["status"] == "failed").await;
+    let events: Vec<String> =
+        t["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
+    assert!(events.contains(&"retried".to_string()), "{events:?}");
+    let detail = t["events"].as_array().expect("events").iter().find(|e| e["event"] == "retried").expect("retried")["detail"].clone();
+    assert_eq!(detail, "retried by cert:local-admin");
+
+    // The Go runtime's form, and the CLI.
+    let (s, v) = d.post("/api/v1/tasks/retry", &json!({"task_id": id})).await;
+    assert_eq!(s, 202, "{v}");
+    d.wait_task(&id, "failed a third time", |t| t["status"] == "failed").await;
+    let o = command(dir.path(), &[]).args(["task", "retry", &id]).output().expect("run");
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("queued again"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let (_, v) = d.post("/api/v1/tasks", &json!({"prompt": "fine", "kind": "noop"})).await;
+    let ok = v["task"]["id"].as_str().expect("id").to_string();
+    d.wait_task(&ok, "noop done", |t| t["status"] == "succeeded").await;
+    let (s, v) = d.post(&format!("/api/v1/tasks/{ok}/retry"), &json!({})).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("only failed or canceled tasks can be retried; this one is succeeded"), "{v}");
+    let (s, _) = d.post("/api/v1/tasks/nope/retry", &json!({})).await;
+    assert_eq!(s, 404);
+    let (s, v) = d.post("/api/v1/tasks/retry", &json!({})).await;
+    assert_eq!(s, 400, "{v}");
+}
