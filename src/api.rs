@@ -9,6 +9,7 @@ mod layers;
 mod pairings;
 mod tasks;
 mod tls;
+mod usage;
 
 pub use tls::{AdminClient, Caller, TlsState, serve_tls};
 
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// `AGENT_RUNTIME_ENV`.
     pub environment: String,
+    /// Model prices for usage costs.
+    pub prices: std::sync::Arc<Vec<crate::config::ModelPrice>>,
 }
 
 /// The router with every route.
@@ -61,6 +64,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/api/v1/audit", get(approvals::audit))
+        .route("/api/v1/usage", get(usage::usage))
         .route("/api/v1/pairings", get(pairings::list))
         // No idempotency key here: a replay would need the token, which is
         // never stored; a retried start simply replaces the earlier request.

@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
-//! `pki`, `config check`, `version`, `completions`. Everything but `serve` and `config` talks to a
+//! `audit`, `usage`, `pki`, `config check`, `version`, `completions`. Everything but `serve` and `config` talks to a
 //! running daemon through its API.
 
 mod approval;
@@ -7,6 +7,7 @@ mod chat;
 mod config_check;
 mod pairing;
 mod pki;
+mod report;
 mod task;
 
 use crate::client::{ApiClient, ClientTls};
@@ -61,6 +62,18 @@ pub enum Cmd {
     /// Start, look up, approve and deny pairing requests (linking chat identities to users).
     #[command(subcommand)]
     Pairing(pairing::PairingCmd),
+    /// The audit log: permission, pairing, approval and API decisions.
+    #[command(subcommand)]
+    Audit(report::AuditCmd),
+    /// LLM calls, tokens and cost per day, provider and model.
+    Usage {
+        /// The last N days (UTC).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The admin API's local PKI: init, issue-client, show.
     #[command(subcommand)]
     Pki(pki::PkiCmd),
@@ -99,6 +112,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
         Cmd::Pki(cmd) => pki::run(cmd),
+        Cmd::Audit(cmd) => report::audit(client(&cli.conn)?, cmd).await,
+        Cmd::Usage { days, json } => report::usage(client(&cli.conn)?, days, json).await,
         Cmd::Serve => serve().await,
         Cmd::Chat(args) => chat::run(client(&cli.conn)?, args).await,
         Cmd::Task(cmd) => task::run(client(&cli.conn)?, cmd).await,

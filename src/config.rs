@@ -161,6 +161,11 @@ pub struct LlmConfig {
     pub model: String,
     /// `AGENT_RUNTIME_LLM_TIMEOUT_SECONDS` (default 60).
     pub timeout: Duration,
+    /// `AGENT_RUNTIME_LLM_PRICES`: USD per million prompt and completion
+    /// tokens by model, e.g. `gpt-4o=2.5/10,claude-3-5-sonnet-latest=3/15`
+    /// (for the cost in `/api/v1/usage`; a name also prices the provider's
+    /// longer names that start with it; models without a price show none).
+    pub prices: Vec<ModelPrice>,
     /// `AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT`.
     pub admin_system_prompt: String,
     /// `AGENT_RUNTIME_LLM_PUBLIC_SYSTEM_PROMPT`.
@@ -375,6 +380,36 @@ fn read_all(r: &mut Reader<'_>) -> Config {
     Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client }
 }
 
+/// A model's price in USD per million tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPrice {
+    /// Model name as the provider reports it.
+    pub model: String,
+    /// Per million prompt tokens.
+    pub prompt: f64,
+    /// Per million completion tokens.
+    pub completion: f64,
+}
+
+/// `model=prompt/completion,...`.
+fn parse_prices(raw: &str) -> Result<Vec<ModelPrice>, String> {
+    let bad = |item: &str| format!("{item:?} is not model=prompt/completion (USD per million tokens, e.g. gpt-4o=2.5/10)");
+    raw.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(|item| {
+            let (model, prices) = item.split_once('=').ok_or_else(|| bad(item))?;
+            let (p, c) = prices.split_once('/').ok_or_else(|| bad(item))?;
+            let num = |v: &str| v.trim().parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| bad(item));
+            let model = model.trim();
+            if model.is_empty() {
+                return Err(bad(item));
+            }
+            Ok(ModelPrice { model: model.to_string(), prompt: num(p)?, completion: num(c)? })
+        })
+        .collect()
+}
+
 fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
     let enabled = r.bool("AGENT_RUNTIME_LLM_ENABLED", true);
     let provider = r.parsed("AGENT_RUNTIME_LLM_PROVIDER", ProviderKind::OpenAi, ProviderKind::parse);
@@ -389,6 +424,7 @@ fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
         api_key: r.secret("AGENT_RUNTIME_LLM_API_KEY"),
         model: r.string("AGENT_RUNTIME_LLM_MODEL", model),
         timeout: r.seconds("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", 60, 1, 3600),
+        prices: r.parsed("AGENT_RUNTIME_LLM_PRICES", Vec::new(), parse_prices),
         admin_system_prompt: r.string(
             "AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT",
             "You are assisting admin operators. Prioritize security, approvals, and operational clarity.",

@@ -156,7 +156,14 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let expiry_stop = root.token().clone();
     let (expiry_store, expiry_clock) = (store.clone(), clock.clone());
     root.spawn("expiry", async move { expire_loop(expiry, expiry_store, expiry_clock, expiry_stop).await });
-    let state = ApiState { store: store.clone(), gateway, orchestrator, clock, environment: config.environment.clone() };
+    let state = ApiState {
+        store: store.clone(),
+        gateway,
+        orchestrator,
+        clock,
+        environment: config.environment.clone(),
+        prices: Arc::new(config.llm.prices.clone()),
+    };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(&config)?)?) };
     let api_stop = CancellationToken::new();

@@ -30,7 +30,7 @@ pub use objectives::{NewObjective, Objective};
 pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
 pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
-pub use usage::UsageRecord;
+pub use usage::{UsageRecord, UsageTotals};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

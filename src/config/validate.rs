@@ -190,6 +190,18 @@ mod tests {
     }
 
     #[test]
+    fn model_prices_parse_and_a_bad_one_names_the_variable() {
+        let l = load(&[("AGENT_RUNTIME_LLM_PRICES", "gpt-4o=2.5/10, local=0/0")]);
+        assert_eq!(error_vars(&l), Vec::<String>::new());
+        let p = &l.config.llm.prices;
+        assert_eq!((p.len(), p[0].model.as_str(), p[0].prompt, p[0].completion), (2, "gpt-4o", 2.5, 10.0));
+        for bad in ["gpt-4o", "gpt-4o=2.5", "=1/2", "m=-1/2", "m=x/2"] {
+            let l = load(&[("AGENT_RUNTIME_LLM_PRICES", bad)]);
+            assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_LLM_PRICES"], "{bad}");
+        }
+    }
+
+    #[test]
     fn zero_concurrency_is_out_of_range() {
         let l = load(&[("AGENT_RUNTIME_DEFAULT_CONCURRENCY", "0")]);
         assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_DEFAULT_CONCURRENCY"]);

@@ -61,3 +61,51 @@ impl Store {
         .await
     }
 }
+
+/// Usage totals of one (day, provider, model).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsageTotals {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Prompt tokens (as reported).
+    pub prompt_tokens: u64,
+    /// Completion tokens (as reported).
+    pub completion_tokens: u64,
+    /// Mean latency, ms.
+    pub avg_latency_ms: u64,
+}
+
+impl Store {
+    /// Totals per UTC day, provider and model for calls in `[since, until)`, newest day first.
+    pub async fn usage_totals(&self, since: UnixMillis, until: UnixMillis) -> Result<Vec<UsageTotals>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT strftime('%Y-%m-%d', at / 1000, 'unixepoch') AS day, provider, model, COUNT(*), \
+                 SUM(outcome != 'ok'), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), CAST(AVG(latency_ms) AS INTEGER) \
+                 FROM llm_usage WHERE at >= ?1 AND at < ?2 GROUP BY day, provider, model ORDER BY day DESC, provider, model",
+            )?;
+            let rows = stmt.query_map(params![since, until], |r| {
+                Ok(UsageTotals {
+                    day: r.get(0)?,
+                    provider: r.get(1)?,
+                    model: r.get(2)?,
+                    calls: r.get(3)?,
+                    errors: r.get(4)?,
+                    prompt_tokens: r.get(5)?,
+                    completion_tokens: r.get(6)?,
+                    avg_latency_ms: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}

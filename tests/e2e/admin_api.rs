@@ -116,3 +116,52 @@ async fn a_failed_task_can_be_retried_and_nothing_else_can() {
     let (s, v) = d.post("/api/v1/tasks/retry", &json!({})).await;
     assert_eq!(s, 400, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_sums_calls_tokens_and_cost_per_day_and_model_and_the_cli_shows_it_and_the_audit() {
+    use crate::support::llm::{FakeLlm, Step};
+    let llm = FakeLlm::start().await;
+    llm.push([
+        Step::Reply("hello".into()),
+        Step::Status(500, "boom".into()),
+        Step::Status(500, "boom".into()),
+        Step::Status(500, "boom".into()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("AGENT_RUNTIME_LLM_BASE_URL", llm.base_url.clone()),
+        ("AGENT_RUNTIME_LLM_MODEL", "m-1".into()),
+        ("AGENT_RUNTIME_LLM_PRICES", "m-1=2/10, other=1/1".into()),
+    ];
+    let d = Daemon::start(dir.path(), &env).await;
+    assert_eq!(d.chat("hi there").await, "hello");
+    let failed = d.chat("and again").await;
+    assert!(failed.contains("could not reach the language model"), "{failed}");
+
+    let (s, v) = d.get("/api/v1/usage").await;
+    assert_eq!(s, 200, "{v}");
+    // The provider reports its own name for the model ("m-1-fake"); the
+    // failed call is recorded under the name asked for. One price covers both.
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{v}");
+    let row = |m: &str| items.iter().find(|r| r["model"] == m).unwrap_or_else(|| panic!("{m} missing from {v}")).clone();
+    let ok = row("m-1-fake");
+    assert_eq!((ok["calls"].as_u64(), ok["errors"].as_u64()), (Some(1), Some(0)));
+    assert_eq!((ok["prompt_tokens"].as_u64(), ok["completion_tokens"].as_u64()), (Some(11), Some(7)));
+    let cost = ok["cost_usd"].as_f64().expect("priced by the m-1 prefix");
+    assert!((cost - (11.0 * 2.0 + 7.0 * 10.0) / 1e6).abs() < 1e-9, "{cost}");
+    let failed = row("m-1");
+    assert_eq!((failed["calls"].as_u64(), failed["errors"].as_u64(), failed["cost_usd"].as_f64()), (Some(1), Some(1), Some(0.0)));
+    assert_eq!((v["totals"]["calls"].as_u64(), v["totals"]["priced_calls"].as_u64()), (Some(2), Some(2)));
+    let (s, v) = d.get("/api/v1/usage?since=10&until=5").await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = d.get("/api/v1/usage?sinec=1").await;
+    assert_eq!(s, 400, "unknown parameters are refused");
+
+    let out = command(dir.path(), &[]).args(["usage", "--days", "2"]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("m-1") && text.contains("0.0001"), "{text}");
+    let out = command(dir.path(), &[]).args(["audit", "list", "--event", "api.", "--hours", "1"]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("cert:local-admin") && text.contains("POST /api/v1/chat → 200"), "{text}");
+}
