@@ -275,19 +275,27 @@ fn chat_body(i: usize) -> String {
     format!(r#"{{"external_id":"bench-{}","text":"/task x"}}"#, i % 50)
 }
 
-async fn sustained(http: &reqwest::Client, base: &str, seconds: u64, clients: usize) -> f64 {
-    let url = format!("{base}/api/v1/chat");
+/// Closed-loop load: `clients` callers each send `request(i)` (i = that
+/// caller's running request number, spread over callers) until `seconds`
+/// pass and read the whole answer; returns 200s per second.
+async fn closed_loop<F>(clients: usize, seconds: u64, request: F) -> f64
+where
+    F: Fn(usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
     let ok = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut joins = Vec::new();
     for c in 0..clients {
-        let (http, url, ok) = (http.clone(), url.clone(), ok.clone());
+        let (request, ok) = (request.clone(), ok.clone());
         joins.push(tokio::spawn(async move {
             let mut i = c;
             while Instant::now() < deadline {
-                let r = http.post(&url).header("content-type", "application/json").body(chat_body(i)).send().await;
-                if r.is_ok_and(|r| r.status() == 200) {
+                if let Ok(r) = request(i).send().await
+                    && r.status() == 200
+                    && r.bytes().await.is_ok()
+                {
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
                 i += clients;
@@ -300,30 +308,16 @@ async fn sustained(http: &reqwest::Client, base: &str, seconds: u64, clients: us
     ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Closed-loop `GET {base}{path}` from `clients` callers for `seconds`: 200s per second.
+/// `POST /api/v1/chat` with `/task x` over 50 chats, closed loop.
+async fn sustained(http: &reqwest::Client, base: &str, seconds: u64, clients: usize) -> f64 {
+    let (http, url) = (http.clone(), format!("{base}/api/v1/chat"));
+    closed_loop(clients, seconds, move |i| http.post(&url).header("content-type", "application/json").body(chat_body(i))).await
+}
+
+/// Closed-loop `GET {base}{path}`.
 async fn get_rate(http: &reqwest::Client, base: &str, path: &str, seconds: u64, clients: usize) -> f64 {
-    let url = format!("{base}{path}");
-    let ok = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut joins = Vec::new();
-    for _ in 0..clients {
-        let (http, url, ok) = (http.clone(), url.clone(), ok.clone());
-        joins.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                if let Ok(r) = http.get(&url).send().await
-                    && r.status() == 200
-                    && r.bytes().await.is_ok()
-                {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for j in joins {
-        j.await.expect("client");
-    }
-    ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let (http, url) = (http.clone(), format!("{base}{path}"));
+    closed_loop(clients, seconds, move |_| http.get(&url)).await
 }
 
 /// Open-loop load at `rate` requests/s; returns (p50, p99) in ms and the error count.

@@ -145,3 +145,13 @@ fn client(conn: &Conn) -> anyhow::Result<ApiClient> {
 fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
+
+/// A string field of an API object, or `-`.
+fn s<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v.get(key).and_then(serde_json::Value::as_str).unwrap_or("-")
+}
+
+/// A unix-ms field of an API object as RFC 3339.
+fn at(v: &serde_json::Value, key: &str) -> String {
+    crate::clock::rfc3339(v[key].as_i64().unwrap_or(0))
+}

@@ -298,7 +298,6 @@ pub(crate) struct Turn<'a> {
 impl Turn<'_> {
     /// Adds an audit row about this message's chat and actor.
     fn note(&mut self, event: &'static str, decision: Decision, reason: Option<String>, subject: Option<String>) {
-        let chat = Some((self.ctx.chat.connector.clone(), self.ctx.chat.external_id.clone()));
-        self.audit.push(NewAudit { actor: self.actor.audit_name(Some(&self.ctx.chat)), chat, event, decision, reason, subject });
+        self.audit.push(admin::who(&self.actor, Some(&self.ctx.chat)).row(event, decision, reason, subject));
     }
 }

@@ -5,7 +5,7 @@
 //! certificate's admin, or the local operator over plain loopback HTTP.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, decision_status};
 use super::tls::Caller;
 use crate::domain::{ApprovalId, ChatRef};
 use crate::gateway::{ActionError, ProposedAction};
@@ -75,18 +75,14 @@ pub struct ApprovalsOut {
 }
 
 pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ApprovalsOut>, ApiError> {
-    if let Some(st) = &q.status
-        && !["pending", "approved", "denied", "expired"].contains(&st.as_str())
-    {
-        return Err(ApiError::bad_request("status must be pending, approved, denied or expired"));
-    }
+    let status = decision_status(q.status)?;
     let chat = match (q.connector, q.external_id) {
         (Some(c), Some(e)) => Some(ChatRef::new(&c, &e).map_err(|e| ApiError::bad_request(e.to_string()))?),
         (None, None) => None,
         _ => return Err(ApiError::bad_request("connector and external_id go together")),
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    Ok(Json(ApprovalsOut { approvals: s.store.list_approvals(q.status, chat, limit).await? }))
+    Ok(Json(ApprovalsOut { approvals: s.store.list_approvals(status, chat, limit).await? }))
 }
 
 pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {

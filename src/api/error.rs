@@ -29,6 +29,16 @@ impl ApiError {
     }
 }
 
+/// Checks a `status` filter of approvals and pairings (the decision states).
+pub fn decision_status(status: Option<String>) -> Result<Option<String>, ApiError> {
+    match status {
+        Some(st) if !["pending", "approved", "denied", "expired"].contains(&st.as_str()) => {
+            Err(ApiError::bad_request("status must be pending, approved, denied or expired"))
+        }
+        other => Ok(other),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {

@@ -5,8 +5,8 @@ use super::ApiState;
 use super::error::ApiError;
 use super::tls::Caller;
 use crate::store::{Decision, IdempotencyStart, NewAudit};
-use axum::body::{Body, to_bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -63,12 +63,13 @@ pub async fn idempotency(State(s): State<ApiState>, Caller(actor): Caller, req: 
         Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_string(),
         _ => return ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters").into_response(),
     };
+    // Read through the `Bytes` extractor, which honours the router's body
+    // limit (`DefaultBodyLimit`); `to_bytes` on the raw body would not.
     let (parts, body) = req.into_parts();
-    // The body limit layer already bounds what we may read.
-    let bytes = match to_bytes(body, usize::MAX).await {
+    let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
         Ok(b) => b,
-        Err(e) => {
-            return ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message: format!("cannot read the request body: {e}") }
+        Err(rej) => {
+            return ApiError { status: rej.status(), message: format!("cannot read the request body: {}", rej.body_text()) }
                 .into_response();
         }
     };

@@ -5,7 +5,7 @@
 //! callers act as the operator (overlord).
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, decision_status};
 use super::tls::Caller;
 use crate::domain::{ChatRef, Role, User};
 use crate::gateway::token_hash;
@@ -54,13 +54,9 @@ pub struct PairingsOut {
 }
 
 pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<PairingsOut>, ApiError> {
-    if let Some(st) = &q.status
-        && !["pending", "approved", "denied", "expired"].contains(&st.as_str())
-    {
-        return Err(ApiError::bad_request("status must be pending, approved, denied or expired"));
-    }
+    let status = decision_status(q.status)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    Ok(Json(PairingsOut { pairings: s.store.list_pairings(q.status, limit).await? }))
+    Ok(Json(PairingsOut { pairings: s.store.list_pairings(status, limit).await? }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -256,9 +256,9 @@ pub async fn retry_by_body(
     Caller(actor): Caller,
     ApiJson(b): ApiJson<RetryIn>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    if b.task_id.trim().is_empty() {
+    let id = b.task_id.trim().to_string();
+    if id.is_empty() {
         return Err(ApiError::bad_request("task_id is required"));
     }
-    let task = s.orchestrator.retry_task(&TaskId::from_string(b.task_id.trim().to_string()), &actor.audit_name(None)).await?;
-    Ok((StatusCode::ACCEPTED, Json(task.into())))
+    retry(State(s), Caller(actor), Path(id)).await
 }

@@ -42,6 +42,11 @@ pub struct UsageOut {
     totals: Sum,
 }
 
+/// Rounded to a millionth of a dollar (no float noise in the JSON).
+fn micro_usd(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 /// 30 days.
 const DEFAULT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -59,10 +64,7 @@ pub async fn usage(State(s): State<ApiState>, ApiQuery(q): ApiQuery<UsageQuery>)
             // A price names a model or a prefix of the provider's name for it
             // (`gpt-4o` prices `gpt-4o-2024-08-06`); the longest match wins.
             let price = s.prices.iter().filter(|p| t.model.starts_with(&p.model)).max_by_key(|p| p.model.len());
-            let cost = price.map(|p| {
-                let c = (t.prompt_tokens as f64 * p.prompt + t.completion_tokens as f64 * p.completion) / 1e6;
-                (c * 1e6).round() / 1e6
-            });
+            let cost = price.map(|p| micro_usd((t.prompt_tokens as f64 * p.prompt + t.completion_tokens as f64 * p.completion) / 1e6));
             totals.calls += t.calls;
             totals.errors += t.errors;
             totals.prompt_tokens += t.prompt_tokens;
@@ -74,6 +76,6 @@ pub async fn usage(State(s): State<ApiState>, ApiQuery(q): ApiQuery<UsageQuery>)
             UsageRow { totals: t, cost_usd: cost }
         })
         .collect();
-    totals.cost_usd = (totals.cost_usd * 1e6).round() / 1e6;
+    totals.cost_usd = micro_usd(totals.cost_usd);
     Ok(Json(UsageOut { since, until, items, totals }))
 }

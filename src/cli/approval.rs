@@ -1,6 +1,6 @@
 //! `agent-runtime approval list|show|approve|deny`.
 
-use super::print_json;
+use super::{at, print_json, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -50,10 +50,6 @@ pub enum ApprovalCmd {
     },
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
-}
-
 fn chat(v: &Value) -> String {
     format!("{}/{}", s(&v["chat"], "connector"), s(&v["chat"], "external_id"))
 }
@@ -65,7 +61,7 @@ fn print_approval(a: &Value) {
     println!("summary:   {}", s(a, "summary"));
     println!("requester: {} in {}", s(a, "requester"), chat(a));
     println!("payload:   {} (sha256 {})", s(a, "payload_json"), s(a, "payload_hash"));
-    println!("expires:   {}", crate::clock::rfc3339(a["expires_at"].as_i64().unwrap_or(0)));
+    println!("expires:   {}", at(a, "expires_at"));
     if let Some(by) = a.get("approver").and_then(Value::as_str) {
         println!("decided:   by {by}");
     }

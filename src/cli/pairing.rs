@@ -1,7 +1,7 @@
 //! `agent-runtime pairing list|start|lookup|approve|deny`. Tokens go to the
 //! daemon in request bodies only.
 
-use super::print_json;
+use super::{at, print_json, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -72,16 +72,12 @@ pub enum PairingCmd {
     },
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
-}
-
 fn print_pairing(p: &Value) {
     println!("id:        {}", s(p, "id"));
     println!("status:    {}", s(p, "status"));
     println!("identity:  {} user {} ({})", s(p, "connector"), s(p, "connector_user_id"), s(p, "display_name"));
     println!("token:     {} (hint)", s(p, "token_hint"));
-    println!("expires:   {}", crate::clock::rfc3339(p["expires_at"].as_i64().unwrap_or(0)));
+    println!("expires:   {}", at(p, "expires_at"));
     if let Some(u) = p.get("approved_user_id").and_then(Value::as_str) {
         println!("user:      {u} as {} (by {})", s(p, "role"), s(p, "approver"));
     }

@@ -1,6 +1,6 @@
 //! `agent-runtime usage` and `agent-runtime audit list`: read-only reports.
 
-use super::print_json;
+use super::{at, print_json, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::Value;
@@ -35,10 +35,6 @@ pub enum AuditCmd {
     },
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
-}
-
 /// Runs `audit list`.
 pub async fn audit(client: ApiClient, cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     let AuditCmd::List { actor, event, connector, external_id, hours, limit, json } = cmd;
@@ -58,8 +54,8 @@ pub async fn audit(client: ApiClient, cmd: AuditCmd) -> anyhow::Result<ExitCode>
     let rows = v["events"].as_array().cloned().unwrap_or_default();
     println!("{:<20}  {:<26}  {:<24}  {:<5}  REASON", "AT", "ACTOR", "EVENT", "DEC");
     for e in &rows {
-        let at = crate::clock::rfc3339(e["at"].as_i64().unwrap_or(0));
-        println!("{:<20}  {:<26}  {:<24}  {:<5}  {}", at, s(e, "actor"), s(e, "event"), s(e, "decision"), s(e, "reason"));
+        let when = at(e, "at");
+        println!("{:<20}  {:<26}  {:<24}  {:<5}  {}", when, s(e, "actor"), s(e, "event"), s(e, "decision"), s(e, "reason"));
     }
     println!("{} row(s)", rows.len());
     Ok(ExitCode::SUCCESS)

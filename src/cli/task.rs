@@ -1,6 +1,6 @@
 //! `agent-runtime task list|show|create|retry|cancel`.
 
-use super::print_json;
+use super::{at, print_json, s};
 use crate::client::ApiClient;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -81,10 +81,6 @@ pub struct CreateArgs {
     json: bool,
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
-}
-
 fn print_task(t: &Value) {
     println!("id:       {}", s(t, "id"));
     println!("status:   {} (attempt {} of {}, version {})", s(t, "status"), t["attempts"], t["max_attempts"], t["version"]);
@@ -130,9 +126,9 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
                 print_task(&v);
                 println!("history:");
                 for e in v["events"].as_array().into_iter().flatten() {
-                    let at = crate::clock::rfc3339(e["at"].as_i64().unwrap_or(0));
+                    let when = at(e, "at");
                     let detail = e.get("detail").and_then(Value::as_str).map(|d| format!(" - {d}")).unwrap_or_default();
-                    println!("  {at}  {:<16} attempt {}{detail}", s(e, "event"), e["attempt"]);
+                    println!("  {when}  {:<16} attempt {}{detail}", s(e, "event"), e["attempt"]);
                 }
             }
         }

@@ -6,7 +6,7 @@
 use super::{Gateway, Turn};
 use crate::actions::payload_hash;
 use crate::domain::{Actor, ApprovalId, ChatRef, Context, Role};
-use crate::store::{Approval, ApprovalError, Decision, NewApproval, NewAudit, StoreError, approval_notice as notice};
+use crate::store::{Approval, ApprovalError, Decision, NewApproval, StoreError, approval_notice as notice};
 
 /// A request to run a sensitive action, from a chat user.
 #[derive(Debug, Clone)]
@@ -163,14 +163,7 @@ impl Gateway {
         why: &str,
         id: &ApprovalId,
     ) -> Result<(), StoreError> {
-        let row = NewAudit {
-            actor: actor.audit_name(chat),
-            chat: chat.map(|c| (c.connector.clone(), c.external_id.clone())),
-            event,
-            decision: Decision::Deny,
-            reason: Some(why.into()),
-            subject: Some(id.to_string()),
-        };
+        let row = super::admin::who(actor, chat).row(event, Decision::Deny, Some(why.into()), Some(id.to_string()));
         self.store.audit(vec![row], self.clock.now_ms()).await
     }
 

@@ -71,7 +71,8 @@ pub struct StartedPairing {
     pub token: String,
 }
 
-fn who(actor: &Actor, chat: Option<&ChatRef>) -> AuditWho {
+/// The actor and chat as the audit log names them.
+pub(super) fn who(actor: &Actor, chat: Option<&ChatRef>) -> AuditWho {
     AuditWho { actor: actor.audit_name(chat), chat: chat.map(|c| (c.connector.clone(), c.external_id.clone())) }
 }
 

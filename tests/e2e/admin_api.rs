@@ -32,6 +32,10 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_a_different_r
     let (s, _, b) = post_with_key(&d.http, &url, "create-1", &json!({"prompt": "something else", "kind": "noop"})).await;
     assert_eq!(s, 409, "{b}");
     assert!(b.contains("used with a different request"), "{b}");
+    // The body limit holds for keyed requests too (the key layer reads the body itself).
+    let big = json!({"prompt": "x".repeat(2 << 20), "kind": "noop"});
+    let (s, _, b) = post_with_key(&d.http, &url, "big-1", &big).await;
+    assert_eq!(s, 413, "{}", &b[..b.len().min(200)]);
     let (s, _, b) = post_with_key(&d.http, &url, &"k".repeat(300), &body).await;
     assert_eq!(s, 400, "{b}");
     assert!(b.contains("Idempotency-Key must be"), "{b}");
