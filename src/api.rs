@@ -5,6 +5,7 @@
 mod approvals;
 mod chat;
 mod error;
+mod events;
 mod layers;
 mod pairings;
 mod tasks;
@@ -43,6 +44,10 @@ pub struct ApiState {
     pub environment: String,
     /// Model prices for usage costs.
     pub prices: std::sync::Arc<Vec<crate::config::ModelPrice>>,
+    /// Event-stream producers; shut down before the listener drains.
+    pub streams: crate::runtime::Supervisor,
+    /// `AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS`.
+    pub events_slow_client: std::time::Duration,
 }
 
 /// The router with every route.
@@ -65,6 +70,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/api/v1/audit", get(approvals::audit))
         .route("/api/v1/usage", get(usage::usage))
+        .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/events/log", get(events::log))
         .route("/api/v1/pairings", get(pairings::list))
         // No idempotency key here: a replay would need the token, which is
         // never stored; a retried start simply replaces the earlier request.

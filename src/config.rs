@@ -85,6 +85,12 @@ pub struct HttpConfig {
     /// `AGENT_RUNTIME_HEALTH_ADDR` (default unset): a plain-HTTP loopback
     /// listener serving only `/healthz` and `/readyz`, for probes.
     pub health_addr: Option<SocketAddr>,
+    /// `AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS` (default 30): an event-stream
+    /// subscriber whose connection accepts nothing for this long is dropped.
+    pub events_slow_client: Duration,
+    /// `AGENT_RUNTIME_EVENTS_RETENTION_HOURS` (default 168): events older than
+    /// this are pruned from the log (a resume from before them is told so).
+    pub events_retention: Duration,
 }
 
 /// Certificate files for the admin API's TLS.
@@ -341,6 +347,8 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         tls_files,
         handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
         health_addr: r.parsed("AGENT_RUNTIME_HEALTH_ADDR", None, |raw| validate::http_addr(raw).map(Some)),
+        events_slow_client: r.seconds("AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS", 30, 1, 3600),
+        events_retention: Duration::from_secs(3600 * r.int("AGENT_RUNTIME_EVENTS_RETENTION_HOURS", 168, 1, 24 * 3650) as u64),
     };
     let orchestrator = OrchestratorConfig {
         concurrency: r.int("AGENT_RUNTIME_DEFAULT_CONCURRENCY", 5, 1, 256) as usize,

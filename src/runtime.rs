@@ -155,7 +155,9 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let expiry = gateway.clone();
     let expiry_stop = root.token().clone();
     let (expiry_store, expiry_clock) = (store.clone(), clock.clone());
-    root.spawn("expiry", async move { expire_loop(expiry, expiry_store, expiry_clock, expiry_stop).await });
+    let retention = config.http.events_retention;
+    root.spawn("expiry", async move { expire_loop(expiry, expiry_store, expiry_clock, retention, expiry_stop).await });
+    let streams = Supervisor::new();
     let state = ApiState {
         store: store.clone(),
         gateway,
@@ -163,6 +165,8 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         clock,
         environment: config.environment.clone(),
         prices: Arc::new(config.llm.prices.clone()),
+        streams: streams.clone(),
+        events_slow_client: config.http.events_slow_client,
     };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(&config)?)?) };
@@ -198,6 +202,8 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     };
     tracing::info!("shutting down: no new requests; draining tasks and the outbox");
     api_stop.cancel();
+    // Event streams never end on their own: end them so the listener can drain.
+    streams.shutdown();
     let api_result = match api_result {
         Some(r) => r,
         None => api.await,
@@ -207,6 +213,7 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     outbox_sup.drain().await;
     root.shutdown();
     root.drain().await;
+    streams.drain().await;
     store.close();
     let _ = std::fs::remove_file(&state_file);
     tracing::info!("stopped cleanly");
@@ -220,8 +227,9 @@ fn action_executors(config: &Config) -> Result<ActionExecutors, ServeError> {
 }
 
 /// Expires action requests past their time, every second; drops
-/// idempotency keys past their 24 hours, every minute.
-async fn expire_loop(gateway: Gateway, store: Store, clock: SharedClock, stop: CancellationToken) {
+/// idempotency keys past their 24 hours and events past their retention,
+/// every minute.
+async fn expire_loop(gateway: Gateway, store: Store, clock: SharedClock, retention: Duration, stop: CancellationToken) {
     let mut ticks: u64 = 0;
     loop {
         if let Err(e) = gateway.expire_actions().await {
@@ -231,6 +239,11 @@ async fn expire_loop(gateway: Gateway, store: Store, clock: SharedClock, stop: C
             && let Err(e) = store.purge_idempotency_keys(clock.now_ms()).await
         {
             tracing::warn!(error = %e, "purging idempotency keys failed");
+        }
+        if ticks.is_multiple_of(60)
+            && let Err(e) = store.prune_events(clock.now_ms() - retention.as_millis() as i64).await
+        {
+            tracing::warn!(error = %e, "pruning the event log failed");
         }
         ticks += 1;
         tokio::select! {

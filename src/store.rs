@@ -12,6 +12,7 @@
 mod approvals;
 mod audit;
 mod chats;
+mod events;
 mod filter;
 mod idempotency;
 mod migrations;
@@ -25,6 +26,7 @@ mod writer;
 pub use approvals::{Approval, ApprovalError, NewApproval, notice as approval_notice};
 pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
 pub use chats::InboundRecord;
+pub use events::{Event, LIVE_RING};
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
 pub use objectives::{NewObjective, Objective};
 pub use outbox::{NewOutbound, Notifier};
@@ -89,6 +91,7 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<tokio::sync::Semaphore>,
+    events: Arc<events::EventBus>,
 }
 
 /// A cloneable handle to the store.
@@ -150,10 +153,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         configure(&conn, true)?;
         migrations::apply(&mut conn)?;
+        let events = events::EventBus::new(&conn)?;
+        let bus = events.clone();
         let (tx, rx) = mpsc::channel::<writer::Job>();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, bus))
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -162,6 +167,7 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+                events,
             }),
         })
     }

@@ -116,6 +116,14 @@ impl Store {
                 params![msg.chat.connector, msg.dedupe_key],
                 |r| r.get(0),
             )?;
+            if inserted > 0 {
+                let data = serde_json::json!({
+                    "inbox_id": inbox_id, "connector": msg.chat.connector, "external_id": msg.chat.external_id,
+                    "from_user_id": msg.from_user_id, "display_name": msg.display_name, "context_id": context.id.as_str(),
+                    "preview": super::events::preview(&msg.text),
+                });
+                super::events::append(tx, now, "message.inbound", &data)?;
+            }
             let user = super::people::lookup_user(tx, &msg.chat.connector, &msg.from_user_id)?;
             Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0, user })
         })

@@ -241,6 +241,15 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_by_time ON idempotency_keys (created_at);
 "#,
+    // 5: the event log behind `GET /api/v1/events` (live stream and resume).
+    r#"
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary brings a database to.

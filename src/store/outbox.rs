@@ -5,7 +5,7 @@ use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
 use crate::config::NotifyConfig;
 use crate::domain::{ChatRef, MessageKind, NotifyPolicy, OutboundMessage, OutboxId, OutboxStatus, Task, TaskId, TaskStatus, TraceId};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::time::Duration;
 
 /// A message to put in the outbox.
@@ -70,7 +70,26 @@ pub(super) fn insert(c: &Connection, m: &NewOutbound, status: OutboxStatus, now:
         m.trace_id.as_ref().map(TraceId::as_str),
         sent_at
     ])?;
-    Ok(OutboxId(c.last_insert_rowid()))
+    let id = c.last_insert_rowid();
+    let data = serde_json::json!({
+        "outbox_id": id, "connector": m.chat.connector, "external_id": m.chat.external_id, "kind": m.kind.as_str(),
+        "status": status.as_str(), "task_id": m.task_id.as_ref().map(TaskId::as_str), "preview": super::events::preview(&m.body),
+    });
+    super::events::append(c, now, "message.outbound", &data)?;
+    Ok(OutboxId(id))
+}
+
+/// Logs a delivery outcome of outbox row `id` (`message.sent` / `message.failed`).
+fn log_delivery(c: &Connection, id: OutboxId, kind: &str, error: Option<&str>, now: UnixMillis) -> rusqlite::Result<()> {
+    let chat: Option<(String, String, i64)> = c
+        .prepare_cached("SELECT connector, external_id, attempts FROM outbox WHERE id = ?1")?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((connector, external_id, attempts)) = chat {
+        let data = serde_json::json!({"outbox_id": id.0, "connector": connector, "external_id": external_id, "attempts": attempts, "error": error});
+        super::events::append(c, now, kind, &data)?;
+    }
+    Ok(())
 }
 
 /// Queues the notices for a task that reached a final status, to the
@@ -139,6 +158,7 @@ impl Store {
                  WHERE id = ?3 AND status = 'pending'",
             )?
             .execute(params![platform_id, now, id.0])?;
+            log_delivery(c, id, "message.sent", None, now)?;
             Ok(())
         })
         .await
@@ -157,10 +177,14 @@ impl Store {
         let next = now + delay.as_millis() as i64;
         self.write(move |c| {
             let status = if give_up { "failed" } else { "pending" };
-            c.prepare_cached(
-                "UPDATE outbox SET status = ?1, attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4 WHERE id = ?5 AND status = 'pending'",
-            )?
-            .execute(params![status, error, next, now, id.0])?;
+            let changed = c
+                .prepare_cached(
+                    "UPDATE outbox SET status = ?1, attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4 WHERE id = ?5 AND status = 'pending'",
+                )?
+                .execute(params![status, error, next, now, id.0])?;
+            if give_up && changed > 0 {
+                log_delivery(c, id, "message.failed", Some(&error), now)?;
+            }
             Ok(())
         })
         .await

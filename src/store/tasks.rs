@@ -77,7 +77,11 @@ pub(super) fn add_event(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![task, seq, at, event, from.map(|s| s.as_str()), to.map(|s| s.as_str()), attempt, worker, detail])?;
-    Ok(())
+    let data = serde_json::json!({
+        "task_id": task, "version": seq, "event": event, "from": from.map(|s| s.as_str()),
+        "status": to.map(|s| s.as_str()), "attempt": attempt, "worker": worker, "detail": detail,
+    });
+    super::events::append(c, at, &format!("task.{event}"), &data)
 }
 
 /// The result of an enqueue.

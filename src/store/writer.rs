@@ -10,7 +10,9 @@
 //! need no savepoints of their own (their page copies cost a third of the
 //! writer's time).
 
+use super::events::EventBus;
 use rusqlite::Connection;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 /// Delivers a job's result once the batch's fate is known (`Some(error)` if
@@ -23,7 +25,7 @@ pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> (Reply, bool) + Send>;
 /// Most jobs in one transaction: bounds the latency a batch adds.
 const MAX_BATCH: usize = 128;
 
-pub(super) fn run(mut conn: Connection, rx: Receiver<Job>) {
+pub(super) fn run(mut conn: Connection, rx: Receiver<Job>, events: Arc<EventBus>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -33,19 +35,21 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, &mut batch);
+        let committed = run_batch(&mut conn, &mut batch);
+        events.after_batch(&conn, committed);
     }
     // Fold the WAL back into the main file on a clean close.
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
+/// Runs and commits one batch; false when nothing of it was applied.
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = format!("cannot start a write transaction: {e}");
         tracing::error!(error = %msg, "store write refused");
         // Dropping a job drops its reply channel: its caller gets `StoreError::Closed` (→ 503).
         batch.clear();
-        return;
+        return false;
     }
     let mut replies = Vec::with_capacity(batch.len());
     let mut aborted = false;
@@ -60,11 +64,15 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
         conn.execute_batch("COMMIT").map_err(|e| format!("commit failed: {e}"))
     };
     match outcome {
-        Ok(()) => replies.into_iter().for_each(|r| r(None)),
+        Ok(()) => {
+            replies.into_iter().for_each(|r| r(None));
+            true
+        }
         Err(msg) => {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = %msg, jobs = replies.len(), "store batch rolled back");
             replies.into_iter().for_each(|r| r(Some(&msg)));
+            false
         }
     }
 }

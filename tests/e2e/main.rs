@@ -11,6 +11,7 @@ mod api;
 mod approvals;
 mod cli;
 mod daemon;
+mod events;
 mod gateway;
 mod llm;
 mod outbox;

@@ -1,0 +1,252 @@
+//! `GET /api/v1/events`: the event log as server-sent events, live, with
+//! resume (`Last-Event-ID` header or `?after=`), and `GET /api/v1/events/log`:
+//! the same log as JSON pages.
+//!
+//! Each subscriber has a producer task that reads the shared live ring (or,
+//! when it is behind, the log itself, a page at a time) and hands batches of
+//! pre-rendered frames to the response body through a channel of
+//! [`QUEUED_BATCHES`]. Memory per subscriber is therefore bounded whatever
+//! the client does; a client whose connection accepts nothing for
+//! `AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS` is disconnected, and resumes
+//! from the log with `Last-Event-ID`, missing nothing.
+
+use super::error::ApiQuery;
+use super::{ApiError, ApiState};
+use crate::store::{Event, Store};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Batches waiting for the client's connection, per subscriber.
+const QUEUED_BATCHES: usize = 16;
+/// Events read from the log per page while catching up.
+const PAGE: u32 = 500;
+/// Most events coalesced into one write.
+const BATCH: usize = 256;
+/// A comment line this often keeps idle connections (and proxies) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StreamQuery {
+    /// Resume after this id (the `Last-Event-ID` header wins when both are given).
+    after: Option<u64>,
+    /// Comma-separated type prefixes, e.g. `task.,approval.`.
+    types: Option<String>,
+}
+
+fn parse_types(raw: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let types: Vec<String> = raw.unwrap_or("").split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
+    if types.len() > 32 || types.iter().any(|t| t.len() > 64) {
+        return Err(ApiError::bad_request("types: at most 32 prefixes of at most 64 characters"));
+    }
+    Ok(types)
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("{what} must be a non-negative event id")))
+}
+
+/// The stream. Without a resume point it starts with events committed from now on.
+pub(super) async fn stream(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let types = parse_types(q.types.as_deref())?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(parse_id(v.to_str().unwrap_or("x"), "Last-Event-ID")?),
+        None => q.after.map(|a| a as i64),
+    };
+    // Subscribe before reading the head or the log, so nothing committed in
+    // between is missed (duplicates are skipped by id).
+    let live = s.store.subscribe_events();
+    let start = resume.unwrap_or_else(|| s.store.event_head());
+    let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_BATCHES);
+    let sub = Subscriber { store: s.store.clone(), types, last: start, tx, slow: s.events_slow_client };
+    let stop = s.streams.token().clone();
+    s.streams.spawn("event-subscriber", async move { sub.run(live, resume.is_some(), stop).await });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let mut resp = Body::from_stream(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// Renders one event as an SSE frame.
+pub fn frame(e: &Event) -> String {
+    format!("id: {}\nevent: {}\ndata: {}\n\n", e.id, e.kind, e.to_json())
+}
+
+struct Subscriber {
+    store: Store,
+    types: Vec<String>,
+    /// The last id handed on (sent or filtered out).
+    last: i64,
+    tx: mpsc::Sender<Bytes>,
+    slow: Duration,
+}
+
+/// Why a subscriber stopped.
+enum End {
+    Gone,
+    Slow,
+    Failed(String),
+}
+
+impl Subscriber {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<Event>>, resumed: bool, stop: CancellationToken) {
+        let end = tokio::select! {
+            _ = stop.cancelled() => End::Gone,
+            end = self.pump(&mut live, resumed) => end,
+        };
+        match end {
+            End::Gone => {}
+            End::Slow => tracing::warn!(
+                last_event = self.last,
+                "dropped an event-stream client that accepted nothing; it can resume with Last-Event-ID"
+            ),
+            End::Failed(e) => tracing::warn!(error = %e, "an event stream ended on a store error"),
+        }
+    }
+
+    async fn pump(&mut self, live: &mut broadcast::Receiver<Arc<Event>>, resumed: bool) -> End {
+        if resumed {
+            if let Err(end) = self.announce_gap().await {
+                return end;
+            }
+            if let Err(end) = self.catch_up().await {
+                return end;
+            }
+        }
+        loop {
+            let first = match tokio::time::timeout(KEEP_ALIVE, live.recv()).await {
+                Err(_) => {
+                    if let Err(end) = self.send(Bytes::from_static(b": keep-alive\n\n")).await {
+                        return end;
+                    }
+                    continue;
+                }
+                Ok(r) => r,
+            };
+            let mut out = String::new();
+            let mut next = Some(first);
+            let mut count = 0;
+            while let Some(r) = next.take() {
+                match r {
+                    Ok(e) if e.id <= self.last => {}
+                    Ok(e) if e.id == self.last + 1 => {
+                        self.last = e.id;
+                        if e.matches(&self.types) {
+                            out.push_str(&frame(&e));
+                            count += 1;
+                        }
+                    }
+                    // A gap (this one came after events we never saw) or the
+                    // ring moved on without us: read the log from where we are.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if !out.is_empty()
+                            && let Err(end) = self.send(Bytes::from(std::mem::take(&mut out))).await
+                        {
+                            return end;
+                        }
+                        if let Err(end) = self.catch_up().await {
+                            return end;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return End::Gone,
+                }
+                if count < BATCH {
+                    next = match live.try_recv() {
+                        Ok(e) => Some(Ok(e)),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(broadcast::error::RecvError::Lagged(n))),
+                        Err(_) => None,
+                    };
+                }
+            }
+            if !out.is_empty()
+                && let Err(end) = self.send(Bytes::from(out)).await
+            {
+                return end;
+            }
+        }
+    }
+
+    /// Tells a resuming client that events it asked for were pruned.
+    async fn announce_gap(&mut self) -> Result<(), End> {
+        let first = self.store.first_event_id().await.map_err(|e| End::Failed(e.to_string()))?;
+        if let Some(first) = first
+            && first > self.last + 1
+        {
+            let data = json!({"requested_after": self.last, "first_available": first});
+            self.send(Bytes::from(format!("event: gap\ndata: {data}\n\n"))).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends everything in the log after `last`, a page at a time.
+    async fn catch_up(&mut self) -> Result<(), End> {
+        loop {
+            let page = self.store.events_after(self.last, PAGE, Vec::new()).await.map_err(|e| End::Failed(e.to_string()))?;
+            let full = page.len() == PAGE as usize;
+            let mut out = String::new();
+            for e in &page {
+                self.last = e.id;
+                if e.matches(&self.types) {
+                    out.push_str(&frame(e));
+                }
+            }
+            if !out.is_empty() {
+                self.send(Bytes::from(out)).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send(&self, batch: Bytes) -> Result<(), End> {
+        match tokio::time::timeout(self.slow, self.tx.send(batch)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Slow),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+    types: Option<String>,
+}
+
+/// `GET /api/v1/events/log?after=&limit=&types=`: a page of the log, oldest first.
+pub(super) async fn log(State(s): State<ApiState>, ApiQuery(q): ApiQuery<LogQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let types = parse_types(q.types.as_deref())?;
+    let after = q.after.unwrap_or(0) as i64;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let items = s.store.events_after(after, limit, types).await?;
+    let next_after = items.last().map_or(after, |e| e.id);
+    let items: Vec<serde_json::Value> =
+        items.iter().map(|e| serde_json::from_str(&e.to_json()).unwrap_or(serde_json::Value::Null)).collect();
+    Ok(Json(json!({"count": items.len(), "items": items, "next_after": next_after, "head": s.store.event_head()})))
+}
