@@ -348,7 +348,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
         health_addr: r.parsed("AGENT_RUNTIME_HEALTH_ADDR", None, |raw| validate::http_addr(raw).map(Some)),
         events_slow_client: r.seconds("AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS", 30, 1, 3600),
-        events_retention: Duration::from_secs(3600 * r.int("AGENT_RUNTIME_EVENTS_RETENTION_HOURS", 168, 1, 24 * 3650) as u64),
+        events_retention: Duration::from_secs(3600 * r.int("AGENT_RUNTIME_EVENTS_RETENTION_HOURS", 168, 1, 24 * 3650)),
     };
     let orchestrator = OrchestratorConfig {
         concurrency: r.int("AGENT_RUNTIME_DEFAULT_CONCURRENCY", 5, 1, 256) as usize,
