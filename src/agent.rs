@@ -183,6 +183,14 @@ impl Llm {
             outcome: result.as_ref().map_or_else(|e| e.class().to_string(), |_| "ok".to_string()),
             error: result.as_ref().err().map(ToString::to_string),
         };
+        crate::metrics::metrics().llm_call(
+            &record.provider,
+            &record.model,
+            &record.outcome,
+            record.prompt_tokens.unwrap_or(0),
+            record.completion_tokens.unwrap_or(0),
+            started.elapsed(),
+        );
         if let Err(e) = self.store.record_usage(record).await {
             tracing::warn!(error = %e, "could not record LLM usage");
         }

@@ -48,6 +48,12 @@ pub struct ApiState {
     pub streams: crate::runtime::Supervisor,
     /// `AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS`.
     pub events_slow_client: std::time::Duration,
+    /// Component health.
+    pub health: crate::health::Health,
+    /// `AGENT_RUNTIME_HEARTBEAT_ENABLED`.
+    pub heartbeat_enabled: bool,
+    /// When the process started (uptime).
+    pub started: std::time::Instant,
 }
 
 /// The router with every route.
@@ -57,6 +63,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/info", get(info))
+        .route("/api/v1/heartbeat", get(heartbeat))
+        .route("/metrics", get(prometheus))
         .route("/api/v1/chat", post(chat::post_chat))
         .route("/api/v1/chat/messages", get(chat::messages))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create).layer(idem()))
@@ -83,6 +91,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(layers::count_requests))
         .with_state(state)
 }
 
@@ -115,4 +124,29 @@ async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
 
 async fn info(State(s): State<ApiState>) -> impl IntoResponse {
     axum::Json(json!({"name": "agent-runtime", "version": crate::VERSION, "environment": s.environment}))
+}
+
+/// `GET /api/v1/heartbeat`: every component's health (the Go runtime's shape).
+async fn heartbeat(State(s): State<ApiState>) -> axum::response::Response {
+    if !s.heartbeat_enabled {
+        let body = json!({"status": "unavailable", "error": "heartbeat is disabled (AGENT_RUNTIME_HEARTBEAT_ENABLED=false)"});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    axum::Json(s.health.snapshot()).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn prometheus(State(s): State<ApiState>) -> Result<axum::response::Response, ApiError> {
+    let counts = s.store.state_counts(s.clock.now_ms()).await?;
+    let gauges = crate::metrics::Gauges {
+        tasks: counts.tasks,
+        queue_depth: counts.queue_depth,
+        outbox: counts.outbox,
+        approvals_pending: counts.approvals_pending,
+        pairings_pending: counts.pairings_pending,
+        health: s.health.snapshot().components.into_iter().map(|c| (c.name, c.state.as_str().to_string())).collect(),
+        uptime_seconds: s.started.elapsed().as_secs_f64(),
+    };
+    let body = crate::metrics::metrics().render(&gauges, &s.prices);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }

@@ -40,6 +40,25 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// How the CLI reaches a running daemon.
     pub client: ClientConfig,
+    /// Component health.
+    pub heartbeat: HeartbeatConfig,
+}
+
+/// Component health (`/api/v1/heartbeat`).
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    /// `AGENT_RUNTIME_HEARTBEAT_ENABLED` (default true); off → the endpoint answers 503.
+    pub enabled: bool,
+    /// `AGENT_RUNTIME_HEARTBEAT_INTERVAL_SECONDS` (default 30): how often derived
+    /// states (stale) are checked for changes.
+    pub interval: Duration,
+    /// `AGENT_RUNTIME_HEARTBEAT_STALE_SECONDS` (default 120): a component that
+    /// promised periodic beats and sent none for this long (or three of its
+    /// intervals, if longer) is `stale`.
+    pub stale_after: Duration,
+    /// `AGENT_RUNTIME_HEARTBEAT_NOTIFY_ADMIN` (default true): tell admin chats
+    /// when a component degrades and when it recovers.
+    pub notify_admin: bool,
 }
 
 /// Filesystem locations.
@@ -385,7 +404,13 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         server_ca_file: r.opt_string("AGENT_RUNTIME_ADMIN_SERVER_CA_FILE").or(admin_ca).map(PathBuf::from),
         timeout: r.seconds("AGENT_RUNTIME_ADMIN_HTTP_TIMEOUT_SECONDS", 120, 1, 3600),
     };
-    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client }
+    let heartbeat = HeartbeatConfig {
+        enabled: r.bool("AGENT_RUNTIME_HEARTBEAT_ENABLED", true),
+        interval: r.seconds("AGENT_RUNTIME_HEARTBEAT_INTERVAL_SECONDS", 30, 1, 3600),
+        stale_after: r.seconds("AGENT_RUNTIME_HEARTBEAT_STALE_SECONDS", 120, 1, 86_400),
+        notify_admin: r.bool("AGENT_RUNTIME_HEARTBEAT_NOTIFY_ADMIN", true),
+    };
+    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat }
 }
 
 /// A model's price in USD per million tokens.
@@ -400,6 +425,20 @@ pub struct ModelPrice {
 }
 
 /// `model=prompt/completion,...`.
+impl ModelPrice {
+    /// USD for these token counts.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.prompt + completion_tokens as f64 * self.completion) / 1e6
+    }
+}
+
+/// The price for `model`: a price names a model or a prefix of the
+/// provider's name for it (`gpt-4o` prices `gpt-4o-2024-08-06`); the longest
+/// match wins.
+pub fn price_for<'a>(prices: &'a [ModelPrice], model: &str) -> Option<&'a ModelPrice> {
+    prices.iter().filter(|p| model.starts_with(&p.model)).max_by_key(|p| p.model.len())
+}
+
 fn parse_prices(raw: &str) -> Result<Vec<ModelPrice>, String> {
     let bad = |item: &str| format!("{item:?} is not model=prompt/completion (USD per million tokens, e.g. gpt-4o=2.5/10)");
     raw.split(',')

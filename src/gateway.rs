@@ -159,6 +159,7 @@ impl Gateway {
             let reply = self.store.reply_to_inbound(record.inbox_id).await?;
             return Ok(Handled { reply, context: record.context, duplicate: true, outbox_id: None });
         }
+        crate::metrics::metrics().message(&msg.chat.connector, "inbound", "received");
         let ctx = record.context;
         let actor = self.actor(&msg.from_user_id, record.user);
         let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit, log_reply: None };
@@ -191,6 +192,9 @@ impl Gateway {
             self.store.finish_inbound(record.inbox_id, failure, outbound, delivery == Delivery::Inline, audit, self.clock.now_ms()).await?;
         if delivery == Delivery::Outbox && outbox_id.is_some() {
             self.outbox_ready.notify_one();
+        }
+        if delivery == Delivery::Inline && outbox_id.is_some() {
+            crate::metrics::metrics().message(&msg.chat.connector, "outbound", "sent");
         }
         // Pairing tokens never reach the chat log: `/approve`/`/deny` lines and `pair` replies are logged redacted.
         let logged_in = match msg.text.split_whitespace().next().map(str::to_ascii_lowercase).as_deref() {

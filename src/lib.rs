@@ -12,7 +12,10 @@
 //! - [`gateway`]: chat text → `Command`, permissions, pairing, approvals, channel rules, replies, chat logs.
 //! - [`actions`]: sensitive actions run after approval (payload hashing, the webhook executor).
 //! - [`outbox`]: durable outbound delivery through a `Publisher` per connector.
-//! - [`api`]: the admin HTTP API (axum) on loopback.
+//! - [`api`]: the admin HTTP API (axum) behind mutual TLS: JSON endpoints, the SSE event stream, `/metrics`.
+//! - [`pki`]: the local CA and certificates for the admin API (rcgen), and client identities from certificates.
+//! - [`health`]: component health (the heartbeat) with derived staleness.
+//! - [`metrics`]: Prometheus counters of what the process did, rendered with store gauges.
 //! - [`client`]: the HTTP client the CLI uses to talk to a running daemon.
 //! - [`cli`]: clap commands (`serve`, `chat`, `task`, `config`, `version`, `completions`).
 //! - [`runtime`]: wiring, the supervisor (cancellation + task tracker), signals, drain.
@@ -27,6 +30,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod gateway;
+pub mod health;
+pub mod metrics;
 pub mod orchestrator;
 pub mod outbox;
 pub mod pki;

@@ -19,6 +19,7 @@ use crate::domain::{NewTask, Task, TaskId, TaskKind};
 use crate::store::{CancelOutcome, Enqueued, Notifier, RetryPolicy, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -103,12 +104,21 @@ pub struct OrchestratorHandle {
     work_ready: Arc<Notify>,
     outbox_ready: Arc<Notify>,
     running: Arc<Mutex<HashMap<TaskId, CancellationToken>>>,
+    health: Option<crate::health::Health>,
 }
 
 impl OrchestratorHandle {
     /// A handle over `store`; `outbox_ready` is poked whenever notices were queued.
     pub fn new(store: Store, clock: SharedClock, config: OrchestratorConfig, notify: NotifyConfig, outbox_ready: Arc<Notify>) -> Self {
-        Self { store, clock, config, notify, work_ready: Arc::new(Notify::new()), outbox_ready, running: Arc::default() }
+        Self { store, clock, config, notify, work_ready: Arc::new(Notify::new()), outbox_ready, running: Arc::default(), health: None }
+    }
+
+    /// Reports the pool's health (component `orchestrator`, a beat per
+    /// lease-recovery pass) to `health`.
+    pub fn with_health(mut self, health: crate::health::Health) -> Self {
+        health.register_periodic("orchestrator", (self.config.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5)));
+        self.health = Some(health);
+        self
     }
 
     /// Persists a task (idempotent by run key) and wakes a worker. The task

@@ -89,6 +89,8 @@ pub struct Outbox {
     pub clock: SharedClock,
     /// Poked whenever a message is queued.
     pub ready: Arc<Notify>,
+    /// Where the loop reports its health (component `outbox`), if anywhere.
+    pub health: Option<crate::health::Health>,
 }
 
 const BATCH: u32 = 100;
@@ -99,10 +101,16 @@ impl Outbox {
     /// messages (bounded by `flush_timeout`) before exiting.
     pub fn spawn(self, sup: &Supervisor, flush_timeout: Duration) {
         let token = sup.token().clone();
+        if let Some(h) = &self.health {
+            h.register_periodic("outbox", MAX_IDLE);
+        }
         sup.spawn("outbox", async move {
             loop {
-                if let Err(StoreError::Closed) = self.deliver_due().await {
-                    return;
+                match (self.deliver_due().await, &self.health) {
+                    (Err(StoreError::Closed), _) => return,
+                    (Err(e), Some(h)) => h.degrade("outbox", format!("delivery pass failed: {e}")),
+                    (Ok(_), Some(h)) => h.beat("outbox"),
+                    (_, None) => {}
                 }
                 let wait = self.idle_wait().await;
                 tokio::select! {
@@ -148,6 +156,7 @@ impl Outbox {
         match result {
             Ok(d) => {
                 self.store.mark_outbound_sent(msg.id, d.platform_message_id, now).await?;
+                crate::metrics::metrics().message(&msg.chat.connector, "outbound", "sent");
                 Ok(true)
             }
             Err(e) => {
@@ -156,6 +165,7 @@ impl Outbox {
                 let delay = RetryPolicy { base: self.config.retry_base, max: self.config.retry_max }.delay(attempt);
                 tracing::warn!(error = %e.message, give_up, "delivery failed");
                 self.store.mark_outbound_attempt_failed(msg.id, e.message, give_up, delay, now).await?;
+                crate::metrics::metrics().message(&msg.chat.connector, "outbound", if give_up { "failed" } else { "retried" });
                 Ok(false)
             }
         }

@@ -12,9 +12,10 @@ use crate::agent::{GeneralExecutor, Llm, PromptBuilder, build_provider};
 use crate::api::{ApiState, router, serve as serve_api};
 use crate::api::{TlsState, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, TlsFiles};
+use crate::config::{Config, HeartbeatConfig, TlsFiles};
 use crate::domain::TaskKind;
 use crate::gateway::{Gateway, GatewayParts};
+use crate::health::{Health, State};
 use crate::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, spawn_pool};
 use crate::outbox::{Outbox, Publishers};
 use crate::pki::{self, InitOutcome, PkiDir};
@@ -113,12 +114,18 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     install_crypto_provider();
     mkdir(&config.paths.data_dir)?;
     mkdir(&config.paths.workspace_root)?;
+    let started = std::time::Instant::now();
     let store = Store::open(&config.paths.db_path)?;
     let clock: SharedClock = Arc::new(SystemClock);
+    let health = Health::new(clock.clone(), config.heartbeat.stale_after);
+    health.register("runtime");
+    health.register("api");
+    health.register_periodic("store", Duration::from_secs(1));
     let workspaces = Workspaces::new(config.paths.workspace_root.clone());
     let outbox_ready = Arc::new(Notify::new());
     let orchestrator =
-        OrchestratorHandle::new(store.clone(), clock.clone(), config.orchestrator.clone(), config.notify, outbox_ready.clone());
+        OrchestratorHandle::new(store.clone(), clock.clone(), config.orchestrator.clone(), config.notify, outbox_ready.clone())
+            .with_health(health.clone());
     let llm = Llm::new(build_provider(&config.llm), store.clone(), clock.clone());
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, workspaces.clone());
     let general = GeneralExecutor::new(llm.clone(), prompts.clone(), store.clone(), workspaces.clone(), clock.clone());
@@ -133,6 +140,7 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         config: config.outbox.clone(),
         clock: clock.clone(),
         ready: outbox_ready.clone(),
+        health: Some(health.clone()),
     };
     outbox.spawn(&outbox_sup, Duration::from_secs(5));
 
@@ -152,11 +160,16 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "approved actions were executing when the runtime stopped; marked interrupted, not retried");
     }
+    if config.heartbeat.enabled {
+        let (h, st, cl, hb, stop) = (health.clone(), store.clone(), clock.clone(), config.heartbeat.clone(), root.token().clone());
+        root.spawn("heartbeat", async move { heartbeat_loop(h, st, cl, hb, stop).await });
+    }
     let expiry = gateway.clone();
     let expiry_stop = root.token().clone();
     let (expiry_store, expiry_clock) = (store.clone(), clock.clone());
     let retention = config.http.events_retention;
-    root.spawn("expiry", async move { expire_loop(expiry, expiry_store, expiry_clock, retention, expiry_stop).await });
+    let expiry_health = health.clone();
+    root.spawn("expiry", async move { expire_loop(expiry, expiry_store, expiry_clock, retention, expiry_health, expiry_stop).await });
     let streams = Supervisor::new();
     let state = ApiState {
         store: store.clone(),
@@ -167,6 +180,9 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         prices: Arc::new(config.llm.prices.clone()),
         streams: streams.clone(),
         events_slow_client: config.http.events_slow_client,
+        health: health.clone(),
+        heartbeat_enabled: config.heartbeat.enabled,
+        started,
     };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(&config)?)?) };
@@ -183,14 +199,16 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state_file = config.paths.serve_state_file();
     write_state_file(&state_file, addr, scheme);
+    health.healthy("api", format!("listening on {scheme}://{addr}"));
+    health.healthy("runtime", format!("agent-runtime {}", crate::VERSION));
     tracing::info!(url = %format!("{scheme}://{addr}"), mutual_tls = tls.is_some(), db = %config.paths.db_path.display(), llm = %llm.describe(), workers = config.orchestrator.concurrency, "agent-runtime serving");
 
     let app = router(state, config.http.max_body_bytes);
     let api: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match &tls {
         Some(tls) => {
-            let reload = tls.clone();
+            let (reload, hup_health) = (tls.clone(), health.clone());
             let hup_stop = root.token().clone();
-            root.spawn("tls-reload", async move { reload_on_sighup(reload, hup_stop).await });
+            root.spawn("tls-reload", async move { reload_on_sighup(reload, hup_health, hup_stop).await });
             Box::pin(serve_tls(listener, app, tls.clone(), config.http.handshake_timeout, root.child(), api_stop.clone()))
         }
         None => Box::pin(serve_api(listener, app, api_stop.clone())),
@@ -229,11 +247,16 @@ fn action_executors(config: &Config) -> Result<ActionExecutors, ServeError> {
 /// Expires action requests past their time, every second; drops
 /// idempotency keys past their 24 hours and events past their retention,
 /// every minute.
-async fn expire_loop(gateway: Gateway, store: Store, clock: SharedClock, retention: Duration, stop: CancellationToken) {
+async fn expire_loop(gateway: Gateway, store: Store, clock: SharedClock, retention: Duration, health: Health, stop: CancellationToken) {
     let mut ticks: u64 = 0;
     loop {
-        if let Err(e) = gateway.expire_actions().await {
-            tracing::warn!(error = %e, "expiring action requests failed");
+        // This pass writes every second, so it doubles as the store's beat.
+        match gateway.expire_actions().await {
+            Ok(_) => health.beat("store"),
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring action requests failed");
+                health.degrade("store", format!("a write failed: {e}"));
+            }
         }
         if ticks.is_multiple_of(60)
             && let Err(e) = store.purge_idempotency_keys(clock.now_ms()).await
@@ -269,7 +292,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
 /// Re-reads the TLS files on every SIGHUP (certificate rotation without a
 /// restart); a bad file is reported and the settings in force stay.
-async fn reload_on_sighup(tls: Arc<TlsState>, stop: CancellationToken) {
+async fn reload_on_sighup(tls: Arc<TlsState>, health: Health, stop: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -284,15 +307,19 @@ async fn reload_on_sighup(tls: Arc<TlsState>, stop: CancellationToken) {
             }
             match tls.reload() {
                 Ok(()) => {
-                    tracing::info!(cert = %tls.files().cert.display(), ca = %tls.files().ca.display(), "SIGHUP: reloaded the admin TLS certificates")
+                    tracing::info!(cert = %tls.files().cert.display(), ca = %tls.files().ca.display(), "SIGHUP: reloaded the admin TLS certificates");
+                    health.healthy("api", "certificates reloaded");
                 }
-                Err(e) => tracing::error!(error = %e, "SIGHUP: could not reload the admin TLS certificates; keeping the ones in use"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: could not reload the admin TLS certificates; keeping the ones in use");
+                    health.degrade("api", format!("certificate reload failed (the previous certificates stay in use): {e}"));
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (tls, stop);
+        let _ = (tls, health, stop);
     }
 }
 
@@ -306,5 +333,53 @@ fn write_state_file(path: &Path, addr: std::net::SocketAddr, scheme: &str) {
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = res {
         tracing::warn!(error = %e, path = %path.display(), "could not record the serve state file; the CLI will need --api-url");
+    }
+}
+
+/// Watches component health: every change (and, each interval, derived
+/// staleness) becomes a `health.changed` event; degradations and recoveries
+/// are told to the admin chats when so configured.
+async fn heartbeat_loop(health: Health, store: Store, clock: SharedClock, config: HeartbeatConfig, stop: CancellationToken) {
+    let changes = health.changes();
+    let mut before = health.snapshot();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = changes.notified() => {}
+            _ = tokio::time::sleep(config.interval) => {}
+        }
+        let now = health.snapshot();
+        for t in crate::health::transitions(&before, &now) {
+            let data = serde_json::json!({
+                "component": t.component, "from": t.from.map(|s| s.as_str()), "to": t.to.as_str(),
+                "error": t.error, "overall": t.overall,
+            });
+            if let Err(e) = store.log_event("health.changed", data, clock.now_ms()).await {
+                tracing::warn!(error = %e, "could not log a health change");
+            }
+            let bad = |s: State| matches!(s, State::Degraded | State::Stale);
+            let word = match t.from {
+                Some(from) if !bad(from) && bad(t.to) => "degraded",
+                Some(from) if bad(from) && t.to == State::Healthy => "recovered",
+                _ => continue,
+            };
+            tracing::warn!(component = %t.component, to = t.to.as_str(), error = ?t.error, "component {word}");
+            if config.notify_admin {
+                let mut body = format!(
+                    "Heartbeat {word}\n- component: `{}`\n- state: `{}` -> `{}`\n- overall: `{}`",
+                    t.component,
+                    t.from.map_or("new", State::as_str),
+                    t.to.as_str(),
+                    t.overall
+                );
+                if let Some(e) = &t.error {
+                    body.push_str(&format!("\n- error: {e}"));
+                }
+                if let Err(e) = store.notify_admin_chats(body, clock.now_ms()).await {
+                    tracing::warn!(error = %e, "could not notify admin chats of a health change");
+                }
+            }
+        }
+        before = now;
     }
 }

@@ -19,6 +19,7 @@ mod migrations;
 mod objectives;
 mod outbox;
 mod people;
+mod stats;
 mod tasks;
 mod usage;
 mod writer;
@@ -31,6 +32,7 @@ pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
 pub use objectives::{NewObjective, Objective};
 pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
+pub use stats::StateCounts;
 pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageTotals};
 

@@ -123,3 +123,14 @@ pub async fn idempotency(State(s): State<ApiState>, Caller(actor): Caller, req: 
     }
     Response::from_parts(parts, Body::from(body))
 }
+
+/// Counts every request by route (the matched pattern, never the raw path,
+/// so ids do not explode the label set), method and status, with its latency.
+pub async fn count_requests(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let resp = next.run(req).await;
+    crate::metrics::metrics().http(&route, method.as_str(), resp.status().as_u16(), started.elapsed());
+    resp
+}

@@ -61,10 +61,8 @@ pub async fn usage(State(s): State<ApiState>, ApiQuery(q): ApiQuery<UsageQuery>)
     let items = rows
         .into_iter()
         .map(|t| {
-            // A price names a model or a prefix of the provider's name for it
-            // (`gpt-4o` prices `gpt-4o-2024-08-06`); the longest match wins.
-            let price = s.prices.iter().filter(|p| t.model.starts_with(&p.model)).max_by_key(|p| p.model.len());
-            let cost = price.map(|p| micro_usd((t.prompt_tokens as f64 * p.prompt + t.completion_tokens as f64 * p.completion) / 1e6));
+            let price = crate::config::price_for(&s.prices, &t.model);
+            let cost = price.map(|p| micro_usd(p.cost(t.prompt_tokens, t.completion_tokens)));
             totals.calls += t.calls;
             totals.errors += t.errors;
             totals.prompt_tokens += t.prompt_tokens;

@@ -354,16 +354,25 @@ async fn recovery_loop(h: OrchestratorHandle, shutdown: CancellationToken) {
     let every = (h.config.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match h.store.recover_expired_leases(h.clock.now_ms(), h.notifier()).await {
-            Ok(changed) if !changed.is_empty() => {
-                tracing::warn!(count = changed.len(), "recovered tasks whose lease expired");
-                h.work_ready.notify_one();
-                if changed.iter().any(|t| t.status.is_final()) {
-                    h.outbox_ready.notify_one();
+            Ok(changed) => {
+                if !changed.is_empty() {
+                    tracing::warn!(count = changed.len(), "recovered tasks whose lease expired");
+                    h.work_ready.notify_one();
+                    if changed.iter().any(|t| t.status.is_final()) {
+                        h.outbox_ready.notify_one();
+                    }
+                }
+                if let Some(health) = &h.health {
+                    health.beat("orchestrator");
                 }
             }
-            Ok(_) => {}
             Err(StoreError::Closed) => return,
-            Err(e) => tracing::error!(error = %e, "lease recovery failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "lease recovery failed");
+                if let Some(health) = &h.health {
+                    health.degrade("orchestrator", format!("lease recovery failed: {e}"));
+                }
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

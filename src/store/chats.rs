@@ -78,6 +78,19 @@ pub(super) fn admin_chats(c: &Connection) -> Result<Vec<ChatRef>, StoreError> {
 }
 
 impl Store {
+    /// Queues `body` as a notice to every admin chat (at most 50), in one
+    /// write. Returns how many were queued.
+    pub async fn notify_admin_chats(&self, body: String, now: UnixMillis) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            let chats = admin_chats(c)?;
+            for chat in &chats {
+                insert(c, &super::approvals::notice(chat, body.clone()), OutboxStatus::Pending, now)?;
+            }
+            Ok(chats.len())
+        })
+        .await
+    }
+
     /// Finds or creates the context (and workspace) of a chat.
     pub async fn ensure_context(&self, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
         let (chat, name) = (chat.clone(), display_name.to_string());

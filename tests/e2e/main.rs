@@ -14,6 +14,7 @@ mod daemon;
 mod events;
 mod gateway;
 mod llm;
+mod observability;
 mod outbox;
 mod pairings;
 mod queue;

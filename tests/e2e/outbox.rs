@@ -47,6 +47,7 @@ async fn setup(script: Vec<Result<Delivered, PublishError>>) -> (tempfile::TempD
         config: OutboxConfig { max_attempts: 3, retry_base: Duration::from_secs(2), retry_max: Duration::from_secs(600) },
         clock: Arc::new(clock.clone()),
         ready: Arc::new(tokio::sync::Notify::new()),
+        health: None,
     };
     (dir, store, outbox, clock, publisher, ChatRef::new("fakechat", "room-1").expect("chat"))
 }

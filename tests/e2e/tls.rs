@@ -129,6 +129,20 @@ async fn sighup_rotates_the_certificates_and_a_bad_file_keeps_the_ones_in_use() 
     .await;
     let fresh = client(&new_ca_pem, Some((&admin, &admin_key)));
     assert_eq!(status(&fresh, &url).await, Ok(200), "a bad file on reload keeps the certificates in use");
+    // The failed reload shows in the heartbeat and the event log.
+    let hb: serde_json::Value = fresh.get(format!("{}/api/v1/heartbeat", d.base)).send().await.expect("get").json().await.expect("json");
+    let api = hb["components"].as_array().expect("components").iter().find(|c| c["name"] == "api").expect("api").clone();
+    assert_eq!(api["state"], "degraded", "{hb}");
+    assert!(api["error"].as_str().expect("error").contains("certificate reload failed"), "{api}");
+    assert_eq!(hb["overall"], "degraded");
+    wait_until("a health.changed event for the api", Duration::from_secs(10), || {
+        let (c, u) = (fresh.clone(), format!("{}/api/v1/events/log?types=health.", d.base));
+        async move {
+            let log: serde_json::Value = c.get(u).send().await.ok()?.json().await.ok()?;
+            log["items"].as_array()?.iter().any(|e| e["data"]["component"] == "api" && e["data"]["to"] == "degraded").then_some(())
+        }
+    })
+    .await;
     assert!(!d.log().contains("BEGIN PRIVATE KEY"), "no key material in the log");
 }
 

@@ -1,0 +1,281 @@
+//! Process metrics for `GET /metrics` (Prometheus text format 0.0.4).
+//!
+//! Two kinds of numbers: *counters* of what this process did (HTTP requests,
+//! messages in and out per connector, LLM calls, tokens and latency), kept
+//! in memory and reset by a restart as Prometheus counters may be; and
+//! *gauges* of durable state (tasks by status, queue depth, outbox by status,
+//! approvals pending), read from the store at scrape time so they are right
+//! after a restart too. The counters live in one process-wide registry
+//! ([`metrics`]) so the places that count need no handle threaded to them.
+
+use crate::config::ModelPrice;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const HTTP_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+const LLM_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative; summed when rendered).
+    buckets: [u64; 10],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64; 10], secs: f64) {
+        if let Some(i) = bounds.iter().position(|b| secs <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64; 10]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (b, n) in bounds.iter().zip(self.buckets) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct LlmStats {
+    calls: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    latency: Histogram,
+}
+
+/// The process-wide counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (route, method, status) → requests.
+    http_requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// route → latency.
+    http_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// (connector, direction, outcome) → messages.
+    messages: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// (provider, model, outcome) → calls, tokens, latency.
+    llm: Mutex<BTreeMap<(String, String, String), LlmStats>>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// The process-wide registry.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    /// One HTTP request answered.
+    pub fn http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        if let Ok(mut m) = self.http_requests.lock() {
+            *m.entry((route.to_string(), method.to_string(), status)).or_default() += 1;
+        }
+        if let Ok(mut m) = self.http_latency.lock() {
+            m.entry(route.to_string()).or_default().observe(&HTTP_BUCKETS, elapsed.as_secs_f64());
+        }
+    }
+
+    /// One message received (`inbound`) or delivered/failed (`outbound`).
+    pub fn message(&self, connector: &str, direction: &'static str, outcome: &'static str) {
+        if let Ok(mut m) = self.messages.lock() {
+            *m.entry((connector.to_string(), direction, outcome)).or_default() += 1;
+        }
+    }
+
+    /// One LLM call.
+    pub fn llm_call(&self, provider: &str, model: &str, outcome: &str, prompt: u64, completion: u64, elapsed: Duration) {
+        if let Ok(mut m) = self.llm.lock() {
+            let s = m.entry((provider.to_string(), model.to_string(), outcome.to_string())).or_default();
+            s.calls += 1;
+            s.prompt_tokens += prompt;
+            s.completion_tokens += completion;
+            s.latency.observe(&LLM_BUCKETS, elapsed.as_secs_f64());
+        }
+    }
+
+    /// The counters and `gauges` in Prometheus text format.
+    pub fn render(&self, gauges: &Gauges, prices: &[ModelPrice]) -> String {
+        let mut out = String::with_capacity(4096);
+        gauges.render(&mut out);
+
+        header(&mut out, "agent_runtime_http_requests_total", "counter", "HTTP requests answered, by route, method and status.");
+        if let Ok(m) = self.http_requests.lock() {
+            for ((route, method, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "agent_runtime_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                    esc(route),
+                    esc(method)
+                );
+            }
+        }
+        header(&mut out, "agent_runtime_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route.");
+        if let Ok(m) = self.http_latency.lock() {
+            for (route, h) in m.iter() {
+                h.render(&mut out, "agent_runtime_http_request_duration_seconds", &format!("route=\"{}\"", esc(route)), &HTTP_BUCKETS);
+            }
+        }
+        header(
+            &mut out,
+            "agent_runtime_messages_total",
+            "counter",
+            "Chat messages received (inbound) and delivered or failed (outbound), by connector.",
+        );
+        if let Ok(m) = self.messages.lock() {
+            for ((connector, direction, outcome), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "agent_runtime_messages_total{{connector=\"{}\",direction=\"{direction}\",outcome=\"{outcome}\"}} {n}",
+                    esc(connector)
+                );
+            }
+        }
+        self.render_llm(&mut out, prices);
+        out
+    }
+
+    fn render_llm(&self, out: &mut String, prices: &[ModelPrice]) {
+        let Ok(m) = self.llm.lock() else { return };
+        header(out, "agent_runtime_llm_calls_total", "counter", "LLM calls, by provider, model and outcome.");
+        for ((p, model, outcome), s) in m.iter() {
+            let _ = writeln!(
+                out,
+                "agent_runtime_llm_calls_total{{provider=\"{}\",model=\"{}\",outcome=\"{}\"}} {}",
+                esc(p),
+                esc(model),
+                esc(outcome),
+                s.calls
+            );
+        }
+        header(out, "agent_runtime_llm_tokens_total", "counter", "LLM tokens, by provider, model and kind (prompt or completion).");
+        let mut by_model: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+        for ((p, model, _), s) in m.iter() {
+            let e = by_model.entry((p, model)).or_default();
+            e.0 += s.prompt_tokens;
+            e.1 += s.completion_tokens;
+        }
+        for ((p, model), (prompt, completion)) in &by_model {
+            let labels = format!("provider=\"{}\",model=\"{}\"", esc(p), esc(model));
+            let _ = writeln!(out, "agent_runtime_llm_tokens_total{{{labels},kind=\"prompt\"}} {prompt}");
+            let _ = writeln!(out, "agent_runtime_llm_tokens_total{{{labels},kind=\"completion\"}} {completion}");
+        }
+        header(
+            out,
+            "agent_runtime_llm_cost_usd_total",
+            "counter",
+            "Estimated LLM cost in USD from AGENT_RUNTIME_LLM_PRICES (models without a price are left out).",
+        );
+        for ((p, model), (prompt, completion)) in &by_model {
+            if let Some(price) = crate::config::price_for(prices, model) {
+                let cost = price.cost(*prompt, *completion);
+                let _ = writeln!(out, "agent_runtime_llm_cost_usd_total{{provider=\"{}\",model=\"{}\"}} {cost}", esc(p), esc(model));
+            }
+        }
+        header(out, "agent_runtime_llm_call_duration_seconds", "histogram", "LLM call latency, by provider and model.");
+        let mut latency: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
+        for ((p, model, _), s) in m.iter() {
+            let h = latency.entry((p, model)).or_default();
+            for (a, b) in h.buckets.iter_mut().zip(s.latency.buckets) {
+                *a += b;
+            }
+            h.count += s.latency.count;
+            h.sum += s.latency.sum;
+        }
+        for ((p, model), h) in &latency {
+            let labels = format!("provider=\"{}\",model=\"{}\"", esc(p), esc(model));
+            h.render(out, "agent_runtime_llm_call_duration_seconds", &labels, &LLM_BUCKETS);
+        }
+    }
+}
+
+/// Durable-state gauges, read from the store per scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Tasks by status.
+    pub tasks: Vec<(String, u64)>,
+    /// Queued tasks whose time has come (claimable now).
+    pub queue_depth: u64,
+    /// Outbox rows by status.
+    pub outbox: Vec<(String, u64)>,
+    /// Approval requests waiting for a decision.
+    pub approvals_pending: u64,
+    /// Pairing requests waiting for a decision.
+    pub pairings_pending: u64,
+    /// Components by health state (from the heartbeat).
+    pub health: Vec<(String, String)>,
+    /// Seconds since the process started.
+    pub uptime_seconds: f64,
+}
+
+impl Gauges {
+    fn render(&self, out: &mut String) {
+        header(out, "agent_runtime_up", "gauge", "1 while the runtime answers.");
+        let _ = writeln!(out, "agent_runtime_up 1");
+        header(out, "agent_runtime_uptime_seconds", "gauge", "Seconds since the runtime started.");
+        let _ = writeln!(out, "agent_runtime_uptime_seconds {}", self.uptime_seconds);
+        header(out, "agent_runtime_tasks", "gauge", "Tasks in the store, by status.");
+        for status in ["queued", "running", "succeeded", "failed", "canceled"] {
+            let n = self.tasks.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "agent_runtime_tasks{{status=\"{status}\"}} {n}");
+        }
+        header(out, "agent_runtime_queue_depth", "gauge", "Queued tasks that are due now (claimable).");
+        let _ = writeln!(out, "agent_runtime_queue_depth {}", self.queue_depth);
+        header(out, "agent_runtime_outbox_messages", "gauge", "Outbox messages, by delivery status.");
+        for status in ["pending", "sent", "failed"] {
+            let n = self.outbox.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "agent_runtime_outbox_messages{{status=\"{status}\"}} {n}");
+        }
+        header(out, "agent_runtime_approvals_pending", "gauge", "Action approvals waiting for a decision.");
+        let _ = writeln!(out, "agent_runtime_approvals_pending {}", self.approvals_pending);
+        header(out, "agent_runtime_pairings_pending", "gauge", "Pairing requests waiting for a decision.");
+        let _ = writeln!(out, "agent_runtime_pairings_pending {}", self.pairings_pending);
+        header(out, "agent_runtime_component_healthy", "gauge", "1 when a component is healthy, 0 otherwise (state label says which).");
+        for (name, state) in &self.health {
+            let ok = u8::from(state == "healthy");
+            let _ = writeln!(out, "agent_runtime_component_healthy{{component=\"{}\",state=\"{state}\"}} {ok}", esc(name));
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let m = Metrics::default();
+        m.http("/api/v1/tasks", "GET", 200, Duration::from_micros(500));
+        m.http("/api/v1/tasks", "GET", 200, Duration::from_millis(30));
+        m.http("/api/v1/tasks", "POST", 400, Duration::from_millis(2));
+        m.message("tele\"gram", "inbound", "received");
+        let text = m.render(&Gauges::default(), &[]);
+        assert!(text.contains("agent_runtime_http_requests_total{route=\"/api/v1/tasks\",method=\"GET\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("agent_runtime_http_request_duration_seconds_bucket{route=\"/api/v1/tasks\",le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("agent_runtime_http_request_duration_seconds_bucket{route=\"/api/v1/tasks\",le=\"0.05\"} 3"), "{text}");
+        assert!(text.contains("agent_runtime_http_request_duration_seconds_count{route=\"/api/v1/tasks\"} 3"), "{text}");
+        assert!(text.contains("connector=\"tele\\\"gram\""), "{text}");
+        assert!(text.contains("agent_runtime_tasks{status=\"canceled\"} 0"), "every status is present: {text}");
+    }
+}
