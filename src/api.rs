@@ -7,10 +7,13 @@ mod chat;
 mod error;
 mod events;
 mod layers;
+mod objectives;
 mod pairings;
+mod roles;
 mod tasks;
 mod tls;
 mod usage;
+mod workspaces;
 
 pub use tls::{AdminClient, Caller, TlsState, serve_tls};
 
@@ -76,6 +79,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/approvals/{id}", get(approvals::get_one))
         .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/api/v1/objectives", get(objectives::list).post(objectives::create).layer(idem()))
+        .route("/api/v1/objectives/{id}", get(objectives::get_one))
+        .route("/api/v1/objectives/update", post(objectives::update))
+        .route("/api/v1/objectives/active", post(objectives::set_active))
+        .route("/api/v1/objectives/delete", post(objectives::delete))
+        .route("/api/v1/workspaces", get(workspaces::list))
+        .route("/api/v1/workspaces/{id}", get(workspaces::get_one))
+        .route("/api/v1/contexts", get(workspaces::contexts))
+        .route("/api/v1/contexts/{id}", get(workspaces::context))
+        .route("/api/v1/contexts/{id}/admin", post(workspaces::set_admin))
         .route("/api/v1/audit", get(approvals::audit))
         .route("/api/v1/usage", get(usage::usage))
         .route("/api/v1/events", get(events::stream))
@@ -87,6 +100,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/pairings/lookup", post(pairings::lookup))
         .route("/api/v1/pairings/approve", post(pairings::approve))
         .route("/api/v1/pairings/deny", post(pairings::deny))
+        // Role check inside the audit layer, so a refused change is audited too.
+        .route_layer(axum::middleware::from_fn(roles::authorize))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), layers::audit_mutations))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -4,9 +4,11 @@
 mod identity;
 mod ids;
 mod message;
+mod schedule;
 mod task;
 
 pub use identity::{Actor, ChatKind, Role, User};
 pub use ids::{ApprovalId, ContextId, ObjectiveId, OutboxId, PairingId, TaskId, TraceId, UserId, WorkspaceId};
 pub use message::{ChatRef, ChatRefError, Context, Inbound, MessageKind, OutboundMessage, OutboxStatus};
+pub use schedule::Schedule;
 pub use task::{NewTask, NotifyPolicy, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue, title_from};

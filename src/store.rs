@@ -22,6 +22,7 @@ mod people;
 mod stats;
 mod tasks;
 mod usage;
+mod workspaces;
 mod writer;
 
 pub use approvals::{Approval, ApprovalError, NewApproval, notice as approval_notice};
@@ -29,12 +30,13 @@ pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
 pub use chats::InboundRecord;
 pub use events::{Event, LIVE_RING};
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
-pub use objectives::{NewObjective, Objective};
+pub use objectives::{NewObjective, Objective, ObjectiveFilter};
 pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
 pub use stats::StateCounts;
 pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageTotals};
+pub use workspaces::{ContextFilter, Workspace};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -162,7 +162,8 @@ pub(super) async fn deny_pairing(g: &Gateway, t: &mut Turn<'_>, token: &str, rea
 }
 
 pub(super) async fn admin_channel(g: &Gateway, t: &mut Turn<'_>, enable: bool) -> Result<String, StoreError> {
-    let ctx = g.store.set_context_admin(&t.ctx.id, enable).await?;
+    // The audit row is noted on the turn and commits with the reply.
+    let ctx = g.store.set_context_admin(&t.ctx.id, enable, Vec::new(), g.clock.now_ms()).await?;
     let event = if enable { "admin_channel.enabled" } else { "admin_channel.disabled" };
     t.note(event, Decision::Info, None, Some(ctx.id.to_string()));
     Ok(if enable {
@@ -256,6 +257,9 @@ pub(super) async fn route(g: &Gateway, t: &mut Turn<'_>, task: &str, class: &str
     Ok(format!("Routing updated for `{target}`:\n- class: `{class}`\n- priority: `{prio}`\n- lane: `{lane}`\n- due: `{due_text}`"))
 }
 
+/// `/monitor` objectives fire every six hours.
+const MONITOR_CRON: &str = "0 */6 * * *";
+
 pub(super) async fn monitor(g: &Gateway, t: &mut Turn<'_>, goal: &str) -> Result<String, StoreError> {
     let compact = goal.split_whitespace().collect::<Vec<_>>().join(" ");
     let new = NewObjective {
@@ -263,8 +267,12 @@ pub(super) async fn monitor(g: &Gateway, t: &mut Turn<'_>, goal: &str) -> Result
         context_id: t.ctx.id.clone(),
         title: title_from(&format!("Monitor: {compact}"), TASK_TITLE_MAX),
         prompt: format!("Monitor this target for updates and report only concrete changes:\n{goal}"),
-        cron_expr: "0 */6 * * *".into(),
+        trigger_type: "schedule".into(),
+        event_key: None,
+        cron_expr: Some(MONITOR_CRON.into()),
         timezone: "UTC".into(),
+        active: true,
+        next_run_at: crate::domain::Schedule::parse(MONITOR_CRON, "UTC").ok().and_then(|s| s.next_after(g.clock.now_ms())),
         created_by: t.actor.audit_name(Some(&t.ctx.chat)),
     };
     let o = g.store.create_objective(new, g.clock.now_ms()).await?;

@@ -117,9 +117,9 @@ pub(super) fn insert_audit(c: &Connection, rows: &[NewAudit], now: UnixMillis) -
     for a in rows {
         let (connector, external) = a.chat.clone().unzip();
         stmt.execute(params![now, a.actor, connector, external, a.event, a.decision.as_str(), a.reason, a.subject])?;
-        // Approval and pairing decisions are also live events (their audit
-        // row is the record of the change).
-        if a.event.starts_with("approval.") || a.event.starts_with("pairing.") {
+        // Approval, pairing and objective changes are also live events
+        // (their audit row is the record of the change).
+        if a.event.starts_with("approval.") || a.event.starts_with("pairing.") || a.event.starts_with("objective.") {
             let data = serde_json::json!({
                 "id": a.subject, "actor": a.actor, "decision": a.decision.as_str(), "reason": a.reason,
                 "connector": connector, "external_id": external,

@@ -22,9 +22,9 @@ pub struct InboundRecord {
     pub user: Option<User>,
 }
 
-const CONTEXT_COLUMNS: &str = "id, workspace_id, connector, external_id, display_name, system_prompt, is_admin, created_at";
+pub(super) const CONTEXT_COLUMNS: &str = "id, workspace_id, connector, external_id, display_name, system_prompt, is_admin, created_at";
 
-fn context_from_row(r: &Row<'_>) -> rusqlite::Result<Context> {
+pub(super) fn context_from_row(r: &Row<'_>) -> rusqlite::Result<Context> {
     Ok(Context {
         id: ContextId::from_string(r.get::<_, String>(0)?),
         workspace_id: WorkspaceId::from_string(r.get::<_, String>(1)?),
@@ -183,11 +183,21 @@ impl Store {
         .await
     }
 
-    /// Makes a context an admin context (or not); returns it as it is now.
-    pub async fn set_context_admin(&self, id: &ContextId, admin: bool) -> Result<Context, StoreError> {
+    /// Makes a context an admin context (or not), with `audit` rows in the
+    /// same write; returns it as it is now.
+    pub async fn set_context_admin(
+        &self,
+        id: &ContextId,
+        admin: bool,
+        audit: Vec<NewAudit>,
+        now: UnixMillis,
+    ) -> Result<Context, StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            c.execute("UPDATE contexts SET is_admin = ?2 WHERE id = ?1", params![id.as_str(), admin])?;
+            if c.execute("UPDATE contexts SET is_admin = ?2 WHERE id = ?1", params![id.as_str(), admin])? == 0 {
+                return Err(StoreError::NotFound("context"));
+            }
+            insert_audit(c, &audit, now)?;
             let sql = format!("SELECT {CONTEXT_COLUMNS} FROM contexts WHERE id = ?1");
             found(c.query_row(&sql, [id.as_str()], context_from_row).optional()?, "context")
         })

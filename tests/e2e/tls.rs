@@ -155,18 +155,31 @@ async fn the_certificate_names_the_caller_and_its_role() {
     let ops = tls_client(&d.data(), "ops");
     let (s, p) = d.post("/api/v1/pairings/start", &json!({"connector": "telegram", "connector_user_id": "5"})).await;
     assert_eq!(s, 201, "{p}");
-    let r = ops
-        .post(format!("{}/api/v1/pairings/approve", d.base))
-        .json(&json!({"token": p["token"], "role": "admin"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 403, "an operator certificate cannot grant admin");
+    let approve = |c: &reqwest::Client, role: &str| {
+        c.post(format!("{}/api/v1/pairings/approve", d.base)).json(&json!({"token": p["token"], "role": role})).send()
+    };
+    let r = approve(&ops, "member").await.expect("send");
+    assert_eq!(r.status().as_u16(), 403, "pairing is for admins");
     let v: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(v["error"], "You cannot grant the role admin (yours is operator).");
+    assert_eq!(v["error"], "POST /api/v1/pairings/approve needs the admin role; the certificate cert:ops carries operator");
+    // An admin certificate may pair, but cannot grant more than it has.
+    let o = command(dir.path(), &[]).args(["pki", "issue-client", "boss", "--role", "admin"]).output().expect("run");
+    assert!(o.status.success());
+    let boss = tls_client(&d.data(), "boss");
+    let r = approve(&boss, "overlord").await.expect("send");
+    assert_eq!(r.status().as_u16(), 403);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"], "You cannot grant the role overlord (yours is admin).");
     let (_, audit) = d.get("/api/v1/audit?event=pairing.").await;
     let actors: Vec<&str> = audit["events"].as_array().expect("events").iter().filter_map(|e| e["actor"].as_str()).collect();
-    assert!(actors.contains(&"cert:ops") && actors.contains(&"cert:local-admin"), "{actors:?}");
+    assert!(actors.contains(&"cert:boss") && actors.contains(&"cert:local-admin"), "{actors:?}");
+    let (_, audit) = d.get("/api/v1/audit?event=api.request&actor=cert:ops").await;
+    let refused = &audit["events"][0];
+    assert_eq!(
+        (refused["decision"].as_str(), refused["reason"].as_str()),
+        (Some("deny"), Some("POST /api/v1/pairings/approve → 403")),
+        "{audit}"
+    );
 
     let show = command(dir.path(), &[]).args(["pki", "show"]).output().expect("run");
     let text = String::from_utf8_lossy(&show.stdout);
