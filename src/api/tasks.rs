@@ -161,6 +161,8 @@ pub struct ListQuery {
     status: Option<String>,
     kind: Option<String>,
     limit: Option<u32>,
+    /// Keyset paging: the last id of the previous page (`next_before`).
+    before: Option<String>,
 }
 
 pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<axum::response::Response, ApiError> {
@@ -179,9 +181,15 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
         status: q.status.as_deref().map(TaskStatus::parse).transpose().map_err(parse_err)?,
         kind: q.kind.as_deref().map(TaskKind::parse).transpose().map_err(parse_err)?,
         limit: Some(limit),
+        before: q.before.map(TaskId::from_string),
     };
-    let items: Vec<TaskView> = s.store.list_tasks(filter).await?.into_iter().map(Into::into).collect();
-    Ok(Json(TaskList { count: items.len(), items }).into_response())
+    let items: Vec<TaskView> = match s.store.list_tasks(filter).await {
+        Ok(rows) => rows.into_iter().map(Into::into).collect(),
+        Err(crate::store::StoreError::NotFound(what)) => return Err(ApiError::bad_request(format!("before: no such task ({what})"))),
+        Err(e) => return Err(e.into()),
+    };
+    let next_before = (items.len() == limit as usize).then(|| items.last().map(|t| t.id.clone())).flatten();
+    Ok(Json(TaskList { count: items.len(), items, next_before }).into_response())
 }
 
 /// A page of tasks (serialised once, straight from the typed rows).
@@ -189,6 +197,9 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
 pub struct TaskList {
     count: usize,
     items: Vec<TaskView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

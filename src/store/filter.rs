@@ -24,6 +24,15 @@ impl Filter {
         self
     }
 
+    /// `(a, b) < (?, ?)`: keyset paging over a two-column order.
+    pub(super) fn pair_before(&mut self, a: &'static str, b: &'static str, va: Value, vb: Value) -> &mut Self {
+        self.values.push(va);
+        self.values.push(vb);
+        let n = self.values.len();
+        self.clauses.push(format!("({a}, {b}) < (?{}, ?{n})", n - 1));
+        self
+    }
+
     /// `column = ?` when `value` is given.
     pub(super) fn eq(&mut self, column: &'static str, value: Option<impl Into<Value>>) -> &mut Self {
         self.cmp(column, "=", value)

@@ -106,6 +106,9 @@ pub struct TaskFilter {
     pub kind: Option<TaskKind>,
     /// At most this many (default 100).
     pub limit: Option<u32>,
+    /// Only tasks after this one in the listing's order (keyset paging:
+    /// pass the last id of the previous page).
+    pub before: Option<TaskId>,
 }
 
 /// An optimistic edit of a task: applied only at the named version.
@@ -220,6 +223,18 @@ impl Store {
             // so the newest are read off the end of the table instead of
             // sorting the whole of it (5 requests/s at 30,000 tasks before).
             let order = if scoped { "created_at DESC, id DESC" } else { "id DESC" };
+            if let Some(before) = filter.before {
+                let at: Option<i64> = c
+                    .prepare_cached("SELECT created_at FROM tasks WHERE id = ?1")?
+                    .query_row([before.as_str()], |r| r.get(0))
+                    .optional()?;
+                let at = at.ok_or(StoreError::NotFound("task named by `before`"))?;
+                if scoped {
+                    f.pair_before("created_at", "id", at.into(), before.as_str().to_string().into());
+                } else {
+                    f.cmp("id", "<", Some(before.as_str().to_string()));
+                }
+            }
             let sql = format!("SELECT {TASK_COLUMNS} FROM tasks{} ORDER BY {order} LIMIT ?{}", f.clause(), f.next());
             let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 500));
             let rows = c

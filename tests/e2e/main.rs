@@ -18,4 +18,5 @@ mod observability;
 mod outbox;
 mod pairings;
 mod queue;
+mod resources;
 mod tls;
