@@ -1,14 +1,18 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
-//! `audit`, `usage`, `pki`, `config check`, `version`, `completions`. Everything but `serve` and `config` talks to a
-//! running daemon through its API.
+//! `objective`, `workspace`, `events`, `health`, `audit`, `usage`, `pki`,
+//! `config check`, `version`, `completions`. Everything but `serve`, `pki`
+//! and `config` talks to a running daemon through its API.
 
 mod approval;
 mod chat;
 mod config_check;
+mod events;
+mod objective;
 mod pairing;
 mod pki;
 mod report;
 mod task;
+mod workspace;
 
 use crate::client::{ApiClient, ClientTls};
 use crate::config::Config;
@@ -62,6 +66,20 @@ pub enum Cmd {
     /// Start, look up, approve and deny pairing requests (linking chat identities to users).
     #[command(subcommand)]
     Pairing(pairing::PairingCmd),
+    /// List, show, create, update, pause, resume and delete objectives (scheduled or event-driven instructions).
+    #[command(subcommand)]
+    Objective(objective::ObjectiveCmd),
+    /// Workspaces and contexts (chats); make a chat an admin channel.
+    #[command(subcommand)]
+    Workspace(workspace::WorkspaceCmd),
+    /// The event log (task, approval, message, pairing, objective and health changes); --follow streams it live.
+    Events(events::EventsArgs),
+    /// Component health (the heartbeat); exits 1 unless everything is healthy.
+    Health {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit log: permission, pairing, approval and API decisions.
     #[command(subcommand)]
     Audit(report::AuditCmd),
@@ -119,6 +137,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Task(cmd) => task::run(client(&cli.conn)?, cmd).await,
         Cmd::Approval(cmd) => approval::run(client(&cli.conn)?, cmd).await,
         Cmd::Pairing(cmd) => pairing::run(client(&cli.conn)?, cmd).await,
+        Cmd::Objective(cmd) => objective::run(client(&cli.conn)?, cmd).await,
+        Cmd::Workspace(cmd) => workspace::run(client(&cli.conn)?, cmd).await,
+        Cmd::Events(args) => events::run(client(&cli.conn)?, args).await,
+        Cmd::Health { json } => events::health(client(&cli.conn)?, json).await,
     }
 }
 

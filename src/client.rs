@@ -91,12 +91,25 @@ pub enum ClientSetupError {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// For long-lived streams: no total timeout, but a read timeout well
+    /// above the server's 15 s keep-alive (a dead connection is noticed).
+    stream: reqwest::Client,
 }
 
 impl ApiClient {
     /// A client for `base` (e.g. `https://127.0.0.1:8080`); `https` needs `tls`.
     pub fn new(base: &str, timeout: Duration, tls: Option<&ClientTls>) -> Result<Self, ClientSetupError> {
-        let mut builder = reqwest::Client::builder().timeout(timeout);
+        let http = Self::builder(base, tls)?.timeout(timeout).build().map_err(|e| ClientSetupError::Tls(e.to_string()))?;
+        let stream = Self::builder(base, tls)?
+            .connect_timeout(timeout)
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientSetupError::Tls(e.to_string()))?;
+        Ok(Self { base: base.trim_end_matches('/').to_string(), http, stream })
+    }
+
+    fn builder(base: &str, tls: Option<&ClientTls>) -> Result<reqwest::ClientBuilder, ClientSetupError> {
+        let mut builder = reqwest::Client::builder();
         if let Some(t) = tls.filter(|_| base.starts_with("https://")) {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|cause| ClientSetupError::File { path: p.clone(), cause });
             let mut pem = read(&t.cert)?;
@@ -108,8 +121,7 @@ impl ApiClient {
                 reqwest::Certificate::from_pem(&read(&t.ca)?).map_err(|e| ClientSetupError::Tls(format!("{}: {e}", t.ca.display())))?;
             builder = builder.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca).identity(identity);
         }
-        let http = builder.build().map_err(|e| ClientSetupError::Tls(e.to_string()))?;
-        Ok(Self { base: base.trim_end_matches('/').to_string(), http })
+        Ok(builder)
     }
 
     /// The base URL: explicit, else the local daemon's recorded URL, else the default.
@@ -148,6 +160,26 @@ impl ApiClient {
     pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         self.send(self.http.get(&url).query(query), url).await
+    }
+
+    /// Opens a server-sent event stream at `path`, resuming after `last_id`.
+    pub async fn open_stream(&self, path: &str, query: &[(&str, String)], last_id: Option<i64>) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.stream.get(&url).query(query).header("accept", "text/event-stream");
+        if let Some(id) = last_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(ClientError::Api { status: status.as_u16(), message });
+        }
+        Ok(resp)
     }
 
     /// `POST {base}{path}` with a JSON body.

@@ -23,6 +23,9 @@ pub enum TaskCmd {
         /// At most this many (1-500).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The next page: tasks older than this task id (printed at the end of a full page).
+        #[arg(long)]
+        before: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -101,8 +104,9 @@ fn print_task(t: &Value) {
 /// Runs a task subcommand.
 pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        TaskCmd::List { status, workspace_id, context_id, limit, json } => {
+        TaskCmd::List { status, workspace_id, context_id, limit, before, json } => {
             let mut q = vec![("limit", limit.to_string())];
+            q.extend(before.map(|v| ("before", v)));
             q.extend(status.map(|v| ("status", v)));
             q.extend(workspace_id.map(|v| ("workspace_id", v)));
             q.extend(context_id.map(|v| ("context_id", v)));
@@ -116,6 +120,9 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
                     println!("{:<36}  {:<9}  {:>3}  {}", s(t, "id"), s(t, "status"), t["attempts"], s(t, "title"));
                 }
                 println!("{} task(s)", items.len());
+                if let Some(next) = v["next_before"].as_str() {
+                    println!("more: --before {next}");
+                }
             }
         }
         TaskCmd::Show { id, json } => {

@@ -157,3 +157,91 @@ async fn interactive_chat_prints_replies_and_later_notices() {
     assert!(out.contains("agent> Task queued: `"), "{out}");
     assert!(out.contains("the answer"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objective_workspace_events_and_health_verbs_work_against_the_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    let cli = |args: &[&str]| {
+        let o = run(dir.path(), &[], args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(d.chat("/help").await.contains("/task"));
+
+    // Workspaces and contexts.
+    let list = cli(&["workspace", "list"]);
+    assert!(list.contains("1 workspace(s)"), "{list}");
+    let contexts: serde_json::Value = serde_json::from_str(&cli(&["workspace", "contexts", "--json"])).expect("json");
+    let cid = contexts["items"][0]["id"].as_str().expect("context").to_string();
+    let wid = contexts["items"][0]["workspace_id"].as_str().expect("ws").to_string();
+    assert!(cli(&["workspace", "admin", &cid, "on"]).contains("is now an admin channel"));
+    assert!(cli(&["workspace", "show", &wid]).contains(&cid));
+    assert!(cli(&["workspace", "contexts", "--admin"]).contains("yes"));
+
+    // Objectives.
+    let created: serde_json::Value = serde_json::from_str(&cli(&[
+        "objective",
+        "create",
+        "--context-id",
+        &cid,
+        "--title",
+        "Nightly digest",
+        "--prompt",
+        "Digest the day",
+        "--cron",
+        "0 22 * * *",
+        "--timezone",
+        "America/New_York",
+        "--json",
+    ]))
+    .expect("json");
+    let oid = created["id"].as_str().expect("id").to_string();
+    assert!(cli(&["objective", "list"]).contains("Nightly digest"));
+    assert!(cli(&["objective", "pause", &oid]).contains("paused"));
+    assert!(cli(&["objective", "list", "--active-only"]).contains("0 objective(s)"));
+    assert!(cli(&["objective", "resume", &oid]).contains("resumed; next run"));
+    let shown = cli(&["objective", "update", &oid, "--cron", "@weekly"]);
+    assert!(shown.contains("@weekly (America/New_York)"), "{shown}");
+    let bad = run(dir.path(), &[], &["objective", "update", &oid, "--cron", "nope"]);
+    assert!(!bad.status.success() && text(&bad).contains("must have 5 fields"), "{}", text(&bad));
+    assert!(cli(&["objective", "delete", &oid]).contains("deleted"));
+    let gone = run(dir.path(), &[], &["objective", "show", &oid]);
+    assert!(!gone.status.success() && text(&gone).contains("objective not found"), "{}", text(&gone));
+
+    // The event log, and a live follower that sees a new task finish.
+    let past = cli(&["events", "--types", "objective."]);
+    assert!(past.contains("objective.deleted"), "{past}");
+    let mut follower = command(dir.path(), &[])
+        .args(["events", "--follow", "--json", "--types", "task."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn follower");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let task = cli(&["task", "create", "--kind", "noop", "followed task"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("\"task.succeeded\"")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        seen.push(rx.recv_timeout(left).unwrap_or_else(|_| panic!("the follower printed {seen:?} after {task}")));
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        seen.iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line")["type"].as_str().expect("type").starts_with("task."))
+    );
+
+    let health = cli(&["health"]);
+    assert!(health.contains("overall: healthy") && health.contains("orchestrator"), "{health}");
+}

@@ -1,0 +1,221 @@
+//! `agent-runtime objective list|show|create|update|pause|resume|delete`.
+
+use super::{print_json, s};
+use crate::client::ApiClient;
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+use std::process::ExitCode;
+
+/// Objective subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ObjectiveCmd {
+    /// List objectives, oldest first (paused ones too unless --active-only).
+    List {
+        /// Only this workspace.
+        #[arg(long)]
+        workspace_id: Option<String>,
+        /// Only this context.
+        #[arg(long)]
+        context_id: Option<String>,
+        /// Only active objectives.
+        #[arg(long)]
+        active_only: bool,
+        /// At most this many (1-500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one objective with its next runs.
+    Show {
+        /// Objective id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an objective for a context (see `workspace contexts` for ids).
+    Create {
+        /// The context it reports to.
+        #[arg(long)]
+        context_id: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// What the agent is asked each time.
+        #[arg(long)]
+        prompt: String,
+        /// 5-field cron (`30 7 * * 1-5`), @hourly/@daily/@weekly/@monthly/@yearly, or `@every 2h`.
+        #[arg(long, conflicts_with = "event")]
+        cron: Option<String>,
+        /// An event trigger instead of a schedule (e.g. markdown.updated).
+        #[arg(long)]
+        event: Option<String>,
+        /// IANA time zone of the schedule.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Create it paused.
+        #[arg(long)]
+        paused: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an objective (only the given fields).
+    Update {
+        /// Objective id.
+        id: String,
+        /// New title.
+        #[arg(long)]
+        title: Option<String>,
+        /// New prompt.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// New schedule (makes it a schedule objective).
+        #[arg(long, conflicts_with = "event")]
+        cron: Option<String>,
+        /// New event key (makes it an event objective).
+        #[arg(long)]
+        event: Option<String>,
+        /// New time zone.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause an objective (it stops firing).
+    Pause {
+        /// Objective id.
+        id: String,
+    },
+    /// Resume a paused objective.
+    Resume {
+        /// Objective id.
+        id: String,
+    },
+    /// Delete an objective.
+    Delete {
+        /// Objective id.
+        id: String,
+    },
+}
+
+fn when(v: &Value, key: &str) -> String {
+    v[key].as_i64().map_or_else(|| "-".to_string(), |t| crate::clock::rfc3339(t * 1000))
+}
+
+fn trigger(o: &Value) -> String {
+    match s(o, "trigger_type") {
+        "event" => format!("on {}", s(o, "event_key")),
+        _ => format!("{} ({})", s(o, "cron_expr"), s(o, "timezone")),
+    }
+}
+
+fn print_objective(o: &Value) {
+    println!("id:        {}", s(o, "id"));
+    println!("title:     {}", s(o, "title"));
+    println!("state:     {}", s(o, "health_state"));
+    println!("trigger:   {}", trigger(o));
+    println!("context:   {} (workspace {})", s(o, "context_id"), s(o, "workspace_id"));
+    println!("next run:  {}", when(o, "next_run_unix"));
+    let runs: Vec<String> =
+        o["next_runs_unix"].as_array().into_iter().flatten().filter_map(Value::as_i64).map(|t| crate::clock::rfc3339(t * 1000)).collect();
+    if runs.len() > 1 {
+        println!("then:      {}", runs[1..].join(", "));
+    }
+    println!("last run:  {}", when(o, "last_run_unix"));
+    if !s(o, "last_error").is_empty() && s(o, "last_error") != "-" {
+        println!("error:     {}", s(o, "last_error"));
+    }
+    println!("prompt:    {}", s(o, "prompt"));
+}
+
+fn done(json: bool, v: &Value, what: &str) {
+    if json {
+        print_json(v);
+    } else {
+        println!("{what}");
+        print_objective(v);
+    }
+}
+
+/// Runs an objective subcommand.
+pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ObjectiveCmd::List { workspace_id, context_id, active_only, limit, json } => {
+            let mut q = vec![("limit", limit.to_string()), ("active_only", active_only.to_string())];
+            q.extend(workspace_id.map(|v| ("workspace_id", v)));
+            q.extend(context_id.map(|v| ("context_id", v)));
+            let v: Value = client.get("/api/v1/objectives", &q).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                println!("{:<40}  {:<8}  {:<20}  {:<28}  TITLE", "ID", "STATE", "NEXT RUN", "TRIGGER");
+                for o in &items {
+                    println!(
+                        "{:<40}  {:<8}  {:<20}  {:<28}  {}",
+                        s(o, "id"),
+                        s(o, "health_state"),
+                        when(o, "next_run_unix"),
+                        trigger(o),
+                        s(o, "title")
+                    );
+                }
+                println!("{} objective(s)", items.len());
+            }
+        }
+        ObjectiveCmd::Show { id, json } => {
+            let v: Value = client.get(&format!("/api/v1/objectives/{id}"), &[]).await?;
+            if json { print_json(&v) } else { print_objective(&v) }
+        }
+        ObjectiveCmd::Create { context_id, title, prompt, cron, event, timezone, paused, json } => {
+            let mut body = json!({"context_id": context_id, "title": title, "prompt": prompt, "timezone": timezone, "active": !paused});
+            match (cron, event) {
+                (_, Some(e)) => {
+                    body["trigger_type"] = json!("event");
+                    body["event_key"] = json!(e);
+                }
+                (c, None) => {
+                    body["trigger_type"] = json!("schedule");
+                    body["cron_expr"] = json!(c);
+                }
+            }
+            let v: Value = client.post("/api/v1/objectives", &body).await?;
+            done(json, &v, "Objective created.");
+        }
+        ObjectiveCmd::Update { id, title, prompt, cron, event, timezone, json } => {
+            let mut body = Map::new();
+            body.insert("id".into(), json!(id));
+            for (k, v) in
+                [("title", title), ("prompt", prompt), ("cron_expr", cron.clone()), ("event_key", event.clone()), ("timezone", timezone)]
+            {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            if cron.is_some() {
+                body.insert("trigger_type".into(), json!("schedule"));
+            } else if event.is_some() {
+                body.insert("trigger_type".into(), json!("event"));
+            }
+            let v: Value = client.post("/api/v1/objectives/update", &Value::Object(body)).await?;
+            done(json, &v, "Objective updated.");
+        }
+        ObjectiveCmd::Pause { id } => {
+            let v: Value = client.post("/api/v1/objectives/active", &json!({"id": id, "active": false})).await?;
+            println!("Objective {} paused.", s(&v, "id"));
+        }
+        ObjectiveCmd::Resume { id } => {
+            let v: Value = client.post("/api/v1/objectives/active", &json!({"id": id, "active": true})).await?;
+            println!("Objective {} resumed; next run {}.", s(&v, "id"), when(&v, "next_run_unix"));
+        }
+        ObjectiveCmd::Delete { id } => {
+            let _: Value = client.post("/api/v1/objectives/delete", &json!({"id": id})).await?;
+            println!("Objective {id} deleted.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

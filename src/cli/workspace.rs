@@ -1,0 +1,130 @@
+//! `agent-runtime workspace list|show|contexts|admin`.
+
+use super::{print_json, s};
+use crate::client::ApiClient;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// Workspace subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCmd {
+    /// List workspaces (one per chat today).
+    List {
+        /// At most this many (1-500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The next page: workspaces after this id (printed at the end of a full page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a workspace and its contexts.
+    Show {
+        /// Workspace id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List contexts (chats), optionally of one workspace or connector, or only admin channels.
+    Contexts {
+        /// Only this workspace.
+        #[arg(long)]
+        workspace_id: Option<String>,
+        /// Only this connector (telegram, discord, email, codex, ...).
+        #[arg(long)]
+        connector: Option<String>,
+        /// Only admin channels.
+        #[arg(long)]
+        admin: bool,
+        /// At most this many (1-500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a context an admin channel (`on`) or not (`off`).
+    Admin {
+        /// Context id.
+        context_id: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+fn print_contexts(items: &[Value]) {
+    println!("{:<36}  {:<5}  {:<28}  NAME", "CONTEXT", "ADMIN", "CHAT");
+    for c in items {
+        let admin = if c["is_admin"].as_bool() == Some(true) { "yes" } else { "" };
+        println!(
+            "{:<36}  {:<5}  {:<28}  {}",
+            s(c, "id"),
+            admin,
+            format!("{}/{}", s(c, "connector"), s(c, "external_id")),
+            s(c, "display_name")
+        );
+    }
+}
+
+/// Runs a workspace subcommand.
+pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        WorkspaceCmd::List { limit, after, json } => {
+            let mut q = vec![("limit", limit.to_string())];
+            q.extend(after.map(|a| ("after", a)));
+            let v: Value = client.get("/api/v1/workspaces", &q).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                println!("{:<36}  {:>8}  {:>5}  NAME", "WORKSPACE", "CONTEXTS", "ADMIN");
+                for w in &items {
+                    println!("{:<36}  {:>8}  {:>5}  {}", s(w, "id"), w["contexts"], w["admin_contexts"], s(w, "name"));
+                }
+                println!("{} workspace(s)", items.len());
+                if let Some(next) = v["next_after"].as_str() {
+                    println!("more: --after {next}");
+                }
+            }
+        }
+        WorkspaceCmd::Show { id, json } => {
+            let v: Value = client.get(&format!("/api/v1/workspaces/{id}"), &[]).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("id:        {}", s(&v, "id"));
+                println!("name:      {}", s(&v, "name"));
+                println!("slug:      {}", s(&v, "slug"));
+                println!("created:   {}", super::at(&v, "created_at"));
+                print_contexts(v["context_list"].as_array().map_or(&[][..], Vec::as_slice));
+            }
+        }
+        WorkspaceCmd::Contexts { workspace_id, connector, admin, limit, json } => {
+            let mut q = vec![("limit", limit.to_string())];
+            q.extend(workspace_id.map(|v| ("workspace_id", v)));
+            q.extend(connector.map(|v| ("connector", v)));
+            if admin {
+                q.push(("admin", "true".into()));
+            }
+            let v: Value = client.get("/api/v1/contexts", &q).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                print_contexts(&items);
+                println!("{} context(s)", items.len());
+            }
+        }
+        WorkspaceCmd::Admin { context_id, state } => {
+            let v: Value = client.post(&format!("/api/v1/contexts/{context_id}/admin"), &json!({"admin": state == "on"})).await?;
+            let now = if v["is_admin"].as_bool() == Some(true) { "is now an admin channel" } else { "is no longer an admin channel" };
+            println!("Context {} ({}/{}) {now}.", s(&v, "id"), s(&v, "connector"), s(&v, "external_id"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
