@@ -66,6 +66,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/info", get(info))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/heartbeat", get(heartbeat))
         .route("/metrics", get(prometheus))
         .route("/api/v1/chat", post(chat::post_chat))
@@ -106,6 +107,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(max_body_bytes, layers::reject_oversized))
         .layer(axum::middleware::from_fn(layers::count_requests))
         .with_state(state)
 }
@@ -164,4 +166,58 @@ async fn prometheus(State(s): State<ApiState>) -> Result<axum::response::Respons
     };
     let body = crate::metrics::metrics().render(&gauges, &s.prices);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
+/// The API reference (OpenAPI 3.1), checked against this router by tests.
+pub const OPENAPI: &str = include_str!("api/openapi.json");
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// (path, method) pairs registered in `router()`, read from this file's source.
+    fn routed() -> BTreeSet<(String, String)> {
+        let src = include_str!("api.rs");
+        let start = src.find("pub fn router(").expect("router fn");
+        let end = start + src[start..].find("\n}\n").expect("end of router");
+        let text = src[start..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut out = BTreeSet::new();
+        // Each chunk runs from one `.route(` to the next (the last one also
+        // holds the layers and fallbacks, which name no method).
+        for chunk in text.split(".route(").skip(1) {
+            let (path, call) = chunk.trim_start().trim_start_matches('"').split_once('"').expect("quoted path");
+            for m in ["get", "post", "patch", "put", "delete"] {
+                if call.contains(&format!(" {m}(")) || call.contains(&format!(".{m}(")) {
+                    out.insert((path.to_string(), m.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for m in ["get", "post", "patch", "put", "delete"] {
+                if let Some(op) = item.get(m) {
+                    documented.insert((path.clone(), m.to_string()));
+                    let role = op["x-min-role"].as_str().unwrap_or_else(|| panic!("{m} {path}: x-min-role"));
+                    let method: axum::http::Method = m.to_uppercase().parse().expect("method");
+                    assert_eq!(role, super::roles::required(&method, path).as_str(), "{m} {path}: x-min-role disagrees with roles.rs");
+                }
+            }
+        }
+        let routed = routed();
+        assert!(routed.len() >= 40, "{routed:?}");
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routed).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "not documented: {missing:?}; documented but not routed: {extra:?}");
+    }
 }

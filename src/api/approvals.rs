@@ -104,8 +104,10 @@ pub async fn deny(
     State(s): State<ApiState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
+    let body =
+        body.map_err(|rej| ApiError { status: rej.status(), message: format!("cannot read the request body: {}", rej.body_text()) })?;
     let decided: DecideIn = if body.iter().all(u8::is_ascii_whitespace) {
         DecideIn::default()
     } else {

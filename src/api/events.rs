@@ -39,7 +39,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[serde(deny_unknown_fields)]
 pub(super) struct StreamQuery {
     /// Resume after this id (the `Last-Event-ID` header wins when both are given).
-    after: Option<u64>,
+    after: Option<i64>,
     /// Comma-separated type prefixes, e.g. `task.,approval.`.
     types: Option<String>,
 }
@@ -69,7 +69,9 @@ pub(super) async fn stream(
     let types = parse_types(q.types.as_deref())?;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(parse_id(v.to_str().unwrap_or("x"), "Last-Event-ID")?),
-        None => q.after.map(|a| a as i64),
+        None => {
+            q.after.map(|a| if a < 0 { Err(ApiError::bad_request("after must be a non-negative event id")) } else { Ok(a) }).transpose()?
+        }
     };
     // Subscribe before reading the head or the log, so nothing committed in
     // between is missed (duplicates are skipped by id).
@@ -231,7 +233,7 @@ impl Subscriber {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LogQuery {
-    after: Option<u64>,
+    after: Option<i64>,
     limit: Option<u32>,
     types: Option<String>,
 }
@@ -239,7 +241,10 @@ pub(super) struct LogQuery {
 /// `GET /api/v1/events/log?after=&limit=&types=`: a page of the log, oldest first.
 pub(super) async fn log(State(s): State<ApiState>, ApiQuery(q): ApiQuery<LogQuery>) -> Result<Json<serde_json::Value>, ApiError> {
     let types = parse_types(q.types.as_deref())?;
-    let after = q.after.unwrap_or(0) as i64;
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::bad_request("after must be a non-negative event id"));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));

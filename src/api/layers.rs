@@ -134,3 +134,26 @@ pub async fn count_requests(req: Request, next: Next) -> Response {
     crate::metrics::metrics().http(&route, method.as_str(), resp.status().as_u16(), started.elapsed());
     resp
 }
+
+/// Announced bodies larger than this many limits are refused without reading them.
+const DRAIN_LIMITS: u64 = 16;
+
+/// Refuses (413) a request whose `Content-Length` is over the body limit
+/// before anything reads it. The refused body is read and discarded first
+/// (up to sixteen limits, for at most five seconds): a server that answers
+/// and closes while the client is still sending makes the client's kernel
+/// see a reset, and the client never gets the answer ("lingering close").
+pub async fn reject_oversized(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let announced = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = announced.filter(|len| *len > max as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_LIMITS * max as u64 {
+        use futures_util::StreamExt;
+        let mut stream = req.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    }
+    let message = format!("request body is too large ({len} bytes; the limit is {max}, AGENT_RUNTIME_HTTP_MAX_BODY_BYTES)");
+    ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message }.into_response()
+}

@@ -138,8 +138,9 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     Ok(v.to_string())
 }
 
-/// The next run: an explicit time (seconds; must be in the future), or the
-/// schedule's next fire time; none while paused or for event objectives.
+/// The next run: an explicit time (seconds; a past time makes it due at
+/// once, which is how the Go runtime forced a run), or the schedule's next
+/// fire time; none while paused or for event objectives.
 fn next_run(active: bool, schedule: Option<&Schedule>, explicit: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
     if !active {
         return Ok(None);
@@ -209,7 +210,15 @@ pub async fn create(
         next_run_at: next_run(active, schedule.as_ref(), b.next_run_unix, now)?,
         created_by: actor.audit_name(None),
     };
-    let o = s.store.create_objective(new, now).await?;
+    let row = NewAudit {
+        actor: actor.audit_name(None),
+        chat: None,
+        event: "objective.created",
+        decision: Decision::Info,
+        reason: Some(new.title.clone()),
+        subject: None,
+    };
+    let o = s.store.create_objective(new, vec![row], now).await?;
     Ok((StatusCode::CREATED, Json(ObjectiveView::new(o, now))))
 }
 

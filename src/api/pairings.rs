@@ -2,7 +2,7 @@
 //! (returns the token once), `POST /api/v1/pairings/lookup`,
 //! `POST /api/v1/pairings/approve` and `POST /api/v1/pairings/deny`. Tokens
 //! travel only in request bodies, never in URLs (which end up in logs). API
-//! callers act as the operator (overlord).
+//! callers act with their certificate's role (overlord over plain loopback HTTP).
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery, decision_status};

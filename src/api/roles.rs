@@ -5,9 +5,9 @@
 //! Reads need `viewer`, except the audit log and pairing requests (`admin`)
 //! and usage and the event stream (`operator`: they show what users asked).
 //! Changes need `operator` (tasks, objectives, proposing an action), except
-//! chat as any user, pairing, and admin channels (`admin`). Approving an
-//! action or a pairing also checks the approver's role against the request
-//! in the gateway (an operator cannot grant admin).
+//! chat as any user, pairing, deciding actions, and admin channels
+//! (`admin`). Approving an action or a pairing also checks the approver's
+//! role against the request in the gateway (no one grants above their own).
 
 use super::error::ApiError;
 use super::tls::Caller;
@@ -26,6 +26,7 @@ pub fn required(method: &Method, route: &str) -> Role {
         _ if read => Role::Viewer,
         "/api/v1/chat" | "/api/v1/contexts/{id}/admin" => Role::Admin,
         r if r.starts_with("/api/v1/pairings/") => Role::Admin,
+        "/api/v1/approvals/{id}/approve" | "/api/v1/approvals/{id}/deny" => Role::Admin,
         _ => Role::Operator,
     }
 }
@@ -66,6 +67,8 @@ mod tests {
         assert_eq!(required(&Method::GET, "/api/v1/events"), Role::Operator);
         assert_eq!(required(&Method::POST, "/api/v1/contexts/{id}/admin"), Role::Admin);
         assert_eq!(required(&Method::POST, "/api/v1/objectives/delete"), Role::Operator);
+        assert_eq!(required(&Method::POST, "/api/v1/approvals"), Role::Operator);
+        assert_eq!(required(&Method::POST, "/api/v1/approvals/{id}/approve"), Role::Admin);
         assert_eq!(required(&Method::GET, "/metrics"), Role::Viewer);
     }
 }

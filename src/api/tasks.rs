@@ -117,6 +117,10 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
         });
     }
     let kind = TaskKind::parse(b.kind.as_deref().unwrap_or("general")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Everything that can be refused is checked before a context is created.
+    if b.run_key.as_ref().is_some_and(|k| k.trim().is_empty() || k.len() > 200) {
+        return Err(ApiError::bad_request("run_key must be 1-200 characters"));
+    }
     let context = match (b.context_id, b.connector, b.external_id) {
         (Some(id), None, None) => s.store.get_context(&ContextId::from_string(id)).await?,
         (None, connector, external) => {
@@ -131,9 +135,6 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
     };
     if let Some(ws) = b.workspace_id.filter(|w| w != context.workspace_id.as_str()) {
         return Err(ApiError::bad_request(format!("workspace_id {ws} does not match the context's workspace {}", context.workspace_id)));
-    }
-    if b.run_key.as_ref().is_some_and(|k| k.trim().is_empty() || k.len() > 200) {
-        return Err(ApiError::bad_request("run_key must be 1-200 characters"));
     }
     let title =
         b.title.map(|t| title_from(&t, TASK_TITLE_MAX)).filter(|t| !t.is_empty()).unwrap_or_else(|| title_from(&prompt, TASK_TITLE_MAX));

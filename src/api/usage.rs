@@ -51,8 +51,8 @@ fn micro_usd(x: f64) -> f64 {
 const DEFAULT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
 pub async fn usage(State(s): State<ApiState>, ApiQuery(q): ApiQuery<UsageQuery>) -> Result<Json<UsageOut>, ApiError> {
-    let until = q.until.unwrap_or_else(|| s.clock.now_ms() + 1);
-    let since = q.since.unwrap_or(until - DEFAULT_WINDOW_MS);
+    let until = q.until.unwrap_or_else(|| s.clock.now_ms().saturating_add(1));
+    let since = q.since.unwrap_or(until.saturating_sub(DEFAULT_WINDOW_MS));
     if since >= until {
         return Err(ApiError::bad_request("since must be before until (both unix ms)"));
     }

@@ -275,7 +275,8 @@ pub(super) async fn monitor(g: &Gateway, t: &mut Turn<'_>, goal: &str) -> Result
         next_run_at: crate::domain::Schedule::parse(MONITOR_CRON, "UTC").ok().and_then(|s| s.next_after(g.clock.now_ms())),
         created_by: t.actor.audit_name(Some(&t.ctx.chat)),
     };
-    let o = g.store.create_objective(new, g.clock.now_ms()).await?;
+    // The `objective.created` row is noted on the turn and commits with the reply.
+    let o = g.store.create_objective(new, Vec::new(), g.clock.now_ms()).await?;
     t.note("objective.created", Decision::Info, Some(o.title.clone()), Some(o.id.to_string()));
     Ok(format!(
         "Monitoring objective created (`{}`): every 6 hours (cron `0 */6 * * *`, UTC). Note: this version stores objectives but does not fire them yet.",

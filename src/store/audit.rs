@@ -170,8 +170,11 @@ impl Store {
                 .cmp("at", ">=", f.since)
                 .cmp("at", "<", f.until)
                 .cmp("id", ">", f.after_id);
+            // With `after_id` (polling for what is new) the rows come oldest
+            // first, so a page ends where the next one starts; otherwise newest first.
+            let order = if f.after_id.is_some() { "ASC" } else { "DESC" };
             let sql = format!(
-                "SELECT id, at, actor, connector, external_id, event, decision, reason, subject FROM audit_events{} ORDER BY id DESC LIMIT ?{}",
+                "SELECT id, at, actor, connector, external_id, event, decision, reason, subject FROM audit_events{} ORDER BY id {order} LIMIT ?{}",
                 w.clause(),
                 w.next()
             );

@@ -120,7 +120,8 @@ fn get(c: &Connection, id: &str) -> Result<Option<Objective>, StoreError> {
 impl Store {
     /// Stores a new objective. The context must exist (and belong to the
     /// workspace): otherwise `NotFound("context")`.
-    pub async fn create_objective(&self, new: NewObjective, now: UnixMillis) -> Result<Objective, StoreError> {
+    /// `audit` rows commit with it.
+    pub async fn create_objective(&self, new: NewObjective, audit: Vec<NewAudit>, now: UnixMillis) -> Result<Objective, StoreError> {
         self.write(move |c| {
             let ws: Option<String> =
                 c.prepare_cached("SELECT workspace_id FROM contexts WHERE id = ?1")?.query_row([new.context_id.as_str()], |r| r.get(0)).optional()?;
@@ -147,6 +148,8 @@ impl Store {
                     now
                 ],
             )?;
+            let audit: Vec<NewAudit> = audit.into_iter().map(|a| NewAudit { subject: Some(id.to_string()), ..a }).collect();
+            insert_audit(c, &audit, now)?;
             get(c, id.as_str())?.ok_or(StoreError::NotFound("objective"))
         })
         .await

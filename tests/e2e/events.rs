@@ -259,3 +259,15 @@ async fn a_client_that_stops_reading_is_dropped_and_resumes_without_loss() {
         expect += 1;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    let mut sse = Sse::open(&d, "", None).await;
+    let started = std::time::Instant::now();
+    let status = d.terminate().await;
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(started.elapsed() < Duration::from_secs(5), "drained in {:?}", started.elapsed());
+    assert_eq!(sse.next().await, None, "the stream ended cleanly");
+}

@@ -19,4 +19,5 @@ mod outbox;
 mod pairings;
 mod queue;
 mod resources;
+mod sweep;
 mod tls;
