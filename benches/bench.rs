@@ -13,13 +13,15 @@
 //! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
 //! `BENCH_ONLY` (`queue`, `http` for the admin-API figures only, `gateway` for in-process command dispatch with
-//! `BENCH_COMMANDS`/`BENCH_CLIENTS`, or `micro` for sequential store round trips),
+//! `BENCH_COMMANDS`/`BENCH_CLIENTS`, `micro` for sequential store round trips, or `events` for
+//! 100 SSE subscribers under 1,000 tasks/s — see `events.rs` for its knobs),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
 
 #![allow(clippy::expect_used, reason = "a benchmark that cannot set up stops with a message")]
 
+mod events;
 mod gateway;
 
 use agent_runtime::clock::SystemClock;
@@ -388,6 +390,9 @@ async fn run() {
             per_command_ns / 1000.0
         );
         return;
+    }
+    if only == "events" {
+        return events::bench(runs, seconds).await;
     }
     if only == "queue" {
         let mut tput = Vec::new();
