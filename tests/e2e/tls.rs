@@ -120,6 +120,18 @@ async fn sighup_rotates_the_certificates_and_a_bad_file_keeps_the_ones_in_use() 
     .await;
     assert!(status(&client(&old_ca, Some((&old, &old_key))), &url).await.is_err(), "the old CA's certificates are out");
 
+    // An admin channel hears about the failed reload (heartbeat notices).
+    let rotated_get = |path: &str| {
+        let (c, u) = (rotated.clone(), format!("{}{path}", d.base));
+        async move { c.get(u).send().await.expect("get").json::<serde_json::Value>().await.expect("json") }
+    };
+    let hello = rotated.post(format!("{}/api/v1/chat", d.base)).json(&json!({"text": "/help"})).send().await.expect("chat");
+    assert_eq!(hello.status().as_u16(), 200);
+    let contexts = rotated_get("/api/v1/contexts").await;
+    let cid = contexts["items"][0]["id"].as_str().expect("context").to_string();
+    let r = rotated.post(format!("{}/api/v1/contexts/{cid}/admin", d.base)).json(&json!({"admin": true})).send().await.expect("admin");
+    assert_eq!(r.status().as_u16(), 200);
+
     std::fs::write(pki.join("server-key.pem"), "not a key").expect("write");
     hup();
     wait_until("the failed reload logged", Duration::from_secs(10), || {
@@ -140,6 +152,14 @@ async fn sighup_rotates_the_certificates_and_a_bad_file_keeps_the_ones_in_use() 
         async move {
             let log: serde_json::Value = c.get(u).send().await.ok()?.json().await.ok()?;
             log["items"].as_array()?.iter().any(|e| e["data"]["component"] == "api" && e["data"]["to"] == "degraded").then_some(())
+        }
+    })
+    .await;
+    wait_until("a heartbeat notice in the admin channel", Duration::from_secs(10), || {
+        let get = rotated_get("/api/v1/chat/messages?after=0");
+        async move {
+            let m = get.await;
+            m["items"].as_array()?.iter().find(|x| x["body"].as_str().is_some_and(|b| b.starts_with("Heartbeat degraded"))).map(|_| ())
         }
     })
     .await;
