@@ -156,11 +156,7 @@ async fn heartbeat(State(s): State<ApiState>) -> axum::response::Response {
 async fn prometheus(State(s): State<ApiState>) -> Result<axum::response::Response, ApiError> {
     let counts = s.store.state_counts(s.clock.now_ms()).await?;
     let gauges = crate::metrics::Gauges {
-        tasks: counts.tasks,
-        queue_depth: counts.queue_depth,
-        outbox: counts.outbox,
-        approvals_pending: counts.approvals_pending,
-        pairings_pending: counts.pairings_pending,
+        counts,
         health: s.health.snapshot().components.into_iter().map(|c| (c.name, c.state.as_str().to_string())).collect(),
         uptime_seconds: s.started.elapsed().as_secs_f64(),
     };

@@ -9,6 +9,7 @@
 //! ([`metrics`]) so the places that count need no handle threaded to them.
 
 use crate::config::ModelPrice;
+use crate::store::StateCounts;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex};
@@ -203,16 +204,8 @@ impl Metrics {
 /// Durable-state gauges, read from the store per scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
-    /// Tasks by status.
-    pub tasks: Vec<(String, u64)>,
-    /// Queued tasks whose time has come (claimable now).
-    pub queue_depth: u64,
-    /// Outbox rows by status.
-    pub outbox: Vec<(String, u64)>,
-    /// Approval requests waiting for a decision.
-    pub approvals_pending: u64,
-    /// Pairing requests waiting for a decision.
-    pub pairings_pending: u64,
+    /// Tasks, outbox rows, approvals and pairings by state.
+    pub counts: StateCounts,
     /// Components by health state (from the heartbeat).
     pub health: Vec<(String, String)>,
     /// Seconds since the process started.
@@ -227,20 +220,20 @@ impl Gauges {
         let _ = writeln!(out, "agent_runtime_uptime_seconds {}", self.uptime_seconds);
         header(out, "agent_runtime_tasks", "gauge", "Tasks in the store, by status.");
         for status in ["queued", "running", "succeeded", "failed", "canceled"] {
-            let n = self.tasks.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let n = self.counts.tasks.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "agent_runtime_tasks{{status=\"{status}\"}} {n}");
         }
         header(out, "agent_runtime_queue_depth", "gauge", "Queued tasks that are due now (claimable).");
-        let _ = writeln!(out, "agent_runtime_queue_depth {}", self.queue_depth);
+        let _ = writeln!(out, "agent_runtime_queue_depth {}", self.counts.queue_depth);
         header(out, "agent_runtime_outbox_messages", "gauge", "Outbox messages, by delivery status.");
         for status in ["pending", "sent", "failed"] {
-            let n = self.outbox.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let n = self.counts.outbox.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "agent_runtime_outbox_messages{{status=\"{status}\"}} {n}");
         }
         header(out, "agent_runtime_approvals_pending", "gauge", "Action approvals waiting for a decision.");
-        let _ = writeln!(out, "agent_runtime_approvals_pending {}", self.approvals_pending);
+        let _ = writeln!(out, "agent_runtime_approvals_pending {}", self.counts.approvals_pending);
         header(out, "agent_runtime_pairings_pending", "gauge", "Pairing requests waiting for a decision.");
-        let _ = writeln!(out, "agent_runtime_pairings_pending {}", self.pairings_pending);
+        let _ = writeln!(out, "agent_runtime_pairings_pending {}", self.counts.pairings_pending);
         header(out, "agent_runtime_component_healthy", "gauge", "1 when a component is healthy, 0 otherwise (state label says which).");
         for (name, state) in &self.health {
             let ok = u8::from(state == "healthy");
