@@ -147,11 +147,7 @@ impl ApiClient {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ClientError::Api { status: status.as_u16(), message });
+            return Err(api_error(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, message: e.to_string() })
     }
@@ -172,12 +168,7 @@ impl ApiClient {
         let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
         let status = resp.status();
         if !status.is_success() {
-            let bytes = resp.bytes().await.unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ClientError::Api { status: status.as_u16(), message });
+            return Err(api_error(status, &resp.bytes().await.unwrap_or_default()));
         }
         Ok(resp)
     }
@@ -187,4 +178,13 @@ impl ApiClient {
         let url = format!("{}{path}", self.base);
         self.send(self.http.post(&url).json(body), url).await
     }
+}
+
+/// An error answer: the API's `{"error": ...}` text, or the body as it came.
+fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    ClientError::Api { status: status.as_u16(), message }
 }

@@ -139,7 +139,10 @@ impl Health {
             });
             let changed = e.state != state || (state == State::Degraded && e.error != error);
             e.state = state;
-            e.message = message.or(e.message.take().filter(|_| state == State::Healthy));
+            // A plain beat keeps the last note; any other report replaces it.
+            if message.is_some() || state != State::Healthy {
+                e.message = message;
+            }
             e.error = error;
             e.updated_at = now;
             if state == State::Healthy {
@@ -184,11 +187,6 @@ impl Health {
     /// Turned off by configuration.
     pub fn disabled(&self, name: &str, why: impl Into<String>) {
         self.set(name, State::Disabled, Some(why.into()), None, Some(None));
-    }
-
-    /// Stopped.
-    pub fn stopped(&self, name: &str) {
-        self.set(name, State::Stopped, None, None, Some(None));
     }
 
     /// Woken when a reported state changes (derived staleness is found by

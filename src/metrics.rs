@@ -57,13 +57,20 @@ struct LlmStats {
     latency: Histogram,
 }
 
+/// One route's requests.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// (method, status) → requests.
+    counts: BTreeMap<(String, u16), u64>,
+    latency: Histogram,
+}
+
 /// The process-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (route, method, status) → requests.
-    http_requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// route → latency.
-    http_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// route pattern → its requests (one lock per request, and the route is
+    /// copied only the first time it is seen).
+    http: Mutex<BTreeMap<String, RouteStats>>,
     /// (connector, direction, outcome) → messages.
     messages: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// (provider, model, outcome) → calls, tokens, latency.
@@ -80,11 +87,18 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     /// One HTTP request answered.
     pub fn http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        if let Ok(mut m) = self.http_requests.lock() {
-            *m.entry((route.to_string(), method.to_string(), status)).or_default() += 1;
+        let Ok(mut m) = self.http.lock() else { return };
+        if !m.contains_key(route) {
+            m.insert(route.to_string(), RouteStats::default());
         }
-        if let Ok(mut m) = self.http_latency.lock() {
-            m.entry(route.to_string()).or_default().observe(&HTTP_BUCKETS, elapsed.as_secs_f64());
+        if let Some(r) = m.get_mut(route) {
+            match r.counts.iter_mut().find(|((m, s), _)| m == method && *s == status) {
+                Some((_, n)) => *n += 1,
+                None => {
+                    r.counts.insert((method.to_string(), status), 1);
+                }
+            }
+            r.latency.observe(&HTTP_BUCKETS, elapsed.as_secs_f64());
         }
     }
 
@@ -112,8 +126,10 @@ impl Metrics {
         gauges.render(&mut out);
 
         header(&mut out, "agent_runtime_http_requests_total", "counter", "HTTP requests answered, by route, method and status.");
-        if let Ok(m) = self.http_requests.lock() {
-            for ((route, method, status), n) in m.iter() {
+        let http = self.http.lock();
+        let routes = http.as_ref().map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default();
+        for (route, r) in &routes {
+            for ((method, status), n) in &r.counts {
                 let _ = writeln!(
                     out,
                     "agent_runtime_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
@@ -123,11 +139,11 @@ impl Metrics {
             }
         }
         header(&mut out, "agent_runtime_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route.");
-        if let Ok(m) = self.http_latency.lock() {
-            for (route, h) in m.iter() {
-                h.render(&mut out, "agent_runtime_http_request_duration_seconds", &format!("route=\"{}\"", esc(route)), &HTTP_BUCKETS);
-            }
+        for (route, r) in &routes {
+            r.latency.render(&mut out, "agent_runtime_http_request_duration_seconds", &format!("route=\"{}\"", esc(route)), &HTTP_BUCKETS);
         }
+        drop(routes);
+        drop(http);
         header(
             &mut out,
             "agent_runtime_messages_total",

@@ -2,7 +2,7 @@
 //! `GET /api/v1/chat/messages` (a chat's outbound messages, for polling).
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
 use super::layers::AuditedInline;
 use super::tls::Caller;
 use crate::domain::{ChatKind, ChatRef, Inbound, OutboundMessage, TraceId};
@@ -119,10 +119,7 @@ pub async fn messages(State(s): State<ApiState>, ApiQuery(q): ApiQuery<MessagesQ
     let external_id = non_empty(q.external_id).unwrap_or_else(|| "codex-cli".into());
     let chat = ChatRef::new(&connector, &external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit, 100, 500)?;
     let items = s.store.chat_messages(&chat, after, limit).await?;
     let next_after = items.last().map_or(after, |m| m.id.0);
     Ok(Json(MessagesOut { count: items.len(), items, next_after }))

@@ -29,6 +29,15 @@ impl ApiError {
     }
 }
 
+/// A `limit` query parameter: `default` when absent, else within 1..=`max` (400 otherwise).
+pub fn page_limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = raw.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {max}")));
+    }
+    Ok(limit)
+}
+
 /// Checks a `status` filter of approvals and pairings (the decision states).
 pub fn decision_status(status: Option<String>) -> Result<Option<String>, ApiError> {
     match status {

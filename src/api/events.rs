@@ -10,10 +10,9 @@
 //! `AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS` is disconnected, and resumes
 //! from the log with `Last-Event-ID`, missing nothing.
 
-use super::error::ApiQuery;
+use super::error::{ApiQuery, page_limit};
 use super::{ApiError, ApiState};
 use crate::store::{Event, Store};
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -68,7 +67,7 @@ pub(super) async fn stream(
 ) -> Result<Response, ApiError> {
     let types = parse_types(q.types.as_deref())?;
     let resume = match headers.get("last-event-id") {
-        Some(v) => Some(parse_id(v.to_str().unwrap_or("x"), "Last-Event-ID")?),
+        Some(v) => Some(parse_id(v.to_str().unwrap_or_default(), "Last-Event-ID")?),
         None => {
             q.after.map(|a| if a < 0 { Err(ApiError::bad_request("after must be a non-negative event id")) } else { Ok(a) }).transpose()?
         }
@@ -90,7 +89,7 @@ pub(super) async fn stream(
 }
 
 /// Renders one event as an SSE frame.
-pub fn frame(e: &Event) -> String {
+fn frame(e: &Event) -> String {
     format!("id: {}\nevent: {}\ndata: {}\n\n", e.id, e.kind, e.to_json())
 }
 
@@ -127,23 +126,24 @@ impl Subscriber {
     }
 
     async fn pump(&mut self, live: &mut broadcast::Receiver<Arc<Event>>, resumed: bool) -> End {
+        match self.stream(live, resumed).await {
+            Err(end) => end,
+            Ok(never) => match never {},
+        }
+    }
+
+    /// Replays the log (when resuming), then follows the live ring in
+    /// batches; ends only with the reason it stopped.
+    async fn stream(&mut self, live: &mut broadcast::Receiver<Arc<Event>>, resumed: bool) -> Result<Infallible, End> {
+        use broadcast::error::{RecvError, TryRecvError};
         if resumed {
-            if let Err(end) = self.announce_gap().await {
-                return end;
-            }
-            if let Err(end) = self.catch_up().await {
-                return end;
-            }
+            self.announce_gap().await?;
+            self.catch_up().await?;
         }
         loop {
-            let first = match tokio::time::timeout(KEEP_ALIVE, live.recv()).await {
-                Err(_) => {
-                    if let Err(end) = self.send(Bytes::from_static(b": keep-alive\n\n")).await {
-                        return end;
-                    }
-                    continue;
-                }
-                Ok(r) => r,
+            let Ok(first) = tokio::time::timeout(KEEP_ALIVE, live.recv()).await else {
+                self.send(Bytes::from_static(b": keep-alive\n\n")).await?;
+                continue;
             };
             let mut out = String::new();
             let mut next = Some(first);
@@ -160,32 +160,30 @@ impl Subscriber {
                     }
                     // A gap (this one came after events we never saw) or the
                     // ring moved on without us: read the log from where we are.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if !out.is_empty()
-                            && let Err(end) = self.send(Bytes::from(std::mem::take(&mut out))).await
-                        {
-                            return end;
-                        }
-                        if let Err(end) = self.catch_up().await {
-                            return end;
-                        }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        self.flush(&mut out).await?;
+                        self.catch_up().await?;
                     }
-                    Err(broadcast::error::RecvError::Closed) => return End::Gone,
+                    Err(RecvError::Closed) => return Err(End::Gone),
                 }
                 if count < BATCH {
                     next = match live.try_recv() {
                         Ok(e) => Some(Ok(e)),
-                        Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(broadcast::error::RecvError::Lagged(n))),
+                        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
                         Err(_) => None,
                     };
                 }
             }
-            if !out.is_empty()
-                && let Err(end) = self.send(Bytes::from(out)).await
-            {
-                return end;
-            }
+            self.flush(&mut out).await?;
         }
+    }
+
+    /// Sends the frames gathered in `out`, if any.
+    async fn flush(&self, out: &mut String) -> Result<(), End> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.send(Bytes::from(std::mem::take(out))).await
     }
 
     /// Tells a resuming client that events it asked for were pruned.
@@ -212,9 +210,7 @@ impl Subscriber {
                     out.push_str(&frame(e));
                 }
             }
-            if !out.is_empty() {
-                self.send(Bytes::from(out)).await?;
-            }
+            self.flush(&mut out).await?;
             if !full {
                 return Ok(());
             }
@@ -239,19 +235,17 @@ pub(super) struct LogQuery {
 }
 
 /// `GET /api/v1/events/log?after=&limit=&types=`: a page of the log, oldest first.
-pub(super) async fn log(State(s): State<ApiState>, ApiQuery(q): ApiQuery<LogQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(super) async fn log(State(s): State<ApiState>, ApiQuery(q): ApiQuery<LogQuery>) -> Result<Response, ApiError> {
     let types = parse_types(q.types.as_deref())?;
     let after = q.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::bad_request("after must be a non-negative event id"));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(q.limit, 100, 1000)?;
     let items = s.store.events_after(after, limit, types).await?;
     let next_after = items.last().map_or(after, |e| e.id);
-    let items: Vec<serde_json::Value> =
-        items.iter().map(|e| serde_json::from_str(&e.to_json()).unwrap_or(serde_json::Value::Null)).collect();
-    Ok(Json(json!({"count": items.len(), "items": items, "next_after": next_after, "head": s.store.event_head()})))
+    // The stored `data` is already JSON: the page is assembled, not re-parsed.
+    let list = items.iter().map(Event::to_json).collect::<Vec<_>>().join(",");
+    let body = format!("{{\"count\":{},\"items\":[{list}],\"next_after\":{next_after},\"head\":{}}}", items.len(), s.store.event_head());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

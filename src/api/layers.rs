@@ -129,9 +129,10 @@ pub async fn idempotency(State(s): State<ApiState>, Caller(actor): Caller, req: 
 pub async fn count_requests(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    crate::metrics::metrics().http(&route, method.as_str(), resp.status().as_u16(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::metrics().http(route, method.as_str(), resp.status().as_u16(), started.elapsed());
     resp
 }
 

@@ -6,9 +6,9 @@
 //! names the field. Unknown ids are 404 (the Go runtime answered 400).
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
 use super::tls::Caller;
-use crate::domain::{Actor, ContextId, ObjectiveId, Schedule, WorkspaceId};
+use crate::domain::{Actor, ContextId, ObjectiveId, Schedule, WorkspaceId, check_timezone};
 use crate::store::{Decision, NewAudit, NewObjective, Objective, ObjectiveFilter};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -115,16 +115,12 @@ impl Trigger {
                 if key.len() > 64 || !key.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c)) {
                     return Err(ApiError::bad_request("event_key must be at most 64 characters of a-z, 0-9, '.', '_', '-', ':'"));
                 }
-                chrono_tz_check(&self.timezone)?;
+                check_timezone(&self.timezone).map_err(ApiError::bad_request)?;
                 Ok((Trigger { trigger_type: "event".into(), event_key: Some(key), cron_expr: None, timezone: self.timezone }, None))
             }
             other => Err(ApiError::bad_request(format!("trigger_type must be schedule or event, not {other:?}"))),
         }
     }
-}
-
-fn chrono_tz_check(tz: &str) -> Result<(), ApiError> {
-    Schedule::parse("@daily", tz).map(|_| ()).map_err(ApiError::bad_request)
 }
 
 fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
@@ -244,10 +240,7 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
         Some("false" | "0" | "no") => false,
         Some(other) => return Err(ApiError::bad_request(format!("active_only must be true or false, not {other:?}"))),
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit, 50, 500)?;
     let filter = ObjectiveFilter {
         workspace_id: q.workspace_id.map(WorkspaceId::from_string),
         context_id: q.context_id.map(ContextId::from_string),
@@ -264,7 +257,7 @@ pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Resul
     Ok(Json(ObjectiveView::new(o, s.clock.now_ms())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIn {
     id: String,
@@ -358,18 +351,7 @@ pub async fn set_active(
     Caller(actor): Caller,
     ApiJson(b): ApiJson<ActiveIn>,
 ) -> Result<Json<ObjectiveView>, ApiError> {
-    let b = UpdateIn {
-        id: b.id,
-        title: None,
-        prompt: None,
-        trigger_type: None,
-        event_key: None,
-        cron_expr: None,
-        timezone: None,
-        next_run_unix: None,
-        active: Some(b.active),
-    };
-    apply(&s, &actor, b).await
+    apply(&s, &actor, UpdateIn { id: b.id, active: Some(b.active), ..UpdateIn::default() }).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,7 @@
 //! with history, optimistic `PATCH` (`if_version`), cancel.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
 use super::tls::Caller;
 use crate::domain::{
     ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId, title_from,
@@ -171,10 +171,7 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
         let task: TaskView = s.store.get_task(&TaskId::from_string(id)).await?.into();
         return Ok(Json(task).into_response());
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit, 100, 500)?;
     let parse_err = |e: crate::domain::UnknownValue| ApiError::bad_request(e.to_string());
     let filter = TaskFilter {
         workspace_id: q.workspace_id.map(WorkspaceId::from_string),

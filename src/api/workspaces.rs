@@ -4,7 +4,7 @@
 //! (`{"admin": true|false}`: make a chat an admin channel, or not).
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
 use super::tls::Caller;
 use crate::domain::{Context, ContextId, WorkspaceId};
 use crate::store::{ContextFilter, Decision, NewAudit, Workspace};
@@ -41,14 +41,6 @@ impl From<Context> for ContextView {
     }
 }
 
-fn limit(raw: Option<u32>, default: u32) -> Result<u32, ApiError> {
-    let l = raw.unwrap_or(default);
-    if !(1..=500).contains(&l) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500"));
-    }
-    Ok(l)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspacesQuery {
@@ -67,7 +59,7 @@ pub struct WorkspaceList {
 }
 
 pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<WorkspacesQuery>) -> Result<Json<WorkspaceList>, ApiError> {
-    let limit = limit(q.limit, 100)?;
+    let limit = page_limit(q.limit, 100, 500)?;
     let items = s.store.list_workspaces(q.after, limit).await?;
     let next_after = (items.len() == limit as usize).then(|| items.last().map(|w| w.id.to_string())).flatten();
     Ok(Json(WorkspaceList { count: items.len(), items, next_after }))
@@ -108,7 +100,7 @@ pub async fn contexts(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ContextsQ
         workspace_id: q.workspace_id.map(WorkspaceId::from_string),
         connector: q.connector,
         admin: q.admin,
-        limit: limit(q.limit, 100)?,
+        limit: page_limit(q.limit, 100, 500)?,
     };
     let items: Vec<ContextView> = s.store.list_contexts(filter).await?.into_iter().map(Into::into).collect();
     Ok(Json(ContextList { count: items.len(), items }))

@@ -96,10 +96,20 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// Parses an IANA time zone name.
+fn timezone(tz: &str) -> Result<Tz, String> {
+    Tz::from_str(tz.trim()).map_err(|_| format!("timezone {tz:?} is not an IANA time zone name (e.g. UTC, Europe/Berlin)"))
+}
+
+/// Checks an IANA time zone name (for triggers without a schedule).
+pub fn check_timezone(tz: &str) -> Result<(), String> {
+    timezone(tz).map(|_| ())
+}
+
 impl Schedule {
     /// Parses `expr` in time zone `tz` (IANA name, e.g. `Europe/Berlin`).
     pub fn parse(expr: &str, tz: &str) -> Result<Schedule, String> {
-        let tz = Tz::from_str(tz.trim()).map_err(|_| format!("timezone {tz:?} is not an IANA time zone name (e.g. UTC, Europe/Berlin)"))?;
+        let tz = timezone(tz)?;
         let expr = expr.split_whitespace().collect::<Vec<_>>().join(" ");
         if let Some(rest) = expr.strip_prefix("@every ") {
             let d = parse_duration(rest.trim())?;

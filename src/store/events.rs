@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 /// Events kept in the live ring shared by every subscriber; one further
 /// behind reads the log instead.
-pub const LIVE_RING: usize = 4096;
+const LIVE_RING: usize = 4096;
 
 /// One logged event.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,14 +54,16 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
 }
 
 thread_local! {
-    /// Set by [`append`] on the writer thread: the batch being built added events.
-    static APPENDED: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`append`] on the writer thread: the id of the last event the
+    /// batch being built added (0: none).
+    static APPENDED: Cell<i64> = const { Cell::new(0) };
 }
 
 /// Appends one event inside the current write transaction.
 pub(super) fn append(c: &Connection, at: UnixMillis, kind: &str, data: &serde_json::Value) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO events (at, kind, data) VALUES (?1, ?2, ?3)")?.execute(params![at, kind, data.to_string()])?;
-    APPENDED.with(|a| a.set(true));
+    let id = c.last_insert_rowid();
+    APPENDED.with(|a| a.set(id));
     Ok(())
 }
 
@@ -91,15 +93,14 @@ impl EventBus {
     /// Called by the writer after every batch: publishes what it committed
     /// (or forgets what it rolled back).
     pub(super) fn after_batch(&self, conn: &Connection, committed: bool) {
-        if !APPENDED.with(|a| a.replace(false)) || !committed {
+        let last = APPENDED.with(|a| a.replace(0));
+        if last == 0 || !committed {
             return;
         }
         let head = self.head.load(Ordering::Acquire);
         if self.tx.receiver_count() == 0 {
-            // Nobody listens: only move the head (readers start from it).
-            if let Ok(max) = conn.query_row("SELECT max(id) FROM events", [], |r| r.get::<_, i64>(0)) {
-                self.head.store(max, Ordering::Release);
-            }
+            // Nobody listens: only move the head (subscribers start from it).
+            self.head.store(last, Ordering::Release);
             return;
         }
         let rows = conn

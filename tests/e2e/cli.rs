@@ -227,7 +227,8 @@ async fn objective_workspace_events_and_health_verbs_work_against_the_daemon() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No wait for the follower to connect: it replays the log from before
+    // its start, so it sees the task whenever it gets there.
     let task = cli(&["task", "create", "--kind", "noop", "followed task"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
