@@ -101,6 +101,7 @@ pub async fn dispatch(total: usize, clients: usize) -> Dispatch {
                     mentioned: false,
                     dedupe_key: format!("d{i}"),
                     trace_id: TraceId::random(),
+                    meta: Default::default(),
                 };
                 g.handle(msg, Delivery::Inline).await.expect("handled");
             }

@@ -2,6 +2,7 @@
 //! validated into typed slices, one per subsystem. Loading has no side
 //! effects: directories are created by `serve`, not here.
 
+mod connectors;
 mod gateway;
 mod reader;
 mod source;
@@ -11,6 +12,7 @@ pub use reader::{Entry, Problem, Secret, Severity};
 pub use source::{DotEnvError, ENV_FILE_VAR, EnvSource, Origin};
 
 use crate::domain::{NotifyPolicy, UnknownValue};
+pub use connectors::{ConnectorsConfig, TelegramConfig};
 pub use gateway::{ChannelRules, GatewayConfig};
 use reader::Reader;
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ pub struct Config {
     pub client: ClientConfig,
     /// Component health.
     pub heartbeat: HeartbeatConfig,
+    /// Chat connectors.
+    pub connectors: ConnectorsConfig,
 }
 
 /// Component health (`/api/v1/heartbeat`).
@@ -410,7 +414,8 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         stale_after: r.seconds("AGENT_RUNTIME_HEARTBEAT_STALE_SECONDS", 120, 1, 86_400),
         notify_admin: r.bool("AGENT_RUNTIME_HEARTBEAT_NOTIFY_ADMIN", true),
     };
-    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat }
+    let connectors = connectors::read(r);
+    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat, connectors }
 }
 
 /// A model's price in USD per million tokens.

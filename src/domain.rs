@@ -9,6 +9,9 @@ mod task;
 
 pub use identity::{Actor, ChatKind, Role, User};
 pub use ids::{ApprovalId, ContextId, ObjectiveId, OutboxId, PairingId, TaskId, TraceId, UserId, WorkspaceId};
-pub use message::{ChatRef, ChatRefError, Context, Inbound, MessageKind, OutboundMessage, OutboxStatus};
+pub use message::{
+    Button, ButtonPress, ChatRef, ChatRefError, Context, Inbound, InboundMeta, IncomingFile, MessageKind, OutboundMessage, OutboundOptions,
+    OutboxStatus,
+};
 pub use schedule::{Schedule, check_timezone};
 pub use task::{NewTask, NotifyPolicy, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue, title_from};

@@ -9,6 +9,7 @@
 mod actions;
 mod admin;
 mod command;
+mod dispatch;
 mod perm;
 mod replies;
 mod rules;
@@ -16,6 +17,7 @@ mod rules;
 pub use actions::{ActionError, ProposedAction};
 pub use admin::{StartedPairing, token_hash};
 pub use command::{COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
+pub use dispatch::Dispatcher;
 pub use perm::{Denial, Rule, check, rule};
 pub use rules::{RateLimiter, Verdict};
 
@@ -23,9 +25,11 @@ use crate::actions::ActionExecutors;
 use crate::agent::{Llm, PromptBuilder};
 use crate::clock::SharedClock;
 use crate::config::GatewayConfig;
-use crate::domain::{Actor, ChatKind, Context, Inbound, MessageKind, OutboxId, User};
+use crate::domain::{
+    Actor, Button, ButtonPress, ChatKind, Context, Inbound, InboundMeta, IncomingFile, MessageKind, OutboundOptions, OutboxId, User,
+};
 use crate::orchestrator::OrchestratorHandle;
-use crate::store::{Decision, NewAudit, NewOutbound, Store, StoreError};
+use crate::store::{Cursor, Decision, InboundRecord, NewAudit, NewOutbound, Store, StoreError};
 use crate::workspace::{Direction, Workspaces};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -68,6 +72,40 @@ pub struct Handled {
     pub duplicate: bool,
     /// The reply's outbox row.
     pub outbox_id: Option<OutboxId>,
+}
+
+/// A message a connector received, with the files it downloaded for it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The message.
+    pub msg: Inbound,
+    /// Its attachments (saved under the chat's workspace at ingest).
+    pub files: Vec<IncomingFile>,
+}
+
+/// A stored message waiting to be processed.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    record: InboundRecord,
+    msg: Inbound,
+}
+
+impl Ingested {
+    /// The chat it came from.
+    pub fn chat(&self) -> &crate::domain::ChatRef {
+        &self.msg.chat
+    }
+}
+
+/// Adds where a message's attachments went (and which were not saved) to its reply.
+fn with_files_note(reply: Option<String>, meta: &InboundMeta) -> Option<String> {
+    let mut note: Vec<String> = meta.saved.iter().map(|p| format!("Attachment saved: `{p}`")).collect();
+    note.extend(meta.skipped.iter().map(|s| format!("Attachment not saved: {s}")));
+    match (reply, note.is_empty()) {
+        (r, true) => r,
+        (None, false) => Some(note.join("\n")),
+        (Some(r), false) => Some(format!("{r}\n\n{}", note.join("\n"))),
+    }
 }
 
 /// The gateway's parts.
@@ -151,7 +189,6 @@ impl Gateway {
     /// message arrived, e.g. the admin API call) with the reply. A duplicate
     /// message writes nothing, so its rows are not written either
     /// (`Handled::duplicate` tells the caller).
-    #[tracing::instrument(skip_all, fields(chat = %msg.chat, trace_id = %msg.trace_id))]
     pub async fn handle_audited(&self, msg: Inbound, delivery: Delivery, audit: Vec<NewAudit>) -> Result<Handled, GatewayError> {
         self.check_text(&msg.text)?;
         let record = self.store.record_inbound(&msg, self.clock.now_ms()).await?;
@@ -159,34 +196,114 @@ impl Gateway {
             let reply = self.store.reply_to_inbound(record.inbox_id).await?;
             return Ok(Handled { reply, context: record.context, duplicate: true, outbox_id: None });
         }
+        self.run(record, msg, delivery, audit).await
+    }
+
+    /// Stores a connector's batch of messages and advances its cursor in one
+    /// transaction; files are saved under each chat's workspace first (so a
+    /// stored message never points at a missing file). Only after this
+    /// returns may the connector acknowledge the batch to its platform.
+    /// Returns the messages that were new, to be [processed](Gateway::process).
+    pub async fn ingest(&self, arrivals: Vec<Arrival>, cursor: Option<Cursor>) -> Result<Vec<Ingested>, GatewayError> {
+        let now = self.clock.now_ms();
+        let mut msgs = Vec::with_capacity(arrivals.len());
+        for Arrival { mut msg, files } in arrivals {
+            if !files.is_empty() {
+                let ctx = self.store.ensure_context(&msg.chat, &msg.display_name, now).await?;
+                let stem = msg.meta.message_id.clone().unwrap_or_else(|| msg.dedupe_key.clone());
+                for (i, f) in files.into_iter().enumerate() {
+                    let stem = if i == 0 { stem.clone() } else { format!("{stem}-{i}") };
+                    match self.workspaces.save_attachment(&ctx.workspace_id, &msg.chat, &stem, &f.name, f.bytes).await {
+                        Ok(rel) => msg.meta.saved.push(rel),
+                        Err(e) => {
+                            tracing::warn!(error = %e, chat = %msg.chat, "could not save an attachment");
+                            msg.meta.skipped.push(format!("{} (could not be written: {e})", f.name));
+                        }
+                    }
+                }
+            }
+            msgs.push(msg);
+        }
+        let records = self.store.ingest(msgs.clone(), cursor, now).await?;
+        Ok(records.into_iter().zip(msgs).filter(|(r, _)| !r.duplicate).map(|(record, msg)| Ingested { record, msg }).collect())
+    }
+
+    /// Dispatches and answers a stored message (replies go through the outbox).
+    #[tracing::instrument(skip_all, fields(chat = %item.msg.chat, trace_id = %item.msg.trace_id))]
+    pub async fn process(&self, item: Ingested) -> Result<Handled, GatewayError> {
+        self.run(item.record, item.msg, Delivery::Outbox, Vec::new()).await
+    }
+
+    /// A connector's stored cursor (see [`Cursor`]).
+    pub async fn cursor(&self, connector: &str, key: &str) -> Result<Option<String>, GatewayError> {
+        Ok(self.store.cursor(connector, key).await?)
+    }
+
+    /// Hands every message that was stored but never answered (the runtime
+    /// stopped in between) to `dispatcher`, oldest first; returns how many.
+    /// Called at start, before connectors run, so per-chat order holds.
+    pub async fn recover_inbox(&self, dispatcher: &Dispatcher) -> Result<usize, GatewayError> {
+        let (mut after, mut done) = (0, 0);
+        loop {
+            let batch = self.store.unhandled_inbound(after, 100).await?;
+            let n = batch.len();
+            after = batch.last().map_or(after, |(r, _)| r.inbox_id);
+            done += n;
+            dispatcher.submit(batch.into_iter().map(|(record, msg)| Ingested { record, msg }).collect()).await;
+            if n < 100 {
+                return Ok(done);
+            }
+        }
+    }
+
+    async fn run(&self, record: InboundRecord, msg: Inbound, delivery: Delivery, audit: Vec<NewAudit>) -> Result<Handled, GatewayError> {
         crate::metrics::metrics().message(&msg.chat.connector, "inbound", "received");
         let ctx = record.context;
         let actor = self.actor(&msg.from_user_id, record.user);
-        let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit, log_reply: None };
+        let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit, log_reply: None, decided: false };
         let mut failure = None;
-        let parsed = match parse(&msg.text, None) {
-            Parsed::Text(t) if t.eq_ignore_ascii_case("pair") && msg.kind == ChatKind::Private => Parsed::Command(Command::Pair),
-            p => p,
+        // A button press carries its button's data, not chat text; nothing else is read from it.
+        let parsed = if msg.meta.pressed.is_some() {
+            match Button::parse(&msg.text) {
+                Some(ButtonPress::Approve(id)) => Ok(Parsed::Command(Command::ApproveAction { id })),
+                Some(ButtonPress::Deny(id)) => Ok(Parsed::Command(Command::DenyAction { id, reason: None })),
+                None => Err("That button is no longer valid.".to_string()),
+            }
+        } else if msg.text.len() > self.config.max_message_bytes {
+            Err(GatewayError::TooLong { len: msg.text.len(), max: self.config.max_message_bytes }.to_string())
+        } else {
+            Ok(match parse(&msg.text, msg.meta.bot_name.as_deref()) {
+                Parsed::Text(t) if t.eq_ignore_ascii_case("pair") && msg.kind == ChatKind::Private => Parsed::Command(Command::Pair),
+                p => p,
+            })
         };
         let reply = match parsed {
-            Parsed::NotForUs => None,
-            Parsed::Command(cmd) => {
+            Err(refusal) => Some(refusal),
+            Ok(Parsed::NotForUs) => None,
+            Ok(Parsed::Command(cmd)) => {
                 tracing::debug!(cmd = cmd.name(), "command");
                 let (reply, error) = self.command(&mut turn, cmd).await;
                 failure = error;
                 Some(reply)
             }
-            Parsed::Usage(name) => Some(format!("Usage: {}", usage(name))),
-            Parsed::Unknown(name) => Some(format!("Unknown command /{name}. Try /help.")),
-            Parsed::Text(text) => self.free_text(&mut turn, &text).await,
+            Ok(Parsed::Usage(name)) => Some(format!("Usage: {}", usage(name))),
+            Ok(Parsed::Unknown(name)) => Some(format!("Unknown command /{name}. Try /help.")),
+            Ok(Parsed::Text(text)) => self.free_text(&mut turn, &text).await,
         };
+        let reply = with_files_note(reply, &msg.meta);
         let (audit, log_reply) = (std::mem::take(&mut turn.audit), turn.log_reply.take());
+        // A decision taken with a button edits the message that carried it; anything else answers the message.
+        let options = match (&msg.meta.pressed, turn.decided) {
+            (Some(pressed), true) => OutboundOptions { edit_of: Some(pressed.clone()), ..Default::default() },
+            (pressed, _) => OutboundOptions { reply_to: pressed.clone().or_else(|| msg.meta.message_id.clone()), ..Default::default() },
+        };
         let outbound = reply.as_ref().map(|body| NewOutbound {
             chat: msg.chat.clone(),
             kind: MessageKind::Reply,
             body: body.clone(),
             task_id: None,
             trace_id: Some(msg.trace_id.clone()),
+            options,
         });
         let outbox_id =
             self.store.finish_inbound(record.inbox_id, failure, outbound, delivery == Delivery::Inline, audit, self.clock.now_ms()).await?;
@@ -297,6 +414,8 @@ pub(crate) struct Turn<'a> {
     audit: Vec<NewAudit>,
     /// What the chat log shows instead of the reply (secrets redacted).
     log_reply: Option<String>,
+    /// An action request was approved or denied by this message.
+    decided: bool,
 }
 
 impl Turn<'_> {

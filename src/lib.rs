@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod connectors;
 pub mod domain;
 pub mod gateway;
 pub mod health;

@@ -32,6 +32,32 @@ pub struct PublishError {
     pub message: String,
     /// Whether trying again later may work (rate limits, timeouts, 5xx).
     pub retryable: bool,
+    /// The platform asked us to wait this long (a rate limit): the message
+    /// is deferred by that much and the attempt is not counted.
+    pub retry_after: Option<Duration>,
+    /// Parts of a split message delivered before the failure (a retry
+    /// starts after them).
+    pub parts_sent: u32,
+}
+
+impl PublishError {
+    /// A failure that may pass (timeouts, 5xx, connection errors).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: true, retry_after: None, parts_sent: 0 }
+    }
+    /// A failure that will not pass (chat not found, bot blocked, bad request).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: false, retry_after: None, parts_sent: 0 }
+    }
+    /// The platform's rate limit: try again after `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
+        Self { message: message.into(), retryable: true, retry_after: Some(wait), parts_sent: 0 }
+    }
+    /// Records how many parts went out before this failure.
+    pub fn after_parts(mut self, parts_sent: u32) -> Self {
+        self.parts_sent = parts_sent;
+        self
+    }
 }
 
 /// Sends outbound messages to one platform.
@@ -159,12 +185,19 @@ impl Outbox {
                 crate::metrics::metrics().message(&msg.chat.connector, "outbound", "sent");
                 Ok(true)
             }
+            Err(e) if e.retry_after.is_some() => {
+                let wait = e.retry_after.unwrap_or_default().max(Duration::from_millis(100));
+                tracing::info!(error = %e.message, wait_ms = wait.as_millis() as u64, "rate limited by the platform; delivery deferred");
+                self.store.defer_outbound(msg.id, e.parts_sent, e.message, wait, now).await?;
+                crate::metrics::metrics().message(&msg.chat.connector, "outbound", "rate_limited");
+                Ok(false)
+            }
             Err(e) => {
                 let attempt = msg.attempts + 1;
                 let give_up = !e.retryable || attempt >= self.config.max_attempts;
                 let delay = RetryPolicy { base: self.config.retry_base, max: self.config.retry_max }.delay(attempt);
                 tracing::warn!(error = %e.message, give_up, "delivery failed");
-                self.store.mark_outbound_attempt_failed(msg.id, e.message, give_up, delay, now).await?;
+                self.store.mark_outbound_attempt_failed(msg.id, e.message, e.parts_sent, give_up, delay, now).await?;
                 crate::metrics::metrics().message(&msg.chat.connector, "outbound", if give_up { "failed" } else { "retried" });
                 Ok(false)
             }

@@ -13,8 +13,9 @@ use crate::api::{ApiState, router, serve as serve_api};
 use crate::api::{TlsState, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, HeartbeatConfig, TlsFiles};
+use crate::connectors::telegram;
 use crate::domain::TaskKind;
-use crate::gateway::{Gateway, GatewayParts};
+use crate::gateway::{Dispatcher, Gateway, GatewayParts};
 use crate::health::{Health, State};
 use crate::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, spawn_pool};
 use crate::outbox::{Outbox, Publishers};
@@ -134,9 +135,17 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     let root = Supervisor::new();
     let pool = spawn_pool(orchestrator.clone(), executors, &root);
     let outbox_sup = root.child();
+    let telegram_bot = match &config.connectors.telegram {
+        Some(t) => Some(crate::connectors::telegram::bot(t).map_err(ServeError::Setup)?),
+        None => None,
+    };
+    let mut publishers = Publishers::default();
+    if let Some(bot) = &telegram_bot {
+        publishers = publishers.with(telegram::NAME, Arc::new(telegram::TelegramPublisher::new(bot.clone())));
+    }
     let outbox = Outbox {
         store: store.clone(),
-        publishers: Publishers::default(),
+        publishers,
         config: config.outbox.clone(),
         clock: clock.clone(),
         ready: outbox_ready.clone(),
@@ -156,6 +165,29 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         outbox_ready,
         actions: action_executors(&config)?,
     });
+    // Connectors: stored-but-unanswered messages go first, then each platform's loop.
+    let connectors = root.child();
+    let dispatcher = Dispatcher::spawn(gateway.clone(), &connectors, 32);
+    let recovered = gateway.recover_inbox(&dispatcher).await.map_err(|e| ServeError::Setup(format!("inbox recovery: {e}")))?;
+    if recovered > 0 {
+        tracing::warn!(count = recovered, "messages were stored but not answered when the runtime stopped; answering them now");
+    }
+    match (&config.connectors.telegram, telegram_bot) {
+        (Some(t), Some(bot)) => {
+            let c = telegram::TelegramConnector {
+                bot,
+                config: t.clone(),
+                command_sync: config.connectors.command_sync,
+                attachment_max_bytes: config.connectors.attachment_max_bytes,
+                gateway: gateway.clone(),
+                dispatcher: dispatcher.clone(),
+                health: health.clone(),
+            };
+            let stop = connectors.token().clone();
+            connectors.spawn("telegram", async move { c.run(stop).await });
+        }
+        _ => health.disabled(telegram::NAME, "AGENT_RUNTIME_TELEGRAM_TOKEN is not set"),
+    }
     let interrupted = store.interrupt_running_executions(clock.now_ms()).await?;
     if interrupted > 0 {
         tracing::warn!(count = interrupted, "approved actions were executing when the runtime stopped; marked interrupted, not retried");
@@ -226,6 +258,9 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         Some(r) => r,
         None => api.await,
     };
+    // No new chat messages; those being answered finish (the rest are answered at the next start).
+    connectors.shutdown();
+    connectors.drain().await;
     pool.drain(config.orchestrator.shutdown_grace).await;
     outbox_sup.shutdown();
     outbox_sup.drain().await;

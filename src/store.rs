@@ -27,7 +27,7 @@ mod writer;
 
 pub use approvals::{Approval, ApprovalError, NewApproval, notice as approval_notice};
 pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
-pub use chats::InboundRecord;
+pub use chats::{Cursor, InboundRecord};
 pub use events::Event;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
 pub use objectives::{NewObjective, Objective, ObjectiveFilter};

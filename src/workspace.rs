@@ -18,6 +18,33 @@ pub fn sanitize_segment(s: &str) -> String {
     if trimmed.is_empty() { "_".to_string() } else { trimmed.to_string() }
 }
 
+/// A file name the sender chose, made safe to use: no directories, only
+/// `[A-Za-z0-9._-]` (others become `_`), no leading dots, at most 100
+/// characters with the extension kept; never empty.
+pub fn sanitize_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let mapped: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let trimmed = mapped.trim_start_matches('.');
+    let name = if trimmed.trim_matches('_').is_empty() { "file".to_string() } else { trimmed.to_string() };
+    if name.len() <= 100 {
+        return name;
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if ext.len() <= 16 => format!("{}.{ext}", &stem[..100 - ext.len() - 1]),
+        _ => name[..100].to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename, creating the directories.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Direction of a chat-log entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -160,6 +187,28 @@ impl Workspaces {
         wait.await.map_err(|_| gone())?
     }
 
+    /// Saves a chat attachment as `<ws>/inbox/<connector>/<chat>/<stem>-<name>`
+    /// (written to a temp file and renamed); returns the workspace-relative path.
+    pub async fn save_attachment(
+        &self,
+        ws: &WorkspaceId,
+        chat: &ChatRef,
+        stem: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<String> {
+        let rel = format!(
+            "inbox/{}/{}/{}-{}",
+            sanitize_segment(&chat.connector),
+            sanitize_segment(&chat.external_id),
+            sanitize_segment(stem),
+            sanitize_file_name(name)
+        );
+        let path = self.dir(ws).join(&rel);
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await.map_err(std::io::Error::other)??;
+        Ok(rel)
+    }
+
     /// Writes `<ws>/tasks/YYYY/MM/DD/<task-id>.md`; returns the workspace-relative path.
     pub async fn write_task_result(&self, r: &TaskResult<'_>) -> std::io::Result<String> {
         let t = r.task;
@@ -179,15 +228,7 @@ impl Workspaces {
             r.output.trim()
         );
         let path = self.dir(&t.workspace_id).join(&rel);
-        tokio::task::spawn_blocking(move || {
-            let dir = path.parent().ok_or_else(|| std::io::Error::other("result path has no parent"))?;
-            std::fs::create_dir_all(dir)?;
-            let tmp = path.with_extension("md.tmp");
-            std::fs::write(&tmp, body)?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        tokio::task::spawn_blocking(move || write_atomically(&path, body.as_bytes())).await.map_err(std::io::Error::other)??;
         Ok(rel)
     }
 }
@@ -195,6 +236,19 @@ impl Workspaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_are_safe_and_keep_their_extension() {
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_file_name("C:\\Users\\me\\notes v2.md"), "notes_v2.md");
+        assert_eq!(sanitize_file_name(".bashrc"), "bashrc");
+        assert_eq!(sanitize_file_name("…"), "file");
+        assert_eq!(sanitize_file_name(""), "file");
+        let long = format!("{}.pdf", "a".repeat(300));
+        let s = sanitize_file_name(&long);
+        assert_eq!(s.len(), 100);
+        assert!(s.ends_with(".pdf"));
+    }
 
     #[test]
     fn segments_cannot_escape_the_tree() {

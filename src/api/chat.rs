@@ -69,7 +69,17 @@ pub async fn post_chat(State(s): State<ApiState>, Caller(caller): Caller, ApiJso
         Some(k) => ChatKind::parse(&k)
             .ok_or_else(|| ApiError::bad_request("chat_type must be private (or dm, direct) or group (or supergroup, channel)"))?,
     };
-    let msg = Inbound { chat, from_user_id, display_name, text, kind, mentioned: body.mentioned, dedupe_key, trace_id: trace_id.clone() };
+    let msg = Inbound {
+        chat,
+        from_user_id,
+        display_name,
+        text,
+        kind,
+        mentioned: body.mentioned,
+        dedupe_key,
+        trace_id: trace_id.clone(),
+        meta: Default::default(),
+    };
     // The call's audit row commits with the reply (one write, not two).
     let row = NewAudit {
         actor: caller.audit_name(None),

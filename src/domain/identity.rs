@@ -122,6 +122,13 @@ pub enum ChatKind {
 }
 
 impl ChatKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Group => "group",
+        }
+    }
     /// Parses `private`/`dm` or `group`/`channel`.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {

@@ -3,7 +3,7 @@
 
 use super::{ChatKind, ContextId, OutboxId, TaskId, TraceId, WorkspaceId};
 use crate::clock::UnixMillis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One chat on one connector: a Telegram chat, a Discord channel, an API session.
@@ -88,6 +88,103 @@ pub struct Inbound {
     pub dedupe_key: String,
     /// Follows this message through tasks and the outbox.
     pub trace_id: TraceId,
+    /// Platform details the gateway carries but does not interpret.
+    pub meta: InboundMeta,
+}
+
+/// What a connector knows about a message beyond its text: stored with the
+/// inbox row (as JSON), so a message can be processed again after a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InboundMeta {
+    /// The bot's own handle on the platform (`/cmd@handle` for another bot is not for us).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot_name: Option<String>,
+    /// The platform's id of this message (replies in groups answer it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// A button press: the platform's id of the message that carried the
+    /// button. The text is then the button's data (see [`Button`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressed: Option<String>,
+    /// Attachments saved under the chat's workspace (paths relative to it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub saved: Vec<String>,
+    /// Attachments that were not saved, each with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+/// A file that came with a message, downloaded by the connector (within
+/// `AGENT_RUNTIME_MAX_ATTACHMENT_BYTES`), saved by the gateway.
+#[derive(Debug, Clone)]
+pub struct IncomingFile {
+    /// The name the sender gave it (sanitised before use).
+    pub name: String,
+    /// The content.
+    pub bytes: Vec<u8>,
+}
+
+/// An inline button on an outbound message. Its `data` is all the platform
+/// sends back when it is pressed (Telegram allows 64 bytes); the gateway
+/// reads it again, with the same permission checks as the typed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Button {
+    /// The label.
+    pub label: String,
+    /// What a press sends back.
+    pub data: String,
+}
+
+/// What a pressed button asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ButtonPress {
+    /// Approve the action request with this id.
+    Approve(String),
+    /// Deny the action request with this id.
+    Deny(String),
+}
+
+impl Button {
+    /// The buttons of an action request: Approve and Deny, carrying only its id.
+    pub fn decide(approval_id: &str) -> Vec<Button> {
+        vec![
+            Button { label: "Approve".into(), data: format!("approve:{approval_id}") },
+            Button { label: "Deny".into(), data: format!("deny:{approval_id}") },
+        ]
+    }
+
+    /// Reads a button's data back (`None`: not a button of ours).
+    pub fn parse(data: &str) -> Option<ButtonPress> {
+        let ok = |id: &str| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match data.split_once(':') {
+            Some(("approve", id)) if ok(id) => Some(ButtonPress::Approve(id.to_string())),
+            Some(("deny", id)) if ok(id) => Some(ButtonPress::Deny(id.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// How an outbound message is delivered, beyond its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboundOptions {
+    /// Inline buttons (on the last part of a split message).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Button>,
+    /// Edit this platform message (removing its buttons) instead of sending a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<String>,
+    /// The platform message this one answers (threads it, where the platform can).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+impl OutboundOptions {
+    /// Whether every option is unset.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What an outbox row carries.
@@ -178,4 +275,8 @@ pub struct OutboundMessage {
     pub trace_id: Option<TraceId>,
     /// When it was written.
     pub created_at: UnixMillis,
+    /// Buttons, edit target, reply target.
+    pub options: OutboundOptions,
+    /// Parts of a split message already delivered (a retry sends the rest).
+    pub parts_sent: u32,
 }

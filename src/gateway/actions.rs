@@ -208,9 +208,13 @@ fn reply_for(r: Result<Approval, ActionError>, approved: bool) -> Result<String,
 }
 
 pub(super) async fn approve_command(g: &Gateway, t: &mut Turn<'_>, id: &str) -> Result<String, StoreError> {
-    reply_for(g.approve_action(&t.actor, Some(t.ctx), id).await, true)
+    let r = g.approve_action(&t.actor, Some(t.ctx), id).await;
+    t.decided = r.is_ok();
+    reply_for(r, true)
 }
 
 pub(super) async fn deny_command(g: &Gateway, t: &mut Turn<'_>, id: &str, reason: Option<String>) -> Result<String, StoreError> {
-    reply_for(g.deny_action(&t.actor, Some(t.ctx), id, reason).await, false)
+    let r = g.deny_action(&t.actor, Some(t.ctx), id, reason).await;
+    t.decided = r.is_ok();
+    reply_for(r, false)
 }

@@ -9,7 +9,7 @@ use super::filter::Filter;
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;
-use crate::domain::{ApprovalId, ChatRef, ContextId, MessageKind, OutboxStatus};
+use crate::domain::{ApprovalId, Button, ChatRef, ContextId, MessageKind, OutboxStatus};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -126,7 +126,7 @@ fn get(c: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
 
 /// A notice about an approval to one chat.
 pub fn notice(chat: &ChatRef, body: String) -> NewOutbound {
-    NewOutbound { chat: chat.clone(), kind: MessageKind::ApprovalNotice, body, task_id: None, trace_id: None }
+    NewOutbound { chat: chat.clone(), kind: MessageKind::ApprovalNotice, body, task_id: None, trace_id: None, options: Default::default() }
 }
 
 fn chat_of(a: &Approval) -> Option<(String, String)> {
@@ -207,13 +207,20 @@ impl Store {
                 "Admin approval required for action `{}` ({}). An admin decides with /approve-action or /deny-action.",
                 a.id, a.summary
             );
-            insert(tx, &notice(&a.chat, body), OutboxStatus::Pending, now)?;
-            for admin in super::chats::admin_chats(tx)?.into_iter().filter(|c| *c != a.chat) {
+            // Admin chats get Approve/Deny buttons (pressing one runs the same checks as the command).
+            let admins = super::chats::admin_chats(tx)?;
+            let with_buttons = |mut m: NewOutbound| {
+                m.options.buttons = Button::decide(a.id.as_str());
+                m
+            };
+            let mine = notice(&a.chat, body);
+            insert(tx, &if admins.contains(&a.chat) { with_buttons(mine) } else { mine }, OutboxStatus::Pending, now)?;
+            for admin in admins.into_iter().filter(|c| *c != a.chat) {
                 let body = format!(
                     "Approval needed: `{}` {} ({} → {}) from {}.\n/approve-action {} or /deny-action {} [reason]",
                     a.id, a.summary, a.action_type, a.target, a.requester, a.id, a.id
                 );
-                insert(tx, &notice(&admin, body), OutboxStatus::Pending, now)?;
+                insert(tx, &with_buttons(notice(&admin, body)), OutboxStatus::Pending, now)?;
             }
             Ok(a)
         })

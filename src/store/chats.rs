@@ -6,7 +6,7 @@ use super::audit::{NewAudit, insert_audit};
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
-use crate::domain::{ChatRef, Context, ContextId, Inbound, OutboxId, OutboxStatus, User, WorkspaceId};
+use crate::domain::{ChatKind, ChatRef, Context, ContextId, Inbound, InboundMeta, OutboxId, OutboxStatus, TraceId, User, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The result of recording an inbound message.
@@ -77,6 +77,55 @@ pub(super) fn admin_chats(c: &Connection) -> Result<Vec<ChatRef>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A connector's position in its platform's stream, stored with the messages it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The connector.
+    pub connector: String,
+    /// Which stream (`updates`, `INBOX`, a channel id).
+    pub key: String,
+    /// The position (an update offset, `uidvalidity:uid`, a message id).
+    pub value: String,
+}
+
+/// Stores one inbound message (inside the caller's transaction).
+fn record(tx: &Connection, msg: &Inbound, now: UnixMillis) -> Result<InboundRecord, StoreError> {
+    let context = ensure_context(tx, &msg.chat, &msg.display_name, now)?;
+    let meta = (msg.meta != InboundMeta::default()).then(|| serde_json::to_string(&msg.meta).unwrap_or_default());
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO inbox (connector, dedupe_key, context_id, from_user_id, display_name, text, status, trace_id, received_at, \
+             chat_kind, mentioned, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (connector, dedupe_key) DO NOTHING",
+        )?
+        .execute(params![
+            msg.chat.connector,
+            msg.dedupe_key,
+            context.id.as_str(),
+            msg.from_user_id,
+            msg.display_name,
+            msg.text,
+            msg.trace_id.as_str(),
+            now,
+            msg.kind.as_str(),
+            msg.mentioned,
+            meta
+        ])?;
+    let inbox_id: i64 = tx
+        .prepare_cached("SELECT id FROM inbox WHERE connector = ?1 AND dedupe_key = ?2")?
+        .query_row(params![msg.chat.connector, msg.dedupe_key], |r| r.get(0))?;
+    if inserted > 0 {
+        let data = serde_json::json!({
+            "inbox_id": inbox_id, "connector": msg.chat.connector, "external_id": msg.chat.external_id,
+            "from_user_id": msg.from_user_id, "display_name": msg.display_name, "context_id": context.id.as_str(),
+            "preview": super::events::preview(&msg.text),
+        });
+        super::events::append(tx, now, "message.inbound", &data)?;
+    }
+    let user = super::people::lookup_user(tx, &msg.chat.connector, &msg.from_user_id)?;
+    Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0, user })
+}
+
 impl Store {
     /// Queues `body` as a notice to every admin chat (at most 50), in one
     /// write. Returns how many were queued.
@@ -116,29 +165,81 @@ impl Store {
     /// transaction. A repeated `(connector, dedupe_key)` adds nothing.
     pub async fn record_inbound(&self, msg: &Inbound, now: UnixMillis) -> Result<InboundRecord, StoreError> {
         let msg = msg.clone();
+        self.write(move |c| record(c, &msg, now)).await
+    }
+
+    /// Records a connector's batch of inbound messages and advances its
+    /// cursor, in one transaction: after a crash either all of them and the
+    /// new cursor are stored, or none and the old cursor (so the platform
+    /// delivers them again). Duplicates add nothing.
+    pub async fn ingest(&self, msgs: Vec<Inbound>, cursor: Option<Cursor>, now: UnixMillis) -> Result<Vec<InboundRecord>, StoreError> {
         self.write(move |c| {
-            let tx: &Connection = c;
-            let context = ensure_context(tx, &msg.chat, &msg.display_name, now)?;
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO inbox (connector, dedupe_key, context_id, from_user_id, display_name, text, status, trace_id, received_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8) ON CONFLICT (connector, dedupe_key) DO NOTHING",
+            let records = msgs.iter().map(|m| record(c, m, now)).collect::<Result<Vec<_>, _>>()?;
+            if let Some(cur) = &cursor {
+                c.prepare_cached(
+                    "INSERT INTO connector_cursors (connector, key, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (connector, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 )?
-                .execute(params![msg.chat.connector, msg.dedupe_key, context.id.as_str(), msg.from_user_id, msg.display_name, msg.text, msg.trace_id.as_str(), now])?;
-            let inbox_id: i64 = tx.prepare_cached("SELECT id FROM inbox WHERE connector = ?1 AND dedupe_key = ?2")?.query_row(
-                params![msg.chat.connector, msg.dedupe_key],
-                |r| r.get(0),
-            )?;
-            if inserted > 0 {
-                let data = serde_json::json!({
-                    "inbox_id": inbox_id, "connector": msg.chat.connector, "external_id": msg.chat.external_id,
-                    "from_user_id": msg.from_user_id, "display_name": msg.display_name, "context_id": context.id.as_str(),
-                    "preview": super::events::preview(&msg.text),
-                });
-                super::events::append(tx, now, "message.inbound", &data)?;
+                .execute(params![cur.connector, cur.key, cur.value, now])?;
             }
-            let user = super::people::lookup_user(tx, &msg.chat.connector, &msg.from_user_id)?;
-            Ok(InboundRecord { context, inbox_id, duplicate: inserted == 0, user })
+            Ok(records)
+        })
+        .await
+    }
+
+    /// A connector's stored cursor (`None` before its first batch).
+    pub async fn cursor(&self, connector: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let (connector, key) = (connector.to_string(), key.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT value FROM connector_cursors WHERE connector = ?1 AND key = ?2")?
+                .query_row(params![connector, key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Inbound messages stored but not yet handled (the runtime stopped
+    /// between storing and answering them), oldest first, at most `limit`,
+    /// with ids above `after`.
+    pub async fn unhandled_inbound(&self, after: i64, limit: u32) -> Result<Vec<(InboundRecord, Inbound)>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT i.id, i.connector, c.external_id, i.from_user_id, i.display_name, i.text, i.chat_kind, i.mentioned, i.dedupe_key, \
+                 i.trace_id, i.meta, {} FROM inbox i JOIN contexts c ON c.id = i.context_id \
+                 WHERE i.status = 'received' AND i.id > ?1 ORDER BY i.id LIMIT ?2",
+                CONTEXT_COLUMNS.split(", ").map(|col| format!("c.{col}")).collect::<Vec<_>>().join(", ")
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                let msg = Inbound {
+                    chat: ChatRef { connector: r.get(1)?, external_id: r.get(2)? },
+                    from_user_id: r.get(3)?,
+                    display_name: r.get(4)?,
+                    text: r.get(5)?,
+                    kind: if r.get::<_, String>(6)? == "group" { ChatKind::Group } else { ChatKind::Private },
+                    mentioned: r.get(7)?,
+                    dedupe_key: r.get(8)?,
+                    trace_id: TraceId::from_string(r.get::<_, String>(9)?),
+                    meta: r.get::<_, Option<String>>(10)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                };
+                let context = Context {
+                    id: ContextId::from_string(r.get::<_, String>(11)?),
+                    workspace_id: WorkspaceId::from_string(r.get::<_, String>(12)?),
+                    chat: ChatRef { connector: r.get(13)?, external_id: r.get(14)? },
+                    display_name: r.get(15)?,
+                    system_prompt: r.get(16)?,
+                    is_admin: r.get(17)?,
+                    created_at: r.get(18)?,
+                };
+                Ok((r.get::<_, i64>(0)?, context, msg))
+            })?;
+            let rows: Vec<(i64, Context, Inbound)> = rows.collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(inbox_id, context, msg)| {
+                    let user = super::people::lookup_user(c, &msg.chat.connector, &msg.from_user_id)?;
+                    Ok((InboundRecord { context, inbox_id, duplicate: false, user }, msg))
+                })
+                .collect()
         })
         .await
     }
@@ -235,6 +336,7 @@ mod tests {
             kind: crate::domain::ChatKind::Private,
             mentioned: false,
             trace_id: TraceId::random(),
+            meta: Default::default(),
         }
     }
 

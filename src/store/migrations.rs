@@ -250,6 +250,27 @@ CREATE TABLE events (
     data TEXT NOT NULL
 );
 "#,
+    // 6: connectors. Inbox rows keep what the gateway needs to process them
+    // again after a crash (chat kind, mention flag, platform details); each
+    // connector's cursor (Telegram update offset, IMAP UIDVALIDITY/UID,
+    // Discord last message id per channel) advances in the transaction that
+    // stores the messages; outbox rows carry delivery options (buttons, the
+    // message to edit or answer) and how many parts of a split message went out.
+    r#"
+ALTER TABLE inbox ADD COLUMN chat_kind TEXT NOT NULL DEFAULT 'private';
+ALTER TABLE inbox ADD COLUMN mentioned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN meta TEXT;
+CREATE INDEX inbox_unhandled ON inbox (id) WHERE status = 'received';
+CREATE TABLE connector_cursors (
+    connector TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (connector, key)
+) WITHOUT ROWID;
+ALTER TABLE outbox ADD COLUMN options TEXT;
+ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this binary brings a database to.

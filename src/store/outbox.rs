@@ -4,7 +4,9 @@
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
 use crate::config::NotifyConfig;
-use crate::domain::{ChatRef, MessageKind, NotifyPolicy, OutboundMessage, OutboxId, OutboxStatus, Task, TaskId, TaskStatus, TraceId};
+use crate::domain::{
+    ChatRef, MessageKind, NotifyPolicy, OutboundMessage, OutboundOptions, OutboxId, OutboxStatus, Task, TaskId, TaskStatus, TraceId,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ pub struct NewOutbound {
     pub task_id: Option<TaskId>,
     /// Trace id.
     pub trace_id: Option<TraceId>,
+    /// Buttons, edit target, reply target.
+    pub options: OutboundOptions,
 }
 
 /// How task outcomes become notices: who hears (policy) and what they read
@@ -33,8 +37,7 @@ pub struct Notifier {
     pub render: fn(&Task) -> String,
 }
 
-const COLUMNS: &str =
-    "id, connector, external_id, kind, body, status, attempts, last_error, platform_message_id, task_id, trace_id, created_at";
+const COLUMNS: &str = "id, connector, external_id, kind, body, status, attempts, last_error, platform_message_id, task_id, trace_id, created_at, options, parts_sent";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboundMessage> {
     Ok(OutboundMessage {
@@ -49,6 +52,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboundMessage> {
         task_id: r.get::<_, Option<String>>(9)?.map(TaskId::from_string),
         trace_id: r.get::<_, Option<String>>(10)?.map(TraceId::from_string),
         created_at: r.get(11)?,
+        // Options this binary cannot read are dropped rather than stopping delivery.
+        options: r.get::<_, Option<String>>(12)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+        parts_sent: r.get(13)?,
     })
 }
 
@@ -56,8 +62,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboundMessage> {
 pub(super) fn insert(c: &Connection, m: &NewOutbound, status: OutboxStatus, now: UnixMillis) -> rusqlite::Result<OutboxId> {
     let sent_at = (status == OutboxStatus::Sent).then_some(now);
     c.prepare_cached(
-        "INSERT INTO outbox (connector, external_id, kind, body, status, next_attempt_at, task_id, trace_id, created_at, updated_at, sent_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?6, ?6, ?9)",
+        "INSERT INTO outbox (connector, external_id, kind, body, status, next_attempt_at, task_id, trace_id, created_at, updated_at, sent_at, options) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?6, ?6, ?9, ?10)",
     )?
     .execute(params![
         m.chat.connector,
@@ -68,7 +74,8 @@ pub(super) fn insert(c: &Connection, m: &NewOutbound, status: OutboxStatus, now:
         now,
         m.task_id.as_ref().map(TaskId::as_str),
         m.trace_id.as_ref().map(TraceId::as_str),
-        sent_at
+        sent_at,
+        (!m.options.is_empty()).then(|| serde_json::to_string(&m.options).unwrap_or_default()),
     ])?;
     let id = c.last_insert_rowid();
     let data = serde_json::json!({
@@ -122,6 +129,7 @@ pub(super) fn queue_task_notices(c: &Connection, task: &Task, n: &Notifier, now:
             body: body.clone(),
             task_id: Some(task.id.clone()),
             trace_id: Some(task.trace_id.clone()),
+            options: OutboundOptions::default(),
         };
         insert(c, &m, OutboxStatus::Pending, now)?;
     }
@@ -170,6 +178,7 @@ impl Store {
         &self,
         id: OutboxId,
         error: String,
+        parts_sent: u32,
         give_up: bool,
         delay: Duration,
         now: UnixMillis,
@@ -179,12 +188,35 @@ impl Store {
             let status = if give_up { "failed" } else { "pending" };
             let changed = c
                 .prepare_cached(
-                    "UPDATE outbox SET status = ?1, attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4 WHERE id = ?5 AND status = 'pending'",
+                    "UPDATE outbox SET status = ?1, attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4, \
+                     parts_sent = MAX(parts_sent, ?6) WHERE id = ?5 AND status = 'pending'",
                 )?
-                .execute(params![status, error, next, now, id.0])?;
+                .execute(params![status, error, next, now, id.0, parts_sent])?;
             if give_up && changed > 0 {
                 log_delivery(c, id, "message.failed", Some(&error), now)?;
             }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Puts a message back for later without counting an attempt: the
+    /// platform asked us to slow down (a 429 with its wait), or part of a
+    /// split message went out (`parts_sent` records how much).
+    pub async fn defer_outbound(
+        &self,
+        id: OutboxId,
+        parts_sent: u32,
+        reason: String,
+        delay: Duration,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let next = now + delay.as_millis() as i64;
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET parts_sent = MAX(parts_sent, ?1), last_error = ?2, next_attempt_at = ?3, updated_at = ?4 WHERE id = ?5 AND status = 'pending'",
+            )?
+            .execute(params![parts_sent, reason, next, now, id.0])?;
             Ok(())
         })
         .await

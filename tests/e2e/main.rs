@@ -20,4 +20,5 @@ mod pairings;
 mod queue;
 mod resources;
 mod sweep;
+mod telegram;
 mod tls;

@@ -89,7 +89,9 @@ async fn the_heartbeat_reports_each_component_and_can_be_turned_off() {
     for name in ["api", "orchestrator", "outbox", "runtime", "store"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
-    for c in &components {
+    let telegram = components.iter().find(|c| c["name"] == "telegram").expect("connectors are listed when off");
+    assert_eq!((&telegram["state"], &telegram["message"]), (&json!("disabled"), &json!("AGENT_RUNTIME_TELEGRAM_TOKEN is not set")));
+    for c in components.iter().filter(|c| c["name"] != "telegram") {
         assert_eq!(c["state"], "healthy", "{c}");
         assert_eq!(c["base_state"], "healthy", "{c}");
         assert!(c["updated_at_unix"].as_i64().expect("time") > 1_700_000_000, "{c}");

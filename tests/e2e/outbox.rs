@@ -33,7 +33,7 @@ impl Publisher for Scripted {
 }
 
 fn transient() -> Result<Delivered, PublishError> {
-    Err(PublishError { message: "429 Too Many Requests".into(), retryable: true })
+    Err(PublishError::transient("503 Service Unavailable"))
 }
 
 async fn setup(script: Vec<Result<Delivered, PublishError>>) -> (tempfile::TempDir, Store, Outbox, ManualClock, Arc<Scripted>, ChatRef) {
@@ -53,7 +53,14 @@ async fn setup(script: Vec<Result<Delivered, PublishError>>) -> (tempfile::TempD
 }
 
 fn message(chat: &ChatRef, body: &str) -> NewOutbound {
-    NewOutbound { chat: chat.clone(), kind: MessageKind::Reply, body: body.into(), task_id: None, trace_id: None }
+    NewOutbound {
+        chat: chat.clone(),
+        kind: MessageKind::Reply,
+        body: body.into(),
+        task_id: None,
+        trace_id: None,
+        options: Default::default(),
+    }
 }
 
 #[tokio::test]
@@ -76,7 +83,7 @@ async fn transient_failures_are_retried_with_backoff_until_delivered() {
 
 #[tokio::test]
 async fn permanent_failures_and_exhausted_retries_are_marked_failed_with_the_reason() {
-    let permanent = Err(PublishError { message: "403 bot was blocked by the user".into(), retryable: false });
+    let permanent = Err(PublishError::permanent("403 bot was blocked by the user"));
     let (_d, store, outbox, clock, _p, chat) = setup(vec![permanent, transient(), transient(), transient()]).await;
     let blocked = store.enqueue_outbound(message(&chat, "to a blocked chat"), clock.now_ms()).await.expect("enqueue");
     outbox.deliver_due().await.expect("pass");
@@ -89,7 +96,7 @@ async fn permanent_failures_and_exhausted_retries_are_marked_failed_with_the_rea
         clock.advance(600_000);
     }
     let m = store.get_outbound(flaky).await.expect("row");
-    assert_eq!((m.status, m.attempts, m.last_error.as_deref()), (OutboxStatus::Failed, 3, Some("429 Too Many Requests")));
+    assert_eq!((m.status, m.attempts, m.last_error.as_deref()), (OutboxStatus::Failed, 3, Some("503 Service Unavailable")));
     assert_eq!(outbox.deliver_due().await.expect("nothing left"), 0);
     assert_eq!(store.pending_outbound_count().await.expect("count"), 0);
 }
@@ -143,6 +150,7 @@ async fn gateway_replies_for_platform_chats_go_through_the_outbox_and_publisher(
         kind: agent_runtime::domain::ChatKind::Private,
         mentioned: false,
         trace_id: TraceId::random(),
+        meta: Default::default(),
     };
     let handled = gateway.handle(msg.clone(), Delivery::Outbox).await.expect("handle");
     let reply_id = handled.outbox_id.expect("a reply row");

@@ -68,6 +68,7 @@ impl Gw {
             mentioned,
             dedupe_key: format!("m{n}"),
             trace_id: TraceId::random(),
+            meta: Default::default(),
         };
         self.gateway.handle(msg, Delivery::Inline).await.expect("handled").reply.unwrap_or_default()
     }

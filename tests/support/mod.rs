@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod gateway;
 pub mod llm;
+pub mod telegram;
 
 use std::future::Future;
 use std::time::Duration;

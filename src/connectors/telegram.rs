@@ -1,0 +1,405 @@
+//! Telegram through the Bot API (teloxide's typed client, our own loop).
+//!
+//! Inbound: `getUpdates` long polling. Each batch is downloaded (attachments
+//! within the size limit), stored with the next update offset in one
+//! transaction, and only then acknowledged — Telegram confirms updates when
+//! the next `getUpdates` carries a higher offset, and callback queries are
+//! answered after the store. A crash anywhere before the store makes
+//! Telegram deliver the batch again; after it, the stored offset skips it
+//! and the inbox's dedupe key (`<chat>:<message id>`) refuses it anyway.
+//! A second poller on the token (409 Conflict) is reported on the heartbeat
+//! and backed off, never looped on.
+//!
+//! Outbound: plain text (no parse mode, so agent output can never fail to
+//! parse), split at 4,096 UTF-16 units; buttons as an inline keyboard;
+//! decisions taken with a button edit the message that carried it. A 429's
+//! `retry_after` defers the message; "chat not found" and "bot was blocked"
+//! fail it for good.
+
+use super::{Backoff, split_message, utf16_len};
+use crate::BoxFuture;
+use crate::config::TelegramConfig;
+use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, IncomingFile, OutboundMessage, TraceId};
+use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway};
+use crate::health::Health;
+use crate::outbox::{Delivered, PublishError, Publisher};
+use crate::store::Cursor;
+use futures_util::StreamExt;
+use std::time::Duration;
+use teloxide::net::Download;
+use teloxide::payloads::GetUpdatesSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{
+    AllowedUpdate, BotCommand, CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Me, Message, MessageEntityKind,
+    MessageId, ReplyParameters, Update, UpdateKind,
+};
+use teloxide::{ApiError, Bot, RequestError};
+use tokio_util::sync::CancellationToken;
+
+/// The connector's name in chat references, the inbox and health.
+pub const NAME: &str = "telegram";
+
+/// Telegram's message length limit, in UTF-16 code units.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// The cursor key of the update stream.
+const CURSOR_KEY: &str = "updates";
+
+/// A Bot API client for `config` (the token never appears in logs: teloxide
+/// keeps it out of its errors, and we never print the URL).
+pub fn bot(config: &TelegramConfig) -> Result<Bot, String> {
+    let url = reqwest::Url::parse(&config.api_base).map_err(|e| format!("AGENT_RUNTIME_TELEGRAM_API_BASE: {e}"))?;
+    let client = teloxide::net::default_reqwest_settings().build().map_err(|e| format!("telegram HTTP client: {e}"))?;
+    Ok(Bot::with_client(config.token.expose(), client).set_api_url(url))
+}
+
+/// Why a Bot API call failed, as the outbox and the poller need it.
+fn classify(e: &RequestError) -> PublishError {
+    match e {
+        RequestError::RetryAfter(s) => {
+            PublishError::rate_limited(format!("telegram: 429 Too Many Requests (retry after {}s)", s.seconds()), s.duration())
+        }
+        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
+            PublishError::transient(format!("telegram: {e}"))
+        }
+        RequestError::MigrateToChatId(id) => PublishError::permanent(format!("telegram: the group became a supergroup with chat id {id}")),
+        RequestError::Api(ApiError::Unknown(text)) if is_server_side(text) => PublishError::transient(format!("telegram: {text}")),
+        RequestError::Api(api) => PublishError::permanent(format!("telegram: {api}")),
+    }
+}
+
+/// 5xx descriptions (`Internal Server Error`, `Bad Gateway`, ...) are worth another try.
+fn is_server_side(text: &str) -> bool {
+    ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout", "Too Many Requests"].iter().any(|p| text.contains(p))
+}
+
+/// Delivers outbox rows to Telegram chats.
+#[derive(Clone)]
+pub struct TelegramPublisher {
+    bot: Bot,
+}
+
+impl TelegramPublisher {
+    /// A publisher over `bot`.
+    pub fn new(bot: Bot) -> Self {
+        Self { bot }
+    }
+
+    async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivered, PublishError> {
+        let chat = ChatId(
+            msg.chat
+                .external_id
+                .parse::<i64>()
+                .map_err(|_| PublishError::permanent(format!("telegram: {:?} is not a Telegram chat id", msg.chat.external_id)))?,
+        );
+        let keyboard = (!msg.options.buttons.is_empty()).then(|| {
+            InlineKeyboardMarkup::new([msg.options.buttons.iter().map(|b| InlineKeyboardButton::callback(b.label.clone(), b.data.clone()))])
+        });
+        if let Some(id) = msg.options.edit_of.as_deref().and_then(|s| s.parse::<i32>().ok()) {
+            // An edit replaces the message that carried the buttons (and removes them).
+            let text: String = msg.body.chars().take(MAX_MESSAGE / 2).collect();
+            match self.bot.edit_message_text(chat, MessageId(id), text).await {
+                Ok(m) => return Ok(Delivered { platform_message_id: Some(m.id.0.to_string()) }),
+                Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(Delivered { platform_message_id: Some(id.to_string()) }),
+                Err(RequestError::Api(ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited)) => {
+                    tracing::debug!("the message to edit is gone; sending the outcome as a new message");
+                }
+                Err(e) => return Err(classify(&e)),
+            }
+        }
+        let parts = split_message(&msg.body, MAX_MESSAGE, utf16_len);
+        let last = parts.len().saturating_sub(1);
+        let mut delivered = None;
+        for (i, part) in parts.into_iter().enumerate().skip(msg.parts_sent as usize) {
+            let mut req = self.bot.send_message(chat, part);
+            // In groups, the first part answers the message it replies to.
+            if let (0, true, Some(to)) = (i, chat.0 < 0, msg.options.reply_to.as_deref().and_then(|s| s.parse::<i32>().ok())) {
+                req.reply_parameters =
+                    Some(ReplyParameters { message_id: MessageId(to), allow_sending_without_reply: Some(true), ..Default::default() });
+            }
+            if i == last {
+                req.reply_markup = keyboard.clone().map(Into::into);
+            }
+            match req.await {
+                Ok(m) => delivered = Some(m.id.0.to_string()),
+                Err(e) => return Err(classify(&e).after_parts(i as u32)),
+            }
+        }
+        Ok(Delivered { platform_message_id: delivered })
+    }
+}
+
+impl Publisher for TelegramPublisher {
+    fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(self.deliver(msg))
+    }
+}
+
+/// The inbound side: polls, stores, acknowledges, hands stored messages on.
+pub struct TelegramConnector {
+    /// The Bot API client.
+    pub bot: Bot,
+    /// Its settings.
+    pub config: TelegramConfig,
+    /// `AGENT_RUNTIME_COMMAND_SYNC_ENABLED`.
+    pub command_sync: bool,
+    /// `AGENT_RUNTIME_ATTACHMENT_MAX_BYTES`.
+    pub attachment_max_bytes: u64,
+    /// Stores messages.
+    pub gateway: Gateway,
+    /// Processes stored messages.
+    pub dispatcher: Dispatcher,
+    /// Where the connector reports its state (component `telegram`).
+    pub health: Health,
+}
+
+/// A file to fetch for a message.
+struct FileRef {
+    id: String,
+    name: String,
+    size: u64,
+}
+
+impl TelegramConnector {
+    /// Runs until `stop`: identifies the bot, syncs the command menu, then polls.
+    pub async fn run(self, stop: CancellationToken) {
+        self.health.register(NAME);
+        let Some(me) = self.identify(&stop).await else { return };
+        if self.command_sync {
+            self.sync_commands().await;
+        }
+        let mut offset: i32 = match self.gateway.cursor(NAME, CURSOR_KEY).await {
+            Ok(v) => v.and_then(|s| s.parse().ok()).unwrap_or(0),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the stored Telegram offset; Telegram resends what was not confirmed");
+                0
+            }
+        };
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut conflict = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+        let poll = self.config.poll.as_secs() as u32;
+        let allowed = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
+        loop {
+            let req = self.bot.get_updates().offset(offset).timeout(poll).allowed_updates(allowed);
+            let result = tokio::select! {
+                r = req => r,
+                _ = stop.cancelled() => return,
+            };
+            let wait = match result {
+                Ok(updates) => {
+                    backoff.reset();
+                    conflict.reset();
+                    self.health.healthy(NAME, format!("polling as @{}", me.username()));
+                    let Some(next) = updates.iter().map(|u| u.id.0 as i32 + 1).max() else { continue };
+                    match self.store_batch(&me, updates, next).await {
+                        Ok(()) => {
+                            offset = next;
+                            continue;
+                        }
+                        Err(e) => {
+                            // Not stored, so not acknowledged: the same updates come again.
+                            self.health.degrade(NAME, format!("cannot store received messages: {e}"));
+                            backoff.next_wait()
+                        }
+                    }
+                }
+                Err(RequestError::Api(ApiError::TerminatedByOtherGetUpdates)) => {
+                    let wait = conflict.next_wait();
+                    let why = format!(
+                        "another client is polling this bot token (409 Conflict); stop the other instance. Retrying in {}s",
+                        wait.as_secs()
+                    );
+                    tracing::warn!(attempts = conflict.failures(), "{why}");
+                    self.health.degrade(NAME, why);
+                    wait
+                }
+                Err(RequestError::Api(ApiError::InvalidToken)) => {
+                    let wait = conflict.next_wait();
+                    self.health.degrade(NAME, "Telegram rejected the bot token (AGENT_RUNTIME_TELEGRAM_TOKEN)");
+                    tracing::error!(retry_in_s = wait.as_secs(), "Telegram rejected the bot token");
+                    wait
+                }
+                Err(e) => {
+                    let err = classify(&e);
+                    let wait = err.retry_after.unwrap_or_else(|| backoff.next_wait());
+                    tracing::warn!(error = %err.message, retry_in_ms = wait.as_millis() as u64, "Telegram polling failed");
+                    self.health.degrade(NAME, format!("polling failed: {}", err.message));
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// `getMe`, retried with backoff until it answers (or `stop`).
+    async fn identify(&self, stop: &CancellationToken) -> Option<Me> {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        loop {
+            let wait = tokio::select! {
+                r = self.bot.get_me() => match r {
+                    Ok(me) => {
+                        tracing::info!(bot = %me.username(), "Telegram connected");
+                        return Some(me);
+                    }
+                    Err(e) => {
+                        let err = classify(&e);
+                        let wait = backoff.next_wait();
+                        tracing::warn!(error = %err.message, retry_in_s = wait.as_secs(), "Telegram getMe failed");
+                        self.health.degrade(NAME, format!("cannot reach the Bot API: {}", err.message));
+                        wait
+                    }
+                },
+                _ = stop.cancelled() => return None,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Publishes the command menu (`-` becomes `_`; Telegram allows `[a-z0-9_]`).
+    async fn sync_commands(&self) {
+        let commands: Vec<BotCommand> = COMMANDS
+            .iter()
+            .map(|c| {
+                let about: String = c.about.chars().take(256).collect();
+                BotCommand::new(c.name.replace('-', "_"), about)
+            })
+            .filter(|c| c.command.len() <= 32 && c.command.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .collect();
+        match self.bot.set_my_commands(commands).await {
+            Ok(_) => tracing::info!("Telegram command menu published"),
+            Err(e) => tracing::warn!(error = %classify(&e).message, "could not publish the Telegram command menu"),
+        }
+    }
+
+    /// Downloads, stores (with the next offset), acknowledges callback
+    /// queries and hands the new messages to processing.
+    async fn store_batch(&self, me: &Me, updates: Vec<Update>, next: i32) -> Result<(), crate::gateway::GatewayError> {
+        let mut arrivals = Vec::new();
+        let mut callbacks = Vec::new();
+        for u in updates {
+            match u.kind {
+                UpdateKind::Message(m) => {
+                    if let Some(a) = self.message(me, &m).await {
+                        arrivals.push(a);
+                    }
+                }
+                UpdateKind::CallbackQuery(q) => {
+                    if let Some(a) = press(me, &q) {
+                        arrivals.push(a);
+                    }
+                    callbacks.push(q.id);
+                }
+                other => tracing::debug!(kind = ?std::mem::discriminant(&other), "ignored a Telegram update of another kind"),
+            }
+        }
+        let cursor = Cursor { connector: NAME.into(), key: CURSOR_KEY.into(), value: next.to_string() };
+        let new = self.gateway.ingest(arrivals, Some(cursor)).await?;
+        // Stored: now the button presses may be acknowledged (the outcome edits the message).
+        for id in callbacks {
+            if let Err(e) = self.bot.answer_callback_query(id).await {
+                tracing::debug!(error = %classify(&e).message, "could not answer a callback query (it may be too old)");
+            }
+        }
+        self.dispatcher.submit(new).await;
+        Ok(())
+    }
+
+    /// A chat message as an arrival (`None`: not for us — bots, service messages, empty).
+    async fn message(&self, me: &Me, m: &Message) -> Option<Arrival> {
+        let from = m.from.as_ref().filter(|u| !u.is_bot)?;
+        let text = m.text().or(m.caption()).unwrap_or("").trim().to_string();
+        let mut refs = Vec::new();
+        if let Some(d) = m.document() {
+            let name = d.file_name.clone().unwrap_or_else(|| "document".into());
+            refs.push(FileRef { id: d.file.id.to_string(), name, size: u64::from(d.file.size) });
+        }
+        if let Some(p) = m.photo().and_then(|sizes| sizes.iter().max_by_key(|p| p.file.size)) {
+            refs.push(FileRef { id: p.file.id.to_string(), name: format!("photo-{}.jpg", p.file.unique_id), size: u64::from(p.file.size) });
+        }
+        if text.is_empty() && refs.is_empty() {
+            return None;
+        }
+        let entities = m.parse_entities().or_else(|| m.parse_caption_entities()).unwrap_or_default();
+        let handle = format!("@{}", me.username());
+        let mentioned = entities.iter().any(|e| match e.kind() {
+            MessageEntityKind::Mention => e.text().eq_ignore_ascii_case(&handle),
+            MessageEntityKind::TextMention { user } => user.id == me.id,
+            _ => false,
+        }) || m.reply_to_message().and_then(|r| r.from.as_ref()).is_some_and(|u| u.id == me.id);
+        let mut meta =
+            InboundMeta { bot_name: Some(me.username().to_string()), message_id: Some(m.id.0.to_string()), ..Default::default() };
+        let mut files = Vec::new();
+        for f in refs {
+            match self.download(&f).await {
+                Ok(bytes) => files.push(IncomingFile { name: f.name, bytes }),
+                Err(why) => meta.skipped.push(format!("{} ({why})", f.name)),
+            }
+        }
+        let msg = Inbound {
+            chat: chat_ref(m.chat.id),
+            from_user_id: from.id.0.to_string(),
+            display_name: m.chat.title().map_or_else(|| from.full_name(), str::to_string),
+            text,
+            kind: if m.chat.is_private() { ChatKind::Private } else { ChatKind::Group },
+            mentioned,
+            dedupe_key: format!("{}:{}", m.chat.id.0, m.id.0),
+            trace_id: TraceId::random(),
+            meta,
+        };
+        Some(Arrival { msg, files })
+    }
+
+    /// Fetches one attachment, refusing more than the size limit.
+    async fn download(&self, f: &FileRef) -> Result<Vec<u8>, String> {
+        let max = self.attachment_max_bytes;
+        let too_big = |n: u64| format!("{} is over the {} limit", mib(n), mib(max));
+        if f.size > max {
+            return Err(too_big(f.size));
+        }
+        let file = self.bot.get_file(f.id.clone().into()).await.map_err(|e| format!("download failed: {}", classify(&e).message))?;
+        let mut stream = self.bot.download_file_stream(&file.path);
+        let mut bytes = Vec::with_capacity(f.size as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| format!("download failed: {e}"))?;
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(too_big((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+/// `1.5 MiB`.
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+}
+
+fn chat_ref(id: ChatId) -> ChatRef {
+    ChatRef { connector: NAME.to_string(), external_id: id.0.to_string() }
+}
+
+/// A button press as an arrival: its data is the text, and the message that
+/// carried the button is recorded (the outcome edits it).
+fn press(me: &Me, q: &CallbackQuery) -> Option<Arrival> {
+    let (data, message) = (q.data.as_ref()?, q.message.as_ref()?);
+    let chat = message.chat();
+    let msg = Inbound {
+        chat: chat_ref(chat.id),
+        from_user_id: q.from.id.0.to_string(),
+        display_name: chat.title().map_or_else(|| q.from.full_name(), str::to_string),
+        text: data.clone(),
+        kind: if chat.is_private() { ChatKind::Private } else { ChatKind::Group },
+        mentioned: true,
+        dedupe_key: format!("cb:{}", q.id.0),
+        trace_id: TraceId::random(),
+        meta: InboundMeta { bot_name: Some(me.username().to_string()), pressed: Some(message.id().0.to_string()), ..Default::default() },
+    };
+    Some(Arrival { msg, files: Vec::new() })
+}
