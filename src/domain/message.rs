@@ -156,7 +156,8 @@ impl Button {
 
     /// Reads a button's data back (`None`: not a button of ours).
     pub fn parse(data: &str) -> Option<ButtonPress> {
-        let ok = |id: &str| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        // Only a whole request id (`act_` + 32 hex digits): a press never resolves an id prefix.
+        let ok = |id: &str| id.len() == 36 && id.starts_with("act_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit());
         match data.split_once(':') {
             Some(("approve", id)) if ok(id) => Some(ButtonPress::Approve(id.to_string())),
             Some(("deny", id)) if ok(id) => Some(ButtonPress::Deny(id.to_string())),
@@ -279,4 +280,22 @@ pub struct OutboundMessage {
     pub options: OutboundOptions,
     /// Parts of a split message already delivered (a retry sends the rest).
     pub parts_sent: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ApprovalId;
+
+    #[test]
+    fn button_data_round_trips_and_only_whole_request_ids_are_read_back() {
+        let id = ApprovalId::random();
+        let [approve, deny] = <[Button; 2]>::try_from(Button::decide(id.as_str())).expect("two buttons");
+        assert!(approve.data.len() <= 64, "Telegram allows 64 bytes of callback data");
+        assert_eq!(Button::parse(&approve.data), Some(ButtonPress::Approve(id.to_string())));
+        assert_eq!(Button::parse(&deny.data), Some(ButtonPress::Deny(id.to_string())));
+        for bad in ["approve:act_", "approve:act_0", "run:act_0123456789abcdef0123456789abcdef", "approve", "", "deny:act_0123456789abcdef0123456789abcdeg"] {
+            assert_eq!(Button::parse(bad), None, "{bad}");
+        }
+    }
 }
