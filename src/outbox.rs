@@ -12,6 +12,7 @@ use crate::config::OutboxConfig;
 use crate::domain::OutboundMessage;
 use crate::runtime::Supervisor;
 use crate::store::{RetryPolicy, Store, StoreError};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,8 @@ pub struct Outbox {
 }
 
 const BATCH: u32 = 100;
+/// Chats delivered to at once.
+pub const PARALLEL_CHATS: usize = 16;
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
 impl Outbox {
@@ -160,19 +163,43 @@ impl Outbox {
         }
     }
 
-    /// Delivers every message due now; returns how many were sent.
+    /// Delivers every message due now; returns how many were sent. Chats are
+    /// served side by side (at most [`PARALLEL_CHATS`] at once), each chat's
+    /// messages in order, so one slow platform or chat holds up no other.
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
         let mut sent = 0;
         loop {
             let due = self.store.due_outbound(self.clock.now_ms(), BATCH).await?;
             let n = due.len();
+            let mut chats: Vec<Vec<OutboundMessage>> = Vec::new();
             for msg in due {
-                sent += usize::from(self.deliver(&msg).await?);
+                match chats.iter_mut().find(|c| c[0].chat == msg.chat) {
+                    Some(c) => c.push(msg),
+                    None => chats.push(vec![msg]),
+                }
+            }
+            let mut lanes =
+                futures_util::stream::iter(chats.into_iter().map(|msgs| self.deliver_in_order(msgs))).buffer_unordered(PARALLEL_CHATS);
+            while let Some(r) = lanes.next().await {
+                sent += r?;
             }
             if n < BATCH as usize {
                 return Ok(sent);
             }
         }
+    }
+
+    /// One chat's due messages, in order; stops at the first that is not
+    /// delivered (the rest wait for it, keeping the chat's order).
+    async fn deliver_in_order(&self, msgs: Vec<OutboundMessage>) -> Result<usize, StoreError> {
+        let mut sent = 0;
+        for msg in msgs {
+            if !self.deliver(&msg).await? {
+                break;
+            }
+            sent += 1;
+        }
+        Ok(sent)
     }
 
     #[tracing::instrument(skip_all, fields(outbox_id = %msg.id, chat = %msg.chat, attempt = msg.attempts + 1))]

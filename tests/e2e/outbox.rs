@@ -163,3 +163,43 @@ async fn gateway_replies_for_platform_chats_go_through_the_outbox_and_publisher(
     assert!(again.duplicate && again.outbox_id.is_none(), "a redelivered platform update is not handled twice");
     assert_eq!(store.list_tasks(Default::default()).await.expect("tasks").len(), 1);
 }
+
+/// Holds every delivery to chat `slow` until released; others pass at once.
+struct Gate {
+    release: tokio::sync::Semaphore,
+    order: Mutex<Vec<String>>,
+}
+
+impl Publisher for Gate {
+    fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(async move {
+            if msg.chat.external_id == "slow" {
+                self.release.acquire().await.expect("open").forget();
+            }
+            self.order.lock().expect("order").push(msg.body.clone());
+            Ok(Delivered::default())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_slow_chat_holds_up_no_other_chat_and_each_chat_keeps_its_order() {
+    let (_dir, store, mut outbox, _clock, _p, _chat) = setup(vec![]).await;
+    let gate = Arc::new(Gate { release: tokio::sync::Semaphore::new(0), order: Mutex::new(Vec::new()) });
+    outbox.publishers = Publishers::default().with("fakechat", gate.clone());
+    let (slow, fast) = (ChatRef::new("fakechat", "slow").expect("chat"), ChatRef::new("fakechat", "fast").expect("chat"));
+    for (chat, body) in [(&slow, "s1"), (&fast, "f1"), (&slow, "s2"), (&fast, "f2")] {
+        store.enqueue_outbound(message(chat, body), 1_000_000).await.expect("enqueue");
+    }
+    let pass = tokio::spawn({
+        let outbox = outbox.clone();
+        async move { outbox.deliver_due().await }
+    });
+    crate::support::wait_until("the fast chat delivered", Duration::from_secs(5), || async {
+        (*gate.order.lock().expect("order") == ["f1", "f2"]).then_some(())
+    })
+    .await;
+    gate.release.add_permits(2);
+    assert_eq!(pass.await.expect("join").expect("pass"), 4);
+    assert_eq!(*gate.order.lock().expect("order"), ["f1", "f2", "s1", "s2"]);
+}
