@@ -294,7 +294,14 @@ mod tests {
         assert!(approve.data.len() <= 64, "Telegram allows 64 bytes of callback data");
         assert_eq!(Button::parse(&approve.data), Some(ButtonPress::Approve(id.to_string())));
         assert_eq!(Button::parse(&deny.data), Some(ButtonPress::Deny(id.to_string())));
-        for bad in ["approve:act_", "approve:act_0", "run:act_0123456789abcdef0123456789abcdef", "approve", "", "deny:act_0123456789abcdef0123456789abcdeg"] {
+        for bad in [
+            "approve:act_",
+            "approve:act_0",
+            "run:act_0123456789abcdef0123456789abcdef",
+            "approve",
+            "",
+            "deny:act_0123456789abcdef0123456789abcdeg",
+        ] {
             assert_eq!(Button::parse(bad), None, "{bad}");
         }
     }
