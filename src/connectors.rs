@@ -7,7 +7,20 @@
 
 pub mod telegram;
 
+use crate::BoxFuture;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The inbound side of a platform: runs until `stop`, reporting its state
+/// on the heartbeat under [`Connector::name`]. Its outbound side is a
+/// [`Publisher`](crate::outbox::Publisher) registered under the same name.
+pub trait Connector: Send + 'static {
+    /// The connector's name (in chat references, the inbox and health).
+    fn name(&self) -> &'static str;
+    /// Receives until `stop`: stores each batch through the gateway before
+    /// acknowledging it, then hands it to processing.
+    fn run(self: Box<Self>, stop: CancellationToken) -> BoxFuture<'static, ()>;
+}
 
 /// Exponential backoff for reconnecting: `base`, doubled per failure, at
 /// most `max`; `reset` after a success.

@@ -13,7 +13,7 @@ use crate::api::{ApiState, router, serve as serve_api};
 use crate::api::{TlsState, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, HeartbeatConfig, TlsFiles};
-use crate::connectors::telegram;
+use crate::connectors::{Connector, telegram};
 use crate::domain::TaskKind;
 use crate::gateway::{Dispatcher, Gateway, GatewayParts};
 use crate::health::{Health, State};
@@ -172,21 +172,22 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     if recovered > 0 {
         tracing::warn!(count = recovered, "messages were stored but not answered when the runtime stopped; answering them now");
     }
+    let mut platforms: Vec<Box<dyn Connector>> = Vec::new();
     match (&config.connectors.telegram, telegram_bot) {
-        (Some(t), Some(bot)) => {
-            let c = telegram::TelegramConnector {
-                bot,
-                config: t.clone(),
-                command_sync: config.connectors.command_sync,
-                attachment_max_bytes: config.connectors.attachment_max_bytes,
-                gateway: gateway.clone(),
-                dispatcher: dispatcher.clone(),
-                health: health.clone(),
-            };
-            let stop = connectors.token().clone();
-            connectors.spawn("telegram", async move { c.run(stop).await });
-        }
+        (Some(t), Some(bot)) => platforms.push(Box::new(telegram::TelegramConnector {
+            bot,
+            config: t.clone(),
+            command_sync: config.connectors.command_sync,
+            attachment_max_bytes: config.connectors.attachment_max_bytes,
+            gateway: gateway.clone(),
+            dispatcher: dispatcher.clone(),
+            health: health.clone(),
+        })),
         _ => health.disabled(telegram::NAME, "AGENT_RUNTIME_TELEGRAM_TOKEN is not set"),
+    }
+    for c in platforms {
+        let (name, stop) = (c.name(), connectors.token().clone());
+        connectors.spawn(name, c.run(stop));
     }
     let interrupted = store.interrupt_running_executions(clock.now_ms()).await?;
     if interrupted > 0 {

@@ -160,9 +160,18 @@ struct FileRef {
     size: u64,
 }
 
+impl super::Connector for TelegramConnector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn run(self: Box<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.poll(stop).await })
+    }
+}
+
 impl TelegramConnector {
     /// Runs until `stop`: identifies the bot, syncs the command menu, then polls.
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn poll(self, stop: CancellationToken) {
         self.health.register(NAME);
         let Some(me) = self.identify(&stop).await else { return };
         if self.command_sync {
