@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "shared by the e2e tests and the benchmark; each uses part")]
 
 pub mod daemon;
+pub mod discord;
 pub mod gateway;
 pub mod llm;
 pub mod telegram;
