@@ -25,14 +25,19 @@ pub struct InboundRecord {
 pub(super) const CONTEXT_COLUMNS: &str = "id, workspace_id, connector, external_id, display_name, system_prompt, is_admin, created_at";
 
 pub(super) fn context_from_row(r: &Row<'_>) -> rusqlite::Result<Context> {
+    context_at(r, 0)
+}
+
+/// A context from [`CONTEXT_COLUMNS`] selected from column `at` on.
+fn context_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Context> {
     Ok(Context {
-        id: ContextId::from_string(r.get::<_, String>(0)?),
-        workspace_id: WorkspaceId::from_string(r.get::<_, String>(1)?),
-        chat: ChatRef { connector: r.get(2)?, external_id: r.get(3)? },
-        display_name: r.get(4)?,
-        system_prompt: r.get(5)?,
-        is_admin: r.get(6)?,
-        created_at: r.get(7)?,
+        id: ContextId::from_string(r.get::<_, String>(at)?),
+        workspace_id: WorkspaceId::from_string(r.get::<_, String>(at + 1)?),
+        chat: ChatRef { connector: r.get(at + 2)?, external_id: r.get(at + 3)? },
+        display_name: r.get(at + 4)?,
+        system_prompt: r.get(at + 5)?,
+        is_admin: r.get(at + 6)?,
+        created_at: r.get(at + 7)?,
     })
 }
 
@@ -222,15 +227,7 @@ impl Store {
                     trace_id: TraceId::from_string(r.get::<_, String>(9)?),
                     meta: r.get::<_, Option<String>>(10)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
                 };
-                let context = Context {
-                    id: ContextId::from_string(r.get::<_, String>(11)?),
-                    workspace_id: WorkspaceId::from_string(r.get::<_, String>(12)?),
-                    chat: ChatRef { connector: r.get(13)?, external_id: r.get(14)? },
-                    display_name: r.get(15)?,
-                    system_prompt: r.get(16)?,
-                    is_admin: r.get(17)?,
-                    created_at: r.get(18)?,
-                };
+                let context = context_at(r, 11)?;
                 Ok((r.get::<_, i64>(0)?, context, msg))
             })?;
             let rows: Vec<(i64, Context, Inbound)> = rows.collect::<Result<_, _>>()?;
