@@ -13,8 +13,11 @@
 //! Options (environment): `BENCH_RUNS` (default 5), `BENCH_SECONDS` (per HTTP
 //! load run, default 10), `BENCH_TASKS` (per queue run, default 20000),
 //! `BENCH_ONLY` (`queue`, `http` for the admin-API figures only, `gateway` for in-process command dispatch with
-//! `BENCH_COMMANDS`/`BENCH_CLIENTS`, `micro` for sequential store round trips, or `events` for
-//! 100 SSE subscribers under 1,000 tasks/s — see `events.rs` for its knobs),
+//! `BENCH_COMMANDS`/`BENCH_CLIENTS`, `micro` for sequential store round trips, `events` for
+//! 100 SSE subscribers under 1,000 tasks/s — see `events.rs` for its knobs — or `telegram`
+//! for the Telegram connector through the fake Bot API, also part of the full run, with
+//! `BENCH_TG_MESSAGES` (burst size, default 10000) and `BENCH_TG_RSS_MESSAGES`/`BENCH_TG_RSS_BURST` (memory
+//! run, default 100000 in bursts of 5000) and 3 runs unless `BENCH_RUNS` is set — see `telegram.rs`),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
@@ -23,6 +26,10 @@
 
 mod events;
 mod gateway;
+mod telegram;
+#[path = "../tests/support/telegram.rs"]
+#[allow(dead_code, unused_imports, reason = "the benchmark uses part of the fake; its self-check tests are not built here")]
+mod telegram_fake;
 
 use agent_runtime::clock::SystemClock;
 use agent_runtime::config::{NotifyConfig, OrchestratorConfig};
@@ -394,6 +401,9 @@ async fn run() {
     if only == "events" {
         return events::bench(runs, seconds).await;
     }
+    if only == "telegram" {
+        return telegram::bench(seconds).await;
+    }
     if only == "queue" {
         let mut tput = Vec::new();
         for _ in 0..runs {
@@ -406,6 +416,9 @@ async fn run() {
         startup_and_queue(runs, tasks).await;
     }
     http_figures(runs, seconds).await;
+    if only.is_empty() {
+        telegram::bench(seconds).await;
+    }
 }
 
 /// Cold start, idle RSS and the queue.

@@ -111,6 +111,8 @@ pub struct Sent {
     pub reply_to: Option<i64>,
     /// `parse_mode` as sent.
     pub parse_mode: Option<String>,
+    /// When the `sendMessage` request arrived (for latency measurements).
+    pub at: Instant,
 }
 
 /// An accepted `editMessageText`.
@@ -314,6 +316,11 @@ impl FakeTelegram {
     /// Every accepted `sendMessage`.
     pub fn sent(&self) -> Vec<Sent> {
         self.inner.lock().sent.clone()
+    }
+
+    /// How many `sendMessage`s were accepted (without copying them).
+    pub fn sent_count(&self) -> usize {
+        self.inner.lock().sent.len()
     }
 
     /// Accepted `sendMessage`s to one chat.
@@ -603,6 +610,7 @@ fn checked_text(p: &Params, too_long: &str) -> Result<String, ApiErr> {
 }
 
 async fn send_message(inner: &Inner, p: &Params) -> Reply {
+    let at = Instant::now();
     let (msg, hold) = {
         let mut st = inner.lock();
         let chat_id = chat_id(&st, p)?;
@@ -624,7 +632,7 @@ async fn send_message(inner: &Inner, p: &Params) -> Reply {
         }
         let msg = st.new_message(chat_id, &bot_user(), fields);
         let message_id = msg["message_id"].as_i64().expect("message_id");
-        let sent = Sent { chat_id, message_id, text, reply_markup, reply_to, parse_mode: string(p, "parse_mode") };
+        let sent = Sent { chat_id, message_id, text, reply_markup, reply_to, parse_mode: string(p, "parse_mode"), at };
         st.sent.push(sent);
         (msg, st.hold_sends)
     };
