@@ -168,6 +168,33 @@ fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// Prints a list answer: the whole JSON with `--json`; else `header`, one
+/// `row` per item of `v[key]`, the count of `noun`s and, when the answer is
+/// paged (`next_before` / `next_after`), the flag that fetches the next page.
+fn print_list(v: &serde_json::Value, json: bool, key: &str, header: &str, noun: &str, row: impl Fn(&serde_json::Value) -> String) {
+    if json {
+        return print_json(v);
+    }
+    let items = v[key].as_array().map(Vec::as_slice).unwrap_or_default();
+    println!("{header}");
+    for item in items {
+        println!("{}", row(item));
+    }
+    println!("{} {noun}(s)", items.len());
+    for (field, flag) in [("next_before", "--before"), ("next_after", "--after")] {
+        if let Some(next) = v[field].as_str() {
+            println!("more: {flag} {next}");
+        }
+    }
+}
+
+/// Prints `label` and a string field of an API object, when it is present.
+fn print_if(label: &str, v: &serde_json::Value, key: &str) {
+    if let Some(x) = v.get(key).and_then(serde_json::Value::as_str) {
+        println!("{label}{x}");
+    }
+}
+
 /// A string field of an API object, or `-`.
 fn s<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
     v.get(key).and_then(serde_json::Value::as_str).unwrap_or("-")

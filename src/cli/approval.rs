@@ -1,6 +1,6 @@
 //! `agent-runtime approval list|show|approve|deny`.
 
-use super::{at, print_json, s};
+use super::{at, print_if, print_json, print_list, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -62,15 +62,9 @@ fn print_approval(a: &Value) {
     println!("requester: {} in {}", s(a, "requester"), chat(a));
     println!("payload:   {} (sha256 {})", s(a, "payload_json"), s(a, "payload_hash"));
     println!("expires:   {}", at(a, "expires_at"));
-    if let Some(by) = a.get("approver").and_then(Value::as_str) {
-        println!("decided:   by {by}");
-    }
-    if let Some(r) = a.get("reason").and_then(Value::as_str) {
-        println!("reason:    {r}");
-    }
-    if let Some(r) = a.get("execution_result").and_then(Value::as_str) {
-        println!("result:    {r}");
-    }
+    print_if("decided:   by ", a, "approver");
+    print_if("reason:    ", a, "reason");
+    print_if("result:    ", a, "execution_result");
 }
 
 /// Runs an approval subcommand.
@@ -80,23 +74,10 @@ pub async fn run(client: ApiClient, cmd: ApprovalCmd) -> anyhow::Result<ExitCode
             let mut q = vec![("limit", limit.to_string())];
             q.extend(status.map(|v| ("status", v)));
             let v: Value = client.get("/api/v1/approvals", &q).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let items = v["approvals"].as_array().cloned().unwrap_or_default();
-                println!("{:<30}  {:<8}  {:<12}  {:<24}  SUMMARY", "ID", "STATUS", "EXECUTION", "CHAT");
-                for a in &items {
-                    println!(
-                        "{:<30}  {:<8}  {:<12}  {:<24}  {}",
-                        s(a, "id"),
-                        s(a, "status"),
-                        s(a, "execution_status"),
-                        chat(a),
-                        s(a, "summary")
-                    );
-                }
-                println!("{} request(s)", items.len());
-            }
+            let header = format!("{:<30}  {:<8}  {:<12}  {:<24}  SUMMARY", "ID", "STATUS", "EXECUTION", "CHAT");
+            print_list(&v, json, "approvals", &header, "request", |a| {
+                format!("{:<30}  {:<8}  {:<12}  {:<24}  {}", s(a, "id"), s(a, "status"), s(a, "execution_status"), chat(a), s(a, "summary"))
+            });
         }
         ApprovalCmd::Show { id, json } => {
             let v: Value = client.get(&format!("/api/v1/approvals/{id}"), &[]).await?;

@@ -1,6 +1,6 @@
 //! `agent-runtime objective list|show|create|update|pause|resume|delete`.
 
-use super::{print_json, s};
+use super::{print_json, print_list, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
@@ -149,23 +149,17 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
             q.extend(workspace_id.map(|v| ("workspace_id", v)));
             q.extend(context_id.map(|v| ("context_id", v)));
             let v: Value = client.get("/api/v1/objectives", &q).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let items = v["items"].as_array().cloned().unwrap_or_default();
-                println!("{:<40}  {:<8}  {:<20}  {:<28}  TITLE", "ID", "STATE", "NEXT RUN", "TRIGGER");
-                for o in &items {
-                    println!(
-                        "{:<40}  {:<8}  {:<20}  {:<28}  {}",
-                        s(o, "id"),
-                        s(o, "health_state"),
-                        when(o, "next_run_unix"),
-                        trigger(o),
-                        s(o, "title")
-                    );
-                }
-                println!("{} objective(s)", items.len());
-            }
+            let header = format!("{:<40}  {:<8}  {:<20}  {:<28}  TITLE", "ID", "STATE", "NEXT RUN", "TRIGGER");
+            print_list(&v, json, "items", &header, "objective", |o| {
+                format!(
+                    "{:<40}  {:<8}  {:<20}  {:<28}  {}",
+                    s(o, "id"),
+                    s(o, "health_state"),
+                    when(o, "next_run_unix"),
+                    trigger(o),
+                    s(o, "title")
+                )
+            });
         }
         ObjectiveCmd::Show { id, json } => {
             let v: Value = client.get(&format!("/api/v1/objectives/{id}"), &[]).await?;

@@ -1,7 +1,7 @@
 //! `agent-runtime pairing list|start|lookup|approve|deny`. Tokens go to the
 //! daemon in request bodies only.
 
-use super::{at, print_json, s};
+use super::{at, print_if, print_json, print_list, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -81,9 +81,7 @@ fn print_pairing(p: &Value) {
     if let Some(u) = p.get("approved_user_id").and_then(Value::as_str) {
         println!("user:      {u} as {} (by {})", s(p, "role"), s(p, "approver"));
     }
-    if let Some(r) = p.get("reason").and_then(Value::as_str) {
-        println!("reason:    {r}");
-    }
+    print_if("reason:    ", p, "reason");
 }
 
 /// Runs a pairing subcommand.
@@ -93,24 +91,11 @@ pub async fn run(client: ApiClient, cmd: PairingCmd) -> anyhow::Result<ExitCode>
             let mut q = vec![("limit", limit.to_string())];
             q.extend(status.map(|v| ("status", v)));
             let v: Value = client.get("/api/v1/pairings", &q).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let items = v["pairings"].as_array().cloned().unwrap_or_default();
-                println!("{:<36}  {:<8}  {:<12}  {:<24}  NAME", "ID", "STATUS", "TOKEN", "IDENTITY");
-                for p in &items {
-                    let who = format!("{}/{}", s(p, "connector"), s(p, "connector_user_id"));
-                    println!(
-                        "{:<36}  {:<8}  {:<12}  {:<24}  {}",
-                        s(p, "id"),
-                        s(p, "status"),
-                        s(p, "token_hint"),
-                        who,
-                        s(p, "display_name")
-                    );
-                }
-                println!("{} request(s)", items.len());
-            }
+            let header = format!("{:<36}  {:<8}  {:<12}  {:<24}  NAME", "ID", "STATUS", "TOKEN", "IDENTITY");
+            print_list(&v, json, "pairings", &header, "request", |p| {
+                let who = format!("{}/{}", s(p, "connector"), s(p, "connector_user_id"));
+                format!("{:<36}  {:<8}  {:<12}  {:<24}  {}", s(p, "id"), s(p, "status"), s(p, "token_hint"), who, s(p, "display_name"))
+            });
         }
         PairingCmd::Start { connector, user_id, display_name, expires_in_sec, json } => {
             let body = json!({"connector": connector, "connector_user_id": user_id, "display_name": display_name, "expires_in_sec": expires_in_sec});

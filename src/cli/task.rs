@@ -1,6 +1,6 @@
 //! `agent-runtime task list|show|create|retry|cancel`.
 
-use super::{at, print_json, s};
+use super::{at, print_if, print_json, print_list, s};
 use crate::client::ApiClient;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -90,15 +90,9 @@ fn print_task(t: &Value) {
     println!("kind:     {}", s(t, "kind"));
     println!("title:    {}", s(t, "title"));
     println!("context:  {} (workspace {})", s(t, "context_id"), s(t, "workspace_id"));
-    if let Some(r) = t.get("result_summary").and_then(Value::as_str) {
-        println!("result:   {r}");
-    }
-    if let Some(p) = t.get("result_path").and_then(Value::as_str) {
-        println!("file:     {p}");
-    }
-    if let Some(e) = t.get("error_message").and_then(Value::as_str) {
-        println!("error:    {e}");
-    }
+    print_if("result:   ", t, "result_summary");
+    print_if("file:     ", t, "result_path");
+    print_if("error:    ", t, "error_message");
 }
 
 /// Runs a task subcommand.
@@ -111,19 +105,10 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             q.extend(workspace_id.map(|v| ("workspace_id", v)));
             q.extend(context_id.map(|v| ("context_id", v)));
             let v: Value = client.get("/api/v1/tasks", &q).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let items = v["items"].as_array().cloned().unwrap_or_default();
-                println!("{:<36}  {:<9}  {:>3}  TITLE", "ID", "STATUS", "TRY");
-                for t in &items {
-                    println!("{:<36}  {:<9}  {:>3}  {}", s(t, "id"), s(t, "status"), t["attempts"], s(t, "title"));
-                }
-                println!("{} task(s)", items.len());
-                if let Some(next) = v["next_before"].as_str() {
-                    println!("more: --before {next}");
-                }
-            }
+            let header = format!("{:<36}  {:<9}  {:>3}  TITLE", "ID", "STATUS", "TRY");
+            print_list(&v, json, "items", &header, "task", |t| {
+                format!("{:<36}  {:<9}  {:>3}  {}", s(t, "id"), s(t, "status"), t["attempts"], s(t, "title"))
+            });
         }
         TaskCmd::Show { id, json } => {
             let v: Value = client.get(&format!("/api/v1/tasks/{id}"), &[]).await?;

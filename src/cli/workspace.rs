@@ -1,6 +1,6 @@
 //! `agent-runtime workspace list|show|contexts|admin`.
 
-use super::{print_json, s};
+use super::{print_json, print_list, s};
 use crate::client::ApiClient;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -78,19 +78,10 @@ pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCod
             let mut q = vec![("limit", limit.to_string())];
             q.extend(after.map(|a| ("after", a)));
             let v: Value = client.get("/api/v1/workspaces", &q).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let items = v["items"].as_array().cloned().unwrap_or_default();
-                println!("{:<36}  {:>8}  {:>5}  NAME", "WORKSPACE", "CONTEXTS", "ADMIN");
-                for w in &items {
-                    println!("{:<36}  {:>8}  {:>5}  {}", s(w, "id"), w["contexts"], w["admin_contexts"], s(w, "name"));
-                }
-                println!("{} workspace(s)", items.len());
-                if let Some(next) = v["next_after"].as_str() {
-                    println!("more: --after {next}");
-                }
-            }
+            let header = format!("{:<36}  {:>8}  {:>5}  NAME", "WORKSPACE", "CONTEXTS", "ADMIN");
+            print_list(&v, json, "items", &header, "workspace", |w| {
+                format!("{:<36}  {:>8}  {:>5}  {}", s(w, "id"), w["contexts"], w["admin_contexts"], s(w, "name"))
+            });
         }
         WorkspaceCmd::Show { id, json } => {
             let v: Value = client.get(&format!("/api/v1/workspaces/{id}"), &[]).await?;
