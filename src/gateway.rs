@@ -224,8 +224,8 @@ impl Gateway {
             }
             msgs.push(msg);
         }
-        let records = self.store.ingest(msgs.clone(), cursor, now).await?;
-        Ok(records.into_iter().zip(msgs).filter(|(r, _)| !r.duplicate).map(|(record, msg)| Ingested { record, msg }).collect())
+        let records = self.store.ingest(msgs, cursor, now).await?;
+        Ok(records.into_iter().filter(|(r, _)| !r.duplicate).map(|(record, msg)| Ingested { record, msg }).collect())
     }
 
     /// Dispatches and answers a stored message (replies go through the outbox).

@@ -176,10 +176,16 @@ impl Store {
     /// Records a connector's batch of inbound messages and advances its
     /// cursor, in one transaction: after a crash either all of them and the
     /// new cursor are stored, or none and the old cursor (so the platform
-    /// delivers them again). Duplicates add nothing.
-    pub async fn ingest(&self, msgs: Vec<Inbound>, cursor: Option<Cursor>, now: UnixMillis) -> Result<Vec<InboundRecord>, StoreError> {
+    /// delivers them again). Duplicates add nothing. Returns each message
+    /// with its record.
+    pub async fn ingest(
+        &self,
+        msgs: Vec<Inbound>,
+        cursor: Option<Cursor>,
+        now: UnixMillis,
+    ) -> Result<Vec<(InboundRecord, Inbound)>, StoreError> {
         self.write(move |c| {
-            let records = msgs.iter().map(|m| record(c, m, now)).collect::<Result<Vec<_>, _>>()?;
+            let records = msgs.into_iter().map(|m| Ok((record(c, &m, now)?, m))).collect::<Result<Vec<_>, StoreError>>()?;
             if let Some(cur) = &cursor {
                 c.prepare_cached(
                     "INSERT INTO connector_cursors (connector, key, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
