@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Arguments passed to `agent-runtime serve` by `make run` (none needed).
 RUN_ARGS ?=
 
-.PHONY: build run test lint fmt fmt-check unit bench clean help
+.PHONY: build run test test-deps lint fmt fmt-check unit bench clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,7 +16,22 @@ build: ## Release build (stripped binary in target/release/agent-runtime)
 run: build ## Build and start the daemon with defaults (./data, API on 127.0.0.1:8080)
 	./target/release/agent-runtime serve $(RUN_ARGS)
 
-test: fmt-check lint unit ## Format check, clippy -D warnings, and the whole test suite
+test: test-deps fmt-check lint unit ## Format check, clippy -D warnings, and the whole test suite
+
+# The e2e tests start a real Dovecot (IMAP) and a real aiosmtpd (SMTP) per
+# test. Installs them only when missing (Debian, as root); silent otherwise.
+test-deps: ## Install the test peers (dovecot-imapd, python aiosmtpd) if missing
+	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || { \
+	  echo "test-deps: installing dovecot-imapd"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dovecot-imapd; \
+	}
+	@python3 -c 'import aiosmtpd' >/dev/null 2>&1 || { \
+	  echo "test-deps: installing aiosmtpd"; \
+	  python3 -m pip install -q aiosmtpd 2>/dev/null \
+	  || python3 -m pip install -q --break-system-packages aiosmtpd \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-aiosmtpd; }; \
+	  python3 -c 'import aiosmtpd' || { echo "test-deps: python3 still cannot import aiosmtpd" >&2; exit 1; }; \
+	}
 
 unit:
 	$(CARGO) test --locked

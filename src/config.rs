@@ -12,7 +12,7 @@ pub use reader::{Entry, Problem, Secret, Severity};
 pub use source::{DotEnvError, ENV_FILE_VAR, EnvSource, Origin};
 
 use crate::domain::{NotifyPolicy, UnknownValue};
-pub use connectors::{ConnectorsConfig, TelegramConfig};
+pub use connectors::{ConnectorsConfig, DiscordConfig, EmailConfig, MailTls, SmtpConfig, TelegramConfig, is_loopback_host};
 pub use gateway::{ChannelRules, GatewayConfig};
 use reader::Reader;
 use std::net::SocketAddr;

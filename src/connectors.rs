@@ -5,6 +5,8 @@
 //! 2–5). Every inbound batch is stored with the connector's cursor before it
 //! is acknowledged to the platform.
 
+pub mod discord;
+pub mod email;
 pub mod telegram;
 
 use crate::BoxFuture;
@@ -50,6 +52,11 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.failures = 0;
     }
+}
+
+/// `1.5 MiB`, for size limits in replies.
+pub fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
 /// Telegram counts message length in UTF-16 code units.

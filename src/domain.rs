@@ -10,8 +10,8 @@ mod task;
 pub use identity::{Actor, ChatKind, Role, User};
 pub use ids::{ApprovalId, ContextId, ObjectiveId, OutboxId, PairingId, TaskId, TraceId, UserId, WorkspaceId};
 pub use message::{
-    Button, ButtonPress, ChatRef, ChatRefError, Context, Inbound, InboundMeta, IncomingFile, MessageKind, OutboundMessage, OutboundOptions,
-    OutboxStatus,
+    Button, ButtonPress, ChatRef, ChatRefError, Context, Inbound, InboundMeta, IncomingFile, MailThread, MessageKind, OutboundMessage,
+    OutboundOptions, OutboxStatus, SenderVerdict,
 };
 pub use schedule::{Schedule, check_timezone};
 pub use task::{NewTask, NotifyPolicy, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue, title_from};

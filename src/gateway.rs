@@ -12,6 +12,7 @@ mod command;
 mod dispatch;
 mod perm;
 mod replies;
+mod review;
 mod rules;
 
 pub use actions::{ActionError, ProposedAction};
@@ -19,6 +20,7 @@ pub use admin::{StartedPairing, token_hash};
 pub use command::{COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
 pub use dispatch::Dispatcher;
 pub use perm::{Denial, Rule, check, rule};
+pub use review::UNTRUSTED_TASK;
 pub use rules::{RateLimiter, Verdict};
 
 use crate::actions::ActionExecutors;
@@ -239,6 +241,11 @@ impl Gateway {
         Ok(self.store.cursor(connector, key).await?)
     }
 
+    /// Every stored cursor of a connector, as (key, value).
+    pub async fn cursors(&self, connector: &str) -> Result<Vec<(String, String)>, GatewayError> {
+        Ok(self.store.cursors(connector).await?)
+    }
+
     /// Hands every message that was stored but never answered (the runtime
     /// stopped in between) to `dispatcher`, oldest first; returns how many.
     /// Called at start, before connectors run, so per-chat order holds.
@@ -277,25 +284,38 @@ impl Gateway {
                 p => p,
             })
         };
-        let reply = match parsed {
-            Err(refusal) => Some(refusal),
-            Ok(Parsed::NotForUs) => None,
-            Ok(Parsed::Command(cmd)) => {
-                tracing::debug!(cmd = cmd.name(), "command");
-                let (reply, error) = self.command(&mut turn, cmd).await;
-                failure = error;
-                Some(reply)
+        let held = review::untrusted(&msg.meta, turn.actor.user.is_some());
+        let held_message = held.is_some();
+        let reply = match (held, parsed) {
+            // An unauthenticated or unlinked sender's message is held for an admin, whatever it says.
+            (Some(reason), _) => {
+                failure = self.hold_for_review(&mut turn, &reason).await.err();
+                None
             }
-            Ok(Parsed::Usage(name)) => Some(format!("Usage: {}", usage(name))),
-            Ok(Parsed::Unknown(name)) => Some(format!("Unknown command /{name}. Try /help.")),
-            Ok(Parsed::Text(text)) => self.free_text(&mut turn, &text).await,
+            (None, parsed) => match parsed {
+                Err(refusal) => Some(refusal),
+                Ok(Parsed::NotForUs) => None,
+                Ok(Parsed::Command(cmd)) => {
+                    tracing::debug!(cmd = cmd.name(), "command");
+                    let (reply, error) = self.command(&mut turn, cmd).await;
+                    failure = error;
+                    Some(reply)
+                }
+                Ok(Parsed::Usage(name)) => Some(format!("Usage: {}", usage(name))),
+                Ok(Parsed::Unknown(name)) => Some(format!("Unknown command /{name}. Try /help.")),
+                Ok(Parsed::Text(text)) => self.free_text(&mut turn, &text).await,
+            },
         };
-        let reply = with_files_note(reply, &msg.meta);
+        // A held message's sender hears nothing, not even where the mail was filed.
+        let reply = if held_message { None } else { with_files_note(reply, &msg.meta) };
         let (audit, log_reply) = (std::mem::take(&mut turn.audit), turn.log_reply.take());
         // A decision taken with a button edits the message that carried it; anything else answers the message.
+        let thread = msg.meta.thread.clone();
         let options = match (&msg.meta.pressed, turn.decided) {
-            (Some(pressed), true) => OutboundOptions { edit_of: Some(pressed.clone()), ..Default::default() },
-            (pressed, _) => OutboundOptions { reply_to: pressed.clone().or_else(|| msg.meta.message_id.clone()), ..Default::default() },
+            (Some(pressed), true) => OutboundOptions { edit_of: Some(pressed.clone()), thread, ..Default::default() },
+            (pressed, _) => {
+                OutboundOptions { reply_to: pressed.clone().or_else(|| msg.meta.message_id.clone()), thread, ..Default::default() }
+            }
         };
         let outbound = reply.as_ref().map(|body| NewOutbound {
             chat: msg.chat.clone(),
@@ -370,6 +390,11 @@ impl Gateway {
             return None;
         }
         let ctx = t.ctx;
+        // Group chatter not addressed to the bot gets silence, with or without a model.
+        if t.msg.kind == ChatKind::Group && self.config.rules.require_mention_in_groups && !t.msg.mentioned {
+            t.note("channel_rule.denied", Decision::Deny, Some("mention_required".to_string()), None);
+            return None;
+        }
         if !self.llm_enabled || !self.llm.is_configured() {
             return Some(
                 "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),

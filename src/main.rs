@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 fn init_logging() {
     let filter = std::env::var("AGENT_RUNTIME_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // async-imap traces every command it sends, `LOGIN user password` included: never below info.
+    if let Ok(cap) = "async_imap=info".parse() {
+        filter = filter.add_directive(cap);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -7,13 +7,14 @@ mod supervisor;
 
 pub use supervisor::Supervisor;
 
-use crate::actions::{ActionExecutors, WebhookExecutor};
+use crate::actions::{ActionExecutors, SendEmailExecutor, UntrustedTaskExecutor, WebhookExecutor};
 use crate::agent::{GeneralExecutor, Llm, PromptBuilder, build_provider};
 use crate::api::{ApiState, router, serve as serve_api};
 use crate::api::{TlsState, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, HeartbeatConfig, TlsFiles};
-use crate::connectors::{Connector, telegram};
+use crate::connectors::email::smtp::SmtpSender;
+use crate::connectors::{Connector, discord, email, telegram};
 use crate::domain::TaskKind;
 use crate::gateway::{Dispatcher, Gateway, GatewayParts};
 use crate::health::{Health, State};
@@ -139,9 +140,23 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         Some(t) => Some(crate::connectors::telegram::bot(t).map_err(ServeError::Setup)?),
         None => None,
     };
+    let discord_rest = match &config.connectors.discord {
+        Some(d) => Some(discord::DiscordRest::new(&d.api_base, d.token.expose()).map_err(ServeError::Setup)?),
+        None => None,
+    };
+    let smtp = match &config.connectors.smtp {
+        Some(c) => Some(SmtpSender::new(c).map_err(ServeError::Setup)?),
+        None => None,
+    };
     let mut publishers = Publishers::default();
     if let Some(bot) = &telegram_bot {
         publishers = publishers.with(telegram::NAME, Arc::new(telegram::TelegramPublisher::new(bot.clone())));
+    }
+    if let Some(rest) = &discord_rest {
+        publishers = publishers.with(discord::NAME, Arc::new(discord::DiscordPublisher::new(rest.clone())));
+    }
+    if let (Some(sender), Some(e)) = (&smtp, &config.connectors.email) {
+        publishers = publishers.with(email::NAME, Arc::new(email::EmailPublisher::new(sender.clone(), vec![e.address.clone()])));
     }
     let outbox = Outbox {
         store: store.clone(),
@@ -163,7 +178,7 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         clock: clock.clone(),
         config: config.gateway.clone(),
         outbox_ready,
-        actions: action_executors(&config)?,
+        actions: action_executors(&config, &orchestrator, smtp.as_ref())?,
     });
     // Connectors: stored-but-unanswered messages go first, then each platform's loop.
     let connectors = root.child();
@@ -184,6 +199,28 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
             health: health.clone(),
         })),
         _ => health.disabled(telegram::NAME, "AGENT_RUNTIME_TELEGRAM_TOKEN is not set"),
+    }
+    match (&config.connectors.discord, discord_rest) {
+        (Some(d), Some(rest)) => platforms.push(Box::new(discord::DiscordConnector {
+            config: d.clone(),
+            rest,
+            command_sync: config.connectors.command_sync,
+            attachment_max_bytes: config.connectors.attachment_max_bytes,
+            gateway: gateway.clone(),
+            dispatcher: dispatcher.clone(),
+            health: health.clone(),
+        })),
+        _ => health.disabled(discord::NAME, "AGENT_RUNTIME_DISCORD_TOKEN is not set"),
+    }
+    match &config.connectors.email {
+        Some(e) => platforms.push(Box::new(email::EmailConnector {
+            config: e.clone(),
+            attachment_max_bytes: config.connectors.attachment_max_bytes,
+            gateway: gateway.clone(),
+            dispatcher: dispatcher.clone(),
+            health: health.clone(),
+        })),
+        None => health.disabled(email::NAME, "AGENT_RUNTIME_EMAIL_ENABLED is not true (or the IMAP settings are incomplete)"),
     }
     for c in platforms {
         let (name, stop) = (c.name(), connectors.token().clone());
@@ -275,9 +312,18 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
 }
 
 /// The executors of approved actions.
-fn action_executors(config: &Config) -> Result<ActionExecutors, ServeError> {
+/// The executors of approved actions: webhooks, held untrusted messages,
+/// and `send_email` when SMTP is configured.
+fn action_executors(config: &Config, orchestrator: &OrchestratorHandle, smtp: Option<&SmtpSender>) -> Result<ActionExecutors, ServeError> {
     let webhook = WebhookExecutor::new(config.gateway.webhook_timeout).map_err(|e| ServeError::Setup(format!("webhook client: {e}")))?;
-    Ok(ActionExecutors::default().with("webhook", Arc::new(webhook)))
+    let mut executors = ActionExecutors::default()
+        .with("webhook", Arc::new(webhook))
+        .with(crate::gateway::UNTRUSTED_TASK, Arc::new(UntrustedTaskExecutor::new(orchestrator.clone())));
+    if let Some(sender) = smtp {
+        let own = config.connectors.email.as_ref().map(|e| e.address.clone());
+        executors = executors.with("send_email", Arc::new(SendEmailExecutor::new(sender.clone(), own)));
+    }
+    Ok(executors)
 }
 
 /// Expires action requests past their time, every second; drops

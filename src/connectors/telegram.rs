@@ -16,7 +16,7 @@
 //! `retry_after` defers the message; "chat not found" and "bot was blocked"
 //! fail it for good.
 
-use super::{Backoff, split_message, utf16_len};
+use super::{Backoff, mib, split_message, utf16_len};
 use crate::BoxFuture;
 use crate::config::TelegramConfig;
 use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, IncomingFile, OutboundMessage, TraceId};
@@ -383,11 +383,6 @@ impl TelegramConnector {
         }
         Ok(bytes)
     }
-}
-
-/// `1.5 MiB`.
-fn mib(n: u64) -> String {
-    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
 fn chat_ref(id: ChatId) -> ChatRef {

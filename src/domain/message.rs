@@ -113,6 +113,34 @@ pub struct InboundMeta {
     /// Attachments that were not saved, each with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// Email: whether the receiving server authenticated the sender. Set by
+    /// connectors whose platform does not vouch for who sent a message; a
+    /// sender who failed, or passed but is not linked to an identity, is
+    /// untrusted (see `Gateway::hold_for_review`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_check: Option<SenderVerdict>,
+    /// Email: what the answer needs to join the sender's thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<MailThread>,
+}
+
+/// The outcome of checking a sender's authentication (email's
+/// `Authentication-Results`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderVerdict {
+    /// Whether the sender is who the message says.
+    pub passed: bool,
+    /// One line on why.
+    pub detail: String,
+}
+
+/// An email thread: the subject and the `References` chain an answer carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailThread {
+    /// The subject of the answer (`Re: <the mail's subject>`).
+    pub subject: String,
+    /// Message-IDs of the thread, oldest first (without angle brackets).
+    pub references: Vec<String>,
 }
 
 /// A file that came with a message, downloaded by the connector (within
@@ -179,6 +207,9 @@ pub struct OutboundOptions {
     /// The platform message this one answers (threads it, where the platform can).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// Email: the thread the answer joins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<MailThread>,
 }
 
 impl OutboundOptions {

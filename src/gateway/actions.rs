@@ -51,6 +51,13 @@ impl Gateway {
     /// Stores a pending action request (validated by its executor) and tells
     /// the requesting chat and every admin channel.
     pub async fn propose_action(&self, p: ProposedAction) -> Result<Approval, ActionError> {
+        self.propose(p, true).await
+    }
+
+    /// [`Gateway::propose_action`]. An unverified requester (an
+    /// unauthenticated email sender) is named by address, never as the user
+    /// the address is linked to, and only the admin channels are told.
+    pub(crate) async fn propose(&self, p: ProposedAction, verified: bool) -> Result<Approval, ActionError> {
         let exec = self.actions.get(&p.action_type).ok_or_else(|| {
             ActionError::Invalid(format!("unknown action type {:?} (known: {})", p.action_type, self.actions.types().join(", ")))
         })?;
@@ -61,11 +68,15 @@ impl Gateway {
         let now = self.clock.now_ms();
         let ctx = self.store.ensure_context(&p.chat, &p.display_name, now).await?;
         let user = self.store.lookup_user(&p.chat.connector, &p.from_user_id).await?;
-        let actor = self.actor(&p.from_user_id, user);
+        let actor = self.actor(&p.from_user_id, user.filter(|_| verified));
         let new = NewApproval {
             context_id: ctx.id.clone(),
             chat: p.chat.clone(),
-            requester: actor.audit_name(Some(&p.chat)),
+            requester: if verified {
+                actor.audit_name(Some(&p.chat))
+            } else {
+                format!("unverified:{}:{}", p.chat.connector, p.from_user_id)
+            },
             requester_user_id: actor.user.as_ref().map(|u| u.id.to_string()),
             action_type: p.action_type,
             target: p.target,
@@ -73,6 +84,7 @@ impl Gateway {
             payload_json: crate::actions::canonical(&p.payload),
             payload_hash: payload_hash(&p.payload),
             ttl_ms: self.config.approval_ttl.as_millis() as i64,
+            tell_requester: verified,
         };
         let a = self.store.request_approval(new, now).await?;
         self.outbox_ready.notify_one();

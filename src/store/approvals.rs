@@ -103,6 +103,9 @@ pub struct NewApproval {
     pub payload_hash: String,
     /// Lifetime in milliseconds.
     pub ttl_ms: i64,
+    /// Whether the requesting chat is told (not when its sender is
+    /// unauthenticated: an answer could go to a forged address).
+    pub tell_requester: bool,
 }
 
 /// Why an approval step was refused (each → a chat reply / 4xx).
@@ -213,8 +216,10 @@ impl Store {
                 m.options.buttons = Button::decide(a.id.as_str());
                 m
             };
-            let mine = notice(&a.chat, body);
-            insert(tx, &if admins.contains(&a.chat) { with_buttons(mine) } else { mine }, OutboxStatus::Pending, now)?;
+            if new.tell_requester {
+                let mine = notice(&a.chat, body);
+                insert(tx, &if admins.contains(&a.chat) { with_buttons(mine) } else { mine }, OutboxStatus::Pending, now)?;
+            }
             for admin in admins.into_iter().filter(|c| *c != a.chat) {
                 let body = format!(
                     "Approval needed: `{}` {} ({} → {}) from {}.\n/approve-action {} or /deny-action {} [reason]",

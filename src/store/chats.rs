@@ -209,6 +209,17 @@ impl Store {
         .await
     }
 
+    /// Every stored cursor of a connector, as (key, value), sorted by key.
+    pub async fn cursors(&self, connector: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let connector = connector.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT key, value FROM connector_cursors WHERE connector = ?1 ORDER BY key")?;
+            let rows = st.query_map(params![connector], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// Inbound messages stored but not yet handled (the runtime stopped
     /// between storing and answering them), oldest first, at most `limit`,
     /// with ids above `after`.

@@ -11,6 +11,8 @@ mod api;
 mod approvals;
 mod cli;
 mod daemon;
+mod discord;
+mod email;
 mod events;
 mod gateway;
 mod llm;

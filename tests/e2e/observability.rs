@@ -89,9 +89,16 @@ async fn the_heartbeat_reports_each_component_and_can_be_turned_off() {
     for name in ["api", "orchestrator", "outbox", "runtime", "store"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
-    let telegram = components.iter().find(|c| c["name"] == "telegram").expect("connectors are listed when off");
-    assert_eq!((&telegram["state"], &telegram["message"]), (&json!("disabled"), &json!("AGENT_RUNTIME_TELEGRAM_TOKEN is not set")));
-    for c in components.iter().filter(|c| c["name"] != "telegram") {
+    for (name, why) in [
+        ("telegram", "AGENT_RUNTIME_TELEGRAM_TOKEN is not set"),
+        ("discord", "AGENT_RUNTIME_DISCORD_TOKEN is not set"),
+        ("email", "AGENT_RUNTIME_EMAIL_ENABLED is not true (or the IMAP settings are incomplete)"),
+    ] {
+        let c = components.iter().find(|c| c["name"] == name).expect("connectors are listed when off");
+        assert_eq!((&c["state"], &c["message"]), (&json!("disabled"), &json!(why)));
+    }
+    let connectors = ["telegram", "discord", "email"];
+    for c in components.iter().filter(|c| !connectors.contains(&c["name"].as_str().unwrap_or_default())) {
         assert_eq!(c["state"], "healthy", "{c}");
         assert_eq!(c["base_state"], "healthy", "{c}");
         assert!(c["updated_at_unix"].as_i64().expect("time") > 1_700_000_000, "{c}");

@@ -76,6 +76,8 @@ pub enum Fault {
     },
     /// This status and JSON body.
     Status(u16, Value),
+    /// The normal answer (queue it first to fault a later request).
+    Pass,
 }
 
 /// A message the client created (`POST channels/{id}/messages`, or an

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod discord;
 pub mod gateway;
 pub mod llm;
+pub mod mail;
 pub mod telegram;
 
 use std::future::Future;

@@ -68,7 +68,7 @@ pub(super) async fn rest_handler(
     *d.calls.entry(kind.to_string()).or_default() += 1;
     let resp = if !authorized {
         err(401, 0, "401: Unauthorized")
-    } else if let Some(fault) = d.faults.get_mut(kind).and_then(VecDeque::pop_front) {
+    } else if let Some(fault) = d.faults.get_mut(kind).and_then(VecDeque::pop_front).filter(|f| !matches!(f, Fault::Pass)) {
         fault_response(fault)
     } else {
         handler(&mut d)
@@ -321,6 +321,7 @@ fn fault_response(fault: Fault) -> Response {
     let (retry_after, global) = match fault {
         Fault::Status(code, body) => return (StatusCode::from_u16(code).expect("valid fault status"), Json(body)).into_response(),
         Fault::RateLimited { retry_after_secs, global } => (retry_after_secs, global),
+        Fault::Pass => unreachable!("Fault::Pass is answered normally"),
     };
     let body = json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": global});
     let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();

@@ -1,0 +1,495 @@
+//! Discord: the gateway websocket in (serenity owns the socket, heartbeats
+//! and RESUME), REST out (our own small client, see [`rest`]).
+//!
+//! Inbound: serenity hands each event to a forwarding handler; one loop here
+//! takes them in batches (ordered by message id, since serenity runs
+//! handlers as separate tasks), stores each channel's messages with the
+//! channel's last message id as its cursor, and hands them to processing.
+//! Slash commands and button presses are stored first and acknowledged
+//! (deferred) after, inside Discord's 3-second window; the answer then
+//! edits the deferred response. After every READY (a fresh session: at
+//! start, or when a RESUME was refused) the channels the bot serves are
+//! caught up from their cursors through REST history, bounded by
+//! `AGENT_RUNTIME_DISCORD_CATCHUP_MESSAGES`; the inbox's dedupe key
+//! (`<channel>:<message id>`) makes the overlap with live events harmless.
+
+pub mod rest;
+
+pub use rest::{DiscordPublisher, DiscordRest, INTERACTION_PREFIX};
+
+use super::{Backoff, mib};
+use crate::BoxFuture;
+use crate::config::DiscordConfig;
+use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, IncomingFile, TraceId};
+use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway};
+use crate::health::Health;
+use crate::store::Cursor;
+use reqwest::Method;
+use serde_json::{Value, json};
+use serenity::all::{
+    ClientBuilder, CommandDataOptionValue, Context, EventHandler, GatewayIntents, Interaction, Message, Ready, ResumedEvent,
+};
+use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
+use serenity::http::HttpBuilder;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The connector's name in chat references, the inbox and health.
+pub const NAME: &str = "discord";
+
+/// Discord's message length limit, in characters.
+pub const MAX_MESSAGE: usize = 2000;
+
+/// GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT (37377).
+fn intents() -> GatewayIntents {
+    GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES | GatewayIntents::MESSAGE_CONTENT
+}
+
+/// What the serenity handler forwards.
+enum Ev {
+    Ready { user: u64, app: u64 },
+    Resumed,
+    Stage(ConnectionStage),
+    Message(Box<Message>),
+    Interaction(Box<Interaction>),
+}
+
+struct Forward(mpsc::UnboundedSender<Ev>);
+
+#[serenity::async_trait]
+impl EventHandler for Forward {
+    async fn ready(&self, _: Context, r: Ready) {
+        let _ = self.0.send(Ev::Ready { user: r.user.id.get(), app: r.application.id.get() });
+    }
+    async fn resume(&self, _: Context, _: ResumedEvent) {
+        let _ = self.0.send(Ev::Resumed);
+    }
+    async fn shard_stage_update(&self, _: Context, e: ShardStageUpdateEvent) {
+        let _ = self.0.send(Ev::Stage(e.new));
+    }
+    async fn message(&self, _: Context, m: Message) {
+        let _ = self.0.send(Ev::Message(Box::new(m)));
+    }
+    async fn interaction_create(&self, _: Context, i: Interaction) {
+        let _ = self.0.send(Ev::Interaction(Box::new(i)));
+    }
+}
+
+/// The inbound side: receives, stores, acknowledges, hands stored messages on.
+pub struct DiscordConnector {
+    /// Its settings.
+    pub config: DiscordConfig,
+    /// REST (history, interaction acknowledgements, commands, downloads).
+    pub rest: DiscordRest,
+    /// `AGENT_RUNTIME_COMMAND_SYNC_ENABLED`.
+    pub command_sync: bool,
+    /// `AGENT_RUNTIME_ATTACHMENT_MAX_BYTES`.
+    pub attachment_max_bytes: u64,
+    /// Stores messages.
+    pub gateway: Gateway,
+    /// Processes stored messages.
+    pub dispatcher: Dispatcher,
+    /// Where the connector reports its state (component `discord`).
+    pub health: Health,
+}
+
+/// A channel the bot serves: its last stored message and its guild (REST
+/// history does not say, and the mention rules need it).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    last: u64,
+    guild: Option<u64>,
+}
+
+impl Seen {
+    fn cursor(&self, channel: u64) -> Cursor {
+        let value = match self.guild {
+            Some(g) => format!("{}@{g}", self.last),
+            None => self.last.to_string(),
+        };
+        Cursor { connector: NAME.into(), key: format!("channel:{channel}"), value }
+    }
+    fn parse(key: &str, value: &str) -> Option<(u64, Seen)> {
+        let channel = key.strip_prefix("channel:")?.parse().ok()?;
+        let (last, guild) = match value.split_once('@') {
+            Some((l, g)) => (l.parse().ok()?, Some(g.parse().ok()?)),
+            None => (value.parse().ok()?, None),
+        };
+        Some((channel, Seen { last, guild }))
+    }
+}
+
+/// The loop's memory: who we are and what each channel has stored.
+#[derive(Default)]
+struct State {
+    bot: u64,
+    app: u64,
+    synced: bool,
+    channels: HashMap<u64, Seen>,
+}
+
+impl super::Connector for DiscordConnector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn run(self: Box<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.serve(stop).await })
+    }
+}
+
+impl DiscordConnector {
+    /// Runs until `stop`: connects (again, with backoff, whenever the client
+    /// ends) and handles events.
+    pub async fn serve(self, stop: CancellationToken) {
+        self.health.register(NAME);
+        let mut state = State::default();
+        match self.gateway.cursors(NAME).await {
+            Ok(rows) => state.channels = rows.iter().filter_map(|(k, v)| Seen::parse(k, v)).collect(),
+            Err(e) => tracing::error!(error = %e, "cannot read the stored Discord cursors; missed messages are not caught up"),
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        loop {
+            let mut client = match self.client(tx.clone()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.health.degrade(NAME, format!("cannot build the Discord client: {e}"));
+                    if !sleep_or_stop(backoff.next_wait(), &stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let shards = client.shard_manager.clone();
+            let mut run = Box::pin(async move { client.start().await });
+            let why = loop {
+                tokio::select! {
+                    r = &mut run => break match r {
+                        Ok(()) => "the gateway connection ended".to_string(),
+                        Err(serenity::Error::Gateway(serenity::gateway::GatewayError::InvalidAuthentication)) => {
+                            "Discord rejected the bot token (AGENT_RUNTIME_DISCORD_TOKEN)".to_string()
+                        }
+                        Err(e) => format!("the gateway failed: {e}"),
+                    },
+                    Some(ev) = rx.recv() => {
+                        if matches!(ev, Ev::Ready { .. }) {
+                            backoff.reset();
+                        }
+                        self.batch(ev, &mut rx, &mut state).await;
+                    }
+                    _ = stop.cancelled() => {
+                        shards.shutdown_all().await;
+                        return;
+                    }
+                }
+            };
+            let wait = backoff.next_wait();
+            tracing::warn!(retry_in_s = wait.as_secs(), "{why}");
+            self.health.degrade(NAME, format!("{why}; reconnecting in {}s", wait.as_secs()));
+            if !sleep_or_stop(wait, &stop).await {
+                return;
+            }
+        }
+    }
+
+    /// A serenity client aimed at the configured servers.
+    async fn client(&self, tx: mpsc::UnboundedSender<Ev>) -> Result<serenity::Client, serenity::Error> {
+        let mut http = HttpBuilder::new(self.config.token.expose());
+        if self.config.api_base != "https://discord.com" {
+            // serenity's rate limiter ignores the proxy; our REST client handles 429s for what matters.
+            http = http.proxy(self.config.api_base.as_str()).ratelimiter_disabled(true);
+        }
+        let client = ClientBuilder::new_with_http(http.build(), intents()).event_handler(Forward(tx)).await?;
+        if let Some(url) = &self.config.gateway_url {
+            // serenity appends `?v=10` itself.
+            *client.ws_url.lock().await = url.split('?').next().unwrap_or(url).to_string();
+        }
+        Ok(client)
+    }
+
+    /// Handles `first` and whatever else is already queued, messages in id order.
+    async fn batch(&self, first: Ev, rx: &mut mpsc::UnboundedReceiver<Ev>, state: &mut State) {
+        // serenity runs each handler as its own task: give the ones racing this one a moment to queue.
+        tokio::task::yield_now().await;
+        let mut events = vec![first];
+        while events.len() < 256 {
+            match rx.try_recv() {
+                Ok(ev) => events.push(ev),
+                Err(_) => break,
+            }
+        }
+        let mut messages = Vec::new();
+        for ev in events {
+            match ev {
+                Ev::Ready { user, app } => {
+                    (state.bot, state.app) = (user, app);
+                    self.health.healthy(NAME, "connected to the gateway");
+                    tracing::info!("Discord connected");
+                    if self.command_sync && !state.synced {
+                        state.synced = self.sync_commands(app).await;
+                    }
+                    self.catch_up(state).await;
+                }
+                Ev::Resumed => self.health.healthy(NAME, "connected to the gateway (resumed)"),
+                Ev::Stage(ConnectionStage::Connected) => {}
+                Ev::Stage(stage) if state.bot != 0 => self.health.degrade(NAME, format!("gateway {stage}: reconnecting")),
+                Ev::Stage(_) => {}
+                Ev::Message(m) => messages.push(*m),
+                Ev::Interaction(i) => self.interaction(*i).await,
+            }
+        }
+        messages.sort_by_key(|m| m.id.get());
+        let mut by_channel: Vec<(u64, Vec<Message>)> = Vec::new();
+        for m in messages {
+            match by_channel.iter_mut().find(|(c, _)| *c == m.channel_id.get()) {
+                Some((_, v)) => v.push(m),
+                None => by_channel.push((m.channel_id.get(), vec![m])),
+            }
+        }
+        for (channel, msgs) in by_channel {
+            let guild = msgs.iter().find_map(|m| m.guild_id.map(|g| g.get()));
+            self.store(state, channel, guild, msgs).await;
+        }
+    }
+
+    /// Stores one channel's messages with its cursor, then hands them on.
+    async fn store(&self, state: &mut State, channel: u64, guild: Option<u64>, msgs: Vec<Message>) {
+        let Some(newest) = msgs.iter().map(|m| m.id.get()).max() else { return };
+        let mut arrivals = Vec::new();
+        for m in &msgs {
+            if let Some(a) = self.message(state.bot, guild, m).await {
+                arrivals.push(a);
+            }
+        }
+        let seen = state.channels.get(&channel).copied();
+        let cursor = match seen {
+            Some(s) if s.last >= newest => None,
+            _ => Some(Seen { last: newest, guild: guild.or(seen.and_then(|s| s.guild)) }),
+        };
+        match self.gateway.ingest(arrivals, cursor.map(|s| s.cursor(channel))).await {
+            Ok(new) => {
+                if let Some(s) = cursor {
+                    state.channels.insert(channel, s);
+                }
+                self.dispatcher.submit(new).await;
+            }
+            // Not stored: the next catch-up (after a reconnect) fetches them again from the old cursor.
+            Err(e) => self.health.degrade(NAME, format!("cannot store received messages: {e}")),
+        }
+    }
+
+    /// Fetches what each served channel missed since its cursor (bounded).
+    async fn catch_up(&self, state: &mut State) {
+        if self.config.catch_up == 0 {
+            return;
+        }
+        let channels: Vec<(u64, Seen)> = state.channels.iter().map(|(c, s)| (*c, *s)).collect();
+        let mut total = 0;
+        for (channel, seen) in channels {
+            let path = format!("channels/{channel}/messages?after={}&limit={}", seen.last, self.config.catch_up);
+            let page = match self.rest.call(Method::GET, &path, Value::Null, true).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(channel, error = %e.message, "could not catch up a Discord channel");
+                    continue;
+                }
+            };
+            let msgs: Vec<Message> = match serde_json::from_value(page) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "unreadable Discord history");
+                    continue;
+                }
+            };
+            let mut msgs: Vec<Message> = msgs.into_iter().filter(|m| m.id.get() > seen.last).collect();
+            msgs.sort_by_key(|m| m.id.get());
+            total += msgs.len();
+            self.store(state, channel, seen.guild, msgs).await;
+        }
+        if total > 0 {
+            tracing::info!(messages = total, "caught up Discord messages missed while disconnected");
+        }
+    }
+
+    /// A channel message as an arrival (`None`: not for us — bots, ourselves, empty).
+    async fn message(&self, bot: u64, guild: Option<u64>, m: &Message) -> Option<Arrival> {
+        if m.author.bot || m.author.id.get() == bot {
+            return None;
+        }
+        let (tag, tag_nick) = (format!("<@{bot}>"), format!("<@!{bot}>"));
+        let mentioned = m.mentions.iter().any(|u| u.id.get() == bot)
+            || m.content.contains(&tag)
+            || m.content.contains(&tag_nick)
+            || m.referenced_message.as_ref().is_some_and(|r| r.author.id.get() == bot);
+        let text = m.content.replace(&tag, " ").replace(&tag_nick, " ").trim().to_string();
+        let mut meta = InboundMeta { message_id: Some(m.id.get().to_string()), ..Default::default() };
+        let mut files = Vec::new();
+        for a in &m.attachments {
+            let max = self.attachment_max_bytes;
+            let got = if u64::from(a.size) > max {
+                Err(format!("{} is over the {} limit", mib(u64::from(a.size)), mib(max)))
+            } else {
+                self.rest.download(&a.url, max).await
+            };
+            match got {
+                Ok(bytes) => files.push(IncomingFile { name: a.filename.clone(), bytes }),
+                Err(why) => meta.skipped.push(format!("{} ({why})", a.filename)),
+            }
+        }
+        if text.is_empty() && files.is_empty() && meta.skipped.is_empty() {
+            return None;
+        }
+        let guild = m.guild_id.map(|g| g.get()).or(guild);
+        let name = m.author.global_name.clone().unwrap_or_else(|| m.author.name.clone());
+        let msg = Inbound {
+            chat: chat_ref(m.channel_id.get()),
+            from_user_id: m.author.id.get().to_string(),
+            display_name: if guild.is_some() { format!("#{} (discord)", m.channel_id.get()) } else { name },
+            text,
+            kind: if guild.is_some() { ChatKind::Group } else { ChatKind::Private },
+            mentioned,
+            dedupe_key: format!("{}:{}", m.channel_id.get(), m.id.get()),
+            trace_id: TraceId::random(),
+            meta,
+        };
+        Some(Arrival { msg, files })
+    }
+
+    /// A slash command or button press: stored, then acknowledged (deferred),
+    /// then handed on. The answer edits the deferred response.
+    async fn interaction(&self, i: Interaction) {
+        let (arrival, id, token, ack) = match i {
+            Interaction::Command(c) => {
+                let mut text = format!("/{}", c.data.name);
+                for o in &c.data.options {
+                    let v = match &o.value {
+                        CommandDataOptionValue::String(s) => s.clone(),
+                        CommandDataOptionValue::Integer(n) => n.to_string(),
+                        CommandDataOptionValue::Number(n) => n.to_string(),
+                        CommandDataOptionValue::Boolean(b) => b.to_string(),
+                        _ => continue,
+                    };
+                    text.push(' ');
+                    text.push_str(&v);
+                }
+                let meta = InboundMeta {
+                    message_id: Some(format!("{INTERACTION_PREFIX}{}:{}", c.application_id.get(), c.token)),
+                    ..Default::default()
+                };
+                let a = self.interaction_arrival(c.channel_id.get(), c.guild_id.is_some(), &c.user, c.id.get(), text, meta);
+                (a, c.id.get(), c.token, 5)
+            }
+            Interaction::Component(c) => {
+                let meta = InboundMeta { pressed: Some(c.message.id.get().to_string()), ..Default::default() };
+                let a = self.interaction_arrival(c.channel_id.get(), c.guild_id.is_some(), &c.user, c.id.get(), c.data.custom_id, meta);
+                (a, c.id.get(), c.token, 6)
+            }
+            other => {
+                tracing::debug!(kind = ?other.kind(), "ignored a Discord interaction of another kind");
+                return;
+            }
+        };
+        let new = match self.gateway.ingest(vec![arrival], None).await {
+            Ok(new) => new,
+            Err(e) => {
+                // Not acknowledged: Discord shows the user that the interaction failed, so they can retry.
+                self.health.degrade(NAME, format!("cannot store received messages: {e}"));
+                return;
+            }
+        };
+        // 5: "thinking…", edited by the answer; 6: the button press is taken, the outcome edits the message.
+        if let Err(e) = self.rest.call(Method::POST, &format!("interactions/{id}/{token}/callback"), json!({"type": ack}), false).await {
+            tracing::warn!(error = %e.message, "could not acknowledge a Discord interaction");
+        }
+        self.dispatcher.submit(new).await;
+    }
+
+    fn interaction_arrival(
+        &self,
+        channel: u64,
+        in_guild: bool,
+        user: &serenity::all::User,
+        id: u64,
+        text: String,
+        meta: InboundMeta,
+    ) -> Arrival {
+        let name = user.global_name.clone().unwrap_or_else(|| user.name.clone());
+        let msg = Inbound {
+            chat: chat_ref(channel),
+            from_user_id: user.id.get().to_string(),
+            display_name: if in_guild { format!("#{channel} (discord)") } else { name },
+            text,
+            kind: if in_guild { ChatKind::Group } else { ChatKind::Private },
+            mentioned: true,
+            dedupe_key: format!("ia:{id}"),
+            trace_id: TraceId::random(),
+            meta,
+        };
+        Arrival { msg, files: Vec::new() }
+    }
+
+    /// Publishes the slash commands (bulk overwrite), globally or per guild.
+    /// Returns whether every overwrite succeeded.
+    async fn sync_commands(&self, app: u64) -> bool {
+        let commands: Vec<Value> = COMMANDS
+            .iter()
+            .filter(|c| c.name != "pair")
+            .map(|c| {
+                let about: String = c.about.chars().take(100).collect();
+                let mut cmd = json!({"name": c.name, "description": about, "type": 1});
+                if let Some((_, args)) = c.usage.split_once(' ') {
+                    let usage: String = args.chars().take(100).collect();
+                    cmd["options"] = json!([{"type": 3, "name": "args", "description": usage, "required": args.starts_with('<')}]);
+                }
+                cmd
+            })
+            .collect();
+        let paths: Vec<String> = if self.config.command_guild_ids.is_empty() {
+            vec![format!("applications/{app}/commands")]
+        } else {
+            self.config.command_guild_ids.iter().map(|g| format!("applications/{app}/guilds/{g}/commands")).collect()
+        };
+        let mut ok = true;
+        for path in paths {
+            match self.rest.call(Method::PUT, &path, Value::Array(commands.clone()), true).await {
+                Ok(_) => tracing::info!(path, "Discord slash commands published"),
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(path, error = %e.message, "could not publish the Discord slash commands");
+                }
+            }
+        }
+        ok
+    }
+}
+
+async fn sleep_or_stop(wait: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = stop.cancelled() => false,
+    }
+}
+
+fn chat_ref(channel: u64) -> ChatRef {
+    ChatRef { connector: NAME.to_string(), external_id: channel.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_keeps_the_guild_and_reads_back() {
+        let s = Seen { last: 42, guild: Some(7) };
+        let c = s.cursor(100);
+        assert_eq!((c.key.as_str(), c.value.as_str()), ("channel:100", "42@7"));
+        let (ch, back) = Seen::parse(&c.key, &c.value).expect("parses");
+        assert_eq!((ch, back.last, back.guild), (100, 42, Some(7)));
+        let dm = Seen { last: 9, guild: None }.cursor(5);
+        assert_eq!(Seen::parse(&dm.key, &dm.value).map(|(c, s)| (c, s.last, s.guild)), Some((5, 9, None)));
+        assert!(Seen::parse("updates", "12").is_none());
+        assert!(Seen::parse("channel:x", "12").is_none());
+    }
+}
