@@ -281,6 +281,7 @@ impl Gateway {
         } else {
             Ok(match parse(&msg.text, msg.meta.bot_name.as_deref()) {
                 Parsed::Text(t) if t.eq_ignore_ascii_case("pair") && msg.kind == ChatKind::Private => Parsed::Command(Command::Pair),
+                Parsed::Text(t) if msg.meta.text_is_task && !t.trim().is_empty() => Parsed::Command(Command::Task { prompt: t }),
                 p => p,
             })
         };

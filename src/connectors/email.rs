@@ -5,7 +5,7 @@
 //! `BODY.PEEK[]` so nothing is marked read early) becomes an arrival in the
 //! sender's chat: a markdown rendering of the mail and its attachments are
 //! saved under the workspace, and the request is the subject or first line
-//! when it starts with `/`, else the body. The batch is stored with the
+//! when it starts with `/`, else the body, which becomes a task. The batch is stored with the
 //! cursor (`UIDVALIDITY:UID`) in one transaction, and only then flagged
 //! `\Seen` on the server. The inbox key is the Message-ID, so the same mail
 //! delivered twice (or after a UIDVALIDITY change) is taken once.
@@ -238,13 +238,14 @@ impl EmailConnector {
             skipped,
             sender_check: Some(SenderVerdict { passed: check.passed, detail: check.detail }),
             thread: Some(MailThread { subject: reply.subject, references: reply.references }),
+            text_is_task: true,
             ..Default::default()
         };
         let msg = Inbound {
             chat: ChatRef { connector: NAME.into(), external_id: from.email.clone() },
             from_user_id: from.email.clone(),
             display_name: from.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| from.email.clone()),
-            text: message::request_text(&mail),
+            text: request(&mail),
             kind: ChatKind::Private,
             mentioned: true,
             dedupe_key,
@@ -253,6 +254,22 @@ impl EmailConnector {
         };
         Ok(Some(Arrival { msg, files }))
     }
+}
+
+/// The most of a mail's text a task prompt takes (the whole mail is in the
+/// workspace copy).
+const MAX_TASK_CHARS: usize = 16 * 1024;
+
+/// What the gateway reads: the subject or first line when it is a command,
+/// else the body (a task, see `InboundMeta::text_is_task`), clipped so a
+/// long mail is not refused for its length.
+fn request(mail: &message::ParsedMail) -> String {
+    let text = message::request_text(mail);
+    let mut clipped: String = text.chars().take(MAX_TASK_CHARS).collect();
+    if clipped.len() < text.len() {
+        clipped.push_str("\n[… cut here; the whole mail is in the workspace copy]");
+    }
+    clipped
 }
 
 /// Delivers outbox rows by SMTP to the chat's address, threaded.

@@ -119,6 +119,10 @@ pub struct InboundMeta {
     /// untrusted (see `Gateway::hold_for_review`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_check: Option<SenderVerdict>,
+    /// Text that is not a command becomes a task (`/task <text>`) instead of
+    /// a chat answer (email: a mail is a request, as in the Go runtime).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub text_is_task: bool,
     /// Email: what the answer needs to join the sender's thread.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<MailThread>,

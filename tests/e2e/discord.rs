@@ -353,3 +353,28 @@ async fn a_long_answer_to_a_slash_command_continues_in_followups_and_survives_an
     let bad = publisher.publish(&outbound("../etc", "x", None, 0)).await.expect_err("refused");
     assert!(!bad.retryable && bad.message.contains("not a Discord channel id"), "{bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_go_to_each_configured_guild_and_a_bad_guild_list_is_refused() {
+    let dc = FakeDiscord::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut e = env(&dc, None);
+    e.push(("AGENT_RUNTIME_DISCORD_COMMAND_GUILD_IDS", format!("{GUILD}, 300000000000000002")));
+    let _d = start(dir.path(), &dc, &e).await;
+    let synced = wait_until("commands in both guilds", Duration::from_secs(10), || async {
+        let c = dc.commands();
+        (c.len() >= 2).then_some(c)
+    })
+    .await;
+    let guilds: Vec<Option<&str>> = synced.iter().map(|(g, _)| g.as_deref()).collect();
+    assert_eq!(guilds, [Some(GUILD), Some("300000000000000002")], "per guild, never global");
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let bad = crate::support::daemon::command(other.path(), &[("AGENT_RUNTIME_DISCORD_COMMAND_GUILD_IDS", "12,abc".into())])
+        .args(["config", "check"])
+        .output()
+        .expect("run agent-runtime");
+    let out = format!("{}{}", String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
+    assert!(!bad.status.success(), "{out}");
+    assert!(out.contains("\"abc\" is not a Discord guild id"), "{out}");
+}

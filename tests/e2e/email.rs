@@ -135,6 +135,23 @@ async fn a_trusted_senders_task_is_answered_in_thread_and_duplicates_and_loops_a
     let md = std::fs::read_to_string(md).expect("markdown");
     assert!(md.contains("sender check: **authenticated**") && !md.contains("UNTRUSTED"), "{md}");
 
+    // Plain words (no command) become a task, as the Go runtime did.
+    let words =
+        mail("alice@example.test", "m2@example.test", "Plants", "Please water the plants\non the balcony.", &[&dmarc_pass("example.test")]);
+    p.imap.append(AGENT, &words).await;
+    let queued = wait_until("the second answer", Duration::from_secs(10), || async {
+        p.smtp
+            .captured()
+            .into_iter()
+            .map(|c| String::from_utf8_lossy(&c.raw).to_string())
+            .find(|r| r.contains("In-Reply-To: <m2@example.test>"))
+    })
+    .await;
+    assert!(queued.contains("Task queued"), "{queued}");
+    let (_, tasks) = d.get("/api/v1/tasks").await;
+    let prompts: Vec<&str> = tasks["items"].as_array().expect("tasks").iter().filter_map(|t| t["prompt"].as_str()).collect();
+    assert!(prompts.contains(&"Please water the plants\non the balcony."), "{prompts:?}");
+
     // The same Message-ID again (a second delivery), our own address, and machine mail: none answered.
     p.imap.append(AGENT, &raw).await;
     p.imap.append(AGENT, &mail(AGENT, "loop@example.test", "Re: hello", "/help", &[&dmarc_pass("example.test")])).await;
@@ -146,8 +163,8 @@ async fn a_trusted_senders_task_is_answered_in_thread_and_duplicates_and_loops_a
     tokio::time::sleep(Duration::from_millis(500)).await;
     let subjects: Vec<String> = p.smtp.captured().iter().map(|c| format!("{:?} {}", c.rcpt_to, String::from_utf8_lossy(&c.raw))).collect();
     let answers = p.smtp.captured().iter().filter(|c| String::from_utf8_lossy(&c.raw).contains("In-Reply-To:")).count();
-    assert_eq!(answers, 1, "nothing else was answered (the task's failure notice is not an answer): {subjects:#?}");
-    assert_eq!(inbox(&d), 1, "the duplicate, the loop and the auto-reply were not stored as messages");
+    assert_eq!(answers, 2, "nothing else was answered (the tasks' failure notices are not answers): {subjects:#?}");
+    assert_eq!(inbox(&d), 2, "the duplicate, the loop and the auto-reply were not stored as messages");
     assert!(!d.log().contains(p.imap.password()), "the password never reaches the log");
 }
 
