@@ -278,3 +278,36 @@ async fn send_email_runs_only_after_approval_and_never_to_ourselves() {
     let (_, a) = d.get(&format!("/api/v1/approvals/{id}")).await;
     assert_eq!(a["execution_status"], "succeeded", "{a}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_login_is_reported_and_stops_no_other_connector() {
+    let p = Peers::start().await;
+    let dc = crate::support::discord::FakeDiscord::start("bad-login-test").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env: Vec<(&'static str, String)> = p
+        .env()
+        .into_iter()
+        .map(|(k, v)| if k == "AGENT_RUNTIME_IMAP_PASSWORD" { (k, "wrong-password".to_string()) } else { (k, v) })
+        .collect();
+    env.extend([
+        ("AGENT_RUNTIME_DISCORD_TOKEN", "bad-login-test".to_string()),
+        ("AGENT_RUNTIME_DISCORD_API_BASE", dc.base_url()),
+        ("AGENT_RUNTIME_DISCORD_GATEWAY_URL", dc.gateway_url()),
+    ]);
+    let d = Daemon::start(dir.path(), &env).await;
+    let email = wait_until("email degraded", Duration::from_secs(15), || async {
+        let (_, hb) = d.get("/api/v1/heartbeat").await;
+        let c = hb["components"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "email").cloned())?;
+        (c["state"] == "degraded").then_some(c)
+    })
+    .await;
+    let why = email["error"].as_str().unwrap_or_default();
+    assert!(why.contains("IMAP login rejected") && why.contains("reconnecting in 300s"), "{email}");
+    assert!(!d.log().contains("wrong-password"), "the password is not logged");
+    // Discord works all the while.
+    dc.wait_ready(Duration::from_secs(10)).await;
+    dc.push_message("77", None, crate::support::discord::Author::user("100000000000000001", "ann"), "/help");
+    dc.wait_sent(1, Duration::from_secs(10)).await;
+    let (s, _) = d.get("/api/v1/heartbeat").await;
+    assert_eq!(s, 200);
+}
