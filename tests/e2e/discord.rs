@@ -6,7 +6,7 @@
 use crate::approvals::receiver;
 use crate::support::daemon::Daemon;
 use crate::support::discord::{Author, BOT_ID, FakeDiscord, Fault, Sent};
-use crate::support::llm::{FakeLlm, Step};
+use crate::support::llm::{FakeLlm, Step, llm_env};
 use crate::support::wait_until;
 use agent_runtime::connectors::discord::{DiscordPublisher, DiscordRest, INTERACTION_PREFIX};
 use agent_runtime::domain::{ChatRef, MessageKind, OutboundMessage, OutboundOptions, OutboxId, OutboxStatus};
@@ -25,10 +25,7 @@ fn env(dc: &FakeDiscord, llm: Option<&FakeLlm>) -> Vec<(&'static str, String)> {
         ("AGENT_RUNTIME_DISCORD_GATEWAY_URL", dc.gateway_url()),
         ("AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS", "1".into()),
     ];
-    match llm {
-        Some(l) => env.extend([("AGENT_RUNTIME_LLM_BASE_URL", l.base_url.clone()), ("AGENT_RUNTIME_LLM_MODEL", "test-model".into())]),
-        None => env.push(("AGENT_RUNTIME_LLM_PROVIDER", "none".into())),
-    }
+    env.extend(llm_env(llm));
     env
 }
 
@@ -135,15 +132,6 @@ async fn attachments_are_saved_under_the_workspace_within_the_size_limit() {
     assert!(text.contains("Attachment not saved: big.bin") && text.contains("over the 0.0 MiB limit"), "{text}");
 }
 
-/// Links Discord user `id` as an admin through the pairing API.
-async fn link_admin(d: &Daemon, id: &str) {
-    let (s, v) = d.post("/api/v1/pairings/start", &json!({"connector": "discord", "connector_user_id": id})).await;
-    assert_eq!(s, 201, "{v}");
-    let token = v["token"].as_str().expect("token").to_string();
-    let (s, v) = d.post("/api/v1/pairings/approve", &json!({"token": token, "role": "admin"})).await;
-    assert_eq!(s, 200, "{v}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let dc = FakeDiscord::start(TOKEN).await;
@@ -151,7 +139,7 @@ async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = start(dir.path(), &dc, &env(&dc, None)).await;
     let (boss, eve) = (Author::user("100000000000000001", "boss"), Author::user("100000000000000666", "eve"));
-    link_admin(&d, &boss.id).await;
+    d.link("discord", &boss.id, "admin").await;
     dc.push_message("800", Some(GUILD), boss.clone(), "/admin-channel enable");
     let ok = wait_for(&dc, "800", 1).await;
     assert!(ok[0].content.to_lowercase().contains("admin"), "{:?}", contents(&ok));

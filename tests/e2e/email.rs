@@ -66,14 +66,6 @@ fn dmarc_pass(domain: &str) -> String {
     format!("{MX}; dmarc=pass (p=reject) header.from={domain}; spf=pass smtp.mailfrom={domain}")
 }
 
-async fn link(d: &Daemon, address: &str, role: &str) {
-    let (s, v) = d.post("/api/v1/pairings/start", &json!({"connector": "email", "connector_user_id": address})).await;
-    assert_eq!(s, 201, "{v}");
-    let token = v["token"].as_str().expect("token").to_string();
-    let (s, v) = d.post("/api/v1/pairings/approve", &json!({"token": token, "role": role})).await;
-    assert_eq!(s, 200, "{v}");
-}
-
 async fn wait_healthy(d: &Daemon) {
     wait_until("the email connector healthy", Duration::from_secs(15), || async {
         let (_, hb) = d.get("/api/v1/heartbeat").await;
@@ -96,7 +88,7 @@ async fn a_trusted_senders_task_is_answered_in_thread_and_duplicates_and_loops_a
     let p = Peers::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(dir.path(), &p.env()).await;
-    link(&d, "alice@example.test", "member").await;
+    d.link("email", "alice@example.test", "member").await;
     wait_healthy(&d).await;
     let (_, hb) = d.get("/api/v1/heartbeat").await;
     assert!(hb.to_string().contains("IDLE"), "Dovecot has IDLE: {hb}");
@@ -187,7 +179,7 @@ async fn forged_and_unlinked_senders_are_held_for_review_and_never_executed() {
     let (hook, calls) = crate::approvals::receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(dir.path(), &p.env()).await;
-    link(&d, "boss@example.test", "admin").await;
+    d.link("email", "boss@example.test", "admin").await;
     wait_healthy(&d).await;
     let body = json!({"connector": "email", "external_id": "boss@example.test", "from_user_id": "boss@example.test",
         "action_type": "webhook", "target": hook, "summary": "deploy", "payload": {"v": 2}});

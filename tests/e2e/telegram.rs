@@ -4,7 +4,7 @@
 
 use crate::approvals::receiver;
 use crate::support::daemon::Daemon;
-use crate::support::llm::{FakeLlm, Step};
+use crate::support::llm::{FakeLlm, Step, llm_env};
 use crate::support::telegram::{Chat, FakeTelegram, Fault, Sent, User};
 use crate::support::wait_until;
 use serde_json::{Value, json};
@@ -20,10 +20,7 @@ fn env(tg: &FakeTelegram, llm: Option<&FakeLlm>) -> Vec<(&'static str, String)> 
         ("AGENT_RUNTIME_TELEGRAM_POLL_SECONDS", "2".into()),
         ("AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS", "1".into()),
     ];
-    match llm {
-        Some(l) => env.extend([("AGENT_RUNTIME_LLM_BASE_URL", l.base_url.clone()), ("AGENT_RUNTIME_LLM_MODEL", "test-model".into())]),
-        None => env.push(("AGENT_RUNTIME_LLM_PROVIDER", "none".into())),
-    }
+    env.extend(llm_env(llm));
     env
 }
 
@@ -117,15 +114,6 @@ async fn attachments_are_saved_under_the_workspace_within_the_size_limit() {
     assert!(text.contains("Attachment not saved: photo-") && text.contains("over the 0.0 MiB limit"), "{text}");
 }
 
-/// Links Telegram user `id` as an admin through the pairing API.
-async fn link_admin(d: &Daemon, id: i64) {
-    let (s, v) = d.post("/api/v1/pairings/start", &json!({"connector": "telegram", "connector_user_id": id.to_string()})).await;
-    assert_eq!(s, 201, "{v}");
-    let token = v["token"].as_str().expect("token").to_string();
-    let (s, v) = d.post("/api/v1/pairings/approve", &json!({"token": token, "role": "admin"})).await;
-    assert_eq!(s, 200, "{v}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let tg = FakeTelegram::start(TOKEN).await;
@@ -133,7 +121,7 @@ async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(dir.path(), &env(&tg, None)).await;
     let (admins, boss, eve) = (Chat::group(-1001, "Admins"), User::new(1, "Boss"), User::new(666, "Eve"));
-    link_admin(&d, 1).await;
+    d.link("telegram", "1", "admin").await;
     tg.push_message(admins.clone(), boss.clone(), "/admin-channel enable");
     let ok = wait_for(&tg, -1001, 1).await;
     assert!(ok[0].text.to_lowercase().contains("admin"), "{:?}", texts(&ok));

@@ -54,6 +54,15 @@ pub fn tls_client(data: &Path, name: &str) -> reqwest::Client {
 }
 
 impl Daemon {
+    /// Links `user` of `connector` with `role` through the pairing API (start, then approve).
+    pub async fn link(&self, connector: &str, user: &str, role: &str) {
+        let (s, v) = self.post("/api/v1/pairings/start", &serde_json::json!({"connector": connector, "connector_user_id": user})).await;
+        assert_eq!(s, 201, "{v}");
+        let token = v["token"].as_str().expect("token").to_string();
+        let (s, v) = self.post("/api/v1/pairings/approve", &serde_json::json!({"token": token, "role": role})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
     /// Starts `serve` in `dir` with `env` and waits for `/readyz`, talking
     /// to it with the local PKI's admin certificate.
     pub async fn start(dir: &Path, env: &[(&str, String)]) -> Daemon {

@@ -52,6 +52,14 @@ pub struct FakeLlm {
     pub base_url: String,
 }
 
+/// The daemon variables that use `llm`, or turn the model off without one.
+pub fn llm_env(llm: Option<&FakeLlm>) -> Vec<(&'static str, String)> {
+    match llm {
+        Some(l) => vec![("AGENT_RUNTIME_LLM_BASE_URL", l.base_url.clone()), ("AGENT_RUNTIME_LLM_MODEL", "test-model".into())],
+        None => vec![("AGENT_RUNTIME_LLM_PROVIDER", "none".into())],
+    }
+}
+
 impl FakeLlm {
     /// Starts the server on 127.0.0.1:0 in the current runtime.
     pub async fn start() -> FakeLlm {
