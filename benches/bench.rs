@@ -17,15 +17,24 @@
 //! 100 SSE subscribers under 1,000 tasks/s — see `events.rs` for its knobs — or `telegram`
 //! for the Telegram connector through the fake Bot API, also part of the full run, with
 //! `BENCH_TG_MESSAGES` (burst size, default 10000) and `BENCH_TG_RSS_MESSAGES`/`BENCH_TG_RSS_BURST` (memory
-//! run, default 100000 in bursts of 5000) and 3 runs unless `BENCH_RUNS` is set — see `telegram.rs`),
+//! run, default 100000 in bursts of 5000) and 3 runs unless `BENCH_RUNS` is set — see `telegram.rs`,
+//! or `connectors` for the memory of `serve` with Telegram, Discord and IMAP connected, also part of
+//! the full run, with `BENCH_CONN_MESSAGES` (default 100000) and its other knobs in `connectors.rs`),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
 
 #![allow(clippy::expect_used, reason = "a benchmark that cannot set up stops with a message")]
 
+mod connectors;
+#[path = "../tests/support/discord.rs"]
+#[allow(dead_code, unused_imports, reason = "the benchmark uses part of the fake; its self-check tests are not built here")]
+mod discord_fake;
 mod events;
 mod gateway;
+#[path = "../tests/support/mail.rs"]
+#[allow(dead_code, unused_imports, reason = "the benchmark uses part of the peers; their self-check tests are not built here")]
+mod mail_peers;
 mod telegram;
 #[path = "../tests/support/telegram.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the fake; its self-check tests are not built here")]
@@ -404,6 +413,9 @@ async fn run() {
     if only == "telegram" {
         return telegram::bench(seconds).await;
     }
+    if only == "connectors" {
+        return connectors::bench().await;
+    }
     if only == "queue" {
         let mut tput = Vec::new();
         for _ in 0..runs {
@@ -418,6 +430,7 @@ async fn run() {
     http_figures(runs, seconds).await;
     if only.is_empty() {
         telegram::bench(seconds).await;
+        connectors::bench().await;
     }
 }
 

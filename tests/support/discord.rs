@@ -11,10 +11,15 @@
 //! session exists are only in the REST history. The fake outlives client
 //! restarts: a restarted client IDENTIFYs and gets a new session.
 
+// Explicit paths: the benchmark includes this file through `#[path]` too.
+#[path = "discord/gateway.rs"]
 mod gateway;
+#[path = "discord/rest.rs"]
 mod rest;
 #[cfg(test)]
+#[path = "discord/self_check.rs"]
 mod self_check;
+#[path = "discord/state.rs"]
 mod state;
 
 use axum::Router;
