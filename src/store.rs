@@ -110,14 +110,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Read-only connections (and concurrent reads). Each keeps its schema and a
-/// warm page cache; more would only queue on the two cores' I/O.
-pub const MAX_READERS: usize = 8;
+/// Read-only connections (and concurrent reads). Each keeps its schema and
+/// its prepared statements (a few hundred KiB to a MiB once warm), so the
+/// pool is sized for two cores, not for peak concurrency.
+pub const MAX_READERS: usize = 4;
 
 /// Settings for every connection; the writer also gets a larger page cache.
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(128);
+    conn.set_prepared_statement_cache_capacity(if writer { 128 } else { 48 });
     // Query-planner stability: without it, SQLite (built with STAT4) re-prepares
     // statements whose bound parameters meet a partial index on every rebind,
     // which cost most of the writer's time.
@@ -128,8 +129,11 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     // or power loss can lose the last transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     if writer {
-        // 16 MiB, allocated as pages are used.
-        conn.pragma_update(None, "cache_size", -16_384)?;
+        // 2 MiB (SQLite's default), allocated as pages are used: the hot
+        // pages (queue and inbox indexes, recent rows) fit, and a bigger cache
+        // only grew the daemon's memory with the database (16 MiB cost
+        // +14 MiB of RSS after a few thousand messages; docs/benchmarks.md).
+        conn.pragma_update(None, "cache_size", -2_048)?;
         // Checkpoint every ~16 MiB of WAL instead of 4 MiB: a page changed
         // many times in between is copied back once, and the two fsyncs of
         // a checkpoint come a quarter as often. The WAL file is truncated
@@ -142,6 +146,9 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
         // read pages without copying them in again (pages still in the WAL
         // are read from it as before).
         conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+        // And since that cache is emptied so often, a small one loses
+        // nothing; eight pooled readers at the 2 MiB default held ~10 MiB.
+        conn.pragma_update(None, "cache_size", -256)?;
     }
     Ok(())
 }

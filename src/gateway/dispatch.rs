@@ -23,10 +23,16 @@ pub struct Dispatcher {
 /// How long work in progress may finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// Stored messages waiting in the processing task (plus as many in the
+/// channel) before `submit` waits: a burst then waits in the inbox (and on
+/// the platform, which the connector stops polling), not in memory — a
+/// 5,000-message burst held ~10 MiB here, which glibc kept afterwards.
+const MAX_QUEUED: usize = 256;
+
 impl Dispatcher {
     /// Starts the processing task under `sup`.
     pub fn spawn(gateway: Gateway, sup: &Supervisor, parallel: usize) -> Self {
-        let (tx, rx) = mpsc::channel::<Ingested>(4096);
+        let (tx, rx) = mpsc::channel::<Ingested>(MAX_QUEUED);
         let stop = sup.token().clone();
         sup.spawn("dispatch", async move {
             let mut rx = rx;
@@ -34,10 +40,12 @@ impl Dispatcher {
             let mut ready: VecDeque<ChatRef> = VecDeque::new();
             let mut busy: HashSet<ChatRef> = HashSet::new();
             let mut running = FuturesUnordered::new();
+            let mut queued = 0usize;
             loop {
                 while running.len() < parallel.max(1) {
                     let Some(chat) = ready.pop_front() else { break };
                     let Some(item) = queues.get_mut(&chat).and_then(VecDeque::pop_front) else { continue };
+                    queued -= 1;
                     busy.insert(chat.clone());
                     let g = gateway.clone();
                     running.push(async move {
@@ -49,8 +57,9 @@ impl Dispatcher {
                     });
                 }
                 tokio::select! {
-                    got = rx.recv() => match got {
+                    got = rx.recv(), if queued < MAX_QUEUED => match got {
                         Some(item) => {
+                            queued += 1;
                             let chat = item.chat().clone();
                             let q = queues.entry(chat.clone()).or_default();
                             q.push_back(item);
@@ -81,7 +90,7 @@ impl Dispatcher {
         Self { tx }
     }
 
-    /// Queues stored messages for processing (waits while 4,096 are queued).
+    /// Queues stored messages for processing (waits while the queue is full).
     pub async fn submit(&self, items: Vec<Ingested>) {
         for item in items {
             if self.tx.send(item).await.is_err() {
