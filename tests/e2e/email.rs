@@ -24,6 +24,11 @@ impl Peers {
         Peers { imap, smtp, dir: tempfile::tempdir().expect("tempdir") }
     }
 
+    async fn start_without_idle() -> Peers {
+        let (imap, smtp) = (Dovecot::start_without_idle().await, SmtpSink::start().await);
+        Peers { imap, smtp, dir: tempfile::tempdir().expect("tempdir") }
+    }
+
     fn env(&self) -> Vec<(&'static str, String)> {
         // Both test CAs in one file, as an operator with a private CA would have.
         let cas = self.dir.path().join("cas.pem");
@@ -302,4 +307,25 @@ async fn a_rejected_login_is_reported_and_stops_no_other_connector() {
     dc.wait_sent(1, Duration::from_secs(10)).await;
     let (s, _) = d.get("/api/v1/heartbeat").await;
     assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_the_mailbox_is_polled() {
+    let p = Peers::start_without_idle().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env: Vec<(&'static str, String)> =
+        p.env().into_iter().map(|(k, v)| if k == "AGENT_RUNTIME_IMAP_POLL_SECONDS" { (k, "1".to_string()) } else { (k, v) }).collect();
+    let d = Daemon::start(dir.path(), &env).await;
+    d.link("email", "alice@example.test", "member").await;
+    wait_healthy(&d).await;
+    let (_, hb) = d.get("/api/v1/heartbeat").await;
+    assert!(hb.to_string().contains("polling every 1s"), "no IDLE offered, so polling: {hb}");
+    for (i, subject) in ["/help", "/whoami"].iter().enumerate() {
+        let raw = mail("alice@example.test", &format!("p{i}@example.test"), subject, "", &[&dmarc_pass("example.test")]);
+        p.imap.append(AGENT, &raw).await;
+        let n = i + 1;
+        let got = p.smtp.wait_messages(n, Duration::from_secs(10)).await;
+        assert!(String::from_utf8_lossy(&got[i].raw).contains(&format!("In-Reply-To: <p{i}@example.test>")));
+    }
+    assert_eq!(inbox(&d), 2);
 }

@@ -35,6 +35,16 @@ impl Dovecot {
     /// Starts Dovecot with the user [`AGENT_USER`] / [`PASSWORD`] and waits
     /// until it accepts connections; panics with its log if it cannot.
     pub async fn start() -> Dovecot {
+        Self::start_with(true).await
+    }
+
+    /// Like [`Dovecot::start`], but without IDLE in the capabilities it
+    /// announces after login (clients must poll).
+    pub async fn start_without_idle() -> Dovecot {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(idle: bool) -> Dovecot {
         let bin = find_program("dovecot", &["/usr/sbin/dovecot"]);
         let dir = tempfile::Builder::new().prefix("dovecot-").tempdir().expect("temp dir");
         // Dovecot's unprivileged processes (dovenull, nobody) must reach
@@ -55,7 +65,7 @@ impl Dovecot {
             attempt += 1;
             let (port, tls_port) = two_free_ports();
             let conf = dir.path().join("dovecot.conf");
-            std::fs::write(&conf, config(dir.path(), port, tls_port)).expect("write dovecot.conf");
+            std::fs::write(&conf, config(dir.path(), port, tls_port, idle)).expect("write dovecot.conf");
             let (log, stderr) = (dir.path().join("dovecot.log"), dir.path().join("dovecot.stderr"));
             let mut child = Command::new(&bin)
                 .arg("-F")
@@ -275,8 +285,10 @@ fn write_passwd(dir: &Path, users: &HashMap<String, String>) {
 /// delay after failed logins (neither the 2 s reply delay nor anvil's
 /// growing per-IP penalty, which would slow every later login from
 /// 127.0.0.1 by 2–15 s).
-fn config(d: &Path, port: u16, tls_port: u16) -> String {
+fn config(d: &Path, port: u16, tls_port: u16, idle: bool) -> String {
     let d = d.display();
+    // The post-login capability list, IDLE left out (Dovecot's own list otherwise).
+    let capability = if idle { "" } else { "imap_capability = IMAP4rev1 SASL-IR LITERAL+ UIDPLUS ENABLE\n" };
     format!(
         r#"base_dir = {d}/run
 state_dir = {d}/state
@@ -291,6 +303,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 mailbox_idle_check_interval = 1 secs
 auth_failure_delay = 0
+{capability}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/passwd
