@@ -5,7 +5,8 @@ use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
 use crate::config::NotifyConfig;
 use crate::domain::{
-    ChatRef, MessageKind, NotifyPolicy, OutboundMessage, OutboundOptions, OutboxId, OutboxStatus, Task, TaskId, TaskStatus, TraceId,
+    ChatRef, InboundMeta, MailThread, MessageKind, NotifyPolicy, OutboundMessage, OutboundOptions, OutboxId, OutboxStatus, Task, TaskId,
+    TaskStatus, TraceId,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::time::Duration;
@@ -122,18 +123,41 @@ pub(super) fn queue_task_notices(c: &Connection, task: &Task, n: &Notifier, now:
         }
     }
     let body = (n.render)(task);
+    let origin = origin_thread(c, task)?;
     for chat in targets {
+        // An outcome told to the chat that asked joins the mail thread it came from.
+        let options = match &origin {
+            Some((thread, message_id)) if task.source_external_id.as_deref() == Some(chat.external_id.as_str()) => {
+                OutboundOptions { reply_to: Some(message_id.clone()), thread: Some(thread.clone()), ..Default::default() }
+            }
+            _ => OutboundOptions::default(),
+        };
         let m = NewOutbound {
             chat,
             kind: MessageKind::TaskNotice,
             body: body.clone(),
             task_id: Some(task.id.clone()),
             trace_id: Some(task.trace_id.clone()),
-            options: OutboundOptions::default(),
+            options,
         };
         insert(c, &m, OutboxStatus::Pending, now)?;
     }
     Ok(())
+}
+
+/// The email thread (and Message-ID) of the message a task was queued
+/// from (`run_key` `inbox:<id>`), when that message carried one.
+fn origin_thread(c: &Connection, task: &Task) -> Result<Option<(MailThread, String)>, StoreError> {
+    let Some(inbox_id) = task.run_key.as_deref().and_then(|k| k.strip_prefix("inbox:")).and_then(|id| id.parse::<i64>().ok()) else {
+        return Ok(None);
+    };
+    let meta: Option<String> =
+        c.prepare_cached("SELECT meta FROM inbox WHERE id = ?1")?.query_row([inbox_id], |r| r.get(0)).optional()?.flatten();
+    let meta: InboundMeta = meta.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+    Ok(match (meta.thread, meta.message_id) {
+        (Some(thread), Some(id)) => Some((thread, id)),
+        _ => None,
+    })
 }
 
 impl Store {

@@ -158,9 +158,20 @@ async fn a_trusted_senders_task_is_answered_in_thread_and_duplicates_and_loops_a
     let last = p.imap.append(AGENT, auto.as_bytes()).await;
     wait_until("every mail taken", Duration::from_secs(5), || async { p.imap.seen_uids(AGENT).await.contains(&last).then_some(()) }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    p.smtp.wait_messages(4, Duration::from_secs(10)).await;
     let subjects: Vec<String> = p.smtp.captured().iter().map(|c| format!("{:?} {}", c.rcpt_to, String::from_utf8_lossy(&c.raw))).collect();
-    let answers = p.smtp.captured().iter().filter(|c| String::from_utf8_lossy(&c.raw).contains("In-Reply-To:")).count();
-    assert_eq!(answers, 2, "nothing else was answered (the tasks' failure notices are not answers): {subjects:#?}");
+    let raws: Vec<String> = p.smtp.captured().iter().map(|c| String::from_utf8_lossy(&c.raw).to_string()).collect();
+    let answers = raws.iter().filter(|r| r.contains("Task queued")).count();
+    assert_eq!(answers, 2, "nothing else was answered: {subjects:#?}");
+    // The tasks' outcomes (they fail: no model here) join each mail's thread too.
+    let outcomes: Vec<&String> = raws.iter().filter(|r| r.contains("failed after")).collect();
+    assert_eq!(outcomes.len(), 2, "{subjects:#?}");
+    for (id, subject) in [("m1@example.test", "Re: /task water the plants"), ("m2@example.test", "Re: Plants")] {
+        let o =
+            outcomes.iter().find(|r| header(r, "In-Reply-To") == Some(&format!("<{id}>"))).unwrap_or_else(|| panic!("{id}: {subjects:#?}"));
+        assert_eq!(header(o, "Subject"), Some(subject));
+    }
+    assert_eq!(raws.len(), 4, "two answers and two outcomes, nothing else: {subjects:#?}");
     assert_eq!(inbox(&d), 2, "the duplicate, the loop and the auto-reply were not stored as messages");
     assert!(!d.log().contains(p.imap.password()), "the password never reaches the log");
 }
