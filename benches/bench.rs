@@ -236,6 +236,36 @@ fn rss_line(pid: u32) -> String {
     format!("{:.1} MiB (anon {:.1}, file {:.1}; peak {:.1})", k("VmRSS:"), k("RssAnon:"), k("RssFile:"), k("VmHWM:"))
 }
 
+/// Seconds of CPU (user + system, every thread, living or not) of a process (`self` or a pid).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // In USER_HZ, which is 100 on every Linux ABI.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Waits until the daemon uses less than 2% of a core over 500 ms (its
+/// tasks have run and their writes are done), at most 60 s; returns its CPU seconds then.
+async fn quiesce(pid: &str) -> f64 {
+    let t = Instant::now();
+    let mut last = cpu_secs(pid);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = cpu_secs(pid);
+        if now - last < 0.01 || t.elapsed() > Duration::from_secs(60) {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// A target's verdict.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "missed" }
+}
+
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)

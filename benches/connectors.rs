@@ -25,7 +25,7 @@
 use super::discord_fake::{Author, FakeDiscord};
 use super::mail_peers::{Dovecot, SmtpSink};
 use super::telegram_fake::{Chat, FakeTelegram, User};
-use super::{Daemon, env_usize, median, rss_kib, start_daemon};
+use super::{Daemon, cpu_secs, env_usize, median, quiesce, rss_kib, start_daemon, verdict};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -63,29 +63,6 @@ struct Peers {
 fn rss(pid: u32) -> [f64; 4] {
     let mib = |f| rss_kib(pid, f) as f64 / 1024.0;
     [mib("VmRSS:"), mib("RssAnon:"), mib("RssFile:"), rss_kib(pid, "Threads:") as f64]
-}
-
-/// Seconds of CPU (user + system, every thread) of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after `(comm)`: state is the first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Waits until the daemon uses less than 2% of a core over 500 ms, at most 60 s; returns its CPU seconds then.
-async fn quiesce(pid: u32) -> f64 {
-    let t = Instant::now();
-    let mut last = cpu_secs(pid);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_secs(pid);
-        if now - last < 0.01 || t.elapsed() > Duration::from_secs(60) {
-            return now;
-        }
-        last = now;
-    }
 }
 
 async fn start_peers(setup: Setup) -> Peers {
@@ -174,7 +151,7 @@ async fn start(setup: Setup, link_sender: bool) -> (Peers, Daemon) {
         link(&d, SENDER).await;
     }
     wait_healthy(&d, &peers).await;
-    quiesce(d.child.id()).await;
+    quiesce(&d.child.id().to_string()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     (peers, d)
 }
@@ -264,8 +241,9 @@ struct Memory {
 async fn memory_run(total: usize, round: usize, dc_percent: usize, mails: usize) -> Memory {
     let (p, d) = start(Setup::All, true).await;
     let pid = d.child.id();
+    let pid_s = pid.to_string();
     let idle = rss(pid);
-    let cpu0 = cpu_secs(pid);
+    let cpu0 = cpu_secs(&pid_s);
     let t0 = Instant::now();
     let (mut trend, mut done, mut sent) = (Vec::new(), 0, Counts::default());
     while done < total {
@@ -281,7 +259,7 @@ async fn memory_run(total: usize, round: usize, dc_percent: usize, mails: usize)
         trend.push((done, rss(pid)[0]));
     }
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = quiesce(pid).await - cpu0;
+    let cpu = quiesce(&pid_s).await - cpu0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss(pid);
     let db = d._dir.path().join("data/agent-runtime/meta.sqlite");
@@ -312,10 +290,6 @@ fn idle_row(label: &str, v: &[[f64; 4]]) -> f64 {
         v.len()
     );
     t
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "missed" }
 }
 
 /// `BENCH_ONLY=connectors`.

@@ -17,7 +17,7 @@
 //!
 //! Nothing is clamped: a missed target prints the measured numbers.
 
-use super::{Daemon, env_usize, median, percentile, rss_kib, rss_line, start_daemon};
+use super::{Daemon, cpu_secs, env_usize, median, percentile, rss_kib, rss_line, start_daemon};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -264,16 +264,6 @@ async fn poll_until<F: std::future::Future<Output = bool>>(mut done: impl FnMut(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
-}
-
-/// Seconds of CPU (user + system, every thread, living or not) of a process.
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`: state is the first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // In USER_HZ, which is 100 on every Linux ABI.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// One run's figures.

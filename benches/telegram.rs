@@ -24,7 +24,7 @@
 //! Nothing is clamped: a missed target prints the measured numbers.
 
 use super::telegram_fake::{Chat, FakeTelegram, User};
-use super::{Daemon, env_usize, median, percentile, rss_kib, start_daemon};
+use super::{Daemon, cpu_secs, env_usize, median, percentile, quiesce, rss_kib, start_daemon, verdict};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "123456:BENCH-telegram-token";
@@ -39,15 +39,6 @@ const LATENCY_CHAT: i64 = 1_000_000;
 const TARGET_RATE: f64 = 1_000.0;
 const TARGET_IDLE_MB: f64 = 20.0;
 const TARGET_GROWTH_MB: f64 = 5.0;
-
-/// Seconds of CPU (user + system, every thread) of a process (`self` or a pid).
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after `(comm)`: state is the first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 /// VmRSS, RssAnon, RssFile of `pid`, MiB.
 fn rss(pid: u32) -> [f64; 3] {
@@ -101,21 +92,6 @@ async fn wait_replies(fake: &FakeTelegram, n: usize, last_id: i64, timeout: Dura
             return false;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Waits until the daemon uses less than 2% of a core over 500 ms (its
-/// tasks have run and their writes are done), at most 60 s; returns its CPU seconds then.
-async fn quiesce(pid: &str) -> f64 {
-    let t = Instant::now();
-    let mut last = cpu_secs(pid);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_secs(pid);
-        if now - last < 0.01 || t.elapsed() > Duration::from_secs(60) {
-            return now;
-        }
-        last = now;
     }
 }
 
@@ -300,10 +276,6 @@ async fn memory_run(total: usize, burst_size: usize) -> Memory {
 fn col<T>(all: &[T], f: impl Fn(&T) -> f64) -> (f64, Vec<f64>) {
     let v: Vec<f64> = all.iter().map(f).collect();
     (median(v.clone()), v)
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "missed" }
 }
 
 /// `BENCH_ONLY=telegram`.

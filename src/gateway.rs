@@ -391,16 +391,7 @@ impl Gateway {
             return None;
         }
         let ctx = t.ctx;
-        // Group chatter not addressed to the bot gets silence, with or without a model.
-        if t.msg.kind == ChatKind::Group && self.config.rules.require_mention_in_groups && !t.msg.mentioned {
-            t.note("channel_rule.denied", Decision::Deny, Some("mention_required".to_string()), None);
-            return None;
-        }
-        if !self.llm_enabled || !self.llm.is_configured() {
-            return Some(
-                "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),
-            );
-        }
+        // The channel rules first: group chatter not addressed to the bot gets silence, with or without a model.
         match rules::decide(&self.config.rules, &self.limiter, &t.actor, ctx, t.msg, self.clock.now_ms()) {
             Verdict::Allow => {}
             Verdict::Silent(reason) => {
@@ -411,6 +402,11 @@ impl Gateway {
                 t.note(rule_event(reason), Decision::Deny, Some(reason.to_string()), None);
                 return Some(notice);
             }
+        }
+        if !self.llm_enabled || !self.llm.is_configured() {
+            return Some(
+                "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),
+            );
         }
         let system = self.prompts.system_prompt(ctx).await;
         let req = crate::agent::ChatRequest { system, user: text.to_string() };

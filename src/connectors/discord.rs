@@ -341,26 +341,16 @@ impl DiscordConnector {
         if text.is_empty() && files.is_empty() && meta.skipped.is_empty() {
             return None;
         }
-        let guild = m.guild_id.map(|g| g.get()).or(guild);
-        let name = m.author.global_name.clone().unwrap_or_else(|| m.author.name.clone());
-        let msg = Inbound {
-            chat: chat_ref(m.channel_id.get()),
-            from_user_id: m.author.id.get().to_string(),
-            display_name: if guild.is_some() { format!("#{} (discord)", m.channel_id.get()) } else { name },
-            text,
-            kind: if guild.is_some() { ChatKind::Group } else { ChatKind::Private },
-            mentioned,
-            dedupe_key: format!("{}:{}", m.channel_id.get(), m.id.get()),
-            trace_id: TraceId::random(),
-            meta,
-        };
+        let in_guild = m.guild_id.is_some() || guild.is_some();
+        let dedupe_key = format!("{}:{}", m.channel_id.get(), m.id.get());
+        let msg = inbound(m.channel_id.get(), in_guild, &m.author, text, mentioned, dedupe_key, meta);
         Some(Arrival { msg, files })
     }
 
     /// A slash command or button press: stored, then acknowledged (deferred),
     /// then handed on. The answer edits the deferred response.
     async fn interaction(&self, i: Interaction) {
-        let (arrival, id, token, ack) = match i {
+        let (msg, id, token, ack) = match i {
             Interaction::Command(c) => {
                 let mut text = format!("/{}", c.data.name);
                 for o in &c.data.options {
@@ -378,12 +368,13 @@ impl DiscordConnector {
                     message_id: Some(format!("{INTERACTION_PREFIX}{}:{}", c.application_id.get(), c.token)),
                     ..Default::default()
                 };
-                let a = self.interaction_arrival(c.channel_id.get(), c.guild_id.is_some(), &c.user, c.id.get(), text, meta);
+                let a = inbound(c.channel_id.get(), c.guild_id.is_some(), &c.user, text, true, format!("ia:{}", c.id.get()), meta);
                 (a, c.id.get(), c.token, 5)
             }
             Interaction::Component(c) => {
                 let meta = InboundMeta { pressed: Some(c.message.id.get().to_string()), ..Default::default() };
-                let a = self.interaction_arrival(c.channel_id.get(), c.guild_id.is_some(), &c.user, c.id.get(), c.data.custom_id, meta);
+                let a =
+                    inbound(c.channel_id.get(), c.guild_id.is_some(), &c.user, c.data.custom_id, true, format!("ia:{}", c.id.get()), meta);
                 (a, c.id.get(), c.token, 6)
             }
             other => {
@@ -391,7 +382,7 @@ impl DiscordConnector {
                 return;
             }
         };
-        let new = match self.gateway.ingest(vec![arrival], None).await {
+        let new = match self.gateway.ingest(vec![Arrival { msg, files: Vec::new() }], None).await {
             Ok(new) => new,
             Err(e) => {
                 // Not acknowledged: Discord shows the user that the interaction failed, so they can retry.
@@ -404,30 +395,6 @@ impl DiscordConnector {
             tracing::warn!(error = %e.message, "could not acknowledge a Discord interaction");
         }
         self.dispatcher.submit(new).await;
-    }
-
-    fn interaction_arrival(
-        &self,
-        channel: u64,
-        in_guild: bool,
-        user: &serenity::all::User,
-        id: u64,
-        text: String,
-        meta: InboundMeta,
-    ) -> Arrival {
-        let name = user.global_name.clone().unwrap_or_else(|| user.name.clone());
-        let msg = Inbound {
-            chat: chat_ref(channel),
-            from_user_id: user.id.get().to_string(),
-            display_name: if in_guild { format!("#{channel} (discord)") } else { name },
-            text,
-            kind: if in_guild { ChatKind::Group } else { ChatKind::Private },
-            mentioned: true,
-            dedupe_key: format!("ia:{id}"),
-            trace_id: TraceId::random(),
-            meta,
-        };
-        Arrival { msg, files: Vec::new() }
     }
 
     /// Publishes the slash commands (bulk overwrite), globally or per guild.
@@ -469,6 +436,31 @@ async fn sleep_or_stop(wait: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
         _ = stop.cancelled() => false,
+    }
+}
+
+/// A message in `channel` by `user`: guild channels are groups (named by
+/// channel), DMs private chats (named by the user).
+fn inbound(
+    channel: u64,
+    in_guild: bool,
+    user: &serenity::all::User,
+    text: String,
+    mentioned: bool,
+    dedupe_key: String,
+    meta: InboundMeta,
+) -> Inbound {
+    let name = user.global_name.clone().unwrap_or_else(|| user.name.clone());
+    Inbound {
+        chat: chat_ref(channel),
+        from_user_id: user.id.get().to_string(),
+        display_name: if in_guild { format!("#{channel} (discord)") } else { name },
+        text,
+        kind: if in_guild { ChatKind::Group } else { ChatKind::Private },
+        mentioned,
+        dedupe_key,
+        trace_id: TraceId::random(),
+        meta,
     }
 }
 

@@ -144,16 +144,24 @@ impl EmailConnector {
                     }
                 }
                 // A fresh SELECT makes the server report new mail (and a changed UIDVALIDITY).
-                match self.select(&mut s).await {
-                    Ok(v) => (validity, last) = v,
-                    Err(e) => return e,
+                let now_valid = match s.select(&self.config.mailbox).await {
+                    Ok(mb) => mb.uid_validity,
+                    Err(e) => return e.into(),
+                };
+                if now_valid != validity {
+                    self.validity_changed();
+                    (validity, last) = (now_valid, 0);
                 }
             }
         }
     }
 
-    /// Selects the mailbox; returns its UIDVALIDITY and the last stored UID
-    /// (0 when the stored cursor belongs to another UIDVALIDITY).
+    fn validity_changed(&self) {
+        tracing::warn!(mailbox = %self.config.mailbox, "UIDVALIDITY changed: reading the mailbox again (Message-IDs keep each mail once)");
+    }
+
+    /// Selects the mailbox at connect; returns its UIDVALIDITY and the last
+    /// stored UID (0 when the stored cursor belongs to another UIDVALIDITY).
     async fn select(&self, s: &mut ImapSession) -> Result<(u32, u32), Ended> {
         let mb = s.select(&self.config.mailbox).await?;
         let stored = match self.gateway.cursor(NAME, &self.cursor_key()).await {
@@ -165,7 +173,7 @@ impl EmailConnector {
         Ok(match parsed {
             Some((v, uid)) if v == mb.uid_validity => (v, uid),
             Some(_) => {
-                tracing::warn!(mailbox = %self.config.mailbox, "UIDVALIDITY changed: reading the mailbox again (Message-IDs keep each mail once)");
+                self.validity_changed();
                 (mb.uid_validity, 0)
             }
             None => (mb.uid_validity, 0),

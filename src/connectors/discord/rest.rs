@@ -116,7 +116,8 @@ fn components(buttons: &[Button]) -> Value {
     json!([{"type": 1, "components": row}])
 }
 
-/// Discord error codes meaning "the message or interaction to edit is gone".
+/// A permanent refusal of an edit or interaction response (the message is
+/// gone, not ours, or the token expired): the answer is sent as a message instead.
 fn gone(e: &PublishError) -> bool {
     !e.retryable && e.retry_after.is_none()
 }
