@@ -275,7 +275,16 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     assert!(sent[1].content.contains("ann") || sent[1].content.to_lowercase().contains("role"), "{:?}", contents(&sent));
     assert!(dc.calls("get_messages") >= 1, "caught up through REST history");
 
-    // Down hard: what is said while the runtime is gone is answered once after it starts again.
+    // Down hard: what is said while the runtime is gone is answered once after it starts again. (Killed only
+    // once the answers so far are marked sent: a kill between Discord taking a message and the outbox marking
+    // it sent resends it — the outbox delivers at least once.)
+    let db = d.db();
+    wait_until("the answers marked sent", Duration::from_secs(10), || async {
+        let pending: i64 =
+            db.query_row("SELECT COUNT(*) FROM outbox WHERE external_id = '1100' AND status != 'sent'", [], |r| r.get(0)).ok()?;
+        (pending == 0).then_some(())
+    })
+    .await;
     d.kill9();
     dc.push_message("1100", Some(GUILD), ann.clone(), "/status");
     dc.push_message("1100", Some(GUILD), ann.clone(), "ignored: no mention in a guild");
