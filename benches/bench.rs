@@ -261,6 +261,21 @@ async fn quiesce(pid: &str) -> f64 {
     }
 }
 
+/// How long a memory figure waits after the daemon went quiet: its release
+/// of memory comes after 2 s without store changes (`memory::QUIET`), plus
+/// a second.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// `agent_runtime_memory_releases_total` from the daemon's `/metrics`
+/// (times the quiet daemon gave memory back).
+async fn memory_releases(d: &Daemon) -> u64 {
+    let body = match d.http.get(format!("{}/metrics", d.base)).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    body.lines().find_map(|l| l.strip_prefix("agent_runtime_memory_releases_total ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
 /// A target's verdict.
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "missed" }

@@ -15,7 +15,7 @@
 //!   of the reply's `sendMessage` − the push. Split at the `getUpdates` that
 //!   acknowledged the message (the daemon asks for it only once it stored the
 //!   batch): push → stored, stored → reply.
-//! - memory: idle RSS once connected (2 s after the first long poll), and
+//! - memory: idle RSS once connected (3 s after the first long poll), and
 //!   after `BENCH_TG_RSS_MESSAGES` (default 100,000) messages in bursts of
 //!   `BENCH_TG_RSS_BURST` (default 5,000), each burst answered before the
 //!   next, the daemon quiet again.
@@ -24,7 +24,7 @@
 //! Nothing is clamped: a missed target prints the measured numbers.
 
 use super::telegram_fake::{Chat, FakeTelegram, User};
-use super::{Daemon, cpu_secs, env_usize, median, percentile, quiesce, rss_kib, start_daemon, verdict};
+use super::{Daemon, SETTLE, cpu_secs, env_usize, median, memory_releases, percentile, quiesce, rss_kib, start_daemon, verdict};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "123456:BENCH-telegram-token";
@@ -46,7 +46,7 @@ fn rss(pid: u32) -> [f64; 3] {
 }
 
 /// A fresh fake and a daemon polling it, connected (its first long poll is
-/// in) and idle for 2 s.
+/// in) and idle for 3 s.
 async fn start() -> (FakeTelegram, Daemon) {
     let fake = FakeTelegram::start(TOKEN).await;
     let env = [
@@ -63,7 +63,7 @@ async fn start() -> (FakeTelegram, Daemon) {
         assert!(t.elapsed() < Duration::from_secs(20), "the daemon never polled the fake Telegram");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(SETTLE).await;
     (fake, d)
 }
 
@@ -241,6 +241,8 @@ struct Memory {
     cpu_per_1000: f64,
     /// The database and its WAL at the end, MiB.
     db_mib: f64,
+    /// Times the daemon gave memory back (its `/metrics`), at the end.
+    releases: u64,
 }
 
 async fn memory_run(total: usize, burst_size: usize) -> Memory {
@@ -264,12 +266,15 @@ async fn memory_run(total: usize, burst_size: usize) -> Memory {
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = quiesce(&pid_s).await - cpu0;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(SETTLE).await;
+    let after = rss(pid);
+    // Only after the figure: a scrape reads the whole tasks and outbox tables
+    // for its gauges, through the readers' file mapping (RSS "file").
+    let releases = memory_releases(&d).await;
     let db = d._dir.path().join("data/agent-runtime/meta.sqlite");
     let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
     let db_mib = (size(db.clone()) + size(db.with_extension("sqlite-wal"))) as f64 / (1024.0 * 1024.0);
-    let after = rss(pid);
-    Memory { idle, trend, after, answered: fake.sent_count(), total, secs, cpu_per_1000: cpu / (done as f64 / 1000.0), db_mib }
+    Memory { idle, trend, after, answered: fake.sent_count(), total, secs, cpu_per_1000: cpu / (done as f64 / 1000.0), db_mib, releases }
 }
 
 /// The median of `f` over the runs, and every run's value.
@@ -335,7 +340,7 @@ pub async fn bench(seconds: u64) {
     let (idle_anon, _) = col(&idle, |r| r[1]);
     let (idle_file, _) = col(&idle, |r| r[2]);
     println!(
-        "| telegram: daemon idle RSS, connected (long polls answered by the fake), 2 s after its first poll | {idle_rss:.1} MiB (anon {idle_anon:.1}, file {idle_file:.1}; per daemon: {idle_runs:.1?}) | {} |",
+        "| telegram: daemon idle RSS, connected (long polls answered by the fake), 3 s after its first poll | {idle_rss:.1} MiB (anon {idle_anon:.1}, file {idle_file:.1}; per daemon: {idle_runs:.1?}) | {} |",
         idle.len()
     );
     let growth = m.after[0] - m.idle[0];
@@ -348,8 +353,9 @@ pub async fn bench(seconds: u64) {
         .map(|(k, r)| format!("{k}: {r:.1}"))
         .collect();
     println!(
-        "| telegram: daemon RSS after {} messages (bursts of {rss_burst}, each answered; quiet again + 2 s) | {:.1} MiB (anon {:.1}, file {:.1}) from {:.1} (anon {:.1}, file {:.1}): growth {growth:.1} MiB (anon {:+.1}, file {:+.1}); VmRSS by messages: {}; {} answered in {:.0} s, daemon CPU {:.2} s per 1,000; database + WAL {:.0} MiB | 1 |",
+        "| telegram: daemon RSS after {} messages (bursts of {rss_burst}, each answered; quiet again + 3 s; memory releases {}) | {:.1} MiB (anon {:.1}, file {:.1}) from {:.1} (anon {:.1}, file {:.1}): growth {growth:.1} MiB (anon {:+.1}, file {:+.1}); VmRSS by messages: {}; {} answered in {:.0} s, daemon CPU {:.2} s per 1,000; database + WAL {:.0} MiB | 1 |",
         m.total,
+        m.releases,
         m.after[0],
         m.after[1],
         m.after[2],

@@ -15,6 +15,7 @@
 //! - [`api`]: the admin HTTP API (axum) behind mutual TLS: JSON endpoints, the SSE event stream, `/metrics`.
 //! - [`pki`]: the local CA and certificates for the admin API (rcgen), and client identities from certificates.
 //! - [`health`]: component health (the heartbeat) with derived staleness.
+//! - [`memory`]: gives a burst's memory back once the daemon is quiet (SQLite caches, `malloc_trim`).
 //! - [`metrics`]: Prometheus counters of what the process did, rendered with store gauges.
 //! - [`client`]: the HTTP client the CLI uses to talk to a running daemon.
 //! - [`cli`]: clap commands (`serve`, `chat`, `task`, `config`, `version`, `completions`).
@@ -32,6 +33,7 @@ pub mod connectors;
 pub mod domain;
 pub mod gateway;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod orchestrator;
 pub mod outbox;

@@ -24,12 +24,31 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = agent_runtime::cli::Cli::parse();
     if matches!(cli.command, agent_runtime::cli::Cmd::Serve) {
+        // Before any thread: may restart the process with the malloc settings.
+        let tuning = agent_runtime::memory::tune_allocator();
         init_logging();
+        match tuning {
+            agent_runtime::memory::Tuning::Operator(v) => tracing::info!(glibc_tunables = %v, "malloc settings from GLIBC_TUNABLES"),
+            agent_runtime::memory::Tuning::Failed(why) => {
+                tracing::warn!(reason = %why, "running with glibc's default malloc settings; memory after bursts will be higher")
+            }
+            _ => {}
+        }
     }
     // Blocking work is store reads (at most `MAX_READERS` at once) and short
-    // file writes: 16 threads serve it, and every extra thread would keep its
-    // own malloc arena (measured: 60 threads after a burst held ~10 MiB).
-    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build() {
+    // file writes, so two threads more than the readers serve it. Each
+    // thread keeps a cache of freed heap chunks (glibc's tcache) that pins
+    // heap pages a trim could otherwise give back (16 threads: +0.6 MiB
+    // after 10,000 messages; 60 with no cap held ~10 MiB; docs/benchmarks.md).
+    // An idle blocking thread exits after a second, freeing its cache
+    // before the quiet daemon trims its heap (`memory::QUIET`).
+    let blocking = agent_runtime::store::MAX_READERS + 2;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(blocking)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("agent-runtime: cannot start the async runtime: {e}");

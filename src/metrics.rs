@@ -75,6 +75,8 @@ pub struct Metrics {
     messages: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// (provider, model, outcome) → calls, tokens, latency.
     llm: Mutex<BTreeMap<(String, String, String), LlmStats>>,
+    /// Times the quiet daemon gave memory back (`memory::keep`).
+    memory_releases: std::sync::atomic::AtomicU64,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -120,6 +122,11 @@ impl Metrics {
         }
     }
 
+    /// The quiet daemon gave memory back once.
+    pub fn memory_release(&self) {
+        self.memory_releases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The counters and `gauges` in Prometheus text format.
     pub fn render(&self, gauges: &Gauges, prices: &[ModelPrice]) -> String {
         let mut out = String::with_capacity(4096);
@@ -160,6 +167,18 @@ impl Metrics {
             }
         }
         self.render_llm(&mut out, prices);
+        header(
+            &mut out,
+            "agent_runtime_memory_releases_total",
+            "counter",
+            "Times the daemon, quiet after work, dropped SQLite's caches and returned freed heap pages to the system.",
+        );
+        let releases = self.memory_releases.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "agent_runtime_memory_releases_total {releases}");
+        if let Some(bytes) = resident_bytes() {
+            header(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the process (VmRSS), in bytes.");
+            let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
+        }
         out
     }
 
@@ -256,6 +275,13 @@ impl Gauges {
             let _ = writeln!(out, "agent_runtime_component_healthy{{component=\"{}\",state=\"{state}\"}} {ok}", esc(name));
         }
     }
+}
+
+/// The process's resident memory from `/proc/self/status` (Linux only).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse::<u64>().ok()?;
+    Some(kib * 1024)
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

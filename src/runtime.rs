@@ -234,6 +234,8 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
         let (h, st, cl, hb, stop) = (health.clone(), store.clone(), clock.clone(), config.heartbeat.clone(), root.token().clone());
         root.spawn("heartbeat", async move { heartbeat_loop(h, st, cl, hb, stop).await });
     }
+    let (keeper_store, keeper_stop) = (store.clone(), root.token().clone());
+    root.spawn("memory", async move { crate::memory::keep(keeper_store, keeper_stop).await });
     let expiry = gateway.clone();
     let expiry_stop = root.token().clone();
     let (expiry_store, expiry_clock) = (store.clone(), clock.clone());

@@ -96,6 +96,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<tokio::sync::Semaphore>,
     events: Arc<events::EventBus>,
+    /// Rows changed by the writer so far (see [`Store::changes`]).
+    changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A cloneable handle to the store.
@@ -166,10 +168,12 @@ impl Store {
         migrations::apply(&mut conn)?;
         let events = events::EventBus::new(&conn)?;
         let bus = events.clone();
+        let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = changes.clone();
         let (tx, rx) = mpsc::channel::<writer::Job>();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(conn, rx, bus))
+            .spawn(move || writer::run(conn, rx, bus, counter))
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -179,6 +183,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 events,
+                changes,
             }),
         })
     }
@@ -266,6 +271,37 @@ impl Store {
         self.write(|_| Ok(())).await
     }
 
+    /// Rows inserted, updated or deleted through the store since it opened.
+    /// Writes that change nothing (an expiry pass with nothing to expire) do
+    /// not move it, so an unchanged value means nothing happened.
+    pub fn changes(&self) -> u64 {
+        self.inner.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Gives back the memory SQLite holds for speed, for when the daemon has
+    /// gone quiet: the writer frees its page cache (`PRAGMA shrink_memory`)
+    /// and its cached statements (prepared again on first use: the burst
+    /// left them scattered over the heap, pinning pages that are otherwise
+    /// free), and the pooled readers are closed
+    /// (their caches, statements and schema copies with them; the next read
+    /// opens one again, in about a millisecond). Readers in use at the moment
+    /// are kept. Returns how many readers were closed.
+    pub async fn release_memory(&self) -> Result<usize, StoreError> {
+        let idle: Vec<Connection> = match self.inner.readers.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => Vec::new(),
+        };
+        let closed = idle.len();
+        drop(idle);
+        self.write(|c| {
+            c.execute_batch("PRAGMA shrink_memory")?;
+            c.flush_prepared_statement_cache();
+            Ok(())
+        })
+        .await?;
+        Ok(closed)
+    }
+
     /// Finishes queued writes, checkpoints the WAL and stops the writer
     /// thread. Later calls fail with [`StoreError::Closed`].
     pub fn close(&self) {
@@ -297,5 +333,52 @@ pub(crate) mod test_util {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("meta.sqlite")).expect("open store");
         (dir, store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::temp_store;
+    use crate::domain::{ChatRef, Inbound, TraceId};
+
+    fn inbound(dedupe: &str) -> Inbound {
+        Inbound {
+            chat: ChatRef::new("codex", "s1").expect("chat"),
+            from_user_id: "u1".into(),
+            display_name: "U1".into(),
+            text: "hello".into(),
+            dedupe_key: dedupe.into(),
+            kind: crate::domain::ChatKind::Private,
+            mentioned: false,
+            trace_id: TraceId::random(),
+            meta: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_move_with_rows_written_only() {
+        let (_d, store) = temp_store();
+        let c0 = store.changes();
+        store.write_noop().await.expect("noop");
+        store.purge_idempotency_keys(0).await.expect("purge nothing");
+        assert_eq!(store.changes(), c0, "writes that change no row");
+        store.record_inbound(&inbound("m1"), 1).await.expect("store");
+        let c1 = store.changes();
+        assert!(c1 > c0, "{c1} after {c0}");
+        store.ping().await.expect("read");
+        assert_eq!(store.changes(), c1, "reads change nothing");
+    }
+
+    #[tokio::test]
+    async fn release_memory_closes_pooled_readers_and_the_store_works_on() {
+        let (_d, store) = temp_store();
+        store.record_inbound(&inbound("m1"), 1).await.expect("store");
+        store.ping().await.expect("read");
+        assert_eq!(store.release_memory().await.expect("release"), 1, "the one pooled reader");
+        assert_eq!(store.release_memory().await.expect("release again"), 0, "nothing pooled any more");
+        assert_eq!(store.inbox_count().await.expect("read after release"), 1);
+        store.record_inbound(&inbound("m2"), 2).await.expect("write after release");
+        assert_eq!(store.inbox_count().await.expect("count"), 2);
+        assert_eq!(store.release_memory().await.expect("release"), 1, "the reader opened again by the reads");
     }
 }

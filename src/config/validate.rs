@@ -84,7 +84,12 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
     let read: Vec<&str> = r.entries.iter().map(|e| e.name).collect();
     let unused: Vec<String> = src
         .names()
-        .filter(|n| n.starts_with("AGENT_RUNTIME_") && *n != ENV_FILE_VAR && *n != "AGENT_RUNTIME_TASK_RECOVERY_RUNNING_STALE_SECONDS")
+        .filter(|n| {
+            n.starts_with("AGENT_RUNTIME_")
+                && *n != ENV_FILE_VAR
+                && *n != crate::memory::TUNED_MARKER
+                && *n != "AGENT_RUNTIME_TASK_RECOVERY_RUNNING_STALE_SECONDS"
+        })
         .filter(|n| !read.contains(n))
         .map(str::to_string)
         .collect();

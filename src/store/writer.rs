@@ -13,6 +13,7 @@
 use super::events::EventBus;
 use rusqlite::Connection;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
 /// Delivers a job's result once the batch's fate is known (`Some(error)` if
@@ -25,7 +26,11 @@ pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> (Reply, bool) + Send>;
 /// Most jobs in one transaction: bounds the latency a batch adds.
 const MAX_BATCH: usize = 128;
 
-pub(super) fn run(mut conn: Connection, rx: Receiver<Job>, events: Arc<EventBus>) {
+/// `changes` gets SQLite's count of rows changed by this connection after
+/// every batch: it moves only when something was written (a pass that finds
+/// nothing to expire leaves it alone), which is how the runtime tells a quiet
+/// daemon from a busy one.
+pub(super) fn run(mut conn: Connection, rx: Receiver<Job>, events: Arc<EventBus>, changes: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -35,7 +40,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Job>, events: Arc<EventBus>
                 Err(_) => break,
             }
         }
-        let committed = run_batch(&mut conn, &mut batch);
+        let committed = run_batch(&mut conn, &mut batch, &changes);
         events.after_batch(&conn, committed);
     }
     // Fold the WAL back into the main file on a clean close.
@@ -43,7 +48,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Job>, events: Arc<EventBus>
 }
 
 /// Runs and commits one batch; false when nothing of it was applied.
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, changes: &AtomicU64) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = format!("cannot start a write transaction: {e}");
         tracing::error!(error = %msg, "store write refused");
@@ -63,6 +68,8 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
     } else {
         conn.execute_batch("COMMIT").map_err(|e| format!("commit failed: {e}"))
     };
+    // Before any caller hears back, so one that wrote sees the count moved.
+    changes.store(conn.total_changes(), Ordering::Release);
     match outcome {
         Ok(()) => {
             replies.into_iter().for_each(|r| r(None));

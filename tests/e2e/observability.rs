@@ -119,3 +119,67 @@ async fn the_heartbeat_reports_each_component_and_can_be_turned_off() {
     let (s, b) = off.get("/api/v1/heartbeat").await;
     assert_eq!((s, b["status"].as_str()), (503, Some("unavailable")), "{b}");
 }
+
+/// The daemon's environment as the kernel shows it (`/proc/<pid>/environ`).
+fn environ(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    raw.split(|b| *b == 0).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+}
+
+/// `serve` restarts itself once with its malloc settings (same PID), and a
+/// daemon that has gone quiet after work gives memory back once — not while
+/// idle, and not over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_daemon_gives_memory_back_once_and_runs_with_its_malloc_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[]).await;
+    let env = environ(d.pid());
+    assert!(env.iter().any(|v| v == "AGENT_RUNTIME_MALLOC_TUNED=1"), "not restarted with the settings: {env:?}");
+    // glibc hands on only the first tunable in the environment it keeps.
+    assert!(env.iter().any(|v| v.starts_with("GLIBC_TUNABLES=glibc.malloc.arena_max=2")), "{env:?}");
+    assert!(!d.log().contains("AGENT_RUNTIME_MALLOC_TUNED"), "the restart marker is no typo: {}", d.log());
+
+    let releases = |text: &str| sample(text, "agent_runtime_memory_releases_total").unwrap_or_else(|| panic!("no releases in\n{text}"));
+    let before = releases(&scrape(&d).await);
+    // Work that ends: `noop` tasks succeed at once and are never retried.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (s, v) = d.post("/api/v1/tasks", &json!({"prompt": format!("job {i}"), "kind": "noop"})).await;
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["task"]["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        d.wait_task(id, "a noop task to succeed", |t| t["status"] == "succeeded").await;
+    }
+    let after_work = crate::support::wait_until("memory given back after the work", std::time::Duration::from_secs(20), || async {
+        let n = releases(&scrape(&d).await);
+        (n > before).then_some(n)
+    })
+    .await;
+    // Longer than the quiet period (2 s) twice over: the expiry pass writes
+    // every second but changes nothing, so nothing is due again.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let text = scrape(&d).await;
+    assert_eq!(releases(&text), after_work, "an idle daemon is released once per quiet spell");
+    let rss = sample(&text, "process_resident_memory_bytes").expect("resident memory");
+    assert!(rss > 1_000_000.0 && rss < 1_000_000_000.0, "{rss}");
+    // The store works on after its caches were dropped: a write, then reads.
+    let (s, v) = d.post("/api/v1/tasks", &json!({"prompt": "after the release", "kind": "noop"})).await;
+    assert_eq!(s, 202, "{v}");
+    d.wait_task(v["task"]["id"].as_str().expect("id"), "the task after the release", |t| t["status"] == "succeeded").await;
+    let (s, v) = d.get("/api/v1/tasks?limit=50").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["items"].as_array().map_or(0, Vec::len), 21, "{v}");
+}
+
+/// An operator's own `GLIBC_TUNABLES` wins: no restart, and the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_glibc_tunables_are_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=4".into())]).await;
+    let env = environ(d.pid());
+    assert!(!env.iter().any(|v| v.starts_with("AGENT_RUNTIME_MALLOC_TUNED")), "restarted anyway: {env:?}");
+    assert!(env.iter().any(|v| v == "GLIBC_TUNABLES=glibc.malloc.arena_max=4"), "{env:?}");
+    let log = d.log();
+    assert!(log.contains("malloc settings from GLIBC_TUNABLES") && log.contains("glibc.malloc.arena_max=4"), "{log}");
+}
