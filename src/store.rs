@@ -327,21 +327,10 @@ fn found<T>(row: Option<T>, what: &'static str) -> Result<T, StoreError> {
 #[cfg(test)]
 pub(crate) mod test_util {
     use super::Store;
-
-    /// A store on a fresh temp file (kept alive by the returned dir).
-    pub fn temp_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("meta.sqlite")).expect("open store");
-        (dir, store)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_util::temp_store;
     use crate::domain::{ChatRef, Inbound, TraceId};
 
-    fn inbound(dedupe: &str) -> Inbound {
+    /// A private message from `u1` in `codex:s1` with `dedupe` as its key.
+    pub fn inbound(dedupe: &str) -> Inbound {
         Inbound {
             chat: ChatRef::new("codex", "s1").expect("chat"),
             from_user_id: "u1".into(),
@@ -354,6 +343,18 @@ mod tests {
             meta: Default::default(),
         }
     }
+
+    /// A store on a fresh temp file (kept alive by the returned dir).
+    pub fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("open store");
+        (dir, store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{inbound, temp_store};
 
     #[tokio::test]
     async fn changes_move_with_rows_written_only() {

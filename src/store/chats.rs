@@ -337,22 +337,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::temp_store;
-    use crate::domain::{ChatRef, Inbound, TraceId};
-
-    fn inbound(dedupe: &str) -> Inbound {
-        Inbound {
-            chat: ChatRef::new("codex", "s1").expect("chat"),
-            from_user_id: "u1".into(),
-            display_name: "U1".into(),
-            text: "hello".into(),
-            dedupe_key: dedupe.into(),
-            kind: crate::domain::ChatKind::Private,
-            mentioned: false,
-            trace_id: TraceId::random(),
-            meta: Default::default(),
-        }
-    }
+    use super::super::test_util::{inbound, temp_store};
+    use crate::domain::ChatRef;
 
     #[tokio::test]
     async fn first_contact_creates_one_context_and_duplicates_add_nothing() {
