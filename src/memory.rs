@@ -34,7 +34,7 @@ pub const QUIET: Duration = Duration::from_secs(2);
 ///   class (glibc's default) for reuse without a lock; every parked chunk
 ///   pins its page. With 2 the growth after 20,000 messages was +3.0 MiB
 ///   (4: +3.5 to +4.0) and a 10,000-message burst ran at 3,510 messages/s
-///   (glibc's defaults: 4,288, and +13 MiB or more after the burst).
+///   (glibc's defaults: 4,288 messages/s, and about +6 MiB even with the trim).
 ///
 /// glibc reads these only when a process starts, hence [`tune_allocator`].
 pub const TUNABLES: &str = "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=2";

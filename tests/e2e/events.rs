@@ -50,6 +50,8 @@ struct Frame {
 struct Sse {
     resp: reqwest::Response,
     buf: String,
+    /// The start of a character split across chunks, until the rest arrives.
+    partial: Vec<u8>,
 }
 
 impl Sse {
@@ -61,7 +63,7 @@ impl Sse {
         let resp = req.send().await.expect("open stream");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        Sse { resp, buf: String::new() }
+        Sse { resp, buf: String::new(), partial: Vec::new() }
     }
 
     /// The next frame (keep-alive comments skipped); None when the stream ended.
@@ -86,7 +88,18 @@ impl Sse {
             }
             let chunk = tokio::time::timeout(Duration::from_secs(20), self.resp.chunk()).await.expect("a frame within 20 s");
             match chunk.expect("read stream") {
-                Some(bytes) => self.buf.push_str(std::str::from_utf8(&bytes).expect("utf-8")),
+                Some(bytes) => {
+                    // A chunk may end inside a multi-byte character: keep that tail for the next one.
+                    self.partial.extend_from_slice(&bytes);
+                    let valid = match std::str::from_utf8(&self.partial) {
+                        Ok(_) => self.partial.len(),
+                        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                        Err(e) => panic!("the stream is not UTF-8: {e}"),
+                    };
+                    let rest = self.partial.split_off(valid);
+                    self.buf.push_str(std::str::from_utf8(&self.partial).expect("checked above"));
+                    self.partial = rest;
+                }
                 None => return None,
             }
         }

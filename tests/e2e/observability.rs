@@ -109,10 +109,14 @@ async fn the_heartbeat_reports_each_component_and_can_be_turned_off() {
     let store = components.iter().find(|c| c["name"] == "store").expect("store");
     assert_eq!(store["beat_interval_seconds"], 1, "{store}");
 
-    // Start-up transitions are in the event log.
-    let (_, log) = d.get("/api/v1/events/log?types=health.").await;
-    let items = log["items"].as_array().expect("items");
-    assert!(items.iter().any(|e| e["data"]["component"] == "store" && e["data"]["to"] == "healthy"), "{log}");
+    // Start-up transitions reach the event log (the heartbeat loop logs them
+    // after it sees them, so not necessarily before the API reports healthy).
+    crate::support::wait_until("the store's start-up transition in the event log", std::time::Duration::from_secs(10), || async {
+        let (_, log) = d.get("/api/v1/events/log?types=health.").await;
+        let items = log["items"].as_array().expect("items");
+        items.iter().any(|e| e["data"]["component"] == "store" && e["data"]["to"] == "healthy").then_some(())
+    })
+    .await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let off = Daemon::start(dir.path(), &[("AGENT_RUNTIME_HEARTBEAT_ENABLED", "false".into())]).await;
