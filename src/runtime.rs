@@ -123,6 +123,10 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     health.register("runtime");
     health.register("api");
     health.register_periodic("store", Duration::from_secs(1));
+    // The heartbeat's first view, before any component can move: taken when
+    // its task first ran, a store that beat sooner had its start-up
+    // transition missing from the event log.
+    let first_view = health.snapshot();
     let workspaces = Workspaces::new(config.paths.workspace_root.clone());
     let outbox_ready = Arc::new(Notify::new());
     let orchestrator =
@@ -232,7 +236,7 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     }
     if config.heartbeat.enabled {
         let (h, st, cl, hb, stop) = (health.clone(), store.clone(), clock.clone(), config.heartbeat.clone(), root.token().clone());
-        root.spawn("heartbeat", async move { heartbeat_loop(h, st, cl, hb, stop).await });
+        root.spawn("heartbeat", async move { heartbeat_loop(h, st, cl, hb, first_view, stop).await });
     }
     let (keeper_store, keeper_stop) = (store.clone(), root.token().clone());
     root.spawn("memory", async move { crate::memory::keep(keeper_store, keeper_stop).await });
@@ -423,9 +427,15 @@ fn write_state_file(path: &Path, addr: std::net::SocketAddr, scheme: &str) {
 /// Watches component health: every change (and, each interval, derived
 /// staleness) becomes a `health.changed` event; degradations and recoveries
 /// are told to the admin chats when so configured.
-async fn heartbeat_loop(health: Health, store: Store, clock: SharedClock, config: HeartbeatConfig, stop: CancellationToken) {
+async fn heartbeat_loop(
+    health: Health,
+    store: Store,
+    clock: SharedClock,
+    config: HeartbeatConfig,
+    mut before: crate::health::Snapshot,
+    stop: CancellationToken,
+) {
     let changes = health.changes();
-    let mut before = health.snapshot();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -82,6 +82,11 @@ async fn slash_commands_are_published_and_answered_and_guild_text_follows_the_me
 
     // Guild text: only with a mention (or a command) does the bot answer; other bots are ignored.
     let bob = Author::user("100000000000000002", "bob");
+    // The queued task asks the model too: once it has, the scripted answer below is the mention's.
+    wait_until("the task's model call", Duration::from_secs(10), || async {
+        llm.requests().iter().any(|r| r.body.to_string().contains("water the plants")).then_some(())
+    })
+    .await;
     llm.push([Step::Reply("Hello from the model".into())]);
     dc.push_message("500", Some(GUILD), bob.clone(), "just chatting among ourselves");
     dc.push_message("500", Some(GUILD), Author::bot("100000000000000009", "otherbot"), "<@900000000000000001> hello from a bot");
