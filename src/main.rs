@@ -2,7 +2,6 @@
 //! and map errors to exit codes.
 
 use clap::Parser;
-
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

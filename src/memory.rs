@@ -87,6 +87,13 @@ pub fn tune_allocator() -> Tuning {
     Tuning::NotGlibc
 }
 
+/// A `kB` field of `/proc/self/status` (`VmRSS:`, `RssAnon:`), in KiB;
+/// `None` where there is no such file (not Linux).
+pub fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 /// Returns freed heap pages to the system; true if anything came back.
 /// It walks and locks the arenas in turn, so it is called once the daemon is
 /// quiet.
@@ -222,14 +229,8 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn trim_returns_pages_freed_below_a_live_allocation() {
-        fn anon_kib() -> i64 {
-            let s = std::fs::read_to_string("/proc/self/status").expect("status");
-            s.lines()
-                .find_map(|l| l.strip_prefix("RssAnon:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .expect("RssAnon")
-        }
-        let (freed, trimmed, dropped) = std::thread::spawn(|| {
+        let anon_kib = || status_kib("RssAnon:").expect("RssAnon") as i64;
+        let (freed, trimmed, dropped) = std::thread::spawn(move || {
             let mut blocks: Vec<Vec<u8>> = (0..16 * 1024).map(|i| vec![i as u8; 1024]).collect();
             let keep = blocks.pop().expect("last block");
             drop(blocks);

@@ -175,9 +175,9 @@ impl Metrics {
         );
         let releases = self.memory_releases.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(out, "agent_runtime_memory_releases_total {releases}");
-        if let Some(bytes) = resident_bytes() {
+        if let Some(kib) = crate::memory::status_kib("VmRSS:") {
             header(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the process (VmRSS), in bytes.");
-            let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
+            let _ = writeln!(out, "process_resident_memory_bytes {}", kib * 1024);
         }
         out
     }
@@ -275,13 +275,6 @@ impl Gauges {
             let _ = writeln!(out, "agent_runtime_component_healthy{{component=\"{}\",state=\"{state}\"}} {ok}", esc(name));
         }
     }
-}
-
-/// The process's resident memory from `/proc/self/status` (Linux only).
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse::<u64>().ok()?;
-    Some(kib * 1024)
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -123,9 +123,9 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     health.register("runtime");
     health.register("api");
     health.register_periodic("store", Duration::from_secs(1));
-    // The heartbeat's first view, before any component can move: taken when
-    // its task first ran, a store that beat sooner had its start-up
-    // transition missing from the event log.
+    // The heartbeat compares against this first view, taken before any
+    // component can move (taken in its own task, it could come after the
+    // store's first beat, and that start-up transition was never logged).
     let first_view = health.snapshot();
     let workspaces = Workspaces::new(config.paths.workspace_root.clone());
     let outbox_ready = Arc::new(Notify::new());

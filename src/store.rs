@@ -279,13 +279,12 @@ impl Store {
     }
 
     /// Gives back the memory SQLite holds for speed, for when the daemon has
-    /// gone quiet: the writer frees its page cache (`PRAGMA shrink_memory`)
-    /// and its cached statements (prepared again on first use: the burst
-    /// left them scattered over the heap, pinning pages that are otherwise
-    /// free), and the pooled readers are closed
-    /// (their caches, statements and schema copies with them; the next read
-    /// opens one again, in about a millisecond). Readers in use at the moment
-    /// are kept. Returns how many readers were closed.
+    /// gone quiet. The writer frees its page cache (`PRAGMA shrink_memory`)
+    /// and its cached statements (prepared again on first use; the burst left
+    /// them scattered over the heap, pinning pages that are otherwise free).
+    /// The pooled readers are closed, their caches, statements and schema
+    /// copies with them (the next read opens one again, in about a
+    /// millisecond); readers in use are kept. Returns how many were closed.
     pub async fn release_memory(&self) -> Result<usize, StoreError> {
         let idle: Vec<Connection> = match self.inner.readers.lock() {
             Ok(mut v) => std::mem::take(&mut *v),
