@@ -228,6 +228,7 @@ fn noop_task(ctx: &agent_runtime::domain::Context) -> NewTask {
         run_key: None,
         source_user_id: None,
         trace_id: TraceId::random(),
+        tell_origin: true,
     }
 }
 

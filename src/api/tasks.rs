@@ -147,6 +147,7 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
         run_key: b.run_key,
         source_user_id: b.source_user_id,
         trace_id: TraceId::random(),
+        tell_origin: true,
     };
     let out = s.orchestrator.submit(new).await?;
     let status = if out.created { StatusCode::ACCEPTED } else { StatusCode::OK };

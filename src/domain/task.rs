@@ -114,6 +114,10 @@ pub struct NewTask {
     pub source_user_id: Option<String>,
     /// Follows the request through the runtime.
     pub trace_id: TraceId,
+    /// Whether the chat it came from may hear its outcome. `false` for a
+    /// task made from a held message (an unverified email sender): its
+    /// notices go to the admin chats only, never to a possibly forged address.
+    pub tell_origin: bool,
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, on one line.
@@ -166,6 +170,8 @@ pub struct Task {
     pub source_external_id: Option<String>,
     /// Requesting user.
     pub source_user_id: Option<String>,
+    /// Whether the chat it came from hears its outcome (see [`NewTask::tell_origin`]).
+    pub tell_origin: bool,
     /// Short outcome for notices and lists.
     pub result_summary: Option<String>,
     /// Workspace-relative path of the full result.

@@ -139,7 +139,7 @@ impl Gateway {
             },
             _ => ("refused", "the stored payload no longer matches its hash; it was not run".to_string()),
         };
-        let tell = (Some(&a.chat) != chat)
+        let tell = (a.tell_requester && Some(&a.chat) != chat)
             .then(|| notice(&a.chat, format!("Action `{}` ({}) was approved: {} — {}", a.id, a.summary, outcome.0, outcome.1)));
         let a = self.store.finish_execution(&a.id, outcome.0, outcome.1, tell, self.clock.now_ms()).await?;
         self.outbox_ready.notify_one();
@@ -161,7 +161,8 @@ impl Gateway {
             return Err(ActionError::Forbidden("Access denied: only admins deny actions.".into()));
         }
         let reason = reason.unwrap_or_else(|| "denied by admin".into());
-        let tell = (Some(&a.chat) != chat).then(|| notice(&a.chat, format!("Action `{}` ({}) was denied: {reason}", a.id, a.summary)));
+        let tell = (a.tell_requester && Some(&a.chat) != chat)
+            .then(|| notice(&a.chat, format!("Action `{}` ({}) was denied: {reason}", a.id, a.summary)));
         let a = self.store.deny_approval(&a.id, actor.audit_name(chat), chat.cloned(), reason, tell, self.clock.now_ms()).await??;
         self.outbox_ready.notify_one();
         Ok(a)

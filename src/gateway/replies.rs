@@ -25,6 +25,7 @@ pub(super) async fn task(g: &Gateway, ctx: &Context, msg: &Inbound, inbox_id: i6
         run_key: Some(format!("inbox:{inbox_id}")),
         source_user_id: Some(msg.from_user_id.clone()),
         trace_id: msg.trace_id.clone(),
+        tell_origin: true,
     };
     let queued = g.orchestrator.submit(new).await?;
     Ok(format!("Task queued: `{}`", queued.task.id))

@@ -52,10 +52,13 @@ pub struct Approval {
     pub executed_at: Option<UnixMillis>,
     /// Request time.
     pub created_at: UnixMillis,
+    /// Whether the requesting chat may be told anything about it (`false`
+    /// for an unverified sender: no notice of any kind goes back).
+    pub tell_requester: bool,
 }
 
 const COLUMNS: &str = "id, context_id, connector, external_id, requester, requester_user_id, action_type, target, summary, \
-    payload_json, payload_hash, status, approver, reason, expires_at, execution_status, execution_result, executed_at, created_at";
+    payload_json, payload_hash, status, approver, reason, expires_at, execution_status, execution_result, executed_at, created_at, tell_requester";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
@@ -77,6 +80,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         execution_result: r.get(16)?,
         executed_at: r.get(17)?,
         created_at: r.get(18)?,
+        tell_requester: r.get(19)?,
     })
 }
 
@@ -136,6 +140,12 @@ fn chat_of(a: &Approval) -> Option<(String, String)> {
     Some((a.chat.connector.clone(), a.chat.external_id.clone()))
 }
 
+/// Whether `m` may be queued about `a`: nothing goes to the requesting chat
+/// of a request whose requester may not be told (a held email's sender).
+fn may_tell(a: &Approval, m: &NewOutbound) -> bool {
+    a.tell_requester || m.chat != a.chat
+}
+
 /// Marks one pending request expired, with its audit row and a notice to the requesting chat.
 fn expire(c: &Connection, a: &Approval, now: UnixMillis) -> Result<(), StoreError> {
     c.execute(
@@ -151,8 +161,10 @@ fn expire(c: &Connection, a: &Approval, now: UnixMillis) -> Result<(), StoreErro
         subject: Some(a.id.to_string()),
     };
     insert_audit(c, &[audit], now)?;
-    let body = format!("Action `{}` ({}) expired without approval; it was not run.", a.id, a.summary);
-    insert(c, &notice(&a.chat, body), OutboxStatus::Pending, now)?;
+    if a.tell_requester {
+        let body = format!("Action `{}` ({}) expired without approval; it was not run.", a.id, a.summary);
+        insert(c, &notice(&a.chat, body), OutboxStatus::Pending, now)?;
+    }
     Ok(())
 }
 
@@ -178,8 +190,8 @@ impl Store {
             let id = ApprovalId::random();
             tx.execute(
                 "INSERT INTO approvals (id, context_id, connector, external_id, requester, requester_user_id, action_type, target, \
-                 summary, payload_json, payload_hash, status, expires_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?13)",
+                 summary, payload_json, payload_hash, status, expires_at, created_at, updated_at, tell_requester) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?13, ?14)",
                 params![
                     id.as_str(),
                     new.context_id.as_str(),
@@ -193,7 +205,8 @@ impl Store {
                     new.payload_json,
                     new.payload_hash,
                     now + new.ttl_ms,
-                    now
+                    now,
+                    new.tell_requester
                 ],
             )?;
             let audit = NewAudit {
@@ -329,7 +342,7 @@ impl Store {
                 subject: Some(a.id.to_string()),
             };
             insert_audit(tx, &[audit], now)?;
-            if let Some(m) = notice {
+            if let Some(m) = notice.filter(|m| may_tell(&a, m)) {
                 insert(tx, &m, OutboxStatus::Pending, now)?;
             }
             Ok(a)
@@ -367,7 +380,7 @@ impl Store {
                 subject: Some(a.id.to_string()),
             };
             insert_audit(tx, &[audit], now)?;
-            if let Some(m) = notice {
+            if let Some(m) = notice.filter(|m| may_tell(&a, m)) {
                 insert(tx, &m, OutboxStatus::Pending, now)?;
             }
             Ok(Ok(get(tx, a.id.as_str())?.unwrap_or(a)))

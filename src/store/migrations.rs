@@ -271,6 +271,17 @@ CREATE TABLE connector_cursors (
 ALTER TABLE outbox ADD COLUMN options TEXT;
 ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 7: who may be told. A request from an unverified sender (a held
+    // email) records that its requester hears nothing — no decision, expiry
+    // or outcome notice — and the task an approved one becomes tells only
+    // the admin chats. Rows written before this step are classified by the
+    // marks they already carry.
+    r#"
+ALTER TABLE approvals ADD COLUMN tell_requester INTEGER NOT NULL DEFAULT 1;
+UPDATE approvals SET tell_requester = 0 WHERE requester LIKE 'unverified:%';
+ALTER TABLE tasks ADD COLUMN tell_origin INTEGER NOT NULL DEFAULT 1;
+UPDATE tasks SET tell_origin = 0 WHERE title LIKE 'Review untrusted message from %';
+"#,
 ];
 
 /// The schema version this binary brings a database to.

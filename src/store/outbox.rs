@@ -104,6 +104,8 @@ fn log_delivery(c: &Connection, id: OutboxId, kind: &str, error: Option<&str>, n
 /// targets its policy names, deduplicated by chat.
 pub(super) fn queue_task_notices(c: &Connection, task: &Task, n: &Notifier, now: UnixMillis) -> Result<(), StoreError> {
     let policy = match task.status {
+        // A task whose origin may not hear anything reports to the admin chats only.
+        _ if !task.tell_origin => NotifyPolicy::Admin,
         TaskStatus::Succeeded => n.config.for_outcome(true),
         TaskStatus::Canceled => NotifyPolicy::Origin,
         _ => n.config.for_outcome(false),

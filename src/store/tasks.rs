@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 pub(super) const TASK_COLUMNS: &str = "id, workspace_id, context_id, kind, title, prompt, run_key, status, attempts, \
     max_attempts, lease_owner, lease_expires_at, not_before, version, source_connector, source_external_id, \
     source_user_id, result_summary, result_path, error, cancel_requested, trace_id, created_at, updated_at, \
-    started_at, finished_at";
+    started_at, finished_at, tell_origin";
 
 fn bad_value(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
@@ -48,6 +48,7 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         updated_at: r.get(23)?,
         started_at: r.get(24)?,
         finished_at: r.get(25)?,
+        tell_origin: r.get(26)?,
     })
 }
 
@@ -161,8 +162,8 @@ impl Store {
             let id = TaskId::random();
             let sql = format!(
                 "INSERT INTO tasks (id, workspace_id, context_id, kind, title, prompt, run_key, status, max_attempts, \
-                 not_before, source_connector, source_external_id, source_user_id, trace_id, created_at, updated_at) \
-                 SELECT ?1, workspace_id, id, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, connector, external_id, ?10, ?11, ?9, ?9 \
+                 not_before, source_connector, source_external_id, source_user_id, trace_id, created_at, updated_at, tell_origin) \
+                 SELECT ?1, workspace_id, id, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, connector, external_id, ?10, ?11, ?9, ?9, ?12 \
                  FROM contexts WHERE id = ?3 AND workspace_id = ?2 RETURNING {TASK_COLUMNS}"
             );
             let task = tx
@@ -180,6 +181,7 @@ impl Store {
                         now,
                         new.source_user_id,
                         new.trace_id.as_str(),
+                        new.tell_origin,
                     ],
                     task_from_row,
                 )

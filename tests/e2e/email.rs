@@ -347,3 +347,71 @@ async fn without_idle_the_mailbox_is_polled() {
     }
     assert_eq!(inbox(&d), 2);
 }
+
+/// Issue 14, item 1: before, deny, approve and expiry notices went to the
+/// requesting chat of a held mail — its possibly forged From: address —
+/// quoting its text, and the task an approved one became mailed its
+/// outcome there too ("spam reflection"). Nothing may reach that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_sender_hears_nothing_across_hold_deny_approve_expiry_and_the_tasks_outcome() {
+    let p = Peers::start().await;
+    let llm = crate::support::llm::FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = p.env();
+    env.retain(|(k, _)| *k != "AGENT_RUNTIME_LLM_PROVIDER");
+    env.extend(crate::support::llm::llm_env(Some(&llm)));
+    env.push(("AGENT_RUNTIME_AGENT_SENSITIVE_APPROVAL_TTL_SECONDS", "6".into()));
+    let d = Daemon::start(dir.path(), &env).await;
+    wait_healthy(&d).await;
+    // An admin channel (the API chat's mailbox) is where held mail and its outcome are reported.
+    d.chat("/help").await;
+    let (_, ctxs) = d.get("/api/v1/contexts?connector=codex").await;
+    let ctx = ctxs["items"].as_array().and_then(|a| a.first()).cloned().unwrap_or_else(|| panic!("the API chat's context: {ctxs}"));
+    let (s, v) = d.post(&format!("/api/v1/contexts/{}/admin", ctx["id"].as_str().expect("id")), &json!({"admin": true})).await;
+    assert_eq!(s, 200, "{v}");
+
+    let victims = ["victim1@forged.test", "victim2@forged.test", "victim3@forged.test"];
+    for (i, v) in victims.iter().enumerate() {
+        let m = mail(v, &format!("v{i}@forged.test"), "hello", &format!("please do thing {i}"), &[]);
+        p.imap.append(AGENT, &m).await;
+    }
+    let held = wait_until("three mails held", Duration::from_secs(10), || async {
+        let (_, v) = d.get("/api/v1/approvals?status=pending").await;
+        let held: Vec<Value> = v["approvals"].as_array()?.iter().filter(|a| a["action_type"] == "untrusted_task").cloned().collect();
+        (held.len() == 3).then_some(held)
+    })
+    .await;
+    let id_of = |who: &str| {
+        held.iter().find(|a| a["summary"].as_str().is_some_and(|s| s.contains(who))).and_then(|a| a["id"].as_str()).expect("held").to_string()
+    };
+    // Deny one, approve one (its task runs and succeeds), leave one to expire.
+    let (s, v) = d.post(&format!("/api/v1/approvals/{}/deny", id_of(victims[0])), &json!({"reason": "spam"})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.post(&format!("/api/v1/approvals/{}/approve", id_of(victims[1])), &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let task_id = v["execution_result"].as_str().and_then(|r| r.strip_prefix("queued as task ")).expect("queued").to_string();
+    d.wait_task(&task_id, "the approved mail's task to succeed", |t| t["status"] == "succeeded").await;
+    let expired = wait_until("the third request expired", Duration::from_secs(15), || async {
+        let (_, v) = d.get(&format!("/api/v1/approvals/{}", id_of(victims[2]))).await;
+        (v["status"] == "expired").then_some(v)
+    })
+    .await;
+    assert_eq!(expired["tell_requester"], false, "{expired}");
+
+    // The outcome reached the admin channel (the notices are not simply all dropped)...
+    let outcome = wait_until("the task's outcome in the admin channel", Duration::from_secs(10), || async {
+        let (_, v) = d.get("/api/v1/chat/messages").await;
+        v["items"].as_array()?.iter().find(|m| m["body"].as_str().is_some_and(|b| b.contains(&task_id))).cloned()
+    })
+    .await;
+    assert_eq!(outcome["kind"], "task_notice", "{outcome}");
+    // ...and not one row was queued for, nor one mail sent to, any forged address.
+    let queued: i64 = d
+        .db()
+        .query_row("SELECT COUNT(*) FROM outbox WHERE connector = 'email' AND external_id LIKE '%@forged.test'", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(queued, 0, "outbox rows for a forged sender");
+    let mailed: Vec<String> =
+        p.smtp.captured().iter().flat_map(|c| c.rcpt_to.clone()).filter(|r| r.contains("forged.test")).collect();
+    assert!(mailed.is_empty(), "mail sent to forged senders: {mailed:?}");
+}

@@ -39,6 +39,7 @@ fn new_task(ctx: &Context, kind: TaskKind, run_key: Option<&str>) -> NewTask {
         run_key: run_key.map(str::to_string),
         source_user_id: Some("u".into()),
         trace_id: TraceId::random(),
+        tell_origin: true,
     }
 }
 
