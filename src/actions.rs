@@ -65,9 +65,22 @@ pub fn canonical(payload: &serde_json::Value) -> String {
     payload.to_string()
 }
 
-/// SHA-256 (lower-case hex) of a payload's canonical text.
-pub fn payload_hash(payload: &serde_json::Value) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, canonical(payload).as_bytes()).as_ref())
+/// The text an approval binds: the whole action — its type, its target
+/// (webhook URL, recipients) and its payload — as canonical JSON
+/// (`{"action_type":…,"payload":…,"target":…}`). Approvers are shown this
+/// exact text; changing any part of the action changes its hash.
+pub fn hashed_text(action_type: &str, target: &str, payload: &serde_json::Value) -> String {
+    serde_json::json!({"action_type": action_type, "target": target, "payload": payload}).to_string()
+}
+
+/// SHA-256 (lower-case hex) of an action's [`hashed_text`].
+pub fn action_hash(action_type: &str, target: &str, payload: &serde_json::Value) -> String {
+    sha256_hex(&hashed_text(action_type, target, payload))
+}
+
+/// SHA-256 (lower-case hex) of a text.
+pub fn sha256_hex(text: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
 }
 
 /// Lower-case hex.
@@ -84,8 +97,20 @@ mod tests {
         let a: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": {"y": 2, "x": [1, 2]}}"#).expect("json");
         let b: serde_json::Value = serde_json::from_str(r#"{"a":{"x":[1,2],"y":2},"b":1}"#).expect("json");
         let c: serde_json::Value = serde_json::from_str(r#"{"a":{"x":[2,1],"y":2},"b":1}"#).expect("json");
-        assert_eq!(payload_hash(&a), payload_hash(&b));
-        assert_ne!(payload_hash(&a), payload_hash(&c));
-        assert_eq!(payload_hash(&a).len(), 64);
+        assert_eq!(action_hash("webhook", "https://x.test", &a), action_hash("webhook", "https://x.test", &b));
+        assert_ne!(action_hash("webhook", "https://x.test", &a), action_hash("webhook", "https://x.test", &c));
+        assert_eq!(action_hash("webhook", "https://x.test", &a).len(), 64);
+    }
+
+    /// Issue 14, item 3: the hash covered the payload alone, so a stored
+    /// request whose target (URL, recipients) or type changed still matched.
+    #[test]
+    fn the_hash_binds_the_type_and_the_target_too() {
+        let p = serde_json::json!({"v": 1});
+        let h = action_hash("webhook", "https://a.test/hook", &p);
+        assert_ne!(h, action_hash("webhook", "https://evil.test/hook", &p));
+        assert_ne!(h, action_hash("send_email", "https://a.test/hook", &p));
+        assert_eq!(hashed_text("webhook", "https://a.test/hook", &p), r#"{"action_type":"webhook","payload":{"v":1},"target":"https://a.test/hook"}"#);
+        assert_eq!(h, sha256_hex(&hashed_text("webhook", "https://a.test/hook", &p)));
     }
 }

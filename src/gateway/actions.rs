@@ -4,7 +4,7 @@
 //! admin API. Only `/`-commands (and the API) decide; plain words never do.
 
 use super::{Gateway, Turn};
-use crate::actions::payload_hash;
+use crate::actions::action_hash;
 use crate::domain::{Actor, ApprovalId, ChatRef, Context, Role};
 use crate::store::{Approval, ApprovalError, Decision, NewApproval, StoreError, approval_notice as notice};
 
@@ -69,6 +69,7 @@ impl Gateway {
         let ctx = self.store.ensure_context(&p.chat, &p.display_name, now).await?;
         let user = self.store.lookup_user(&p.chat.connector, &p.from_user_id).await?;
         let actor = self.actor(&p.from_user_id, user.filter(|_| verified));
+        let hashed = crate::actions::hashed_text(&p.action_type, &p.target, &p.payload);
         let new = NewApproval {
             context_id: ctx.id.clone(),
             chat: p.chat.clone(),
@@ -82,7 +83,8 @@ impl Gateway {
             target: p.target,
             summary: p.summary.trim().to_string(),
             payload_json: crate::actions::canonical(&p.payload),
-            payload_hash: payload_hash(&p.payload),
+            payload_hash: crate::actions::sha256_hex(&hashed),
+            hashed,
             ttl_ms: self.config.approval_ttl.as_millis() as i64,
             tell_requester: verified,
         };
@@ -95,14 +97,15 @@ impl Gateway {
     /// (`latest`: newest pending of this chat, else of all chats).
     async fn resolve_action(&self, id: &str, chat: Option<&ChatRef>) -> Result<Approval, ActionError> {
         if id.eq_ignore_ascii_case("latest") {
-            if let Some(c) = chat {
-                let here = self.store.list_approvals(Some("pending".into()), Some(c.clone()), 500).await?;
-                if let Some(a) = here.into_iter().last() {
-                    return Ok(a);
-                }
-            }
-            let all = self.store.list_approvals(Some("pending".into()), None, 500).await?;
-            return all.into_iter().last().ok_or(ActionError::State(ApprovalError::NotFound));
+            let here = match chat {
+                Some(c) => self.store.latest_pending_approval(Some(c.clone())).await?,
+                None => None,
+            };
+            let newest = match here {
+                Some(a) => Some(a),
+                None => self.store.latest_pending_approval(None).await?,
+            };
+            return newest.ok_or(ActionError::State(ApprovalError::NotFound));
         }
         let found = self.store.find_approvals_by_prefix(&id.to_ascii_lowercase(), 2).await?;
         match found.len() {
@@ -130,14 +133,14 @@ impl Gateway {
         let now = self.clock.now_ms();
         let a = self.store.begin_approved_execution(&a.id, me, chat.cloned(), now).await??;
         let outcome = match serde_json::from_str::<serde_json::Value>(&a.payload_json) {
-            Ok(v) if payload_hash(&v) == a.payload_hash => match self.actions.get(&a.action_type) {
+            Ok(v) if action_hash(&a.action_type, &a.target, &v) == a.payload_hash => match self.actions.get(&a.action_type) {
                 Some(exec) => {
                     let o = exec.execute(&a.target, &v).await;
                     (if o.succeeded { "succeeded" } else { "failed" }, o.result)
                 }
                 None => ("failed", format!("no executor for action type {:?} in this runtime", a.action_type)),
             },
-            _ => ("refused", "the stored payload no longer matches its hash; it was not run".to_string()),
+            _ => ("refused", "the stored action (type, target or payload) no longer matches its hash; it was not run".to_string()),
         };
         let tell = (a.tell_requester && Some(&a.chat) != chat)
             .then(|| notice(&a.chat, format!("Action `{}` ({}) was approved: {} — {}", a.id, a.summary, outcome.0, outcome.1)));

@@ -103,8 +103,11 @@ pub struct NewApproval {
     pub summary: String,
     /// Canonical payload JSON.
     pub payload_json: String,
-    /// Its SHA-256 (hex).
+    /// The SHA-256 (hex) of `hashed`.
     pub payload_hash: String,
+    /// The exact text the hash is of (type, target and payload), shown to
+    /// the admins who decide.
+    pub hashed: String,
     /// Lifetime in milliseconds.
     pub ttl_ms: i64,
     /// Whether the requesting chat is told (not when its sender is
@@ -223,22 +226,24 @@ impl Store {
                 "Admin approval required for action `{}` ({}). An admin decides with /approve-action or /deny-action.",
                 a.id, a.summary
             );
-            // Admin chats get Approve/Deny buttons (pressing one runs the same checks as the command).
+            // Whoever can decide sees exactly what the hash binds; admin chats get
+            // Approve/Deny buttons (pressing one runs the same checks as the command).
+            let for_admins = format!(
+                "Approval needed: `{}` {} ({} → {}) from {}.\nExactly this runs (SHA-256 {}):\n```\n{}\n```\n/approve-action {} or /deny-action {} [reason]",
+                a.id, a.summary, a.action_type, a.target, a.requester, a.payload_hash, new.hashed, a.id, a.id
+            );
             let admins = super::chats::admin_chats(tx)?;
-            let with_buttons = |mut m: NewOutbound| {
+            let with_buttons = |chat: &ChatRef| {
+                let mut m = notice(chat, for_admins.clone());
                 m.options.buttons = Button::decide(a.id.as_str());
                 m
             };
             if new.tell_requester {
-                let mine = notice(&a.chat, body);
-                insert(tx, &if admins.contains(&a.chat) { with_buttons(mine) } else { mine }, OutboxStatus::Pending, now)?;
+                let mine = if admins.contains(&a.chat) { with_buttons(&a.chat) } else { notice(&a.chat, body) };
+                insert(tx, &mine, OutboxStatus::Pending, now)?;
             }
-            for admin in admins.into_iter().filter(|c| *c != a.chat) {
-                let body = format!(
-                    "Approval needed: `{}` {} ({} → {}) from {}.\n/approve-action {} or /deny-action {} [reason]",
-                    a.id, a.summary, a.action_type, a.target, a.requester, a.id, a.id
-                );
-                insert(tx, &with_buttons(notice(&admin, body)), OutboxStatus::Pending, now)?;
+            for admin in admins.iter().filter(|c| **c != a.chat) {
+                insert(tx, &with_buttons(admin), OutboxStatus::Pending, now)?;
             }
             Ok(a)
         })
@@ -272,6 +277,19 @@ impl Store {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(f.values([i64::from(limit).into()])), from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The newest pending request of `chat` (of every chat with `None`),
+    /// however many are pending.
+    pub async fn latest_pending_approval(&self, chat: Option<ChatRef>) -> Result<Option<Approval>, StoreError> {
+        self.read(move |c| {
+            let (connector, external) = chat.map(|c| (c.connector, c.external_id)).unzip();
+            let mut f = Filter::default();
+            f.eq("status", Some("pending".to_string())).eq("connector", connector).eq("external_id", external);
+            let sql = format!("SELECT {COLUMNS} FROM approvals{} ORDER BY created_at DESC, rowid DESC LIMIT 1", f.clause());
+            Ok(c.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(f.values([])), from_row).optional()?)
         })
         .await
     }

@@ -165,3 +165,61 @@ async fn requesters_approve_their_own_request_only_as_admins_in_an_admin_channel
     let bad = gw.gateway.propose_action(ProposedAction { target: "file:///etc/passwd".into(), ..proposal(&url, "boss") }).await;
     assert!(matches!(bad, Err(ActionError::Invalid(_))), "bad targets are refused at request time");
 }
+
+/// Issue 14, item 3: the hash covered the payload alone, so a request whose
+/// stored target was changed (a webhook URL pointed elsewhere) still ran.
+#[tokio::test]
+async fn a_target_or_type_changed_after_the_request_is_refused() {
+    let (url, calls) = receiver().await;
+    let (elsewhere, other_calls) = receiver().await;
+    let gw = Gw::start(&[]).await;
+    gw.link("mallory", Role::Member).await;
+    let moved = gw.gateway.propose_action(proposal(&url, "mallory")).await.expect("proposed");
+    let retyped = gw.gateway.propose_action(proposal(&url, "mallory")).await.expect("proposed");
+    let db = rusqlite::Connection::open(gw.store.path()).expect("db");
+    db.execute("UPDATE approvals SET target = ?1 WHERE id = ?2", rusqlite::params![elsewhere, moved.id.as_str()]).expect("tamper");
+    db.execute("UPDATE approvals SET action_type = 'send_email' WHERE id = ?1", [retyped.id.as_str()]).expect("tamper");
+    for a in [&moved, &retyped] {
+        let done = gw.gateway.approve_action(&Actor::operator(), None, a.id.as_str()).await.expect("approved");
+        assert_eq!(done.execution_status, "refused", "{done:?}");
+        assert!(done.execution_result.as_deref().is_some_and(|r| r.contains("no longer matches its hash")), "{done:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst) + other_calls.load(Ordering::SeqCst), 0, "a tampered action never runs");
+}
+
+/// Issue 14, item 3: the admins who decide are shown exactly the text the
+/// hash is of, and the hash.
+#[tokio::test]
+async fn admins_see_exactly_what_is_hashed() {
+    let (url, _calls) = receiver().await;
+    let gw = Gw::start(&[]).await;
+    gw.link("boss", Role::Admin).await;
+    gw.link("mallory", Role::Member).await;
+    gw.say("ops", "boss", ChatKind::Group, "/admin-channel enable").await;
+    let a = gw.gateway.propose_action(proposal(&url, "mallory")).await.expect("proposed");
+    let shown = agent_runtime::actions::hashed_text("webhook", &url, &serde_json::json!({"text": "deploy v2", "level": 3}));
+    assert_eq!(agent_runtime::actions::sha256_hex(&shown), a.payload_hash);
+    let notices = gw.store.chat_messages(&ChatRef::new("test", "ops").expect("chat"), 0, 50).await.expect("outbox");
+    let n = notices.iter().find(|n| n.body.contains(a.id.as_str())).expect("the admin notice");
+    assert!(n.body.contains(&shown) && n.body.contains(&a.payload_hash), "{}", n.body);
+}
+
+/// Issue 14, item 3: `latest` read the 500 oldest pending requests and took
+/// the last of those, so past 500 it picked the wrong one.
+#[tokio::test]
+async fn latest_is_the_newest_pending_request_beyond_500() {
+    let (url, calls) = receiver().await;
+    let gw = Gw::start(&[]).await;
+    gw.link("boss", Role::Admin).await;
+    gw.link("mallory", Role::Member).await;
+    gw.say("ops", "boss", ChatKind::Group, "/admin-channel enable").await;
+    let mut last = None;
+    for _ in 0..502 {
+        gw.clock.advance(1);
+        last = Some(gw.gateway.propose_action(proposal(&url, "mallory")).await.expect("proposed"));
+    }
+    let last = last.expect("proposed");
+    let reply = gw.say("ops", "boss", ChatKind::Group, "/approve-action latest").await;
+    assert!(reply.starts_with(&format!("Action `{}` approved and run.", last.id)), "{reply}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
