@@ -192,13 +192,26 @@ impl Gateway {
     /// message writes nothing, so its rows are not written either
     /// (`Handled::duplicate` tells the caller).
     pub async fn handle_audited(&self, msg: Inbound, delivery: Delivery, audit: Vec<NewAudit>) -> Result<Handled, GatewayError> {
+        self.handle_as(msg, delivery, audit, None).await
+    }
+
+    /// Like [`Gateway::handle_audited`]; with `caller`, the message is that
+    /// actor's own (the admin API's chat, acting as its certificate) instead
+    /// of its sender's as linked on the platform.
+    pub async fn handle_as(
+        &self,
+        msg: Inbound,
+        delivery: Delivery,
+        audit: Vec<NewAudit>,
+        caller: Option<Actor>,
+    ) -> Result<Handled, GatewayError> {
         self.check_text(&msg.text)?;
         let record = self.store.record_inbound(&msg, self.clock.now_ms()).await?;
         if record.duplicate {
             let reply = self.store.reply_to_inbound(record.inbox_id).await?;
             return Ok(Handled { reply, context: record.context, duplicate: true, outbox_id: None });
         }
-        self.run(record, msg, delivery, audit).await
+        self.run(record, msg, delivery, audit, caller).await
     }
 
     /// Stores a connector's batch of messages and advances its cursor in one
@@ -233,7 +246,7 @@ impl Gateway {
     /// Dispatches and answers a stored message (replies go through the outbox).
     #[tracing::instrument(skip_all, fields(chat = %item.msg.chat, trace_id = %item.msg.trace_id))]
     pub async fn process(&self, item: Ingested) -> Result<Handled, GatewayError> {
-        self.run(item.record, item.msg, Delivery::Outbox, Vec::new()).await
+        self.run(item.record, item.msg, Delivery::Outbox, Vec::new(), None).await
     }
 
     /// A connector's stored cursor (see [`Cursor`]).
@@ -263,10 +276,17 @@ impl Gateway {
         }
     }
 
-    async fn run(&self, record: InboundRecord, msg: Inbound, delivery: Delivery, audit: Vec<NewAudit>) -> Result<Handled, GatewayError> {
+    async fn run(
+        &self,
+        record: InboundRecord,
+        msg: Inbound,
+        delivery: Delivery,
+        audit: Vec<NewAudit>,
+        caller: Option<Actor>,
+    ) -> Result<Handled, GatewayError> {
         crate::metrics::metrics().message(&msg.chat.connector, "inbound", "received");
         let ctx = record.context;
-        let actor = self.actor(&msg.from_user_id, record.user);
+        let actor = caller.unwrap_or_else(|| self.actor(&msg.from_user_id, record.user));
         let mut turn = Turn { ctx: &ctx, msg: &msg, actor, inbox_id: record.inbox_id, audit, log_reply: None, decided: false };
         let mut failure = None;
         // A button press carries its button's data, not chat text; nothing else is read from it.
@@ -300,7 +320,8 @@ impl Gateway {
                     tracing::debug!(cmd = cmd.name(), "command");
                     let (reply, error) = self.command(&mut turn, cmd).await;
                     failure = error;
-                    Some(reply)
+                    // An empty reply is a silent refusal (a rate limit already noticed once).
+                    (!reply.is_empty()).then_some(reply)
                 }
                 Ok(Parsed::Usage(name)) => Some(format!("Usage: {}", usage(name))),
                 Ok(Parsed::Unknown(name)) => Some(format!("Unknown command /{name}. Try /help.")),
@@ -356,6 +377,19 @@ impl Gateway {
         if let Err(denial) = check(&t.actor, t.ctx, t.msg.kind, &cmd) {
             t.note("permission.denied", Decision::Deny, Some(format!("/{}: {}", cmd.name(), denial.reason())), None);
             return (denial.reply(), None);
+        }
+        // Commands that spend or write pass the channel rules and the task rate limit too.
+        let cost = perm::rule(cmd.name()).cost;
+        match rules::decide_command(&self.config.rules, &self.limiter, &t.actor, t.ctx, t.msg, cost, self.clock.now_ms()) {
+            Verdict::Allow => {}
+            Verdict::Silent(reason) => {
+                t.note(rule_event(reason), Decision::Deny, Some(format!("/{}: {reason}", cmd.name())), None);
+                return (String::new(), None);
+            }
+            Verdict::Notice(reason, notice) => {
+                t.note(rule_event(reason), Decision::Deny, Some(format!("/{}: {reason}", cmd.name())), None);
+                return (notice, None);
+            }
         }
         let result = match cmd {
             Command::Help => Ok(replies::help(t)),

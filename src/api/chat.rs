@@ -52,6 +52,10 @@ pub async fn post_chat(State(s): State<ApiState>, Caller(caller): Caller, ApiJso
     if text.is_empty() {
         return Err(ApiError::bad_request("text is required"));
     }
+    // The CLI's own chat (no connector or sender named) is the certificate's:
+    // it acts with the caller's role. Naming a sender acts as that sender.
+    let own = body.connector.as_deref().is_none_or(|c| c.trim().is_empty() || c.trim() == "codex")
+        && non_empty(body.from_user_id.clone()).is_none();
     let connector = non_empty(body.connector).unwrap_or_else(|| "codex".into());
     let from = non_empty(body.from_user_id);
     let external_id = non_empty(body.external_id).or_else(|| from.clone()).unwrap_or_else(|| "codex-cli".into());
@@ -89,7 +93,7 @@ pub async fn post_chat(State(s): State<ApiState>, Caller(caller): Caller, ApiJso
         reason: Some("POST /api/v1/chat → 200".into()),
         subject: Some("/api/v1/chat".into()),
     };
-    let handled = s.gateway.handle_audited(msg, Delivery::Inline, vec![row]).await?;
+    let handled = s.gateway.handle_as(msg, Delivery::Inline, vec![row], own.then_some(caller)).await?;
     let duplicate = handled.duplicate;
     let mut resp = Json(ChatOut {
         handled: handled.reply.is_some(),

@@ -10,8 +10,9 @@ use std::time::Duration;
 pub struct GatewayConfig {
     /// `AGENT_RUNTIME_MAX_MESSAGE_BYTES` (default 32768): longer chat text is refused.
     pub max_message_bytes: usize,
-    /// `AGENT_RUNTIME_GATEWAY_GUEST_ROLE` (default `member`): the role unlinked
-    /// senders act with (`member`, `viewer` or `none`).
+    /// `AGENT_RUNTIME_GATEWAY_GUEST_ROLE` (default `none`): the role unlinked
+    /// senders act with (`member`, `viewer` or `none`). With `none` a
+    /// stranger may only pair and ask for help.
     pub guest_role: Option<Role>,
     /// Rules for free text that would reach the LLM.
     pub rules: ChannelRules,
@@ -43,6 +44,12 @@ pub struct ChannelRules {
     pub rate_limit_per_window: u32,
     /// `AGENT_RUNTIME_LLM_RATE_LIMIT_WINDOW_SECONDS` (default 60).
     pub rate_limit_window: Duration,
+    /// `AGENT_RUNTIME_TASK_RATE_LIMIT_PER_WINDOW` (default 10; 0 disables):
+    /// commands that queue work or write (`/task`, `/monitor`, `/cancel`)
+    /// per non-admin sender and chat per window.
+    pub task_rate_limit_per_window: u32,
+    /// `AGENT_RUNTIME_TASK_RATE_LIMIT_WINDOW_SECONDS` (default 600).
+    pub task_rate_limit_window: Duration,
 }
 
 impl Default for ChannelRules {
@@ -54,6 +61,8 @@ impl Default for ChannelRules {
             allowed_context_ids: Vec::new(),
             rate_limit_per_window: 8,
             rate_limit_window: Duration::from_secs(60),
+            task_rate_limit_per_window: 10,
+            task_rate_limit_window: Duration::from_secs(600),
         }
     }
 }
@@ -86,10 +95,12 @@ pub(super) fn read(r: &mut Reader<'_>) -> GatewayConfig {
         allowed_context_ids: r.parsed("AGENT_RUNTIME_LLM_ALLOWED_CONTEXT_IDS", Vec::new(), |s| Ok(csv(s))),
         rate_limit_per_window: r.int("AGENT_RUNTIME_LLM_RATE_LIMIT_PER_WINDOW", 8, 0, 100_000) as u32,
         rate_limit_window: r.seconds("AGENT_RUNTIME_LLM_RATE_LIMIT_WINDOW_SECONDS", 60, 1, 86_400),
+        task_rate_limit_per_window: r.int("AGENT_RUNTIME_TASK_RATE_LIMIT_PER_WINDOW", 10, 0, 100_000) as u32,
+        task_rate_limit_window: r.seconds("AGENT_RUNTIME_TASK_RATE_LIMIT_WINDOW_SECONDS", 600, 1, 86_400),
     };
     GatewayConfig {
         max_message_bytes: r.int("AGENT_RUNTIME_MAX_MESSAGE_BYTES", 32_768, 256, 1 << 20) as usize,
-        guest_role: r.parsed("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", Some(Role::Member), guest),
+        guest_role: r.parsed("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", None, guest),
         rules,
         pairing_ttl: r.seconds("AGENT_RUNTIME_PAIRING_TTL_SECONDS", 600, 10, 86_400),
         pairing_max_requests: r.int("AGENT_RUNTIME_PAIRING_MAX_REQUESTS", 3, 1, 100) as u32,

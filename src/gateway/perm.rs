@@ -5,6 +5,18 @@
 use super::command::Command;
 use crate::domain::{Actor, ChatKind, Context, Role};
 
+/// What running a command costs, which decides the channel rules and the
+/// rate limit it passes (`rules::decide_command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Reads or answers from what is stored.
+    Read,
+    /// Changes stored state (counted by the task rate limit).
+    Write,
+    /// Queues model work that costs money (the channel rules and the task rate limit).
+    Llm,
+}
+
 /// A command's requirements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -14,12 +26,14 @@ pub struct Rule {
     pub admin_context: bool,
     /// Only in a private chat.
     pub private_only: bool,
+    /// What it costs.
+    pub cost: Cost,
 }
 
-const ANYONE: Rule = Rule { min: None, admin_context: false, private_only: false };
+const ANYONE: Rule = Rule { min: None, admin_context: false, private_only: false, cost: Cost::Read };
 
 const fn role(min: Role) -> Rule {
-    Rule { min: Some(min), admin_context: false, private_only: false }
+    Rule { min: Some(min), admin_context: false, private_only: false, cost: Cost::Read }
 }
 
 /// The rule for a command name (as in `COMMANDS`).
@@ -28,10 +42,12 @@ pub fn rule(name: &str) -> Rule {
         "help" | "whoami" => ANYONE,
         "pair" => Rule { private_only: true, ..ANYONE },
         "tasks" | "status" | "search" | "open" | "objectives" => role(Role::Viewer),
-        "task" | "cancel" | "monitor" => role(Role::Member),
-        "route" => Rule { admin_context: true, ..role(Role::Admin) },
-        // admin-channel, prompt, approve, deny, pending-actions, approve-action, deny-action
-        _ => role(Role::Admin),
+        "task" | "monitor" => Rule { cost: Cost::Llm, ..role(Role::Member) },
+        "cancel" => Rule { cost: Cost::Write, ..role(Role::Member) },
+        "route" => Rule { admin_context: true, cost: Cost::Write, ..role(Role::Admin) },
+        "pending-actions" => role(Role::Admin),
+        // admin-channel, prompt, approve, deny, approve-action, deny-action
+        _ => Rule { cost: Cost::Write, ..role(Role::Admin) },
     }
 }
 
