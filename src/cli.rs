@@ -16,6 +16,7 @@ mod workspace;
 
 use crate::client::{ApiClient, ClientTls};
 use crate::config::Config;
+use crate::runtime::{LockError, ServeError};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -114,7 +115,8 @@ pub enum ConfigCmd {
     Check,
 }
 
-/// Exit code for configuration errors.
+/// Exit code for configuration errors (and for a data directory another
+/// `serve` holds).
 pub const EXIT_CONFIG: u8 = 2;
 
 /// Runs a parsed command line; returns the process exit code.
@@ -152,8 +154,15 @@ async fn serve() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    crate::runtime::run(config).await?;
-    Ok(ExitCode::SUCCESS)
+    match crate::runtime::run(config).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The same data directory twice is a setup mistake, not a crash: exit 2 like one.
+        Err(e @ ServeError::Lock(LockError::Held { .. })) => {
+            eprintln!("agent-runtime: {e}");
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn client(conn: &Conn) -> anyhow::Result<ApiClient> {

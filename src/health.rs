@@ -61,6 +61,8 @@ struct Entry {
     updated_at: UnixMillis,
     /// Beats are promised this often (None: reports only on change).
     interval: Option<Duration>,
+    /// Set by [`Health::fail`]: no later report changes the entry.
+    failed: bool,
 }
 
 /// One component in a snapshot (the Go runtime's fields).
@@ -136,7 +138,11 @@ impl Health {
                 last_beat_at: None,
                 updated_at: now,
                 interval: None,
+                failed: false,
             });
+            if e.failed {
+                return;
+            }
             let changed = e.state != state || (state == State::Degraded && e.error != error);
             e.state = state;
             // A plain beat keeps the last note; any other report replaces it.
@@ -182,6 +188,19 @@ impl Health {
     /// Degraded, with the error.
     pub fn degrade(&self, name: &str, error: impl Into<String>) {
         self.set(name, State::Degraded, None, Some(error.into()), None);
+    }
+
+    /// Degraded for good: the component's task died and the daemon is
+    /// stopping (`Supervisor`); later reports — a beat from a sibling loop
+    /// that shares the component — are ignored, so the failure stays
+    /// visible until the process ends.
+    pub fn fail(&self, name: &str, error: impl Into<String>) {
+        self.set(name, State::Degraded, None, Some(error.into()), None);
+        if let Ok(mut m) = self.inner.lock()
+            && let Some(e) = m.get_mut(&name.to_ascii_lowercase())
+        {
+            e.failed = true;
+        }
     }
 
     /// Turned off by configuration.
@@ -314,5 +333,22 @@ mod tests {
         h.disabled("api", "off");
         h.disabled("outbox", "off");
         assert_eq!(h.snapshot().overall, "idle");
+    }
+
+    // The lease-recovery loop beats `orchestrator` every few seconds; after
+    // the pool coordinator died, one such beat turned the component green
+    // again while the daemon was stopping because of it.
+    #[test]
+    fn a_failed_component_stays_degraded_whatever_else_reports() {
+        let h = Health::new(Arc::new(ManualClock::new(0)), Duration::from_secs(120));
+        h.register_periodic("orchestrator", Duration::from_secs(1));
+        h.beat("orchestrator");
+        h.fail("orchestrator", "task `pool-coordinator` panicked");
+        h.beat("orchestrator");
+        h.healthy("orchestrator", "fine");
+        let s = h.snapshot();
+        let c = s.components.iter().find(|c| c.name == "orchestrator").expect("orchestrator");
+        assert_eq!((c.state, c.error.as_deref()), (State::Degraded, Some("task `pool-coordinator` panicked")));
+        assert_eq!(s.overall, "degraded");
     }
 }

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
     let cli = agent_runtime::cli::Cli::parse();
     if matches!(cli.command, agent_runtime::cli::Cmd::Serve) {
         // Before any thread: may restart the process with the malloc settings.
+        // The data directory's lock is taken after it (`runtime::run`): std
+        // opens files close-on-exec, so a lock taken before would not survive.
         let tuning = agent_runtime::memory::tune_allocator();
         init_logging();
         match tuning {

@@ -149,6 +149,22 @@ impl OrchestratorHandle {
         Ok(out)
     }
 
+    /// Start-up recovery, for a caller holding the data-directory lock and
+    /// before any pool starts: the tasks a dead process left `running` go
+    /// back to the queue at once (see `Store::recover_abandoned_tasks`).
+    /// Returns how many were changed.
+    pub async fn recover_at_start(&self) -> Result<usize, StoreError> {
+        let changed = self.store.recover_abandoned_tasks(self.clock.now_ms(), self.notifier()).await?;
+        if !changed.is_empty() {
+            tracing::warn!(count = changed.len(), "tasks were running when the runtime stopped; requeued them (the attempt counts)");
+            self.work_ready.notify_one();
+            if changed.iter().any(|t| t.status.is_final()) {
+                self.outbox_ready.notify_one();
+            }
+        }
+        Ok(changed.len())
+    }
+
     fn notifier(&self) -> Notifier {
         Notifier { config: self.notify, render: render_notice }
     }

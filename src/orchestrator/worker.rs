@@ -47,7 +47,11 @@ impl Pool {
 }
 
 /// Starts the coordinator (with `concurrency` runner slots) and the
-/// lease-recovery loop under a child of `parent`.
+/// lease-recovery loop under a child of `parent`. Both are essential: a
+/// panic in either degrades `orchestrator` and stops the daemon (the slots
+/// and prefetch buffer are in memory; a clean process recovers the tasks
+/// at start). A task runner's panic only loses that attempt's report: the
+/// runner reports no outcome and the lease runs out.
 pub fn spawn_pool(handle: OrchestratorHandle, executors: Executors, parent: &Supervisor) -> Pool {
     let sup = parent.child();
     let hard_stop = CancellationToken::new();
@@ -58,10 +62,10 @@ pub fn spawn_pool(handle: OrchestratorHandle, executors: Executors, parent: &Sup
         done: done_rx,
         sup: sup.clone(),
     };
+    let (essential, token) = (sup.essential("orchestrator"), sup.token().clone());
+    essential.spawn("pool-coordinator", async move { coordinator.run(token).await });
     let token = sup.token().clone();
-    sup.spawn("pool-coordinator", async move { coordinator.run(token).await });
-    let token = sup.token().clone();
-    sup.spawn("lease-recovery", async move { recovery_loop(handle, token).await });
+    essential.spawn("lease-recovery", async move { recovery_loop(handle, token).await });
     Pool { sup, hard_stop }
 }
 

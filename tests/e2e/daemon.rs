@@ -1,11 +1,12 @@
 //! The real binary: a task through the scripted LLM end to end, a crash
-//! (kill -9) in the middle of a task, and a graceful SIGTERM.
+//! (kill -9) in the middle of a task, a graceful SIGTERM, and one `serve`
+//! per data directory.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, command};
 use crate::support::llm::{FakeLlm, Step};
 use crate::support::wait_until;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn llm_env(llm: &FakeLlm) -> Vec<(&'static str, String)> {
     vec![("AGENT_RUNTIME_LLM_BASE_URL", llm.base_url.clone()), ("AGENT_RUNTIME_LLM_MODEL", "test-model".into())]
@@ -62,13 +63,16 @@ async fn a_task_runs_through_the_llm_into_a_result_file_usage_row_and_notice() {
     assert!(log.contains("`INBOUND`") && log.contains("/task write a haiku") && log.contains("`OUTBOUND`"), "{log}");
 }
 
+// Regression (issue 14, item 8): after a kill -9 the task stayed `running`
+// until its 30 s lease ran out. The restart holds the data directory's lock,
+// which proves the old process is gone, so it requeues the task before any
+// worker starts: the second attempt reaches the model at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_a_task_then_restart_completes_it_exactly_once() {
+async fn kill_9_during_a_task_then_restart_resumes_it_at_once_and_completes_it_exactly_once() {
     let llm = FakeLlm::start().await;
     llm.push([Step::Stall, Step::Reply("finished after the crash".into())]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut env = llm_env(&llm);
-    env.push(("AGENT_RUNTIME_TASK_LEASE_SECONDS", "1".into()));
+    let env = llm_env(&llm); // the default 30 s lease
     let mut d = Daemon::start(dir.path(), &env).await;
     let id = task_id_from(&d.chat("/task survive a crash").await);
     llm.wait_for_requests(1, Duration::from_secs(10)).await;
@@ -76,17 +80,42 @@ async fn kill_9_during_a_task_then_restart_completes_it_exactly_once() {
     d.kill9();
 
     let d = Daemon::start(dir.path(), &env).await;
+    let ready = Instant::now();
+    llm.wait_for_requests(2, Duration::from_secs(2)).await;
+    assert!(ready.elapsed() < Duration::from_secs(2), "second attempt {:?} after readiness", ready.elapsed());
     let task = d.wait_task(&id, "task to succeed after restart", |t| t["status"] == "succeeded").await;
     assert_eq!(task["attempts"], 2, "{task}");
     assert_eq!(task["result_summary"], "finished after the crash");
     assert_eq!(llm.requests().len(), 2, "the model was asked once per attempt");
     let events: Vec<&str> = task["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
-    assert_eq!(events, ["created", "claimed", "lease_expired", "claimed", "succeeded"]);
+    assert_eq!(events, ["created", "claimed", "recovered_at_start", "claimed", "succeeded"]);
     let n = wait_until("completion notice", Duration::from_secs(10), || async { Some(notices(&d).await).filter(|n| !n.is_empty()) }).await;
     assert_eq!(n.len(), 1, "one notice, not two: {n:?}");
     let ws = task["workspace_id"].as_str().expect("ws");
     let results: usize = walk_md(&d.data().join("workspaces").join(ws).join("tasks"));
     assert_eq!(results, 1, "exactly one result file");
+}
+
+// Regression (issue 14, item 7): nothing stopped a second daemon on the same
+// data directory, and two deliver every outbox row twice. It is refused
+// before it opens anything — with the first one's address too, so the lock
+// is checked before the bind — exiting 2 and naming the holder's pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_data_dir_exits_2_naming_the_first_ones_pid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[]).await;
+    let addr = d.base.trim_start_matches("https://").to_string();
+    let mut second = tokio::process::Command::from(command(dir.path(), &[("AGENT_RUNTIME_HTTP_ADDR", addr)]));
+    second.arg("serve").kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(20), second.output()).await.expect("the second serve exits").expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", d.pid())) && stderr.contains("serve.lock"), "{stderr}");
+
+    assert!(d.chat("/help").await.contains("/task"), "the first one keeps serving");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.data().join("agent-runtime/serve.json")).expect("state")).expect("json");
+    assert_eq!(state["pid"], d.pid(), "the first one's state file is untouched");
 }
 
 fn walk_md(dir: &std::path::Path) -> usize {

@@ -237,6 +237,44 @@ async fn leases_expiring_past_the_attempt_limit_fail_the_task_for_good() {
     assert!(notices[0].body.contains("failed after 2 attempt(s)"), "{}", notices[0].body);
 }
 
+// Regression (issue 14, item 8): a restart left the dead process's tasks
+// `running` until their leases ran out. Under the data-directory lock every
+// running task is abandoned, so start-up recovery takes them all at once,
+// leases still valid, as a lease expiry would: attempt counted, event row,
+// a final notice past the attempt limit, a requested cancel honoured.
+#[tokio::test]
+async fn start_recovery_takes_every_running_task_at_once_as_a_lease_expiry_would() {
+    let f = fixture().await;
+    let clock = ManualClock::new(1_000_000);
+    let mut ids = Vec::new();
+    for max_attempts in [3, 1, 3] {
+        ids.push(f.store.enqueue_task(new_task(&f.ctx, TaskKind::Noop, None), max_attempts, 0).await.expect("enqueue").task.id);
+    }
+    let claimed = f.store.claim_tasks("dead/r1".into(), clock.now_ms(), LEASE, 3).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    f.store.cancel_task(&ids[2], "user".into(), clock.now_ms()).await.expect("cancel requested");
+    let untouched = f.store.enqueue_task(new_task(&f.ctx, TaskKind::Noop, None), 3, 0).await.expect("enqueue").task.id;
+
+    clock.advance(1_000); // leases have 9 s left
+    assert!(f.store.recover_expired_leases(clock.now_ms(), notifier()).await.expect("expiry").is_empty());
+    let changed = f.store.recover_abandoned_tasks(clock.now_ms(), notifier()).await.expect("recover");
+    assert_eq!(changed.len(), 3, "every running task, and only those");
+    let task = |i: usize| changed.iter().find(|t| t.id == ids[i]).expect("changed").clone();
+    let requeued = task(0);
+    assert_eq!((requeued.status, requeued.attempts, requeued.not_before), (TaskStatus::Queued, 1, clock.now_ms()));
+    assert!(requeued.error.as_deref().unwrap_or("").contains("the daemon stopped during attempt 1"), "{:?}", requeued.error);
+    assert_eq!(task(1).status, TaskStatus::Failed, "its one attempt is spent");
+    assert_eq!(task(2).status, TaskStatus::Canceled);
+    assert_eq!(f.store.get_task(&untouched).await.expect("task").status, TaskStatus::Queued);
+
+    let events: Vec<String> = f.store.task_events(&ids[0]).await.expect("events").into_iter().map(|e| e.event).collect();
+    assert_eq!(events, ["created", "claimed", "recovered_at_start"]);
+    let again = f.store.claim_tasks("alive/r1".into(), clock.now_ms(), LEASE, 3).await.expect("claim");
+    assert_eq!(again.iter().find(|t| t.id == ids[0]).map(|t| t.attempts), Some(2), "claimable at once; the attempt counted");
+    let notices = f.store.chat_messages(&f.ctx.chat, 0, 10).await.expect("outbox");
+    assert_eq!(notices.len(), 2, "one notice per final task (failed, canceled): {notices:?}");
+}
+
 #[tokio::test]
 async fn retryable_failures_back_off_exponentially_then_fail_honestly() {
     let f = fixture().await;

@@ -150,34 +150,80 @@ impl Store {
     /// Requeues (or, past the attempt limit, fails) every running task whose
     /// lease expired before `now`. Returns the tasks changed.
     pub async fn recover_expired_leases(&self, now: UnixMillis, notifier: Notifier) -> Result<Vec<Task>, StoreError> {
-        self.write(move |c| {
-            let tx: &Connection = c;
-            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND lease_expires_at < ?1");
-            let expired: Vec<Task> = tx.prepare_cached(&sql)?.query_map([now], task_from_row)?.collect::<Result<_, _>>()?;
-            let mut changed = Vec::with_capacity(expired.len());
-            for task in expired {
-                let owner = task.lease_owner.clone();
-                let outcome = if task.cancel_requested {
-                    FinishOutcome::Canceled
-                } else {
-                    let error = format!(
-                        "lease expired: worker {} stopped renewing during attempt {}",
-                        owner.as_deref().unwrap_or("?"),
-                        task.attempts
-                    );
-                    FinishOutcome::Failed { error, retryable: true }
-                };
-                let retry = RetryPolicy { base: Duration::ZERO, max: Duration::ZERO };
-                let task = apply_outcome(tx, &task, owner.as_deref(), outcome, retry, now)?;
-                if task.status.is_final() {
-                    queue_task_notices(tx, &task, &notifier, now)?;
-                }
-                changed.push(task);
-            }
-            Ok(changed)
-        })
-        .await
+        self.write(move |c| abandon_running(c, Abandoned::LeaseExpired, now, &notifier)).await
     }
+
+    /// At start, under the data-directory lock (`runtime::DataLock`): every
+    /// `running` task — started or only prefetched — belongs to a process
+    /// that is gone, so each is requeued at once (or, past the attempt
+    /// limit, failed; canceled if a cancel was asked) as a lease expiry
+    /// would, with its `task_events` row, instead of waiting out the lease.
+    /// The attempt counts. Call it only while holding the lock and before
+    /// any worker of this process claims. Returns the tasks changed.
+    pub async fn recover_abandoned_tasks(&self, now: UnixMillis, notifier: Notifier) -> Result<Vec<Task>, StoreError> {
+        self.write(move |c| abandon_running(c, Abandoned::ProcessGone, now, &notifier)).await
+    }
+}
+
+/// Why a running task is taken from its worker.
+#[derive(Debug, Clone, Copy)]
+enum Abandoned {
+    /// The worker stopped renewing; the lease ran out.
+    LeaseExpired,
+    /// The daemon that ran it is gone (found at start, under the lock).
+    ProcessGone,
+}
+
+impl Abandoned {
+    /// The task event of a requeue.
+    fn event(self) -> &'static str {
+        match self {
+            Abandoned::LeaseExpired => "lease_expired",
+            Abandoned::ProcessGone => "recovered_at_start",
+        }
+    }
+
+    fn error(self, task: &Task) -> String {
+        let owner = task.lease_owner.as_deref().unwrap_or("?");
+        match self {
+            Abandoned::LeaseExpired => format!("lease expired: worker {owner} stopped renewing during attempt {}", task.attempts),
+            Abandoned::ProcessGone => {
+                format!("the daemon stopped during attempt {} (worker {owner}); requeued at the next start", task.attempts)
+            }
+        }
+    }
+}
+
+/// Takes the running tasks `why` selects from their workers: requeued with
+/// no delay, failed past the attempt limit (with notices), or canceled if a
+/// cancel was requested.
+fn abandon_running(c: &Connection, why: Abandoned, now: UnixMillis, notifier: &Notifier) -> Result<Vec<Task>, StoreError> {
+    let expired: Vec<Task> = match why {
+        Abandoned::LeaseExpired => {
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND lease_expires_at < ?1");
+            c.prepare_cached(&sql)?.query_map([now], task_from_row)?.collect::<Result<_, _>>()?
+        }
+        Abandoned::ProcessGone => {
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running'");
+            c.prepare_cached(&sql)?.query_map([], task_from_row)?.collect::<Result<_, _>>()?
+        }
+    };
+    let mut changed = Vec::with_capacity(expired.len());
+    for task in expired {
+        let owner = task.lease_owner.clone();
+        let outcome = if task.cancel_requested {
+            FinishOutcome::Canceled
+        } else {
+            FinishOutcome::Failed { error: why.error(&task), retryable: true }
+        };
+        let retry = RetryPolicy { base: Duration::ZERO, max: Duration::ZERO };
+        let task = apply_outcome(c, &task, owner.as_deref(), outcome, retry, now, why.event())?;
+        if task.status.is_final() {
+            queue_task_notices(c, &task, notifier, now)?;
+        }
+        changed.push(task);
+    }
+    Ok(changed)
 }
 
 /// One attempt's outcome, reported by the lease holder.
@@ -198,7 +244,7 @@ fn finish_one(c: &Connection, f: &Finished, retry: RetryPolicy, notifier: &Notif
     if task.status != TaskStatus::Running || task.lease_owner.as_deref() != Some(f.owner.as_str()) {
         return Err(StoreError::StaleLease(f.id.to_string()));
     }
-    let task = apply_outcome(c, &task, Some(&f.owner), f.outcome.clone(), retry, now)?;
+    let task = apply_outcome(c, &task, Some(&f.owner), f.outcome.clone(), retry, now, "retry_scheduled")?;
     if task.status.is_final() {
         queue_task_notices(c, &task, notifier, now)?;
     }
@@ -241,7 +287,10 @@ fn update(c: &Connection, set: &str, params: impl rusqlite::Params) -> Result<Ta
     Ok(c.prepare_cached(&sql)?.query_row(params, task_from_row)?)
 }
 
-/// Applies an outcome to a running task; returns the task as it is now.
+/// Applies an outcome to a running task; returns the task as it is now. A
+/// retryable failure requeues it under `requeue_event` (`retry_scheduled`
+/// when its worker reported it, `lease_expired` / `recovered_at_start` when
+/// it was taken from its worker).
 fn apply_outcome(
     tx: &Connection,
     task: &Task,
@@ -249,6 +298,7 @@ fn apply_outcome(
     outcome: FinishOutcome,
     retry: RetryPolicy,
     now: UnixMillis,
+    requeue_event: &'static str,
 ) -> Result<Task, StoreError> {
     let id = task.id.as_str();
     let running = Some(TaskStatus::Running);
@@ -265,9 +315,7 @@ fn apply_outcome(
         FinishOutcome::Failed { error, retryable } if retryable && task.attempts < task.max_attempts => {
             let at = now + retry.delay(task.attempts).as_millis() as i64;
             let t = update(tx, "status = 'queued', error = ?3, not_before = ?4", params![id, now, error, at])?;
-            let expired = task.lease_expires_at.is_some_and(|e| e < now) && worker == task.lease_owner.as_deref();
-            let event = if expired { "lease_expired" } else { "retry_scheduled" };
-            add_event(tx, id, t.version, now, event, running, Some(TaskStatus::Queued), task.attempts, worker, Some(&error))?;
+            add_event(tx, id, t.version, now, requeue_event, running, Some(TaskStatus::Queued), task.attempts, worker, Some(&error))?;
             Ok(t)
         }
         FinishOutcome::Failed { error, retryable } => {
