@@ -279,13 +279,13 @@ pub async fn serve(config: Config, listener: TcpListener, stop: CancellationToke
     health.healthy("runtime", format!("agent-runtime {}", crate::VERSION));
     tracing::info!(url = %format!("{scheme}://{addr}"), mutual_tls = tls.is_some(), db = %config.paths.db_path.display(), llm = %llm.describe(), workers = config.orchestrator.concurrency, "agent-runtime serving");
 
-    let app = router(state, config.http.max_body_bytes);
+    let app = router(state, &config.http);
     let api: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match &tls {
         Some(tls) => {
             let (reload, hup_health) = (tls.clone(), health.clone());
             let hup_stop = root.token().clone();
             root.spawn("tls-reload", async move { reload_on_sighup(reload, hup_health, hup_stop).await });
-            Box::pin(serve_tls(listener, app, tls.clone(), config.http.handshake_timeout, root.child(), api_stop.clone()))
+            Box::pin(serve_tls(listener, app, tls.clone(), (&config.http).into(), root.child(), api_stop.clone()))
         }
         None => Box::pin(serve_api(listener, app, api_stop.clone())),
     };

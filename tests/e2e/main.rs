@@ -15,6 +15,7 @@ mod discord;
 mod email;
 mod events;
 mod gateway;
+mod intake;
 mod llm;
 mod observability;
 mod outbox;
