@@ -12,6 +12,7 @@ mod layers;
 mod objectives;
 mod pairings;
 mod roles;
+mod target;
 mod tasks;
 mod tls;
 mod usage;

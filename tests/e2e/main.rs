@@ -8,6 +8,7 @@ mod support;
 
 mod admin_api;
 mod api;
+mod api_trust;
 mod approvals;
 mod cli;
 mod daemon;
