@@ -241,7 +241,7 @@ mod tests {
         for _ in 0..99 {
             assert_eq!(t.hit(), None);
         }
-        t.state.lock().expect("lock").0 = Some(Instant::now() - Duration::from_secs(2));
+        t.state.lock().expect("lock").0 = Instant::now().checked_sub(Duration::from_secs(2));
         assert_eq!(t.hit(), Some(100));
     }
 }
