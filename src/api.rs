@@ -6,20 +6,25 @@ mod approvals;
 mod chat;
 mod error;
 mod events;
+mod guard;
+mod intake;
 mod layers;
 mod objectives;
 mod pairings;
 mod roles;
+mod target;
 mod tasks;
 mod tls;
 mod usage;
 mod workspaces;
 
-pub use tls::{AdminClient, Caller, TlsState, serve_tls};
+pub use intake::IntakeLimits;
+pub use tls::{AdminClient, Caller, RefusedCertificate, TlsState, serve_tls};
 
 pub use error::ApiError;
 
 use crate::clock::SharedClock;
+use crate::config::HttpConfig;
 use crate::gateway::Gateway;
 use crate::orchestrator::OrchestratorHandle;
 use crate::store::Store;
@@ -59,9 +64,16 @@ pub struct ApiState {
     pub started: std::time::Instant,
 }
 
-/// The router with every route.
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+/// The router with every route, and the checks every request passes
+/// (outermost first): counted; audited when not a `GET` (so every refusal
+/// below is audited too); a refused certificate (403), a non-loopback `Host`
+/// in plain mode (421), a browser's request (403), a body that is not JSON
+/// (415) and an oversized body (413) are refused; then the route's least
+/// role (403) and the handler.
+pub fn router(state: ApiState, http: &HttpConfig) -> Router {
+    let max_body_bytes = http.max_body_bytes;
     let idem = || axum::middleware::from_fn_with_state(state.clone(), layers::idempotency);
+    let sse = axum::Extension(events::Subscribers::new(http.max_sse_subscribers));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -92,7 +104,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/contexts/{id}/admin", post(workspaces::set_admin))
         .route("/api/v1/audit", get(approvals::audit))
         .route("/api/v1/usage", get(usage::usage))
-        .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/events", get(events::stream).layer(sse))
         .route("/api/v1/events/log", get(events::log))
         .route("/api/v1/pairings", get(pairings::list))
         // No idempotency key here: a replay would need the token, which is
@@ -101,13 +113,19 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/pairings/lookup", post(pairings::lookup))
         .route("/api/v1/pairings/approve", post(pairings::approve))
         .route("/api/v1/pairings/deny", post(pairings::deny))
-        // Role check inside the audit layer, so a refused change is audited too.
+        // Only on matched routes: an unknown path stays 404, a wrong method 405.
         .route_layer(axum::middleware::from_fn(roles::authorize))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), layers::audit_mutations))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // `layer` (not `route_layer`) from here: these also wrap the 404 and
+        // 405 fallbacks, so those refusals are audited too.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(max_body_bytes, layers::reject_oversized))
+        .layer(axum::middleware::from_fn(guard::json_bodies))
+        .layer(axum::middleware::from_fn(guard::no_browsers))
+        .layer(axum::middleware::from_fn_with_state(http.plain_http, guard::loopback_host))
+        .layer(axum::middleware::from_fn(guard::refuse_certificate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), layers::audit_mutations))
         .layer(axum::middleware::from_fn(layers::count_requests))
         .with_state(state)
 }

@@ -105,6 +105,15 @@ pub struct HttpConfig {
     pub tls_files: Option<TlsFiles>,
     /// `AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS` (default 10).
     pub handshake_timeout: Duration,
+    /// `AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS` (default 256): authenticated
+    /// admin connections served at once; past it a new one gets 503.
+    pub max_connections: usize,
+    /// `AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES` (default 64): connections still
+    /// in their TLS handshake at once; past it the oldest is dropped.
+    pub max_handshakes: usize,
+    /// `AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS` (default 32): open
+    /// `/api/v1/events` streams; past it a new one gets 503.
+    pub max_sse_subscribers: usize,
     /// `AGENT_RUNTIME_HEALTH_ADDR` (default unset): a plain-HTTP loopback
     /// listener serving only `/healthz` and `/readyz`, for probes.
     pub health_addr: Option<SocketAddr>,
@@ -369,6 +378,9 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         plain_http: r.bool("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", false),
         tls_files,
         handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
+        max_connections: r.int("AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS", 256, 1, 65_536) as usize,
+        max_handshakes: r.int("AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES", 64, 1, 4096) as usize,
+        max_sse_subscribers: r.int("AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS", 32, 1, 4096) as usize,
         health_addr: r.parsed("AGENT_RUNTIME_HEALTH_ADDR", None, |raw| validate::http_addr(raw).map(Some)),
         events_slow_client: r.seconds("AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS", 30, 1, 3600),
         events_retention: Duration::from_secs(3600 * r.int("AGENT_RUNTIME_EVENTS_RETENTION_HOURS", 168, 1, 24 * 3650)),

@@ -14,4 +14,7 @@ pub use message::{
     OutboundOptions, OutboxStatus, SenderVerdict,
 };
 pub use schedule::{Schedule, check_timezone};
-pub use task::{NewTask, NotifyPolicy, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue, title_from};
+pub use task::{
+    NewTask, NotifyPolicy, RESERVED_RUN_KEY_PREFIXES, TASK_TITLE_MAX, Task, TaskEvent, TaskKind, TaskStatus, UnknownValue,
+    reserved_run_key_prefix, title_from,
+};

@@ -270,23 +270,84 @@ pub fn server_config(ca: &Path, cert: &Path, key_file: &Path) -> Result<Arc<rust
 pub struct ClientIdentity {
     /// Subject CN.
     pub name: String,
-    /// The role: the certificate's OU when it names one, else `admin`.
+    /// The role: the certificate's one OU.
     pub role: Role,
 }
 
-/// Reads the CN and role of a client certificate (already verified by the handshake).
-pub fn identity(cert: &CertificateDer<'_>) -> Result<ClientIdentity, PkiError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| PkiError::Invalid(format!("client certificate cannot be parsed: {e}")))?;
+/// Why a verified client certificate names no usable caller. Each refuses
+/// every request on the connection (→ 403 with this text) and is logged with
+/// the certificate's CN.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The certificate cannot be parsed.
+    #[error("the client certificate cannot be parsed: {0}")]
+    Unparsable(String),
+    /// The subject has no CN.
+    #[error("the client certificate has no subject CN, which names the caller")]
+    NoName,
+    /// The subject has no OU.
+    #[error(
+        "the client certificate {cn:?} carries no role: its subject needs exactly one OU naming a role (overlord, admin, operator, member or viewer); \
+         issue one with `agent-runtime pki issue-client NAME --role ROLE`"
+    )]
+    NoRole {
+        /// Subject CN.
+        cn: String,
+    },
+    /// An OU that is not a role.
+    #[error(
+        "the client certificate {cn:?} carries OU {ou:?}, which is not a role (overlord, admin, operator, member or viewer); its subject needs exactly one OU naming a role"
+    )]
+    UnknownRole {
+        /// Subject CN.
+        cn: String,
+        /// The OU.
+        ou: String,
+    },
+    /// More than one role.
+    #[error("the client certificate {cn:?} carries more than one role ({roles}); its subject needs exactly one OU naming a role")]
+    SeveralRoles {
+        /// Subject CN.
+        cn: String,
+        /// The roles, comma-separated.
+        roles: String,
+    },
+}
+
+impl IdentityError {
+    /// The certificate's CN, when it has one (for the log line).
+    pub fn cn(&self) -> Option<&str> {
+        match self {
+            Self::NoRole { cn } | Self::UnknownRole { cn, .. } | Self::SeveralRoles { cn, .. } => Some(cn),
+            Self::Unparsable(_) | Self::NoName => None,
+        }
+    }
+}
+
+/// Reads the CN and role of a client certificate (already verified by the
+/// handshake). Fails closed: the subject must carry exactly one role as OU
+/// (the same OU repeated counts once); no OU, an OU that is not a role, or
+/// two roles is an error, never a default role.
+pub fn identity(cert: &CertificateDer<'_>) -> Result<ClientIdentity, IdentityError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
     let subject = parsed.subject();
-    let name = subject
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| PkiError::Invalid("client certificate has no subject CN".into()))?;
-    let role = subject.iter_organizational_unit().filter_map(|ou| ou.as_str().ok()).find_map(Role::parse).unwrap_or(Role::Admin);
-    Ok(ClientIdentity { name, role })
+    let name = subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string).ok_or(IdentityError::NoName)?;
+    let mut roles = Vec::new();
+    for ou in subject.iter_organizational_unit() {
+        let text = ou.as_str().map_err(|e| IdentityError::UnknownRole { cn: name.clone(), ou: format!("(unreadable: {e})") })?;
+        let role = Role::parse(text).ok_or_else(|| IdentityError::UnknownRole { cn: name.clone(), ou: text.to_string() })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    match roles.as_slice() {
+        [] => Err(IdentityError::NoRole { cn: name }),
+        [role] => Ok(ClientIdentity { role: *role, name }),
+        several => {
+            let roles = several.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+            Err(IdentityError::SeveralRoles { cn: name, roles })
+        }
+    }
 }
 
 /// One certificate, described for `pki show`.
@@ -360,11 +421,58 @@ mod tests {
         }
         assert!(matches!(issue_client(&pki, "ops", Role::Admin, 0), Err(PkiError::Invalid(_))));
         let (cert, _) = issue_client(&pki, "ops", Role::Operator, 30).expect("issue");
-        let id = identity(&certs(&cert).expect("certs")[0]).expect("identity");
+        let der = certs(&cert).expect("certs").remove(0);
+        let id = identity(&der).expect("identity");
         assert_eq!(id, ClientIdentity { name: "ops".into(), role: Role::Operator });
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).expect("parse");
+        assert_eq!(parsed.subject().iter_organizational_unit().count(), 1, "exactly one OU, the role");
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "hello").expect("write");
         assert!(matches!(certs(&garbage), Err(PkiError::Pem { .. })));
         assert!(matches!(key(&garbage), Err(PkiError::Pem { .. })));
+    }
+
+    /// A client certificate from `pki`'s CA with these OUs (rcgen keeps one
+    /// value per attribute type, so a second OU goes in under its OID).
+    fn client_with_ous(pki: &PkiDir, cn: Option<&str>, ous: &[&str]) -> CertificateDer<'static> {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        let mut dn = DistinguishedName::new();
+        if let Some(cn) = cn {
+            dn.push(DnType::CommonName, cn);
+        }
+        for (i, ou) in ous.iter().enumerate() {
+            let ty = if i == 0 { DnType::OrganizationalUnitName } else { DnType::CustomDnType(vec![2, 5, 4, 11]) };
+            dn.push(ty, *ou);
+        }
+        p.distinguished_name = dn;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &issuer(pki).expect("issuer")).expect("sign");
+        cert.der().clone()
+    }
+
+    /// Regression (issue 14): a certificate without a role OU, or with an OU
+    /// that is not a role, was treated as `admin`.
+    #[test]
+    fn a_certificate_names_exactly_one_role_or_no_caller_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = PkiDir::new(dir.path().to_path_buf());
+        init(&pki).expect("init");
+        let ok = identity(&client_with_ous(&pki, Some("ops"), &["operator"])).expect("one role");
+        assert_eq!(ok, ClientIdentity { name: "ops".into(), role: Role::Operator });
+        let twice = identity(&client_with_ous(&pki, Some("ops"), &["viewer", "VIEWER"])).expect("the same role twice is one role");
+        assert_eq!(twice.role, Role::Viewer);
+
+        let none = identity(&client_with_ous(&pki, Some("carol"), &[])).expect_err("no OU");
+        assert_eq!(none, IdentityError::NoRole { cn: "carol".into() });
+        assert!(none.to_string().contains("exactly one OU naming a role") && none.to_string().contains("pki issue-client"), "{none}");
+        let unknown = identity(&client_with_ous(&pki, Some("dave"), &["Engineering"])).expect_err("not a role");
+        assert_eq!(unknown, IdentityError::UnknownRole { cn: "dave".into(), ou: "Engineering".into() });
+        let mixed = identity(&client_with_ous(&pki, Some("dave"), &["viewer", "Engineering"])).expect_err("a role and a stranger");
+        assert!(matches!(mixed, IdentityError::UnknownRole { .. }), "{mixed}");
+        let two = identity(&client_with_ous(&pki, Some("eve"), &["viewer", "overlord"])).expect_err("two roles");
+        assert_eq!(two, IdentityError::SeveralRoles { cn: "eve".into(), roles: "viewer, overlord".into() });
+        assert_eq!(two.cn(), Some("eve"));
+        assert_eq!(identity(&client_with_ous(&pki, None, &["admin"])), Err(IdentityError::NoName));
     }
 }

@@ -1,14 +1,15 @@
-//! Approvals and audit: `POST /api/v1/approvals` (propose an action for a
-//! chat user), `GET /api/v1/approvals` (status/chat filters),
+//! Approvals and audit: `POST /api/v1/approvals` (propose an action, in the
+//! caller's own name, told to an existing chat), `GET /api/v1/approvals` (status/chat filters),
 //! `GET /api/v1/approvals/{id}`, `POST /api/v1/approvals/{id}/approve|deny`,
 //! and `GET /api/v1/audit`. Decisions are taken as the caller: the client
 //! certificate's admin, or the local operator over plain loopback HTTP.
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery, decision_status};
+use super::target::{API_CONNECTOR, context_for};
 use super::tls::Caller;
 use crate::domain::{ApprovalId, ChatRef};
-use crate::gateway::{ActionError, ProposedAction};
+use crate::gateway::{ActionError, ProposedAction, UNTRUSTED_TASK};
 use crate::store::{Approval, ApprovalError, AuditEvent, AuditFilter};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -32,9 +33,11 @@ impl From<ActionError> for ApiError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProposeIn {
-    connector: String,
-    external_id: String,
-    from_user_id: String,
+    /// The chat told about the request and its outcome (default: the API's mailbox).
+    connector: Option<String>,
+    external_id: Option<String>,
+    /// Refused when given: the requester is the caller.
+    from_user_id: Option<String>,
     display_name: Option<String>,
     action_type: String,
     target: String,
@@ -42,22 +45,40 @@ pub struct ProposeIn {
     payload: serde_json::Value,
 }
 
-pub async fn propose(State(s): State<ApiState>, ApiJson(b): ApiJson<ProposeIn>) -> Result<(StatusCode, Json<Approval>), ApiError> {
-    let chat = ChatRef::new(&b.connector, &b.external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if b.from_user_id.trim().is_empty() {
-        return Err(ApiError::bad_request("from_user_id is required"));
+/// `POST /api/v1/approvals`: the caller's certificate is the requester
+/// (`cert:<CN>`); the chat must exist (or the caller be an admin, audited).
+pub async fn propose(
+    State(s): State<ApiState>,
+    Caller(caller): Caller,
+    ApiJson(b): ApiJson<ProposeIn>,
+) -> Result<(StatusCode, Json<Approval>), ApiError> {
+    let requester = caller.audit_name(None);
+    if b.from_user_id.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "from_user_id cannot be set: an action proposed through the API is requested by the caller ({requester}), not a chat user"
+        )));
     }
-    let display_name = b.display_name.unwrap_or_else(|| b.external_id.clone());
+    if b.action_type == UNTRUSTED_TASK {
+        return Err(ApiError::bad_request(format!(
+            "{UNTRUSTED_TASK} is the runtime's own action type (held messages); it cannot be proposed"
+        )));
+    }
+    let external_id = b.external_id.unwrap_or_else(|| "codex-cli".into());
+    let chat =
+        ChatRef::new(b.connector.as_deref().unwrap_or(API_CONNECTOR), &external_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let display_name = b.display_name.unwrap_or(external_id);
     let p = ProposedAction {
         chat,
-        from_user_id: b.from_user_id.trim().to_string(),
+        from_user_id: caller.platform_user_id.clone(),
         display_name,
         action_type: b.action_type,
         target: b.target,
         summary: b.summary,
         payload: b.payload,
     };
-    Ok((StatusCode::CREATED, Json(s.gateway.propose_action(p).await?)))
+    // Before the gateway, which would create the chat's context itself.
+    context_for(&s, &caller, &p.chat, &p.display_name, "POST /api/v1/approvals").await?;
+    Ok((StatusCode::CREATED, Json(s.gateway.propose_action_as_api(&caller, p).await?)))
 }
 
 #[derive(Debug, Deserialize)]

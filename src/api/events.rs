@@ -8,21 +8,26 @@
 //! [`QUEUED_BATCHES`]. Memory per subscriber is therefore bounded whatever
 //! the client does; a client whose connection accepts nothing for
 //! `AGENT_RUNTIME_EVENTS_SLOW_CLIENT_SECONDS` is disconnected, and resumes
-//! from the log with `Last-Event-ID`, missing nothing.
+//! from the log with `Last-Event-ID`, missing nothing. At most
+//! `AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS` streams are open at once; past
+//! that a new one gets 503 (and a log line), and a stream's place is freed
+//! as soon as its client goes.
 
 use super::error::{ApiQuery, page_limit};
+use super::intake::Throttled;
 use super::{ApiError, ApiState};
 use crate::store::{Event, Store};
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Batches waiting for the client's connection, per subscriber.
@@ -33,6 +38,35 @@ const PAGE: u32 = 500;
 const BATCH: usize = 256;
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The places for open streams, shared by every request.
+#[derive(Debug, Clone)]
+pub(super) struct Subscribers {
+    slots: Arc<Semaphore>,
+    max: usize,
+    refused: Arc<Throttled>,
+}
+
+impl Subscribers {
+    /// Room for `max` open streams.
+    pub(super) fn new(max: usize) -> Self {
+        Self { slots: Arc::new(Semaphore::new(max)), max, refused: Arc::default() }
+    }
+
+    /// A place, or the 503 that says there is none.
+    fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            if let Some(n) = self.refused.hit() {
+                tracing::warn!(refused = n, cap = self.max, "event-stream subscriber cap reached (AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS): answered 503");
+            }
+            let message = format!(
+                "{} event streams are open, the most allowed (AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS); retry later or page /api/v1/events/log",
+                self.max
+            );
+            ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message }
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +96,7 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
 /// The stream. Without a resume point it starts with events committed from now on.
 pub(super) async fn stream(
     State(s): State<ApiState>,
+    Extension(subscribers): Extension<Subscribers>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
@@ -72,6 +107,7 @@ pub(super) async fn stream(
             q.after.map(|a| if a < 0 { Err(ApiError::bad_request("after must be a non-negative event id")) } else { Ok(a) }).transpose()?
         }
     };
+    let place = subscribers.take()?;
     // Subscribe before reading the head or the log, so nothing committed in
     // between is missed (duplicates are skipped by id).
     let live = s.store.subscribe_events();
@@ -80,7 +116,11 @@ pub(super) async fn stream(
     let sub = Subscriber { store: s.store.clone(), types, last: start, tx, slow: s.events_slow_client };
     let stop = s.streams.token().clone();
     s.streams.spawn("event-subscriber", async move { sub.run(live, resume.is_some(), stop).await });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    // The body owns the place: it is freed when the client goes (hyper drops
+    // the body), not only when the producer next fails to send.
+    let body = futures_util::stream::unfold((rx, place), |(mut rx, place)| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), (rx, place)))
+    });
     let mut resp = Body::from_stream(body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -37,7 +37,11 @@ pub async fn authorize(Caller(actor): Caller, req: Request, next: Next) -> Respo
         return next.run(req).await;
     };
     let need = required(req.method(), &route);
-    let have = actor.role.unwrap_or(Role::Viewer);
+    // No role (a refused certificate, normally stopped earlier): nothing is allowed.
+    let Some(have) = actor.role else {
+        let msg = format!("{} {route} needs the {} role; the caller {} carries none", req.method(), need.as_str(), actor.audit_name(None));
+        return ApiError { status: StatusCode::FORBIDDEN, message: msg }.into_response();
+    };
     if have < need {
         let msg = format!(
             "{} {route} needs the {} role; the certificate {} carries {}",

@@ -1,11 +1,16 @@
 //! `/api/v1/tasks`: create (idempotent by `run_key`), list with filters, get
-//! with history, optimistic `PATCH` (`if_version`), cancel.
+//! with history, optimistic `PATCH` (`if_version`), cancel. A task is
+//! created in an existing chat (see `target`), never under a run key the
+//! runtime keeps for itself, and on behalf of the caller, never of a chat
+//! user.
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
+use super::target::{API_CONNECTOR, context_for};
 use super::tls::Caller;
 use crate::domain::{
-    ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId, title_from,
+    ChatRef, ContextId, NewTask, TASK_TITLE_MAX, Task, TaskEvent, TaskId, TaskKind, TaskStatus, TraceId, WorkspaceId,
+    reserved_run_key_prefix, title_from,
 };
 use crate::store::{CancelOutcome, TaskFilter, TaskPatch};
 use axum::Json;
@@ -105,7 +110,25 @@ pub struct CreateOut {
     task: TaskView,
 }
 
-pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) -> Result<(StatusCode, Json<CreateOut>), ApiError> {
+/// Refuses a run key that is empty, too long or under a reserved prefix.
+fn check_run_key(key: Option<&str>) -> Result<(), ApiError> {
+    let Some(key) = key else { return Ok(()) };
+    if key.trim().is_empty() || key.len() > 200 {
+        return Err(ApiError::bad_request("run_key must be 1-200 characters"));
+    }
+    if let Some(prefix) = reserved_run_key_prefix(key) {
+        return Err(ApiError::bad_request(format!(
+            "run_key {key:?} uses the prefix {prefix:?}, which the runtime keeps for its own tasks; choose another key"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(s): State<ApiState>,
+    Caller(caller): Caller,
+    ApiJson(b): ApiJson<CreateIn>,
+) -> Result<(StatusCode, Json<CreateOut>), ApiError> {
     let prompt = b.prompt.trim().to_string();
     if prompt.is_empty() {
         return Err(ApiError::bad_request("prompt is required"));
@@ -118,16 +141,20 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
     }
     let kind = TaskKind::parse(b.kind.as_deref().unwrap_or("general")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Everything that can be refused is checked before a context is created.
-    if b.run_key.as_ref().is_some_and(|k| k.trim().is_empty() || k.len() > 200) {
-        return Err(ApiError::bad_request("run_key must be 1-200 characters"));
+    check_run_key(b.run_key.as_deref())?;
+    let requester = caller.audit_name(None);
+    if b.source_user_id.as_ref().is_some_and(|u| *u != requester) {
+        return Err(ApiError::bad_request(format!(
+            "source_user_id cannot be set: a task created through the API is the caller's ({requester}), not a chat user's"
+        )));
     }
     let context = match (b.context_id, b.connector, b.external_id) {
         (Some(id), None, None) => s.store.get_context(&ContextId::from_string(id)).await?,
         (None, connector, external) => {
-            let chat = ChatRef::new(connector.as_deref().unwrap_or("codex"), external.as_deref().unwrap_or("codex-cli"))
+            let chat = ChatRef::new(connector.as_deref().unwrap_or(API_CONNECTOR), external.as_deref().unwrap_or("codex-cli"))
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let name = b.display_name.unwrap_or_else(|| chat.external_id.clone());
-            s.store.ensure_context(&chat, &name, s.clock.now_ms()).await?
+            context_for(&s, &caller, &chat, &name, "POST /api/v1/tasks").await?
         }
         _ => {
             return Err(ApiError::bad_request("give either context_id or connector/external_id, not both"));
@@ -145,7 +172,7 @@ pub async fn create(State(s): State<ApiState>, ApiJson(b): ApiJson<CreateIn>) ->
         title,
         prompt,
         run_key: b.run_key,
-        source_user_id: b.source_user_id,
+        source_user_id: Some(requester),
         trace_id: TraceId::random(),
         tell_origin: true,
     };

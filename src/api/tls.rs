@@ -1,33 +1,45 @@
 //! Serving the admin API over mutual TLS. The accept loop is ours (not
 //! `axum::serve`) so that each handshake runs on its own task under a
-//! timeout (a silent client delays nobody), the verified client certificate
-//! reaches handlers as an [`AdminClient`] extension, and the certificate
-//! files can be swapped on SIGHUP without a restart.
+//! timeout (a silent client delays nobody), what the listener takes in is
+//! bounded (`intake`), the verified client certificate reaches handlers as
+//! an [`AdminClient`] extension (or, when it names no usable role, as a
+//! [`RefusedCertificate`] that every request is refused with), and the
+//! certificate files can be swapped on SIGHUP without a restart.
 
+use super::intake::{HandshakeSlot, Intake, IntakeLimits, over_capacity};
 use crate::config::TlsFiles;
 use crate::domain::Actor;
-use crate::pki::{self, ClientIdentity, PkiError};
+use crate::pki::{self, ClientIdentity, IdentityError, PkiError};
 use crate::runtime::Supervisor;
 use axum::Router;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// The verified client of a connection (from its certificate).
 #[derive(Debug, Clone)]
 pub struct AdminClient(pub ClientIdentity);
 
+/// A connection whose certificate the CA signed but that names no usable
+/// caller (no role OU, an unknown one, two roles): every request on it is
+/// refused with 403 and this reason (`guard::refuse_certificate`).
+#[derive(Debug, Clone)]
+pub struct RefusedCertificate(pub IdentityError);
+
 /// Who is calling: the certificate's admin over mutual TLS, or the local
 /// operator (overlord) over plain loopback HTTP, which only exists when
-/// `AGENT_RUNTIME_ADMIN_PLAIN_HTTP` is on.
+/// `AGENT_RUNTIME_ADMIN_PLAIN_HTTP` is on. A refused certificate is an
+/// actor with no role, which every role check refuses.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Actor);
 
@@ -35,6 +47,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(RefusedCertificate(why)) = parts.extensions.get::<RefusedCertificate>() {
+            let cn = why.cn().unwrap_or("(no CN)");
+            return Ok(Caller(Actor { platform_user_id: format!("cert:{cn}"), api: true, user: None, role: None }));
+        }
         Ok(Caller(match parts.extensions.get::<AdminClient>() {
             Some(AdminClient(id)) => Actor::admin_client(&id.name, id.role),
             None => Actor::operator(),
@@ -89,66 +105,109 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// Serves `router` over mutual TLS on `listener` until `shutdown` fires, then
 /// lets open connections finish their requests (up to 10 s). Each
 /// connection is a task of `connections`, drained before this returns.
+/// Accept errors (out of file descriptors and the like) are logged and
+/// backed off; they never end the loop.
 pub async fn serve_tls(
     listener: TcpListener,
     router: Router,
     tls: Arc<TlsState>,
-    handshake_timeout: Duration,
+    limits: IntakeLimits,
     connections: Supervisor,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let intake = Intake::new(limits);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(intake.accept_failed(&e)).await;
                     continue;
                 }
             },
             _ = shutdown.cancelled() => break,
         };
         let Some(config) = tls.current() else { continue };
-        let acceptor = TlsAcceptor::from(config);
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        connections.spawn("admin-connection", async move {
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first());
-            let identity = match cert.map(pki::identity) {
-                Some(Ok(id)) => id,
-                Some(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "client certificate refused");
-                    return;
-                }
-                None => return, // the verifier requires a certificate; cannot happen
-            };
-            tracing::debug!(%peer, client = %identity.name, role = %identity.role, "admin client connected");
-            let service = TowerToHyperService::new(router.layer(axum::Extension(AdminClient(identity))));
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        let conn = Connection {
+            tcp,
+            peer,
+            acceptor: TlsAcceptor::from(config),
+            slot: intake.admit(),
+            intake: intake.clone(),
+            router: router.clone(),
+            watcher: graceful.watcher(),
+        };
+        connections.spawn("admin-connection", conn.serve());
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!("some admin connections were still open after {DRAIN:?}; closing them");
     }
     connections.shutdown();
-    let _ = tokio::time::timeout(handshake_timeout, connections.drain()).await;
+    let _ = tokio::time::timeout(limits.handshake_timeout, connections.drain()).await;
     Ok(())
+}
+
+/// One accepted connection, from its handshake to its last request.
+struct Connection {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    slot: HandshakeSlot,
+    intake: Arc<Intake>,
+    router: Router,
+    watcher: Watcher,
+}
+
+impl Connection {
+    async fn serve(self) {
+        let Connection { tcp, peer, acceptor, slot, intake, router, watcher } = self;
+        let timeout = intake.limits.handshake_timeout;
+        let stream = tokio::select! {
+            r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                Err(_) => return tracing::info!(%peer, "TLS handshake timed out"),
+            },
+            _ = slot.evicted.cancelled() => return tracing::debug!(%peer, "dropped in its handshake to make room"),
+        };
+        let router = match who(&stream) {
+            Ok(id) => {
+                tracing::debug!(%peer, client = %id.name, role = %id.role, "admin client connected");
+                router.layer(axum::Extension(AdminClient(id)))
+            }
+            Err(e) => {
+                tracing::warn!(%peer, client = %e.cn().unwrap_or("(no CN)"), error = %e, "client certificate refused: every request gets 403");
+                router.layer(axum::Extension(RefusedCertificate(e)))
+            }
+        };
+        match intake.connection() {
+            Some(_permit) => {
+                drop(slot);
+                let service = TowerToHyperService::new(router);
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            // Past the cap: answered under the handshake's place and deadline, so
+            // refused connections stay bounded too.
+            None => {
+                let service = TowerToHyperService::new(over_capacity(intake.limits.max_connections));
+                let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = tokio::time::timeout(timeout, conn) => {}
+                    _ = slot.evicted.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// The caller a connection's verified certificate names.
+fn who(stream: &TlsStream<TcpStream>) -> Result<ClientIdentity, IdentityError> {
+    // The verifier requires a certificate, so there always is one.
+    let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or(IdentityError::NoName)?;
+    pki::identity(cert)
 }

@@ -54,6 +54,16 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
     {
         r.problem(Severity::Error, "AGENT_RUNTIME_HEALTH_ADDR", format!("the unauthenticated probe listener must be on loopback, not {h}"));
     }
+    if http.max_sse_subscribers > http.max_connections {
+        r.problem(
+            Severity::Warning,
+            "AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS",
+            format!(
+                "{} is above AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS ({}): every stream holds a connection, so the connection cap binds first",
+                http.max_sse_subscribers, http.max_connections
+            ),
+        );
+    }
     if let Some(files) = &http.tls_files {
         for (var, path) in [
             ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", &files.ca),
@@ -192,6 +202,21 @@ mod tests {
             ("AGENT_RUNTIME_ADMIN_TLS_SERVER_KEY_FILE", "/nonexistent/k.pem"),
         ]);
         assert_eq!(error_vars(&l).len(), 3, "each missing file is named");
+    }
+
+    #[test]
+    fn intake_caps_are_bounded_and_checked_against_each_other() {
+        let l = load(&[]);
+        assert_eq!((l.config.http.max_connections, l.config.http.max_handshakes, l.config.http.max_sse_subscribers), (256, 64, 32));
+        for var in ["AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS", "AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES", "AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS"]
+        {
+            for bad in ["0", "-1", "lots", "1000000"] {
+                assert_eq!(error_vars(&load(&[(var, bad)])), vec![var], "{var}={bad}");
+            }
+        }
+        let l = load(&[("AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS", "8"), ("AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS", "9")]);
+        assert_eq!(error_vars(&l), Vec::<String>::new(), "a warning, not an error");
+        assert!(l.problems.iter().any(|p| p.severity == Severity::Warning && p.variable == "AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS"));
     }
 
     #[test]

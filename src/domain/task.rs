@@ -120,6 +120,20 @@ pub struct NewTask {
     pub tell_origin: bool,
 }
 
+/// Run-key prefixes the runtime keeps for itself: `inbox:<id>` is the task
+/// a chat message asked for (its outcome is the reply to that message), and
+/// the others are kept for internal producers (objectives and schedules,
+/// approved actions, held untrusted messages), so that no caller of the
+/// admin API can claim or pre-empt a key the runtime will use.
+pub const RESERVED_RUN_KEY_PREFIXES: [&str; 5] = ["inbox:", "objective:", "schedule:", "action:", "untrusted:"];
+
+/// The reserved prefix `key` starts with (ignoring case and leading
+/// blanks), if any.
+pub fn reserved_run_key_prefix(key: &str) -> Option<&'static str> {
+    let key = key.trim_start();
+    RESERVED_RUN_KEY_PREFIXES.into_iter().find(|p| key.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p)))
+}
+
 /// Cuts `text` to at most `max` bytes on a character boundary, on one line.
 pub fn title_from(text: &str, max: usize) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -218,6 +232,17 @@ pub struct TaskEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_run_keys_are_found_whatever_the_case_and_others_pass() {
+        for key in ["inbox:7", "INBOX:7", "  Inbox:7", "objective:obj_1:2024", "schedule:x", "action:act_1", "untrusted:1"] {
+            assert!(reserved_run_key_prefix(key).is_some(), "{key}");
+        }
+        assert_eq!(reserved_run_key_prefix("Inbox:7"), Some("inbox:"));
+        for key in ["deploy:v2", "inbox", "my-inbox:1", "nightly-objective:1", "", "ä"] {
+            assert_eq!(reserved_run_key_prefix(key), None, "{key}");
+        }
+    }
 
     #[test]
     fn status_names_round_trip_and_unknown_is_refused() {

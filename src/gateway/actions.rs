@@ -58,6 +58,20 @@ impl Gateway {
     /// unauthenticated email sender) is named by address, never as the user
     /// the address is linked to, and only the admin channels are told.
     pub(crate) async fn propose(&self, p: ProposedAction, verified: bool) -> Result<Approval, ActionError> {
+        self.propose_by(p, verified, None).await
+    }
+
+    /// An action proposed through the admin API: the caller (`cert:<CN>`, or
+    /// `api` for the local operator) is the requester, never a chat user;
+    /// `p.chat` is the chat told about it and `p.from_user_id` is not used.
+    pub async fn propose_action_as_api(&self, caller: &Actor, p: ProposedAction) -> Result<Approval, ActionError> {
+        if !caller.api {
+            return Err(ActionError::Forbidden("only admin API callers propose in their own name".into()));
+        }
+        self.propose_by(p, true, Some(caller)).await
+    }
+
+    async fn propose_by(&self, p: ProposedAction, verified: bool, api_caller: Option<&Actor>) -> Result<Approval, ActionError> {
         let exec = self.actions.get(&p.action_type).ok_or_else(|| {
             ActionError::Invalid(format!("unknown action type {:?} (known: {})", p.action_type, self.actions.types().join(", ")))
         })?;
@@ -67,8 +81,10 @@ impl Gateway {
         }
         let now = self.clock.now_ms();
         let ctx = self.store.ensure_context(&p.chat, &p.display_name, now).await?;
-        let user = self.store.lookup_user(&p.chat.connector, &p.from_user_id).await?;
-        let actor = self.actor(&p.from_user_id, user.filter(|_| verified));
+        let actor = match api_caller {
+            Some(caller) => caller.clone(),
+            None => self.actor(&p.from_user_id, self.store.lookup_user(&p.chat.connector, &p.from_user_id).await?.filter(|_| verified)),
+        };
         let hashed = crate::actions::hashed_text(&p.action_type, &p.target, &p.payload);
         let new = NewApproval {
             context_id: ctx.id.clone(),

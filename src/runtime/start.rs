@@ -349,13 +349,13 @@ async fn start_api(
     health.healthy("runtime", format!("agent-runtime {}", crate::VERSION));
     tracing::info!(url = %format!("{scheme}://{addr}"), mutual_tls = tls.is_some(), db = %config.paths.db_path.display(), llm = %parts.llm.describe(), workers = config.orchestrator.concurrency, "agent-runtime serving");
 
-    let app = router(state, config.http.max_body_bytes);
+    let app = router(state, &config.http);
     let api: ApiFuture = match &tls {
         Some(tls) => {
             let (reload, hup_health, hup_stop) = (tls.clone(), health.clone(), api_sup.token().clone());
             api_sup.spawn("tls-reload", async move { reload_on_sighup(reload, hup_health, hup_stop).await });
             // Connections are per-request work: a panic in one is logged, the listener carries on.
-            Box::pin(serve_tls(listener, app, tls.clone(), config.http.handshake_timeout, root.child(), api_stop.clone()))
+            Box::pin(serve_tls(listener, app, tls.clone(), (&config.http).into(), root.child(), api_stop.clone()))
         }
         None => Box::pin(serve_api(listener, app, api_stop.clone())),
     };

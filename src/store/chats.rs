@@ -41,7 +41,7 @@ fn context_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Context> {
     })
 }
 
-fn find_context(c: &Connection, chat: &ChatRef) -> rusqlite::Result<Option<Context>> {
+pub(super) fn find_context(c: &Connection, chat: &ChatRef) -> rusqlite::Result<Option<Context>> {
     let sql = format!("SELECT {CONTEXT_COLUMNS} FROM contexts WHERE connector = ?1 AND external_id = ?2");
     c.prepare_cached(&sql)?.query_row(params![chat.connector, chat.external_id], context_from_row).optional()
 }
@@ -54,7 +54,7 @@ fn slug_part(s: &str) -> String {
 }
 
 /// Finds or creates the workspace and context of `chat` (inside the caller's transaction).
-fn ensure_context(c: &Connection, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
+pub(super) fn ensure_context(c: &Connection, chat: &ChatRef, display_name: &str, now: UnixMillis) -> Result<Context, StoreError> {
     if let Some(ctx) = find_context(c, chat)? {
         return Ok(ctx);
     }

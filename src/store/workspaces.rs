@@ -1,11 +1,13 @@
-//! Workspaces and contexts for the admin API (reads; contexts are created
-//! by the first message from a chat, in `chats`).
+//! Workspaces and contexts for the admin API: reads, and the one write the
+//! API may make, creating a chat's context with its audit row (contexts are
+//! otherwise created by the first message from a chat, in `chats`).
 
-use super::chats::{CONTEXT_COLUMNS, context_from_row};
+use super::audit::{NewAudit, insert_audit};
+use super::chats::{CONTEXT_COLUMNS, context_from_row, ensure_context, find_context};
 use super::filter::Filter;
 use super::{Store, StoreError, found};
 use crate::clock::UnixMillis;
-use crate::domain::{Context, WorkspaceId};
+use crate::domain::{ChatRef, Context, WorkspaceId};
 use rusqlite::{OptionalExtension, Row};
 use serde::Serialize;
 
@@ -94,5 +96,68 @@ impl Store {
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+
+    /// The context of `chat`, if there is one (never creates it).
+    pub async fn find_context(&self, chat: &ChatRef) -> Result<Option<Context>, StoreError> {
+        let chat = chat.clone();
+        self.read(move |c| Ok(find_context(c, &chat)?)).await
+    }
+
+    /// The context of `chat`, created (with its workspace) if there is none,
+    /// in which case `audit` is written in the same transaction. The flag
+    /// says whether it was created.
+    pub async fn ensure_context_audited(
+        &self,
+        chat: &ChatRef,
+        display_name: &str,
+        audit: NewAudit,
+        now: UnixMillis,
+    ) -> Result<(Context, bool), StoreError> {
+        let (chat, name) = (chat.clone(), display_name.to_string());
+        self.write(move |c| {
+            if let Some(ctx) = find_context(c, &chat)? {
+                return Ok((ctx, false));
+            }
+            let ctx = ensure_context(c, &chat, &name, now)?;
+            let row = NewAudit { subject: Some(ctx.id.to_string()), ..audit };
+            insert_audit(c, &[row], now)?;
+            Ok((ctx, true))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::temp_store;
+    use super::*;
+    use crate::store::{AuditFilter, Decision};
+
+    #[tokio::test]
+    async fn a_context_is_created_once_with_its_audit_row_and_found_without_creating() {
+        let (_d, store) = temp_store();
+        let chat = ChatRef::new("telegram", "42").expect("chat");
+        assert!(store.find_context(&chat).await.expect("find").is_none());
+        assert!(store.find_context(&chat).await.expect("find again").is_none(), "finding creates nothing");
+        let row = || NewAudit {
+            actor: "cert:boss".into(),
+            chat: Some(("telegram".into(), "42".into())),
+            event: "api.context_created",
+            decision: Decision::Allow,
+            reason: Some("POST /api/v1/tasks".into()),
+            subject: None,
+        };
+        let (ctx, created) = store.ensure_context_audited(&chat, "Forty-two", row(), 5).await.expect("create");
+        assert!(created);
+        let (again, created) = store.ensure_context_audited(&chat, "Forty-two", row(), 6).await.expect("again");
+        assert!(!created && again.id == ctx.id);
+        assert_eq!(store.find_context(&chat).await.expect("find").map(|c| c.id), Some(ctx.id.clone()));
+        let rows = store
+            .list_audit(AuditFilter { event: Some("api.context_created".into()), limit: 10, ..Default::default() })
+            .await
+            .expect("audit");
+        assert_eq!(rows.len(), 1, "one row, for the creation only");
+        assert_eq!((rows[0].actor.as_str(), rows[0].subject.as_deref()), ("cert:boss", Some(ctx.id.as_str())));
     }
 }

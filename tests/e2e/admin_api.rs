@@ -169,3 +169,95 @@ async fn usage_sums_calls_tokens_and_cost_per_day_and_model_and_the_cli_shows_it
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("cert:local-admin") && text.contains("POST /api/v1/chat → 200"), "{text}");
 }
+
+/// The `reason` of every `api.request` row, oldest first.
+async fn audited(d: &Daemon) -> Vec<String> {
+    let (_, v) = d.get("/api/v1/audit?event=api.request&limit=100").await;
+    let mut rows: Vec<String> = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| format!("{} {}", e["actor"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or("")))
+        .collect();
+    rows.reverse();
+    rows
+}
+
+/// Regression (issue 14): refused non-GET calls (404, 405, 413) left no
+/// `api.request` row, although docs/api.md says every non-GET call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_are_audited_like_any_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_HTTP_MAX_BODY_BYTES", "1024".into())]).await;
+    let send = |method: reqwest::Method, path: &str| d.http.request(method, format!("{}{path}", d.base));
+    let status = |r: reqwest::RequestBuilder| async move { r.send().await.expect("send").status().as_u16() };
+    assert_eq!(status(send(reqwest::Method::POST, "/api/v1/nope").json(&json!({}))).await, 404);
+    assert_eq!(status(send(reqwest::Method::PUT, "/api/v1/tasks").json(&json!({}))).await, 405);
+    assert_eq!(status(send(reqwest::Method::DELETE, "/api/v1/tasks/t1")).await, 405);
+    assert_eq!(status(send(reqwest::Method::POST, "/api/v1/tasks").json(&json!({"prompt": "x".repeat(2048)}))).await, 413);
+    let plain = send(reqwest::Method::POST, "/api/v1/tasks").header("content-type", "text/plain").body(r#"{"prompt":"x","kind":"noop"}"#);
+    assert_eq!(status(plain).await, 415);
+    let page = send(reqwest::Method::POST, "/api/v1/approvals/latest/approve").header("origin", "https://evil.test");
+    assert_eq!(status(page).await, 403);
+    assert_eq!(status(send(reqwest::Method::GET, "/api/v1/nope")).await, 404, "a GET is not audited, refused or not");
+    assert_eq!(
+        audited(&d).await,
+        [
+            "cert:local-admin POST /api/v1/nope → 404",
+            "cert:local-admin PUT /api/v1/tasks → 405",
+            "cert:local-admin DELETE /api/v1/tasks/{id} → 405",
+            "cert:local-admin POST /api/v1/tasks → 413",
+            "cert:local-admin POST /api/v1/tasks → 415",
+            "cert:local-admin POST /api/v1/approvals/{id}/approve → 403",
+        ]
+    );
+    assert_eq!(tasks(&d), 0);
+}
+
+/// Regression (issue 14): a plain loopback daemon (its callers are the
+/// overlord) answered any `Host`, so a web page whose name resolves to
+/// 127.0.0.1 could read and change everything (DNS rebinding), and a
+/// cross-site `text/plain` POST, which needs no permission from the
+/// browser, created a task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_loopback_answers_only_loopback_names_and_json_bodies_from_non_browsers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", "true".into())]).await;
+    let port = d.base.rsplit(':').next().expect("port").to_string();
+    let get = |host: String| d.http.get(format!("{}/api/v1/tasks", d.base)).header("host", host).send();
+    for host in ["evil.test".to_string(), format!("evil.test:{port}"), format!("127.0.0.1.evil.test:{port}")] {
+        let r = get(host.clone()).await.expect("send");
+        assert_eq!(r.status().as_u16(), 421, "{host}");
+        let v: Value = r.json().await.expect("json");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains("is not a loopback name") && e.contains("DNS rebinding")), "{v}");
+    }
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}"), "localhost".to_string()] {
+        assert_eq!(get(host.clone()).await.expect("send").status().as_u16(), 200, "{host}");
+    }
+    let rebound = d.http.post(format!("{}/api/v1/tasks", d.base)).header("host", "evil.test").json(&json!({"prompt": "x", "kind": "noop"}));
+    assert_eq!(rebound.send().await.expect("send").status().as_u16(), 421);
+
+    let form = d
+        .http
+        .post(format!("{}/api/v1/tasks", d.base))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(r#"{"prompt":"exfiltrate","kind":"noop"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(form.status().as_u16(), 415);
+    let v: Value = form.json().await.expect("json");
+    assert_eq!(v["error"], "request bodies must be sent as Content-Type: application/json (got text/plain;charset=UTF-8)");
+    // An empty POST needs no Content-Type, so a page could still approve the
+    // latest action: a browser's request (it carries Origin) is refused.
+    let page = d.http.post(format!("{}/api/v1/approvals/latest/approve", d.base)).header("origin", "http://evil.test").send();
+    let page = page.await.expect("send");
+    assert_eq!(page.status().as_u16(), 403);
+    let v: Value = page.json().await.expect("json");
+    assert!(v["error"].as_str().is_some_and(|e| e.starts_with("requests from web pages are refused")), "{v}");
+    assert_eq!(tasks(&d), 0, "nothing was created");
+    assert_eq!(
+        audited(&d).await,
+        ["api POST /api/v1/tasks → 421", "api POST /api/v1/tasks → 415", "api POST /api/v1/approvals/{id}/approve → 403"]
+    );
+}

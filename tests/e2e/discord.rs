@@ -152,7 +152,7 @@ async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let ok = wait_for(&dc, "800", 1).await;
     assert!(ok[0].content.to_lowercase().contains("admin"), "{:?}", contents(&ok));
 
-    let body = json!({"connector": "discord", "external_id": "555", "from_user_id": "555", "action_type": "webhook",
+    let body = json!({"connector": "discord", "external_id": "555", "action_type": "webhook",
         "target": hook, "summary": "notify the deploy channel", "payload": {"text": "deploy v2"}});
     let (s, a) = d.post("/api/v1/approvals", &body).await;
     assert_eq!(s, 201, "{a}");

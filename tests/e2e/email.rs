@@ -202,7 +202,7 @@ async fn forged_and_unlinked_senders_are_held_for_review_and_never_executed() {
     let d = Daemon::start(dir.path(), &p.env()).await;
     d.link("email", "boss@example.test", "admin").await;
     wait_healthy(&d).await;
-    let body = json!({"connector": "email", "external_id": "boss@example.test", "from_user_id": "boss@example.test",
+    let body = json!({"connector": "email", "external_id": "boss@example.test",
         "action_type": "webhook", "target": hook, "summary": "deploy", "payload": {"v": 2}});
     let (s, a) = d.post("/api/v1/approvals", &body).await;
     assert_eq!(s, 201, "{a}");
@@ -270,7 +270,7 @@ async fn send_email_runs_only_after_approval_and_never_to_ourselves() {
     assert!(log.contains(" TRACE "), "tracing at trace level");
     assert!(!log.lines().any(|l| l.contains("LOGIN") && l.contains(p.imap.password())), "the IMAP login is not logged");
     let propose = |target: &str| {
-        json!({"connector": "email", "external_id": "ops@example.test", "from_user_id": "ops@example.test",
+        json!({"connector": "email", "external_id": "ops@example.test",
                "action_type": "send_email", "target": target, "summary": "tell the customer",
                "payload": {"subject": "Your order", "body": "It shipped today."}})
     };

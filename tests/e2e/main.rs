@@ -8,6 +8,7 @@ mod support;
 
 mod admin_api;
 mod api;
+mod api_trust;
 mod approvals;
 mod cli;
 mod daemon;
@@ -15,6 +16,7 @@ mod discord;
 mod email;
 mod events;
 mod gateway;
+mod intake;
 mod llm;
 mod observability;
 mod outbox;

@@ -116,7 +116,7 @@ async fn approval_and_pairing_verbs_drive_a_running_daemon() {
         out
     };
     let propose = |summary: &str| {
-        json!({"connector": "test", "external_id": "ops", "from_user_id": "u1", "action_type": "webhook",
+        json!({"connector": "test", "external_id": "ops", "action_type": "webhook",
                "target": url, "summary": summary, "payload": {"text": summary}})
     };
     let (s, first) = d.post("/api/v1/approvals", &propose("ping the deploy hook")).await;

@@ -126,7 +126,7 @@ async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let ok = wait_for(&tg, -1001, 1).await;
     assert!(ok[0].text.to_lowercase().contains("admin"), "{:?}", texts(&ok));
 
-    let body = json!({"connector": "telegram", "external_id": "555", "from_user_id": "555", "action_type": "webhook",
+    let body = json!({"connector": "telegram", "external_id": "555", "action_type": "webhook",
         "target": hook, "summary": "notify the deploy channel", "payload": {"text": "deploy v2"}});
     let (s, a) = d.post("/api/v1/approvals", &body).await;
     assert_eq!(s, 201, "{a}");

@@ -1,12 +1,13 @@
 //! The admin API's mutual TLS with the real binary and certificates made
 //! here: who gets in (only holders of a certificate from the admin CA that is
 //! valid now), that a silent client delays nobody, certificate rotation on
-//! SIGHUP, the caller's role from its certificate, the probe listener, and
-//! the `pki` verbs.
+//! SIGHUP, the caller's role from its certificate (exactly one role OU, or
+//! every request refused), the probe listener, and the `pki` verbs.
 
 use crate::support::daemon::{Daemon, command, tls_client};
 use crate::support::wait_until;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use reqwest::StatusCode;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,12 +22,21 @@ fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     (pem, Issuer::new(p, key))
 }
 
-/// A leaf signed by `issuer`: a client (CN `cn`) or a server for 127.0.0.1; `days_left` < 0 makes it expired.
+/// A leaf signed by `issuer`: a client (CN `cn`, role `admin`) or a server for 127.0.0.1; `days_left` < 0 makes it expired.
 fn leaf(issuer: &Issuer<'_, KeyPair>, cn: &str, server: bool, days_left: i64) -> (String, String) {
+    leaf_with(issuer, cn, if server { &[] } else { &["admin"] }, server, days_left)
+}
+
+/// Like [`leaf`], with these subject OUs (rcgen keeps one value per
+/// attribute type, so a second OU goes in under its OID).
+fn leaf_with(issuer: &Issuer<'_, KeyPair>, cn: &str, ous: &[&str], server: bool, days_left: i64) -> (String, String) {
     let key = KeyPair::generate().expect("key");
     let names = if server { vec!["localhost".to_string(), "127.0.0.1".to_string()] } else { Vec::new() };
     let mut p = CertificateParams::new(names).expect("params");
     p.distinguished_name.push(DnType::CommonName, cn);
+    for (i, ou) in ous.iter().enumerate() {
+        p.distinguished_name.push(if i == 0 { DnType::OrganizationalUnitName } else { DnType::CustomDnType(vec![2, 5, 4, 11]) }, *ou);
+    }
     p.extended_key_usages = vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
     let now = time::OffsetDateTime::now_utc();
     p.not_before = now - time::Duration::days(30);
@@ -251,7 +261,7 @@ async fn configured_certificate_files_are_used_and_the_cli_takes_the_go_client_v
     let (s, v) = d.post("/api/v1/pairings/start", &json!({"connector": "discord", "connector_user_id": "9"})).await;
     assert_eq!(s, 201, "{v}");
     let (_, audit) = d.get("/api/v1/audit?event=pairing.requested").await;
-    assert_eq!(audit["events"][0]["actor"], "cert:carol", "no OU: the name is the CN, the role admin");
+    assert_eq!(audit["events"][0]["actor"], "cert:carol", "the name is the CN");
 
     let client_env = [
         ("AGENT_RUNTIME_ADMIN_TLS_CA_FILE", path("ca.pem")),
@@ -264,4 +274,47 @@ async fn configured_certificate_files_are_used_and_the_cli_takes_the_go_client_v
     let o = command(dir.path(), &[]).args(["pairing", "list"]).output().expect("run");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("needs a client certificate"), "without certificates the CLI says what is missing: {err}");
+}
+
+/// Regression (issue 14): a certificate from the admin CA with no OU, or an
+/// OU that is not a role, was an admin. Now every request on its connection
+/// is refused with 403 naming the problem, the daemon logs the CN, and a
+/// refused change is audited under the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_exactly_one_role_is_refused_on_every_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[]).await;
+    let (ca, issuer) = daemon_ca(&d.data());
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("no-ou", &[], "carries no role: its subject needs exactly one OU naming a role"),
+        ("engineering", &["Engineering"], "carries OU \"Engineering\", which is not a role"),
+        ("two-hats", &["viewer", "overlord"], "carries more than one role (viewer, overlord)"),
+    ];
+    for (cn, ous, problem) in cases {
+        let (cert, key) = leaf_with(&issuer, cn, ous, false, 30);
+        let c = client(&ca, Some((&cert, &key)));
+        for path in ["/api/v1/info", "/api/v1/tasks", "/api/v1/audit"] {
+            let r = c.get(format!("{}{path}", d.base)).send().await.expect("the handshake succeeds; the request is refused");
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{cn} GET {path}");
+            let v: serde_json::Value = r.json().await.expect("a JSON error");
+            let error = v["error"].as_str().unwrap_or_default();
+            assert!(error.contains(&format!("the client certificate \"{cn}\"")) && error.contains(problem), "{cn}: {v}");
+        }
+        let r = c.post(format!("{}/api/v1/tasks", d.base)).json(&json!({"prompt": "p", "kind": "noop"})).send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{cn}: no task");
+        let expected = format!("client={cn}");
+        wait_until("the refusal logged with the CN", Duration::from_secs(5), || {
+            let (log, expected) = (d.log(), expected.clone());
+            async move {
+                log.lines().any(|l| l.contains("WARN") && l.contains("client certificate refused") && l.contains(&expected)).then_some(())
+            }
+        })
+        .await;
+        let (_, audit) = d.get(&format!("/api/v1/audit?event=api.request&actor=cert:{cn}")).await;
+        assert_eq!(audit["events"][0]["reason"], "POST /api/v1/tasks → 403", "{audit}");
+    }
+    let (_, tasks) = d.get("/api/v1/tasks").await;
+    assert_eq!(tasks["count"], 0, "no refused certificate created anything: {tasks}");
+    let (cert, key) = leaf_with(&issuer, "just-right", &["viewer"], false, 30);
+    assert_eq!(status(&client(&ca, Some((&cert, &key))), &format!("{}/api/v1/tasks", d.base)).await, Ok(200), "one role: in");
 }
