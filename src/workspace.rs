@@ -7,8 +7,8 @@
 mod segment;
 mod staging;
 
-pub use segment::{MAX_SEGMENT, sanitize_file_name, sanitize_segment};
 use segment::legacy_segment;
+pub use segment::{MAX_SEGMENT, sanitize_file_name, sanitize_segment};
 pub use staging::{Staged, Staging};
 
 use crate::clock::{UnixMillis, rfc3339};
@@ -109,7 +109,8 @@ fn adopt_legacy_log(old: &Path, path: &Path, ident: &str) {
         return;
     }
     let mut head = vec![0; ident.len()];
-    let same_chat = std::fs::File::open(old).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head == ident.as_bytes();
+    let same_chat =
+        std::fs::File::open(old).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head == ident.as_bytes();
     if same_chat {
         match std::fs::rename(old, path) {
             Ok(()) => tracing::info!(from = %old.display(), to = %path.display(), "chat log moved to its new name"),

@@ -17,11 +17,11 @@ pub mod rest;
 
 pub use rest::{DiscordPublisher, DiscordRest, INTERACTION_PREFIX};
 
-use super::{Backoff, mib};
+use super::Backoff;
 use crate::BoxFuture;
 use crate::config::DiscordConfig;
-use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, IncomingFile, TraceId};
-use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway};
+use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, TraceId};
+use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway, GatewayError};
 use crate::health::Health;
 use crate::store::Cursor;
 use reqwest::Method;
@@ -32,6 +32,8 @@ use serenity::all::{
 use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
 use serenity::http::HttpBuilder;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -56,24 +58,84 @@ enum Ev {
     Interaction(Box<Interaction>),
 }
 
-struct Forward(mpsc::UnboundedSender<Ev>);
+/// Events waiting for the loop, at most.
+const EVENT_QUEUE: usize = 256;
+
+/// How long a message or interaction waits for room in a full queue before
+/// it is dropped (and the served channels are caught up through REST).
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// The queue's name in `agent_runtime_queue_full_total`.
+const QUEUE: &str = "discord_events";
+
+/// What became of an event offered to the bounded queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// In the queue.
+    Yes,
+    /// Dropped after waiting `wait` for room.
+    Dropped,
+    /// The loop is gone.
+    Closed,
+}
+
+/// Queues `ev`. A full queue is counted, then waited on: for ever when
+/// `wait` is `None`, else for at most `wait`. (serenity runs every handler
+/// as its own task, so waiting never stalls the gateway connection; the
+/// bound on the wait bounds how many parked handlers a flood can pile up.)
+async fn offer<T>(tx: &mpsc::Sender<T>, ev: T, wait: Option<Duration>) -> Queued {
+    let ev = match tx.try_send(ev) {
+        Ok(()) => return Queued::Yes,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Queued::Closed,
+        Err(mpsc::error::TrySendError::Full(ev)) => ev,
+    };
+    let queued = match wait {
+        None => tx.send(ev).await.map_or(Queued::Closed, |()| Queued::Yes),
+        Some(w) => match tx.send_timeout(ev, w).await {
+            Ok(()) => Queued::Yes,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Queued::Dropped,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Queued::Closed,
+        },
+    };
+    let outcome = if queued == Queued::Dropped { "dropped" } else { "waited" };
+    crate::metrics::metrics().queue_full(QUEUE, outcome);
+    queued
+}
+
+/// serenity's handler: forwards each event to the loop's bounded queue.
+struct Forward {
+    tx: mpsc::Sender<Ev>,
+    /// Set when a message was dropped: the loop catches the channels up.
+    lost: Arc<AtomicBool>,
+}
+
+impl Forward {
+    async fn send(&self, ev: Ev) {
+        // Connection events are few and must arrive; messages and interactions may be dropped after a wait.
+        let droppable = matches!(ev, Ev::Message(_) | Ev::Interaction(_));
+        if offer(&self.tx, ev, droppable.then_some(EVENT_WAIT)).await == Queued::Dropped {
+            tracing::warn!(queue = EVENT_QUEUE, "the Discord event queue stayed full; an event was dropped (channels are caught up)");
+            self.lost.store(true, Ordering::SeqCst);
+        }
+    }
+}
 
 #[serenity::async_trait]
 impl EventHandler for Forward {
     async fn ready(&self, _: Context, r: Ready) {
-        let _ = self.0.send(Ev::Ready { user: r.user.id.get(), app: r.application.id.get() });
+        self.send(Ev::Ready { user: r.user.id.get(), app: r.application.id.get() }).await;
     }
     async fn resume(&self, _: Context, _: ResumedEvent) {
-        let _ = self.0.send(Ev::Resumed);
+        self.send(Ev::Resumed).await;
     }
     async fn shard_stage_update(&self, _: Context, e: ShardStageUpdateEvent) {
-        let _ = self.0.send(Ev::Stage(e.new));
+        self.send(Ev::Stage(e.new)).await;
     }
     async fn message(&self, _: Context, m: Message) {
-        let _ = self.0.send(Ev::Message(Box::new(m)));
+        self.send(Ev::Message(Box::new(m))).await;
     }
     async fn interaction_create(&self, _: Context, i: Interaction) {
-        let _ = self.0.send(Ev::Interaction(Box::new(i)));
+        self.send(Ev::Interaction(Box::new(i))).await;
     }
 }
 
@@ -128,6 +190,8 @@ struct State {
     app: u64,
     synced: bool,
     channels: HashMap<u64, Seen>,
+    /// Set by the handler when it dropped an event.
+    lost: Arc<AtomicBool>,
 }
 
 impl super::Connector for DiscordConnector {
@@ -149,10 +213,11 @@ impl DiscordConnector {
             Ok(rows) => state.channels = rows.iter().filter_map(|(k, v)| Seen::parse(k, v)).collect(),
             Err(e) => tracing::error!(error = %e, "cannot read the stored Discord cursors; missed messages are not caught up"),
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
         loop {
-            let mut client = match self.client(tx.clone()).await {
+            let forward = Forward { tx: tx.clone(), lost: state.lost.clone() };
+            let mut client = match self.client(forward).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.health.degrade(NAME, format!("cannot build the Discord client: {e}"));
@@ -195,13 +260,13 @@ impl DiscordConnector {
     }
 
     /// A serenity client aimed at the configured servers.
-    async fn client(&self, tx: mpsc::UnboundedSender<Ev>) -> Result<serenity::Client, serenity::Error> {
+    async fn client(&self, forward: Forward) -> Result<serenity::Client, serenity::Error> {
         let mut http = HttpBuilder::new(self.config.token.expose());
         if self.config.api_base != "https://discord.com" {
             // serenity's rate limiter ignores the proxy; our REST client handles 429s for what matters.
             http = http.proxy(self.config.api_base.as_str()).ratelimiter_disabled(true);
         }
-        let client = ClientBuilder::new_with_http(http.build(), intents()).event_handler(Forward(tx)).await?;
+        let client = ClientBuilder::new_with_http(http.build(), intents()).event_handler(forward).await?;
         if let Some(url) = &self.config.gateway_url {
             // serenity appends `?v=10` itself.
             *client.ws_url.lock().await = url.split('?').next().unwrap_or(url).to_string();
@@ -210,7 +275,7 @@ impl DiscordConnector {
     }
 
     /// Handles `first` and whatever else is already queued, messages in id order.
-    async fn batch(&self, first: Ev, rx: &mut mpsc::UnboundedReceiver<Ev>, state: &mut State) {
+    async fn batch(&self, first: Ev, rx: &mut mpsc::Receiver<Ev>, state: &mut State) {
         // serenity runs each handler as its own task: give the ones racing this one a moment to queue.
         tokio::task::yield_now().await;
         let mut events = vec![first];
@@ -252,6 +317,10 @@ impl DiscordConnector {
             let guild = msgs.iter().find_map(|m| m.guild_id.map(|g| g.get()));
             self.store(state, channel, guild, msgs).await;
         }
+        if state.lost.swap(false, Ordering::SeqCst) {
+            // Dropped messages are in each channel's history after its cursor.
+            self.catch_up(state).await;
+        }
     }
 
     /// Stores one channel's messages with its cursor, then hands them on.
@@ -259,8 +328,11 @@ impl DiscordConnector {
         let Some(newest) = msgs.iter().map(|m| m.id.get()).max() else { return };
         let mut arrivals = Vec::new();
         for m in &msgs {
-            if let Some(a) = self.message(state.bot, guild, m).await {
-                arrivals.push(a);
+            match self.message(state.bot, guild, m).await {
+                Ok(Some(a)) => arrivals.push(a),
+                Ok(None) => {}
+                // Not stored: the next catch-up (after a reconnect) fetches them again from the old cursor.
+                Err(e) => return self.health.degrade(NAME, format!("cannot store received messages: {e}")),
             }
         }
         let seen = state.channels.get(&channel).copied();
@@ -313,10 +385,12 @@ impl DiscordConnector {
         }
     }
 
-    /// A channel message as an arrival (`None`: not for us — bots, ourselves, empty).
-    async fn message(&self, bot: u64, guild: Option<u64>, m: &Message) -> Option<Arrival> {
+    /// A channel message as an arrival (`None`: not for us — bots, ourselves,
+    /// empty). Its files are taken in only as far as the gateway allows,
+    /// each streamed straight to disk.
+    async fn message(&self, bot: u64, guild: Option<u64>, m: &Message) -> Result<Option<Arrival>, GatewayError> {
         if m.author.bot || m.author.id.get() == bot {
-            return None;
+            return Ok(None);
         }
         let (tag, tag_nick) = (format!("<@{bot}>"), format!("<@!{bot}>"));
         let mentioned = m.mentions.iter().any(|u| u.id.get() == bot)
@@ -324,27 +398,23 @@ impl DiscordConnector {
             || m.content.contains(&tag_nick)
             || m.referenced_message.as_ref().is_some_and(|r| r.author.id.get() == bot);
         let text = m.content.replace(&tag, " ").replace(&tag_nick, " ").trim().to_string();
-        let mut meta = InboundMeta { message_id: Some(m.id.get().to_string()), ..Default::default() };
-        let mut files = Vec::new();
-        for a in &m.attachments {
-            let max = self.attachment_max_bytes;
-            let got = if u64::from(a.size) > max {
-                Err(format!("{} is over the {} limit", mib(u64::from(a.size)), mib(max)))
-            } else {
-                self.rest.download(&a.url, max).await
-            };
-            match got {
-                Ok(bytes) => files.push(IncomingFile { name: a.filename.clone(), bytes }),
-                Err(why) => meta.skipped.push(format!("{} ({why})", a.filename)),
-            }
+        if text.is_empty() && m.attachments.is_empty() {
+            return Ok(None);
         }
-        if text.is_empty() && files.is_empty() && meta.skipped.is_empty() {
-            return None;
-        }
+        let meta = InboundMeta { message_id: Some(m.id.get().to_string()), ..Default::default() };
         let in_guild = m.guild_id.is_some() || guild.is_some();
         let dedupe_key = format!("{}:{}", m.channel_id.get(), m.id.get());
         let msg = inbound(m.channel_id.get(), in_guild, &m.author, text, mentioned, dedupe_key, meta);
-        Some(Arrival { msg, files })
+        if m.attachments.is_empty() {
+            return Ok(Some(Arrival::text(msg)));
+        }
+        let mut intake = self.gateway.intake(&msg, self.attachment_max_bytes).await?;
+        for a in &m.attachments {
+            let Some(mut sink) = intake.file(&a.filename, Some(u64::from(a.size))).await else { continue };
+            let fetched = self.rest.download(&a.url, &mut sink).await;
+            sink.finish(fetched).await;
+        }
+        Ok(Some(intake.into_arrival(msg)))
     }
 
     /// A slash command or button press: stored, then acknowledged (deferred),
@@ -382,7 +452,7 @@ impl DiscordConnector {
                 return;
             }
         };
-        let new = match self.gateway.ingest(vec![Arrival { msg, files: Vec::new() }], None).await {
+        let new = match self.gateway.ingest(vec![Arrival::text(msg)], None).await {
             Ok(new) => new,
             Err(e) => {
                 // Not acknowledged: Discord shows the user that the interaction failed, so they can retry.
@@ -471,6 +541,34 @@ fn chat_ref(channel: u64) -> ChatRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn full_count(outcome: &str) -> u64 {
+        let text = crate::metrics::metrics().render(&crate::metrics::Gauges::default(), &[]);
+        let line = format!("agent_runtime_queue_full_total{{queue=\"{QUEUE}\",outcome=\"{outcome}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
+    /// Issue 14: the event channel was unbounded. A full queue now makes the
+    /// handler wait (counted), and a droppable event gives up after its wait.
+    #[tokio::test]
+    async fn a_full_queue_makes_events_wait_and_drops_only_after_the_wait() {
+        let (tx, mut rx) = mpsc::channel(1);
+        assert_eq!(offer(&tx, 1, None).await, Queued::Yes);
+        let (waited, dropped) = (full_count("waited"), full_count("dropped"));
+        // Full: a droppable event waits its time, then is dropped (and counted).
+        assert_eq!(offer(&tx, 2, Some(Duration::from_millis(50))).await, Queued::Dropped);
+        assert_eq!(full_count("dropped"), dropped + 1);
+        // An event that must arrive waits for room, however long it takes.
+        let pending = offer(&tx, 3, None);
+        tokio::pin!(pending);
+        assert!(tokio::time::timeout(Duration::from_millis(200), &mut pending).await.is_err(), "still waiting for room");
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(pending.await, Queued::Yes);
+        assert_eq!(full_count("waited"), waited + 1);
+        assert_eq!(rx.recv().await, Some(3), "the dropped event never arrives");
+        drop(rx);
+        assert_eq!(offer(&tx, 4, None).await, Queued::Closed);
+    }
 
     #[test]
     fn a_cursor_keeps_the_guild_and_reads_back() {

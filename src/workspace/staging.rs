@@ -92,11 +92,16 @@ impl Staged {
         self.len == 0
     }
 
-    /// Renames it into place; returns its workspace-relative path.
-    pub async fn commit(mut self) -> io::Result<String> {
+    /// Where it will be kept, relative to its workspace.
+    pub fn rel(&self) -> &str {
+        &self.rel
+    }
+
+    /// Renames it into place, at [`Staged::rel`].
+    pub async fn commit(mut self) -> io::Result<()> {
         tokio::fs::rename(&self.temp.path, &self.dest).await?;
         self.temp.kept = true;
-        Ok(std::mem::take(&mut self.rel))
+        Ok(())
     }
 }
 
@@ -180,7 +185,8 @@ mod tests {
         let dir = root.path().join("w/inbox/telegram/-100");
         assert_eq!(names(&dir), vec![".7-a_b.txt.part"]);
         assert_eq!(ws.inbox_usage(&id, &chat).await.expect("usage"), 11, "in-flight bytes count");
-        assert_eq!(staged.commit().await.expect("commit"), "inbox/telegram/-100/7-a_b.txt");
+        assert_eq!(staged.rel(), "inbox/telegram/-100/7-a_b.txt");
+        staged.commit().await.expect("commit");
         assert_eq!(names(&dir), vec!["7-a_b.txt"]);
         assert_eq!(std::fs::read(dir.join("7-a_b.txt")).expect("read"), b"hello world");
         assert_eq!(ws.inbox_usage(&id, &chat).await.expect("usage"), 11);
