@@ -373,7 +373,7 @@ mod tests {
         assert!(skipped[2].starts_with("quota.bin (0.0 MiB is over the chat's attachment quota: 0.0 MiB of 0.0 MiB left"), "{skipped:?}");
         assert!(skipped[3].starts_with("next.bin (it is over the chat's attachment quota"), "{skipped:?}");
         let names = files_in(root.path());
-        assert_eq!(names, vec![".7-2-ok.bin.part"], "only the kept file, waiting for its message to be stored");
+        assert!(names.len() == 1 && names[0].starts_with(".7-2-ok.bin."), "only the kept file, waiting to be stored: {names:?}");
         let kept = arrival.staged.into_iter().next().expect("kept");
         assert_eq!(kept.rel(), "inbox/telegram/1/7-2-ok.bin");
         kept.commit().await.expect("commit");

@@ -1,5 +1,5 @@
 //! Attachments received straight to disk, never whole in memory: each is
-//! written chunk by chunk to a hidden temp file (`.<stem>-<name>.part`)
+//! written chunk by chunk to a hidden temp file (`.<stem>-<name>.<random>.part`)
 //! beside the name it will be kept under, renamed into place when its
 //! message is stored ([`Staged::commit`]), and deleted if it is not
 //! (refused, failed, or dropped on the way). A chat's quota counts the
@@ -124,7 +124,8 @@ impl Workspaces {
         let dest = self.dir(ws).join(&rel);
         let dir = dest.parent().ok_or_else(|| io::Error::other("attachment path has no parent"))?.to_path_buf();
         tokio::fs::create_dir_all(&dir).await?;
-        let path = dir.join(format!(".{file_name}.part"));
+        // A random part: two receptions of one message (a platform's retry) never share a temp file.
+        let path = dir.join(format!(".{file_name}.{}.part", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         let file = tokio::fs::File::create(&path).await?;
         Ok(Staging { file, temp: TempPath { path, kept: false }, dest, rel, len: 0 })
     }
@@ -183,7 +184,8 @@ mod tests {
         assert_eq!(s.len(), 11);
         let staged = s.finish().await.expect("finish");
         let dir = root.path().join("w/inbox/telegram/-100");
-        assert_eq!(names(&dir), vec![".7-a_b.txt.part"]);
+        let temp = names(&dir);
+        assert!(temp.len() == 1 && temp[0].starts_with(".7-a_b.txt.") && temp[0].ends_with(".part"), "{temp:?}");
         assert_eq!(ws.inbox_usage(&id, &chat).await.expect("usage"), 11, "in-flight bytes count");
         assert_eq!(staged.rel(), "inbox/telegram/-100/7-a_b.txt");
         staged.commit().await.expect("commit");

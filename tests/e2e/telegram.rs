@@ -294,7 +294,8 @@ fn inbox_files(d: &Daemon, ws: &str, chat: i64) -> Vec<String> {
 async fn workspace_of(d: &Daemon, chat: i64) -> String {
     let (_, ctxs) = d.get("/api/v1/contexts?connector=telegram").await;
     let items = ctxs["items"].as_array().cloned().unwrap_or_default();
-    let ctx = items.iter().find(|c| c["external_id"] == chat.to_string()).unwrap_or_else(|| panic!("no context for {chat}: {ctxs}"));
+    let id = chat.to_string();
+    let ctx = items.iter().find(|c| c["external_id"] == id.as_str()).unwrap_or_else(|| panic!("no context for {chat}: {ctxs}"));
     ctx["workspace_id"].as_str().expect("workspace").to_string()
 }
 
