@@ -427,6 +427,13 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         notify_admin: r.bool("AGENT_RUNTIME_HEARTBEAT_NOTIFY_ADMIN", true),
     };
     let connectors = connectors::read(r);
+    if gateway.attachment_chat_quota_bytes < connectors.attachment_max_bytes {
+        r.problem(
+            Severity::Warning,
+            "AGENT_RUNTIME_ATTACHMENT_CHAT_QUOTA_BYTES",
+            "is below AGENT_RUNTIME_ATTACHMENT_MAX_BYTES: no file larger than the quota can ever be kept",
+        );
+    }
     Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat, connectors }
 }
 

@@ -10,6 +10,7 @@ mod actions;
 mod admin;
 mod command;
 mod dispatch;
+mod intake;
 mod perm;
 mod replies;
 mod review;
@@ -19,6 +20,7 @@ pub use actions::{ActionError, ProposedAction};
 pub use admin::{StartedPairing, token_hash};
 pub use command::{COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
 pub use dispatch::Dispatcher;
+pub use intake::{Intake, Refusal, Sink, Stopped};
 pub use perm::{Denial, Rule, check, rule};
 pub use review::UNTRUSTED_TASK;
 pub use rules::{RateLimiter, Verdict};
@@ -76,13 +78,22 @@ pub struct Handled {
     pub outbox_id: Option<OutboxId>,
 }
 
-/// A message a connector received, with the files it downloaded for it.
-#[derive(Debug, Clone)]
+/// A message a connector received, with the files it took in for it.
+#[derive(Debug)]
 pub struct Arrival {
     /// The message.
     pub msg: Inbound,
-    /// Its attachments (saved under the chat's workspace at ingest).
+    /// Attachments in memory (saved under the chat's workspace at ingest).
     pub files: Vec<IncomingFile>,
+    /// Attachments already on disk through an [`Intake`] (put in place at ingest).
+    pub staged: Vec<crate::workspace::Staged>,
+}
+
+impl Arrival {
+    /// A message without attachments.
+    pub fn text(msg: Inbound) -> Self {
+        Self { msg, files: Vec::new(), staged: Vec::new() }
+    }
 }
 
 /// A stored message waiting to be processed.
@@ -215,14 +226,24 @@ impl Gateway {
     }
 
     /// Stores a connector's batch of messages and advances its cursor in one
-    /// transaction; files are saved under each chat's workspace first (so a
-    /// stored message never points at a missing file). Only after this
+    /// transaction; files are put in place under each chat's workspace first
+    /// (so a stored message never points at a missing file). Only after this
     /// returns may the connector acknowledge the batch to its platform.
     /// Returns the messages that were new, to be [processed](Gateway::process).
     pub async fn ingest(&self, arrivals: Vec<Arrival>, cursor: Option<Cursor>) -> Result<Vec<Ingested>, GatewayError> {
         let now = self.clock.now_ms();
         let mut msgs = Vec::with_capacity(arrivals.len());
-        for Arrival { mut msg, files } in arrivals {
+        for Arrival { mut msg, files, staged } in arrivals {
+            for file in staged {
+                let rel = file.rel().to_string();
+                match file.commit().await {
+                    Ok(()) => msg.meta.saved.push(rel),
+                    Err(e) => {
+                        tracing::warn!(error = %e, chat = %msg.chat, "could not put an attachment in place");
+                        msg.meta.skipped.push(format!("{rel} (could not be written: {e})"));
+                    }
+                }
+            }
             if !files.is_empty() {
                 let ctx = self.store.ensure_context(&msg.chat, &msg.display_name, now).await?;
                 let stem = msg.meta.message_id.clone().unwrap_or_else(|| msg.dedupe_key.clone());

@@ -77,6 +77,8 @@ pub struct Metrics {
     llm: Mutex<BTreeMap<(String, String, String), LlmStats>>,
     /// Times the quiet daemon gave memory back (`memory::keep`).
     memory_releases: std::sync::atomic::AtomicU64,
+    /// (queue, outcome) → events that found a bounded intake queue full.
+    queue_full: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -119,6 +121,14 @@ impl Metrics {
             s.prompt_tokens += prompt;
             s.completion_tokens += completion;
             s.latency.observe(&LLM_BUCKETS, elapsed.as_secs_f64());
+        }
+    }
+
+    /// An event found the bounded queue `queue` full; `outcome`: `waited`
+    /// (queued once there was room) or `dropped`.
+    pub fn queue_full(&self, queue: &'static str, outcome: &'static str) {
+        if let Ok(mut m) = self.queue_full.lock() {
+            *m.entry((queue, outcome)).or_default() += 1;
         }
     }
 
@@ -175,6 +185,17 @@ impl Metrics {
         );
         let releases = self.memory_releases.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(out, "agent_runtime_memory_releases_total {releases}");
+        header(
+            &mut out,
+            "agent_runtime_queue_full_total",
+            "counter",
+            "Events from outside that found a bounded queue full, by queue and outcome (waited for room, or dropped).",
+        );
+        if let Ok(m) = self.queue_full.lock() {
+            for ((queue, outcome), n) in m.iter() {
+                let _ = writeln!(out, "agent_runtime_queue_full_total{{queue=\"{queue}\",outcome=\"{outcome}\"}} {n}");
+            }
+        }
         if let Some(kib) = crate::memory::status_kib("VmRSS:") {
             header(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the process (VmRSS), in bytes.");
             let _ = writeln!(out, "process_resident_memory_bytes {}", kib * 1024);

@@ -1,39 +1,20 @@
 //! The on-disk workspace tree (`<root>/<workspace-id>/...`): directories on
 //! first contact, append-only markdown chat logs, and task result files
 //! (written to a temp file and renamed, so a crash never leaves half a file).
+//! Every id becomes a path segment through [`sanitize_segment`], which is
+//! injective: two chats never share a directory or a log.
+
+mod segment;
+mod staging;
+
+use segment::legacy_segment;
+pub use segment::{MAX_SEGMENT, sanitize_file_name, sanitize_segment};
+pub use staging::{Staged, Staging};
 
 use crate::clock::{UnixMillis, rfc3339};
 use crate::domain::{ChatRef, Task, WorkspaceId};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Path-safe form of an id: `[a-zA-Z0-9._-]` kept, the rest `-`, trimmed of
-/// `-` and `.`, lower case; never empty.
-pub fn sanitize_segment(s: &str) -> String {
-    let mapped: String = s
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' })
-        .collect();
-    let trimmed = mapped.trim_matches(['-', '.']);
-    if trimmed.is_empty() { "_".to_string() } else { trimmed.to_string() }
-}
-
-/// A file name the sender chose, made safe to use: no directories, only
-/// `[A-Za-z0-9._-]` (others become `_`), no leading dots, at most 100
-/// characters with the extension kept; never empty.
-pub fn sanitize_file_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let mapped: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-    let trimmed = mapped.trim_start_matches('.');
-    let name = if trimmed.trim_matches('_').is_empty() { "file".to_string() } else { trimmed.to_string() };
-    if name.len() <= 100 {
-        return name;
-    }
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if ext.len() <= 16 => format!("{}.{ext}", &stem[..100 - ext.len() - 1]),
-        _ => name[..100].to_string(),
-    }
-}
 
 /// Writes `bytes` to `path` through a temp file and a rename, creating the directories.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -72,6 +53,10 @@ type Done = tokio::sync::oneshot::Sender<std::io::Result<()>>;
 /// One chat-log append waiting for the log thread.
 struct LogJob {
     path: PathBuf,
+    /// Where the log was before issue 14's names, when that differs.
+    legacy: Option<PathBuf>,
+    /// The header's first lines, naming the chat (`header` starts with them).
+    ident: String,
     header: String,
     text: String,
     done: Done,
@@ -103,12 +88,33 @@ fn log_thread(rx: &std::sync::mpsc::Receiver<LogJob>) {
                 None => files.push((job, Vec::new())),
             }
         }
-        for (LogJob { path, header, text, done }, mut waiting) in files {
+        for (LogJob { path, legacy, ident, header, text, done }, mut waiting) in files {
             waiting.push(done);
+            if let Some(old) = legacy {
+                adopt_legacy_log(&old, &path, &ident);
+            }
             let result = append(&path, &header, &text);
             for done in waiting {
                 let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
             }
+        }
+    }
+}
+
+/// Moves a chat log from its pre-issue-14 name to `path` when `path` does
+/// not exist yet and the old file's header names this very chat (the old
+/// names could be shared by two chats).
+fn adopt_legacy_log(old: &Path, path: &Path, ident: &str) {
+    if path.exists() {
+        return;
+    }
+    let mut head = vec![0; ident.len()];
+    let same_chat =
+        std::fs::File::open(old).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head == ident.as_bytes();
+    if same_chat {
+        match std::fs::rename(old, path) {
+            Ok(()) => tracing::info!(from = %old.display(), to = %path.display(), "chat log moved to its new name"),
+            Err(e) => tracing::warn!(error = %e, from = %old.display(), "could not move a chat log to its new name; a new log starts"),
         }
     }
 }
@@ -168,10 +174,10 @@ impl Workspaces {
         entries: Vec<(Direction, String, String)>,
     ) -> std::io::Result<()> {
         let path = self.dir(ws).join(Self::chat_log_rel(chat));
-        let header = format!(
-            "# Chat Log\n\n- connector: `{}`\n- external_id: `{}`\n- display_name: `{}`\n\n",
-            chat.connector, chat.external_id, display_name
-        );
+        let old = Path::new("logs/chats").join(legacy_segment(&chat.connector)).join(format!("{}.md", legacy_segment(&chat.external_id)));
+        let legacy = (old != Self::chat_log_rel(chat)).then(|| self.dir(ws).join(old));
+        let ident = format!("# Chat Log\n\n- connector: `{}`\n- external_id: `{}`\n", chat.connector, chat.external_id);
+        let header = format!("{ident}- display_name: `{display_name}`\n\n");
         let now = rfc3339(chrono::Utc::now().timestamp_millis());
         let mut text = String::new();
         for (dir, actor, body) in entries.into_iter().filter(|(_, _, b)| !b.trim().is_empty()) {
@@ -183,7 +189,7 @@ impl Workspaces {
         }
         let (done, wait) = tokio::sync::oneshot::channel();
         let gone = || std::io::Error::other("the chat-log writer has stopped");
-        self.log.send(LogJob { path, header, text, done }).map_err(|_| gone())?;
+        self.log.send(LogJob { path, legacy, ident, header, text, done }).map_err(|_| gone())?;
         wait.await.map_err(|_| gone())?
     }
 
@@ -197,13 +203,7 @@ impl Workspaces {
         name: &str,
         bytes: Vec<u8>,
     ) -> std::io::Result<String> {
-        let rel = format!(
-            "inbox/{}/{}/{}-{}",
-            sanitize_segment(&chat.connector),
-            sanitize_segment(&chat.external_id),
-            sanitize_segment(stem),
-            sanitize_file_name(name)
-        );
+        let rel = format!("{}/{}", staging::inbox_rel(chat), staging::attachment_name(stem, name));
         let path = self.dir(ws).join(&rel);
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await.map_err(std::io::Error::other)??;
         Ok(rel)
@@ -237,26 +237,6 @@ impl Workspaces {
 mod tests {
     use super::*;
 
-    #[test]
-    fn file_names_are_safe_and_keep_their_extension() {
-        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_file_name("C:\\Users\\me\\notes v2.md"), "notes_v2.md");
-        assert_eq!(sanitize_file_name(".bashrc"), "bashrc");
-        assert_eq!(sanitize_file_name("…"), "file");
-        assert_eq!(sanitize_file_name(""), "file");
-        let long = format!("{}.pdf", "a".repeat(300));
-        let s = sanitize_file_name(&long);
-        assert_eq!(s.len(), 100);
-        assert!(s.ends_with(".pdf"));
-    }
-
-    #[test]
-    fn segments_cannot_escape_the_tree() {
-        assert_eq!(sanitize_segment("../../etc"), "etc");
-        assert_eq!(sanitize_segment("A b/C"), "a-b-c");
-        assert_eq!(sanitize_segment(".."), "_");
-    }
-
     #[tokio::test]
     async fn chat_log_has_one_header_and_entries_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -268,10 +248,38 @@ mod tests {
                 vec![(Direction::Inbound, "u".into(), format!("hi {i}")), (Direction::Outbound, "agent-runtime".into(), format!("yo {i}"))];
             ws.append_chat_log(&id, &chat, "S", e).await.expect("append");
         }
-        let text = std::fs::read_to_string(dir.path().join("w/logs/chats/codex/s-1.md")).expect("read");
+        let text = std::fs::read_to_string(dir.path().join("w/logs/chats/codex/s%2F1.md")).expect("read");
         assert_eq!(text.matches("# Chat Log").count(), 1);
         assert!(text.find("hi 0").expect("0") < text.find("yo 1").expect("1"));
         assert_eq!(text.matches("`OUTBOUND`").count(), 2);
+    }
+
+    /// Issue 14: the old names merged chats (`a@b-c` and `a-b@c` were both
+    /// `a-b-c`), so a log under its old name moves only if its header names this chat.
+    #[tokio::test]
+    async fn a_log_under_its_old_name_is_moved_once_and_only_for_its_own_chat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspaces::new(dir.path().to_path_buf());
+        let id = WorkspaceId::from_string("w");
+        let logs = dir.path().join("w/logs/chats/email");
+        std::fs::create_dir_all(&logs).expect("mkdir");
+        let old = "# Chat Log\n\n- connector: `email`\n- external_id: `a@b-c`\n- display_name: `A`\n\nearlier entry\n";
+        std::fs::write(logs.join("a-b-c.md"), old).expect("old log");
+        let entry = |t: &str| vec![(Direction::Inbound, "u".to_string(), t.to_string())];
+
+        let other = ChatRef::new("email", "a-b@c").expect("chat");
+        ws.append_chat_log(&id, &other, "B", entry("from b")).await.expect("append");
+        assert_eq!(std::fs::read_to_string(logs.join("a-b-c.md")).expect("old"), old, "another chat's file is not taken");
+        assert!(std::fs::read_to_string(logs.join("a-b@c.md")).expect("new").contains("from b"));
+
+        let own = ChatRef::new("email", "a@b-c").expect("chat");
+        ws.append_chat_log(&id, &own, "A", entry("new entry")).await.expect("append");
+        ws.append_chat_log(&id, &own, "A", entry("newer entry")).await.expect("append");
+        assert!(!logs.join("a-b-c.md").exists(), "moved");
+        let text = std::fs::read_to_string(logs.join("a@b-c.md")).expect("read");
+        assert_eq!(text.matches("# Chat Log").count(), 1);
+        let (a, b, c) = (text.find("earlier entry"), text.find("new entry"), text.find("newer entry"));
+        assert!(a.is_some() && a < b && b < c, "{text}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

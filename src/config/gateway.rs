@@ -1,5 +1,6 @@
 //! The gateway's slice of the configuration: input limits, who unlinked
-//! senders are, channel rules for LLM replies, pairing and approvals.
+//! senders are, channel rules for LLM replies, pairing and approvals, and
+//! how much a chat may store.
 
 use super::reader::Reader;
 use crate::domain::Role;
@@ -26,6 +27,10 @@ pub struct GatewayConfig {
     pub approval_ttl: Duration,
     /// `AGENT_RUNTIME_ACTION_WEBHOOK_TIMEOUT_SECONDS` (default 10).
     pub webhook_timeout: Duration,
+    /// `AGENT_RUNTIME_ATTACHMENT_CHAT_QUOTA_BYTES` (default 100 MiB): the most
+    /// attachment bytes one chat's inbox directory may hold; a file that
+    /// would go past it is not kept (0: no attachments are kept).
+    pub attachment_chat_quota_bytes: u64,
 }
 
 /// Channel rules (the Go runtime's safety policy), applied to every
@@ -106,5 +111,6 @@ pub(super) fn read(r: &mut Reader<'_>) -> GatewayConfig {
         pairing_max_requests: r.int("AGENT_RUNTIME_PAIRING_MAX_REQUESTS", 3, 1, 100) as u32,
         approval_ttl: r.seconds("AGENT_RUNTIME_AGENT_SENSITIVE_APPROVAL_TTL_SECONDS", 600, 1, 7 * 86_400),
         webhook_timeout: r.seconds("AGENT_RUNTIME_ACTION_WEBHOOK_TIMEOUT_SECONDS", 10, 1, 600),
+        attachment_chat_quota_bytes: r.int("AGENT_RUNTIME_ATTACHMENT_CHAT_QUOTA_BYTES", 100 << 20, 0, 1 << 40),
     }
 }

@@ -13,25 +13,28 @@
 //! `AGENT_RUNTIME_DISCORD_CATCHUP_MESSAGES`; the inbox's dedupe key
 //! (`<channel>:<message id>`) makes the overlap with live events harmless.
 
+mod events;
 pub mod rest;
 
 pub use rest::{DiscordPublisher, DiscordRest, INTERACTION_PREFIX};
 
-use super::{Backoff, mib};
+use events::{EVENT_QUEUE, Ev, Forward};
+
+use super::Backoff;
 use crate::BoxFuture;
 use crate::config::DiscordConfig;
-use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, IncomingFile, TraceId};
-use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway};
+use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, TraceId};
+use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway, GatewayError};
 use crate::health::Health;
 use crate::store::Cursor;
 use reqwest::Method;
 use serde_json::{Value, json};
-use serenity::all::{
-    ClientBuilder, CommandDataOptionValue, Context, EventHandler, GatewayIntents, Interaction, Message, Ready, ResumedEvent,
-};
-use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
+use serenity::all::{ClientBuilder, CommandDataOptionValue, GatewayIntents, Interaction, Message};
+use serenity::gateway::ConnectionStage;
 use serenity::http::HttpBuilder;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,36 +48,6 @@ pub const MAX_MESSAGE: usize = 2000;
 /// GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT (37377).
 fn intents() -> GatewayIntents {
     GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES | GatewayIntents::MESSAGE_CONTENT
-}
-
-/// What the serenity handler forwards.
-enum Ev {
-    Ready { user: u64, app: u64 },
-    Resumed,
-    Stage(ConnectionStage),
-    Message(Box<Message>),
-    Interaction(Box<Interaction>),
-}
-
-struct Forward(mpsc::UnboundedSender<Ev>);
-
-#[serenity::async_trait]
-impl EventHandler for Forward {
-    async fn ready(&self, _: Context, r: Ready) {
-        let _ = self.0.send(Ev::Ready { user: r.user.id.get(), app: r.application.id.get() });
-    }
-    async fn resume(&self, _: Context, _: ResumedEvent) {
-        let _ = self.0.send(Ev::Resumed);
-    }
-    async fn shard_stage_update(&self, _: Context, e: ShardStageUpdateEvent) {
-        let _ = self.0.send(Ev::Stage(e.new));
-    }
-    async fn message(&self, _: Context, m: Message) {
-        let _ = self.0.send(Ev::Message(Box::new(m)));
-    }
-    async fn interaction_create(&self, _: Context, i: Interaction) {
-        let _ = self.0.send(Ev::Interaction(Box::new(i)));
-    }
 }
 
 /// The inbound side: receives, stores, acknowledges, hands stored messages on.
@@ -128,6 +101,8 @@ struct State {
     app: u64,
     synced: bool,
     channels: HashMap<u64, Seen>,
+    /// Set by the handler when it dropped an event.
+    lost: Arc<AtomicBool>,
 }
 
 impl super::Connector for DiscordConnector {
@@ -149,10 +124,11 @@ impl DiscordConnector {
             Ok(rows) => state.channels = rows.iter().filter_map(|(k, v)| Seen::parse(k, v)).collect(),
             Err(e) => tracing::error!(error = %e, "cannot read the stored Discord cursors; missed messages are not caught up"),
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
         loop {
-            let mut client = match self.client(tx.clone()).await {
+            let forward = Forward { tx: tx.clone(), lost: state.lost.clone() };
+            let mut client = match self.client(forward).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.health.degrade(NAME, format!("cannot build the Discord client: {e}"));
@@ -195,13 +171,13 @@ impl DiscordConnector {
     }
 
     /// A serenity client aimed at the configured servers.
-    async fn client(&self, tx: mpsc::UnboundedSender<Ev>) -> Result<serenity::Client, serenity::Error> {
+    async fn client(&self, forward: Forward) -> Result<serenity::Client, serenity::Error> {
         let mut http = HttpBuilder::new(self.config.token.expose());
         if self.config.api_base != "https://discord.com" {
             // serenity's rate limiter ignores the proxy; our REST client handles 429s for what matters.
             http = http.proxy(self.config.api_base.as_str()).ratelimiter_disabled(true);
         }
-        let client = ClientBuilder::new_with_http(http.build(), intents()).event_handler(Forward(tx)).await?;
+        let client = ClientBuilder::new_with_http(http.build(), intents()).event_handler(forward).await?;
         if let Some(url) = &self.config.gateway_url {
             // serenity appends `?v=10` itself.
             *client.ws_url.lock().await = url.split('?').next().unwrap_or(url).to_string();
@@ -210,7 +186,7 @@ impl DiscordConnector {
     }
 
     /// Handles `first` and whatever else is already queued, messages in id order.
-    async fn batch(&self, first: Ev, rx: &mut mpsc::UnboundedReceiver<Ev>, state: &mut State) {
+    async fn batch(&self, first: Ev, rx: &mut mpsc::Receiver<Ev>, state: &mut State) {
         // serenity runs each handler as its own task: give the ones racing this one a moment to queue.
         tokio::task::yield_now().await;
         let mut events = vec![first];
@@ -252,6 +228,10 @@ impl DiscordConnector {
             let guild = msgs.iter().find_map(|m| m.guild_id.map(|g| g.get()));
             self.store(state, channel, guild, msgs).await;
         }
+        if state.lost.swap(false, Ordering::SeqCst) {
+            // Dropped messages are in each channel's history after its cursor.
+            self.catch_up(state).await;
+        }
     }
 
     /// Stores one channel's messages with its cursor, then hands them on.
@@ -259,8 +239,11 @@ impl DiscordConnector {
         let Some(newest) = msgs.iter().map(|m| m.id.get()).max() else { return };
         let mut arrivals = Vec::new();
         for m in &msgs {
-            if let Some(a) = self.message(state.bot, guild, m).await {
-                arrivals.push(a);
+            match self.message(state.bot, guild, m).await {
+                Ok(Some(a)) => arrivals.push(a),
+                Ok(None) => {}
+                // Not stored: the next catch-up (after a reconnect) fetches them again from the old cursor.
+                Err(e) => return self.health.degrade(NAME, format!("cannot store received messages: {e}")),
             }
         }
         let seen = state.channels.get(&channel).copied();
@@ -313,10 +296,12 @@ impl DiscordConnector {
         }
     }
 
-    /// A channel message as an arrival (`None`: not for us — bots, ourselves, empty).
-    async fn message(&self, bot: u64, guild: Option<u64>, m: &Message) -> Option<Arrival> {
+    /// A channel message as an arrival (`None`: not for us — bots, ourselves,
+    /// empty). Its files are taken in only as far as the gateway allows,
+    /// each streamed straight to disk.
+    async fn message(&self, bot: u64, guild: Option<u64>, m: &Message) -> Result<Option<Arrival>, GatewayError> {
         if m.author.bot || m.author.id.get() == bot {
-            return None;
+            return Ok(None);
         }
         let (tag, tag_nick) = (format!("<@{bot}>"), format!("<@!{bot}>"));
         let mentioned = m.mentions.iter().any(|u| u.id.get() == bot)
@@ -324,27 +309,23 @@ impl DiscordConnector {
             || m.content.contains(&tag_nick)
             || m.referenced_message.as_ref().is_some_and(|r| r.author.id.get() == bot);
         let text = m.content.replace(&tag, " ").replace(&tag_nick, " ").trim().to_string();
-        let mut meta = InboundMeta { message_id: Some(m.id.get().to_string()), ..Default::default() };
-        let mut files = Vec::new();
-        for a in &m.attachments {
-            let max = self.attachment_max_bytes;
-            let got = if u64::from(a.size) > max {
-                Err(format!("{} is over the {} limit", mib(u64::from(a.size)), mib(max)))
-            } else {
-                self.rest.download(&a.url, max).await
-            };
-            match got {
-                Ok(bytes) => files.push(IncomingFile { name: a.filename.clone(), bytes }),
-                Err(why) => meta.skipped.push(format!("{} ({why})", a.filename)),
-            }
+        if text.is_empty() && m.attachments.is_empty() {
+            return Ok(None);
         }
-        if text.is_empty() && files.is_empty() && meta.skipped.is_empty() {
-            return None;
-        }
+        let meta = InboundMeta { message_id: Some(m.id.get().to_string()), ..Default::default() };
         let in_guild = m.guild_id.is_some() || guild.is_some();
         let dedupe_key = format!("{}:{}", m.channel_id.get(), m.id.get());
         let msg = inbound(m.channel_id.get(), in_guild, &m.author, text, mentioned, dedupe_key, meta);
-        Some(Arrival { msg, files })
+        if m.attachments.is_empty() {
+            return Ok(Some(Arrival::text(msg)));
+        }
+        let mut intake = self.gateway.intake(&msg, self.attachment_max_bytes).await?;
+        for a in &m.attachments {
+            let Some(mut sink) = intake.file(&a.filename, Some(u64::from(a.size))).await else { continue };
+            let fetched = self.rest.download(&a.url, &mut sink).await;
+            sink.finish(fetched).await;
+        }
+        Ok(Some(intake.into_arrival(msg)))
     }
 
     /// A slash command or button press: stored, then acknowledged (deferred),
@@ -382,7 +363,7 @@ impl DiscordConnector {
                 return;
             }
         };
-        let new = match self.gateway.ingest(vec![Arrival { msg, files: Vec::new() }], None).await {
+        let new = match self.gateway.ingest(vec![Arrival::text(msg)], None).await {
             Ok(new) => new,
             Err(e) => {
                 // Not acknowledged: Discord shows the user that the interaction failed, so they can retry.

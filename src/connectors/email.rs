@@ -260,7 +260,7 @@ impl EmailConnector {
             trace_id: TraceId::random(),
             meta,
         };
-        Ok(Some(Arrival { msg, files }))
+        Ok(Some(Arrival { msg, files, staged: Vec::new() }))
     }
 }
 

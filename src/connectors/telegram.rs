@@ -1,8 +1,10 @@
 //! Telegram through the Bot API (teloxide's typed client, our own loop).
 //!
-//! Inbound: `getUpdates` long polling. Each batch is downloaded (attachments
-//! within the size limit), stored with the next update offset in one
-//! transaction, and only then acknowledged — Telegram confirms updates when
+//! Inbound: `getUpdates` long polling. Each batch's attachments are taken
+//! in as far as the gateway allows ([`Gateway::intake`]: nothing for a
+//! message not addressed to the bot; within the per-file limit and the
+//! chat's quota, streamed to disk), the batch is stored with the next
+//! update offset in one transaction, and only then acknowledged — Telegram confirms updates when
 //! the next `getUpdates` carries a higher offset, and callback queries are
 //! answered after the store. A crash anywhere before the store makes
 //! Telegram deliver the batch again; after it, the stored offset skips it
@@ -16,11 +18,11 @@
 //! `retry_after` defers the message; "chat not found" and "bot was blocked"
 //! fail it for good.
 
-use super::{Backoff, mib, split_message, utf16_len};
+use super::{Backoff, split_message, utf16_len};
 use crate::BoxFuture;
 use crate::config::TelegramConfig;
-use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, IncomingFile, OutboundMessage, TraceId};
-use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway};
+use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, OutboundMessage, TraceId};
+use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway, GatewayError, Sink};
 use crate::health::Health;
 use crate::outbox::{Delivered, PublishError, Publisher};
 use crate::store::Cursor;
@@ -288,13 +290,13 @@ impl TelegramConnector {
 
     /// Downloads, stores (with the next offset), acknowledges callback
     /// queries and hands the new messages to processing.
-    async fn store_batch(&self, me: &Me, updates: Vec<Update>, next: i32) -> Result<(), crate::gateway::GatewayError> {
+    async fn store_batch(&self, me: &Me, updates: Vec<Update>, next: i32) -> Result<(), GatewayError> {
         let mut arrivals = Vec::new();
         let mut callbacks = Vec::new();
         for u in updates {
             match u.kind {
                 UpdateKind::Message(m) => {
-                    if let Some(a) = self.message(me, &m).await {
+                    if let Some(a) = self.message(me, &m).await? {
                         arrivals.push(a);
                     }
                 }
@@ -319,9 +321,11 @@ impl TelegramConnector {
         Ok(())
     }
 
-    /// A chat message as an arrival (`None`: not for us — bots, service messages, empty).
-    async fn message(&self, me: &Me, m: &Message) -> Option<Arrival> {
-        let from = m.from.as_ref().filter(|u| !u.is_bot)?;
+    /// A chat message as an arrival (`None`: not for us — bots, service
+    /// messages, empty). Its files are taken in only as far as the gateway
+    /// allows, each streamed straight to disk.
+    async fn message(&self, me: &Me, m: &Message) -> Result<Option<Arrival>, GatewayError> {
+        let Some(from) = m.from.as_ref().filter(|u| !u.is_bot) else { return Ok(None) };
         let text = m.text().or(m.caption()).unwrap_or("").trim().to_string();
         let mut refs = Vec::new();
         if let Some(d) = m.document() {
@@ -332,7 +336,7 @@ impl TelegramConnector {
             refs.push(FileRef { id: p.file.id.to_string(), name: format!("photo-{}.jpg", p.file.unique_id), size: u64::from(p.file.size) });
         }
         if text.is_empty() && refs.is_empty() {
-            return None;
+            return Ok(None);
         }
         let entities = m.parse_entities().or_else(|| m.parse_caption_entities()).unwrap_or_default();
         let handle = format!("@{}", me.username());
@@ -341,15 +345,7 @@ impl TelegramConnector {
             MessageEntityKind::TextMention { user } => user.id == me.id,
             _ => false,
         }) || m.reply_to_message().and_then(|r| r.from.as_ref()).is_some_and(|u| u.id == me.id);
-        let mut meta =
-            InboundMeta { bot_name: Some(me.username().to_string()), message_id: Some(m.id.0.to_string()), ..Default::default() };
-        let mut files = Vec::new();
-        for f in refs {
-            match self.download(&f).await {
-                Ok(bytes) => files.push(IncomingFile { name: f.name, bytes }),
-                Err(why) => meta.skipped.push(format!("{} ({why})", f.name)),
-            }
-        }
+        let meta = InboundMeta { bot_name: Some(me.username().to_string()), message_id: Some(m.id.0.to_string()), ..Default::default() };
         let msg = Inbound {
             chat: chat_ref(m.chat.id),
             from_user_id: from.id.0.to_string(),
@@ -361,27 +357,27 @@ impl TelegramConnector {
             trace_id: TraceId::random(),
             meta,
         };
-        Some(Arrival { msg, files })
+        if refs.is_empty() {
+            return Ok(Some(Arrival::text(msg)));
+        }
+        let mut intake = self.gateway.intake(&msg, self.attachment_max_bytes).await?;
+        for f in &refs {
+            let Some(mut sink) = intake.file(&f.name, Some(f.size)).await else { continue };
+            let fetched = self.download(f, &mut sink).await;
+            sink.finish(fetched).await;
+        }
+        Ok(Some(intake.into_arrival(msg)))
     }
 
-    /// Fetches one attachment, refusing more than the size limit.
-    async fn download(&self, f: &FileRef) -> Result<Vec<u8>, String> {
-        let max = self.attachment_max_bytes;
-        let too_big = |n: u64| format!("{} is over the {} limit", mib(n), mib(max));
-        if f.size > max {
-            return Err(too_big(f.size));
-        }
+    /// Streams one attachment into `sink`, which stops it at the gateway's bounds.
+    async fn download(&self, f: &FileRef, sink: &mut Sink<'_>) -> Result<(), String> {
         let file = self.bot.get_file(f.id.clone().into()).await.map_err(|e| format!("download failed: {}", classify(&e).message))?;
         let mut stream = self.bot.download_file_stream(&file.path);
-        let mut bytes = Vec::with_capacity(f.size as usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| format!("download failed: {e}"))?;
-            if (bytes.len() + chunk.len()) as u64 > max {
-                return Err(too_big((bytes.len() + chunk.len()) as u64));
-            }
-            bytes.extend_from_slice(&chunk);
+            sink.write(&chunk).await.map_err(|e| e.to_string())?;
         }
-        Ok(bytes)
+        Ok(())
     }
 }
 
@@ -405,5 +401,5 @@ fn press(me: &Me, q: &CallbackQuery) -> Option<Arrival> {
         trace_id: TraceId::random(),
         meta: InboundMeta { bot_name: Some(me.username().to_string()), pressed: Some(message.id().0.to_string()), ..Default::default() },
     };
-    Some(Arrival { msg, files: Vec::new() })
+    Some(Arrival::text(msg))
 }

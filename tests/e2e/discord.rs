@@ -140,6 +140,25 @@ async fn attachments_are_saved_under_the_workspace_within_the_size_limit() {
     assert!(text.contains("Attachment not saved: big.bin") && text.contains("over the 0.0 MiB limit"), "{text}");
 }
 
+/// Issue 14: files were downloaded before any rule was checked. A file in
+/// a guild channel that does not mention the bot is never fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_a_guild_channel_is_fetched_only_when_the_bot_is_mentioned() {
+    let dc = FakeDiscord::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path(), &dc, &env(&dc, None)).await;
+    let bob = Author::user("100000000000000002", "bob");
+    dc.push_message_with_attachment("710", Some(GUILD), bob.clone(), "look at this", "chatter.md", "text/markdown", b"# chatter");
+    let mention = format!("<@{BOT_ID}> keep this");
+    let id = dc.push_message_with_attachment("710", Some(GUILD), bob, &mention, "notes.md", "text/markdown", b"# for the bot");
+    let reply = wait_for(&dc, "710", 1).await;
+    assert!(reply[0].content.contains(&format!("Attachment saved: `inbox/discord/710/{id}-notes.md`")), "{}", reply[0].content);
+    wait_until("both messages stored", Duration::from_secs(10), || async { (inbox_count(&d) == 2).then_some(()) }).await;
+    assert_eq!(dc.calls("download"), 1, "only the mentioned message's file was fetched");
+    // Per chat in order: the unmentioned message was handled before the reply above.
+    assert_eq!(dc.sent().iter().filter(|s| s.channel_id == "710").count(), 1, "the unmentioned file got no reply");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_buttons_run_the_action_once_and_a_second_press_is_refused() {
     let dc = FakeDiscord::start(TOKEN).await;

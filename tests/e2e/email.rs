@@ -114,7 +114,7 @@ async fn a_trusted_senders_task_is_answered_in_thread_and_duplicates_and_loops_a
     assert_eq!(header(&reply, "Subject"), Some("Re: /task water the plants"), "{reply}");
     assert_eq!(header(&reply, "Auto-Submitted"), Some("auto-replied"), "{reply}");
     assert!(reply.contains("Task queued"), "{reply}");
-    assert!(reply.contains("inbox/email/alice-example.test/"), "the reply says where the mail was filed: {reply}");
+    assert!(reply.contains("inbox/email/alice@example.test/"), "the reply says where the mail was filed: {reply}");
     let seen = wait_until("flagged \\Seen after storing", Duration::from_secs(5), || async {
         let s = p.imap.seen_uids(AGENT).await;
         s.contains(&uid).then_some(s)

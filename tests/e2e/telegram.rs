@@ -281,3 +281,104 @@ async fn a_crash_after_answering_but_before_telegram_confirms_answers_once() {
     assert_eq!(sent.len(), 2, "the first message was not answered again: {:?}", texts(&sent));
     assert!(sent[0].text.starts_with("Commands:"));
 }
+
+/// The files in chat `chat`'s attachment directory (hidden temp files included).
+fn inbox_files(d: &Daemon, ws: &str, chat: i64) -> Vec<String> {
+    let dir = d.data().join("workspaces").join(ws).join(format!("inbox/telegram/{chat}"));
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).map(|r| r.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()).unwrap_or_default();
+    names.sort();
+    names
+}
+
+async fn workspace_of(d: &Daemon, chat: i64) -> String {
+    let (_, ctxs) = d.get("/api/v1/contexts?connector=telegram").await;
+    let items = ctxs["items"].as_array().cloned().unwrap_or_default();
+    let id = chat.to_string();
+    let ctx = items.iter().find(|c| c["external_id"] == id.as_str()).unwrap_or_else(|| panic!("no context for {chat}: {ctxs}"));
+    ctx["workspace_id"].as_str().expect("workspace").to_string()
+}
+
+/// Issue 14: attachments were downloaded whole into memory, with no quota.
+/// A 50 MiB file against a 10 MiB chat quota is refused on its declared
+/// size without a download, and, declared small, is cut off at the quota:
+/// the daemon's peak memory does not take the file in, and nothing partial
+/// stays on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_past_the_chat_quota_is_refused_without_taking_memory_or_disk() {
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.serve_big_files(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut e = env(&tg, None);
+    e.push(("AGENT_RUNTIME_ATTACHMENT_MAX_BYTES", (100u64 << 20).to_string()));
+    e.push(("AGENT_RUNTIME_ATTACHMENT_CHAT_QUOTA_BYTES", (10u64 << 20).to_string()));
+    let d = Daemon::start(dir.path(), &e).await;
+    let (chat, ann) = (Chat::private(91), User::new(91, "Ann"));
+
+    // A small file first, so the download path has run once before the peak is read.
+    tg.push_document(chat.clone(), ann.clone(), "small.txt", "text/plain", vec![b'a'; 1024], None);
+    let first = wait_for(&tg, 91, 1).await;
+    assert!(first[0].text.starts_with("Attachment saved: `inbox/telegram/91/"), "{}", first[0].text);
+    let peak_before = d.status_kib("VmHWM:");
+    let downloads = tg.downloads();
+
+    let big = vec![7u8; 50 << 20];
+    tg.push_document(chat.clone(), ann.clone(), "big.bin", "application/octet-stream", big.clone(), None);
+    let text = wait_for(&tg, 91, 2).await[1].text.clone();
+    assert!(
+        text.contains("Attachment not saved: big.bin (50.0 MiB is over the chat's attachment quota: 10.0 MiB of 10.0 MiB left)"),
+        "{text}"
+    );
+    assert_eq!(tg.downloads(), downloads, "refused on its declared size: never fetched");
+
+    tg.push_document_declaring(chat.clone(), ann.clone(), "liar.bin", "application/octet-stream", big, 1024, None);
+    let text = wait_for(&tg, 91, 3).await[2].text.clone();
+    assert!(text.contains("Attachment not saved: liar.bin (it is over the chat's attachment quota"), "{text}");
+    assert_eq!(tg.downloads(), downloads + 1, "declared small, so fetched, and stopped at the quota");
+
+    let grew_mib = d.status_kib("VmHWM:").saturating_sub(peak_before) / 1024;
+    assert!(grew_mib < 30, "peak memory grew by {grew_mib} MiB for a 50 MiB file: it was held in memory");
+    let ws = workspace_of(&d, 91).await;
+    let files = inbox_files(&d, &ws, 91);
+    assert_eq!(files.len(), 1, "only small.txt, nothing partial: {files:?}");
+    assert!(files[0].ends_with("-small.txt"), "{files:?}");
+}
+
+/// Issue 14: files were downloaded before any rule was checked. A file in a
+/// group that does not mention the bot, or from a sender with no role, is
+/// never fetched; a mentioned one from a member is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_fetched_only_for_messages_the_rules_let_through() {
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut e = env(&tg, None);
+    e.push(("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", "none".into()));
+    let d = Daemon::start(dir.path(), &e).await;
+    d.link("telegram", "51", "member").await;
+    let (group, bob) = (Chat::group(-100555, "Team"), User::new(51, "Bob"));
+
+    tg.push_document(group.clone(), bob.clone(), "chatter.pdf", "application/pdf", b"%PDF-1 chatter".to_vec(), None);
+    tg.push_document(
+        group.clone(),
+        bob.clone(),
+        "for-you.pdf",
+        "application/pdf",
+        b"%PDF-1 for you".to_vec(),
+        Some("@agent_test_bot keep this"),
+    );
+    let replies = wait_for(&tg, -100555, 1).await;
+    assert!(replies[0].text.contains("Attachment saved: `inbox/telegram/-100555/"), "{}", replies[0].text);
+    assert!(replies[0].text.contains("-for-you.pdf`"), "{}", replies[0].text);
+
+    let stranger = User::new(66, "Eve");
+    tg.push_document(Chat::private(66), stranger, "secret.pdf", "application/pdf", b"%PDF-1 secret".to_vec(), None);
+    let refused = wait_for(&tg, 66, 1).await;
+    assert!(refused[0].text.starts_with("Attachment not saved: secret.pdf (files are kept only for linked users"), "{}", refused[0].text);
+
+    wait_until("updates confirmed", Duration::from_secs(10), || async { (tg.pending_updates() == 0).then_some(()) }).await;
+    assert_eq!((tg.calls("getFile"), tg.downloads()), (1, 1), "only the mentioned member's file was fetched");
+    assert_eq!(tg.sent_to(-100555).len(), 1, "the unmentioned file got no reply");
+    let ws = workspace_of(&d, -100555).await;
+    let files = inbox_files(&d, &ws, -100555);
+    assert!(files.len() == 1 && files[0].ends_with("-for-you.pdf"), "{files:?}");
+}

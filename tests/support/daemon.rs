@@ -117,6 +117,13 @@ impl Daemon {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:` for the peak).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc/<pid>/status");
+        let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
+        line.trim().trim_end_matches("kB").trim().parse().expect("a number of KiB")
+    }
+
     /// POSTs JSON; returns status and body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("post");

@@ -181,6 +181,24 @@ impl FakeTelegram {
         self.push_incoming(chat, from, with_caption(json!({"document": doc}), caption))
     }
 
+    /// Like [`FakeTelegram::push_document`], with `file_size` declared as
+    /// `declared` whatever the file holds (a platform not to be trusted).
+    #[expect(clippy::too_many_arguments, reason = "push_document's arguments and the lie")]
+    pub fn push_document_declaring(
+        &self,
+        chat: Chat,
+        from: User,
+        file_name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+        declared: u64,
+        caption: Option<&str>,
+    ) -> i64 {
+        let mut doc = self.inner.lock().add_file("BQACAgIAAxk", "documents/file_{n}.bin", bytes);
+        (doc["file_name"], doc["mime_type"], doc["file_size"]) = (file_name.into(), mime.into(), declared.into());
+        self.push_incoming(chat, from, with_caption(json!({"document": doc}), caption))
+    }
+
     /// Queues a photo message with two sizes; the largest is `bytes`.
     pub fn push_photo(&self, chat: Chat, from: User, bytes: Vec<u8>, caption: Option<&str>) -> i64 {
         let thumb = bytes[..bytes.len().min(32)].to_vec();
@@ -255,6 +273,17 @@ impl FakeTelegram {
     /// While on, every `getUpdates` answers 409 at once (another poller).
     pub fn set_conflict(&self, on: bool) {
         self.inner.lock().conflict = on;
+    }
+
+    /// While on, files over Telegram's 20 MB download limit are served, as a
+    /// local Bot API server (`--local`) does.
+    pub fn serve_big_files(&self, on: bool) {
+        self.inner.lock().big_files = on;
+    }
+
+    /// File downloads answered so far (`GET /file/bot<token>/<path>`).
+    pub fn downloads(&self) -> usize {
+        self.inner.lock().downloads
     }
 
     /// While on, `sendMessage` records the message and never answers.

@@ -7,6 +7,7 @@ use super::MAX_MESSAGE;
 use crate::BoxFuture;
 use crate::connectors::{char_len, split_message};
 use crate::domain::{Button, OutboundMessage};
+use crate::gateway::Sink;
 use crate::outbox::{Delivered, PublishError, Publisher};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -72,20 +73,16 @@ impl DiscordRest {
 }
 
 impl DiscordRest {
-    /// Downloads an attachment, refusing more than `max` bytes.
-    pub async fn download(&self, url: &str, max: u64) -> Result<Vec<u8>, String> {
+    /// Streams an attachment into `sink`, which stops it at the gateway's bounds.
+    pub async fn download(&self, url: &str, sink: &mut Sink<'_>) -> Result<(), String> {
         let mut resp = self.client.get(url).send().await.map_err(|e| format!("download failed: {}", e.without_url()))?;
         if !resp.status().is_success() {
             return Err(format!("download failed: HTTP {}", resp.status()));
         }
-        let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| format!("download failed: {}", e.without_url()))? {
-            if (bytes.len() + chunk.len()) as u64 > max {
-                return Err(format!("it is over the {} limit", crate::connectors::mib(max)));
-            }
-            bytes.extend_from_slice(&chunk);
+            sink.write(&chunk).await.map_err(|e| e.to_string())?;
         }
-        Ok(bytes)
+        Ok(())
     }
 }
 

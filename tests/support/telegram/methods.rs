@@ -248,7 +248,7 @@ fn set_my_commands(st: &mut St, p: &Params) -> Reply {
 fn get_file(st: &St, p: &Params) -> Reply {
     let id = string(p, "file_id").unwrap_or_default();
     let f = st.files.iter().find(|f| f.id == id).ok_or_else(|| bad("invalid file id"))?;
-    if f.bytes.len() > MAX_DOWNLOAD {
+    if f.bytes.len() > MAX_DOWNLOAD && !st.big_files {
         return Err(bad("file is too big"));
     }
     Ok(json!({"file_id": f.id, "file_unique_id": f.unique_id, "file_size": f.bytes.len(), "file_path": f.path}))
@@ -257,13 +257,17 @@ fn get_file(st: &St, p: &Params) -> Reply {
 /// `GET /file/bot{TOKEN}/{path}`; teloxide sends the path as one segment
 /// (`documents%2Ffile_1.pdf`), so it is percent-decoded.
 fn download(inner: &Inner, rest: &str) -> Response {
-    let st = inner.lock();
+    let mut st = inner.lock();
     let file = rest
         .split_once('/')
         .filter(|(bot, _)| percent_decode(bot.strip_prefix("bot").unwrap_or_default()) == inner.token)
-        .and_then(|(_, path)| st.files.iter().find(|f| f.path == percent_decode(path)));
+        .and_then(|(_, path)| st.files.iter().find(|f| f.path == percent_decode(path)))
+        .map(|f| f.bytes.clone());
     match file {
-        Some(f) => ([(header::CONTENT_TYPE, "application/octet-stream")], f.bytes.clone()).into_response(),
+        Some(bytes) => {
+            st.downloads += 1;
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
         None => api_err(404, "Not Found").into_response(),
     }
 }

@@ -14,7 +14,8 @@ pub(super) struct FileEntry {
     pub(super) id: String,
     pub(super) unique_id: String,
     pub(super) path: String,
-    pub(super) bytes: Vec<u8>,
+    /// Shared, so serving a large file copies nothing.
+    pub(super) bytes: axum::body::Bytes,
 }
 
 pub(super) struct Queued {
@@ -47,6 +48,10 @@ pub(super) struct St {
     pub(super) faults: HashMap<String, VecDeque<Option<Fault>>>,
     pub(super) conflict: bool,
     pub(super) hold_sends: bool,
+    /// Files over 20 MB are served (a local Bot API server).
+    pub(super) big_files: bool,
+    /// File downloads answered (`GET /file/...`).
+    pub(super) downloads: usize,
     pub(super) poll_log: Vec<(Instant, Option<i64>, u16)>,
 }
 
@@ -101,7 +106,7 @@ impl St {
             id: format!("{id_prefix}{n:06}"),
             unique_id: format!("AgAD{n:04}"),
             path: path.replace("{n}", &n.to_string()),
-            bytes,
+            bytes: bytes.into(),
         };
         let meta = json!({"file_id": f.id, "file_unique_id": f.unique_id, "file_size": f.bytes.len()});
         self.files.push(f);
