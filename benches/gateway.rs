@@ -58,7 +58,13 @@ fn time_lookups(db: &std::path::Path, clients: usize) -> f64 {
 /// Commands per second over `total` commands, and the permission-check prices.
 pub async fn dispatch(total: usize, clients: usize) -> Dispatch {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = Config::read(&EnvSource::from_pairs([("AGENT_RUNTIME_DATA_DIR".to_string(), dir.path().display().to_string())])).config;
+    // Guests are members here, as before issue 14 changed the default, so the measured mix is unchanged.
+    let cfg = Config::read(&EnvSource::from_pairs([
+        ("AGENT_RUNTIME_DATA_DIR".to_string(), dir.path().display().to_string()),
+        ("AGENT_RUNTIME_GATEWAY_GUEST_ROLE".to_string(), "member".to_string()),
+        ("AGENT_RUNTIME_TASK_RATE_LIMIT_PER_WINDOW".to_string(), "0".to_string()),
+    ]))
+    .config;
     let store = Store::open(&cfg.paths.db_path).expect("store");
     let clock: SharedClock = Arc::new(SystemClock);
     let ws = Workspaces::new(dir.path().join("workspaces"));

@@ -56,6 +56,10 @@ async fn start() -> (FakeTelegram, Daemon) {
         ("AGENT_RUNTIME_LLM_PROVIDER", "none"),
         ("AGENT_RUNTIME_TASK_NOTIFY_POLICY", "admin"),
         ("AGENT_RUNTIME_COMMAND_SYNC_ENABLED", "false"),
+        // The measured workload is unchanged since issue 14: strangers' /task
+        // commands, each queued (an open bot with no task rate limit).
+        ("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", "member"),
+        ("AGENT_RUNTIME_TASK_RATE_LIMIT_PER_WINDOW", "0"),
     ];
     let (d, _) = start_daemon(&env).await;
     let t = Instant::now();

@@ -110,7 +110,10 @@ mod tests {
         let h = action_hash("webhook", "https://a.test/hook", &p);
         assert_ne!(h, action_hash("webhook", "https://evil.test/hook", &p));
         assert_ne!(h, action_hash("send_email", "https://a.test/hook", &p));
-        assert_eq!(hashed_text("webhook", "https://a.test/hook", &p), r#"{"action_type":"webhook","payload":{"v":1},"target":"https://a.test/hook"}"#);
+        assert_eq!(
+            hashed_text("webhook", "https://a.test/hook", &p),
+            r#"{"action_type":"webhook","payload":{"v":1},"target":"https://a.test/hook"}"#
+        );
         assert_eq!(h, sha256_hex(&hashed_text("webhook", "https://a.test/hook", &p)));
     }
 }

@@ -6,8 +6,8 @@
 //! Admins are exempt from the limits. A sender with no role at all (an
 //! unlinked stranger when the guest role is `none`) gets no model answer.
 
-use crate::clock::UnixMillis;
 use super::perm::Cost;
+use crate::clock::UnixMillis;
 use crate::config::ChannelRules;
 use crate::domain::{Actor, ChatKind, Context, Inbound};
 use std::collections::{HashMap, VecDeque};

@@ -48,6 +48,12 @@ async fn start(dir: &std::path::Path, dc: &FakeDiscord, env: &[(&'static str, St
     d
 }
 
+/// Links ann and bob as members: strangers may only pair (issue 14).
+async fn link_people(d: &Daemon) {
+    d.link("discord", "100000000000000001", "member").await;
+    d.link("discord", "100000000000000002", "member").await;
+}
+
 fn inbox_count(d: &Daemon) -> i64 {
     d.db().query_row("SELECT COUNT(*) FROM inbox WHERE connector = 'discord'", [], |r| r.get(0)).expect("count")
 }
@@ -58,6 +64,7 @@ async fn slash_commands_are_published_and_answered_and_guild_text_follows_the_me
     let llm = FakeLlm::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = start(dir.path(), &dc, &env(&dc, Some(&llm))).await;
+    link_people(&d).await;
     assert_eq!(dc.intents(), Some(37377), "GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT");
 
     let published = wait_until("slash commands published", Duration::from_secs(10), || async { dc.commands().into_iter().next() }).await;
@@ -122,6 +129,7 @@ async fn attachments_are_saved_under_the_workspace_within_the_size_limit() {
     let mut e = env(&dc, None);
     e.push(("AGENT_RUNTIME_ATTACHMENT_MAX_BYTES", "1000".into()));
     let d = start(dir.path(), &dc, &e).await;
+    link_people(&d).await;
     let ann = Author::user("100000000000000001", "ann");
     let id = dc.push_message_with_attachment("700", None, ann.clone(), "", "notes.md", "text/markdown", b"# Notes\n- ship it\n");
     let reply = wait_for(&dc, "700", 1).await;
@@ -147,6 +155,7 @@ async fn a_file_in_a_guild_channel_is_fetched_only_when_the_bot_is_mentioned() {
     let dc = FakeDiscord::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = start(dir.path(), &dc, &env(&dc, None)).await;
+    link_people(&d).await;
     let bob = Author::user("100000000000000002", "bob");
     dc.push_message_with_attachment("710", Some(GUILD), bob.clone(), "look at this", "chatter.md", "text/markdown", b"# chatter");
     let mention = format!("<@{BOT_ID}> keep this");
@@ -213,6 +222,7 @@ async fn long_answers_are_split_at_2000_characters_and_a_429_is_honoured() {
     llm.push([Step::Reply(long.clone())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = start(dir.path(), &dc, &env(&dc, Some(&llm))).await;
+    link_people(&d).await;
     // The first part goes; the second is refused once with a 429 of 1.5 s.
     dc.fail_next("create_message", 1, Fault::Pass);
     dc.fail_next("create_message", 1, Fault::RateLimited { retry_after_secs: 1.5, global: false });
@@ -285,6 +295,7 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let e = env(&dc, None);
     let mut d = start(dir.path(), &dc, &e).await;
+    link_people(&d).await;
     let ann = Author::user("100000000000000001", "ann");
     dc.push_message("1100", Some(GUILD), ann.clone(), "/help");
     wait_for(&dc, "1100", 1).await;

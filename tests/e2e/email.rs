@@ -382,7 +382,11 @@ async fn a_forged_sender_hears_nothing_across_hold_deny_approve_expiry_and_the_t
     })
     .await;
     let id_of = |who: &str| {
-        held.iter().find(|a| a["summary"].as_str().is_some_and(|s| s.contains(who))).and_then(|a| a["id"].as_str()).expect("held").to_string()
+        held.iter()
+            .find(|a| a["summary"].as_str().is_some_and(|s| s.contains(who)))
+            .and_then(|a| a["id"].as_str())
+            .expect("held")
+            .to_string()
     };
     // Deny one, approve one (its task runs and succeeds), leave one to expire.
     let (s, v) = d.post(&format!("/api/v1/approvals/{}/deny", id_of(victims[0])), &json!({"reason": "spam"})).await;
@@ -411,7 +415,6 @@ async fn a_forged_sender_hears_nothing_across_hold_deny_approve_expiry_and_the_t
         .query_row("SELECT COUNT(*) FROM outbox WHERE connector = 'email' AND external_id LIKE '%@forged.test'", [], |r| r.get(0))
         .expect("count");
     assert_eq!(queued, 0, "outbox rows for a forged sender");
-    let mailed: Vec<String> =
-        p.smtp.captured().iter().flat_map(|c| c.rcpt_to.clone()).filter(|r| r.contains("forged.test")).collect();
+    let mailed: Vec<String> = p.smtp.captured().iter().flat_map(|c| c.rcpt_to.clone()).filter(|r| r.contains("forged.test")).collect();
     assert!(mailed.is_empty(), "mail sent to forged senders: {mailed:?}");
 }

@@ -153,6 +153,7 @@ async fn group_messages_without_a_mention_and_rate_limited_senders_get_no_llm_ca
         ("AGENT_RUNTIME_LLM_RATE_LIMIT_PER_WINDOW", "2"),
     ])
     .await;
+    gw.link("dan", Role::Member).await;
     assert_eq!(gw.say("group-1", "dan", GROUP, "what is the weather").await, "", "no mention: recorded, not answered");
     assert!(llm.requests().is_empty(), "no LLM call without a mention");
     let replies = [
@@ -175,4 +176,67 @@ async fn group_messages_without_a_mention_and_rate_limited_senders_get_no_llm_ca
     let count = |ev: &str, reason: &str| rows.iter().filter(|r| r.event == ev && r.reason.as_deref() == Some(reason)).count();
     assert_eq!(count("channel_rule.denied", "mention_required"), 1);
     assert_eq!(count("rate_limit.denied", "rate_limited"), 2);
+}
+
+/// Issue 14, item 5: an unlinked sender was a `member` by default and
+/// `/task` skipped the channel rules and every rate limit, so anyone who
+/// could message the bot could queue unlimited model work. By default a
+/// stranger may pair and ask for help, and nothing else reaches the model.
+#[tokio::test]
+async fn a_stranger_may_pair_and_ask_for_help_but_spends_nothing() {
+    let llm = FakeLlm::start().await;
+    let gw = Gw::start(&[("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url), ("AGENT_RUNTIME_LLM_API_KEY", "test-key")]).await;
+    assert!(gw.say("dm-eve", "eve", DM, "/help").await.starts_with("Commands:"), "help is open");
+    assert!(gw.say("dm-eve", "eve", DM, "pair").await.starts_with("Pairing requested."), "pairing is open");
+    assert_eq!(
+        gw.say("dm-eve", "eve", DM, "/task write me a novel").await,
+        "Access denied: link your account first (send `pair` to me in a private chat)."
+    );
+    let first = gw.say("dm-eve", "eve", DM, "write me a novel").await;
+    assert!(first.starts_with("I answer linked accounts only."), "{first}");
+    for i in 0..20 {
+        gw.say("dm-eve", "eve", DM, &format!("question {i}")).await;
+    }
+    assert!(llm.requests().is_empty(), "a stranger reached the model");
+    assert_eq!(gw.store.list_tasks(Default::default()).await.expect("tasks").len(), 0);
+    let notices =
+        gw.store.chat_messages(&agent_runtime::domain::ChatRef::new("test", "dm-eve").expect("chat"), 0, 100).await.expect("outbox");
+    let unlinked = notices.iter().filter(|m| m.body.starts_with("I answer linked accounts only.")).count();
+    assert!(unlinked <= 8, "a stranger's flood gets notices up to the free-text limit, then silence: {unlinked}");
+}
+
+/// Issue 14, item 5: `/task` passed no rate limit and no channel rule.
+#[tokio::test]
+async fn task_commands_pass_the_channel_rules_and_a_per_sender_rate_limit() {
+    let gw = Gw::start(&[("AGENT_RUNTIME_TASK_RATE_LIMIT_PER_WINDOW", "3"), ("AGENT_RUNTIME_TASK_RATE_LIMIT_WINDOW_SECONDS", "60")]).await;
+    gw.link("mia", Role::Member).await;
+    gw.link("boss", Role::Admin).await;
+    let replies: Vec<String> = queue_tasks(&gw, "mia", 5).await;
+    assert!(replies[..3].iter().all(|r| r.starts_with("Task queued: `")), "{replies:?}");
+    assert_eq!(replies[3], "Rate limit reached for non-admin users. Try again shortly.");
+    assert_eq!(replies[4], "", "one notice per window, then silence");
+    assert_eq!(gw.store.list_tasks(Default::default()).await.expect("tasks").len(), 3);
+    // /cancel writes, so it counts against the same window.
+    assert_eq!(gw.say("dm-mia", "mia", DM, "/cancel abcd").await, "");
+    let limited =
+        gw.store.list_audit(AuditFilter { event: Some("rate_limit.denied".into()), limit: 10, ..Default::default() }).await.expect("audit");
+    assert!(limited.iter().any(|a| a.reason.as_deref().is_some_and(|r| r.starts_with("/task"))), "{limited:?}");
+    // Admins are exempt; the window slides.
+    assert!(queue_tasks(&gw, "boss", 5).await.iter().all(|r| r.starts_with("Task queued: `")));
+    gw.clock.advance(61_000);
+    assert!(gw.say("dm-mia", "mia", DM, "/task one more").await.starts_with("Task queued: `"));
+
+    // The context and role rules that keep free text from the model keep /task from it too.
+    let only_admins = Gw::start(&[("AGENT_RUNTIME_LLM_ALLOWED_ROLES", "admin")]).await;
+    only_admins.link("mia", Role::Member).await;
+    assert_eq!(only_admins.say("dm-mia", "mia", DM, "/task anything").await, "LLM replies are disabled for your role.");
+    assert_eq!(only_admins.store.list_tasks(Default::default()).await.expect("tasks").len(), 0);
+}
+
+async fn queue_tasks(gw: &Gw, user: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(gw.say(&format!("dm-{user}"), user, DM, &format!("/task job {i}")).await);
+    }
+    out
 }

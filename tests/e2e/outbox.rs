@@ -126,7 +126,12 @@ async fn gateway_replies_for_platform_chats_go_through_the_outbox_and_publisher(
     use agent_runtime::workspace::Workspaces;
 
     let (dir, store, outbox, clock, publisher, chat) = setup(vec![]).await;
-    let cfg = Config::read(&EnvSource::from_pairs([("AGENT_RUNTIME_DATA_DIR", dir.path().display().to_string())])).config;
+    // An open bot: unlinked senders may queue tasks (the default guest role is `none`).
+    let cfg = Config::read(&EnvSource::from_pairs([
+        ("AGENT_RUNTIME_DATA_DIR", dir.path().display().to_string()),
+        ("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", "member".to_string()),
+    ]))
+    .config;
     let shared: agent_runtime::clock::SharedClock = Arc::new(clock.clone());
     let workspaces = Workspaces::new(dir.path().join("workspaces"));
     let gateway = Gateway::new(GatewayParts {

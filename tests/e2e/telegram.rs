@@ -48,6 +48,9 @@ async fn commands_round_trip_with_the_menu_published_and_group_mention_rules() {
     let llm = FakeLlm::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(dir.path(), &env(&tg, Some(&llm))).await;
+    // Strangers may only pair (issue 14): the people here are linked members.
+    d.link("telegram", "4242", "member").await;
+    d.link("telegram", "51", "member").await;
 
     let (dm, ann) = (Chat::private(4242), User::new(4242, "Ann"));
     tg.push_message(dm.clone(), ann.clone(), "/task water the plants");
@@ -96,6 +99,7 @@ async fn attachments_are_saved_under_the_workspace_within_the_size_limit() {
     e.push(("AGENT_RUNTIME_ATTACHMENT_MAX_BYTES", "1000".into()));
     let d = Daemon::start(dir.path(), &e).await;
     let (chat, ann) = (Chat::private(77), User::new(77, "Ann"));
+    d.link("telegram", "77", "member").await;
 
     tg.push_document(chat.clone(), ann.clone(), "../../Meeting notes.md", "text/markdown", b"# Notes\n- ship it\n".to_vec(), None);
     let reply = wait_for(&tg, 77, 1).await;
@@ -173,6 +177,7 @@ async fn long_replies_are_split_at_the_limit_and_rate_limits_are_honoured() {
     llm.push([Step::Reply(long.clone())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(dir.path(), &env(&tg, Some(&llm))).await;
+    d.link("telegram", "9", "member").await;
     // The second part is refused once with 429 retry_after=1: the rest waits, nothing is sent twice.
     tg.fail_nth("sendMessage", 2, Fault::RetryAfter(1));
     let started = Instant::now();
@@ -246,6 +251,7 @@ async fn a_crash_between_storing_and_answering_answers_once_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let e = env(&tg, Some(&llm));
     let mut d = Daemon::start(dir.path(), &e).await;
+    d.link("telegram", "8", "member").await;
     let update = tg.push_message(Chat::private(8), User::new(8, "Ann"), "what happened?");
     llm.wait_for_requests(1, Duration::from_secs(10)).await;
     // Stored (and so confirmed to Telegram), not answered yet.
@@ -314,6 +320,7 @@ async fn an_attachment_past_the_chat_quota_is_refused_without_taking_memory_or_d
     e.push(("AGENT_RUNTIME_ATTACHMENT_CHAT_QUOTA_BYTES", (10u64 << 20).to_string()));
     let d = Daemon::start(dir.path(), &e).await;
     let (chat, ann) = (Chat::private(91), User::new(91, "Ann"));
+    d.link("telegram", "91", "member").await;
 
     // A small file first, so the download path has run once before the peak is read.
     tg.push_document(chat.clone(), ann.clone(), "small.txt", "text/plain", vec![b'a'; 1024], None);
