@@ -33,7 +33,7 @@ pub enum PairingCmd {
         /// Display name (default: the user id).
         #[arg(long)]
         display_name: Option<String>,
-        /// Lifetime in seconds (60-86400; default AGENT_RUNTIME_GATEWAY_PAIRING_TTL_SECONDS).
+        /// Lifetime in seconds (60-86400; default AGENT_RUNTIME_PAIRING_TTL_SECONDS).
         #[arg(long)]
         expires_in_sec: Option<u64>,
         /// Print JSON.

@@ -275,6 +275,31 @@ mod tests {
         }
     }
 
+    /// Issue 14, item 12: `pairing start --help`, `docs/api.md` and the
+    /// OpenAPI document named `AGENT_RUNTIME_GATEWAY_PAIRING_TTL_SECONDS`,
+    /// a variable nothing reads. Every variable a user is pointed to must be
+    /// one the configuration reads.
+    #[test]
+    fn every_variable_named_in_help_and_api_docs_is_read() {
+        let read: Vec<&str> = load(&[]).entries.into_iter().map(|e| e.name).collect();
+        let texts = [
+            ("src/cli.rs", include_str!("../cli.rs")),
+            ("src/cli/pairing.rs", include_str!("../cli/pairing.rs")),
+            ("src/cli/task.rs", include_str!("../cli/task.rs")),
+            ("src/cli/objective.rs", include_str!("../cli/objective.rs")),
+            ("src/api/openapi.json", include_str!("../api/openapi.json")),
+            ("docs/api.md", include_str!("../../docs/api.md")),
+        ];
+        for (file, text) in texts {
+            for (i, _) in text.match_indices("AGENT_RUNTIME_") {
+                let name: String = text[i..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+                let name = name.trim_end_matches('_');
+                // A family named by its prefix (`AGENT_RUNTIME_ADMIN_TLS_*`) is fine when something in it is read.
+                assert!(read.iter().any(|r| *r == name || r.starts_with(&format!("{name}_"))), "{file} names {name}, which nothing reads");
+            }
+        }
+    }
+
     #[test]
     fn llm_readiness_names_the_variable_to_set() {
         let l = load(&[]);

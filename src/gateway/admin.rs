@@ -78,7 +78,7 @@ pub(super) fn who(actor: &Actor, chat: Option<&ChatRef>) -> AuditWho {
 
 impl Gateway {
     /// Opens a pairing request for a platform identity (`ttl` defaults to
-    /// `AGENT_RUNTIME_GATEWAY_PAIRING_TTL_SECONDS`). `actor` and `chat` name
+    /// `AGENT_RUNTIME_PAIRING_TTL_SECONDS`). `actor` and `chat` name
     /// who asked, for the audit log.
     pub async fn start_pairing(
         &self,
