@@ -217,6 +217,8 @@ impl Gateway {
         caller: Option<Actor>,
     ) -> Result<Handled, GatewayError> {
         self.check_text(&msg.text)?;
+        let mut msg = msg;
+        msg.meta.redacted = command::redact_secrets(&msg.text);
         let record = self.store.record_inbound(&msg, self.clock.now_ms()).await?;
         if record.duplicate {
             let reply = self.store.reply_to_inbound(record.inbox_id).await?;
@@ -258,6 +260,7 @@ impl Gateway {
                     }
                 }
             }
+            msg.meta.redacted = command::redact_secrets(&msg.text);
             msgs.push(msg);
         }
         let records = self.store.ingest(msgs, cursor, now).await?;
@@ -367,6 +370,8 @@ impl Gateway {
             task_id: None,
             trace_id: Some(msg.trace_id.clone()),
             options,
+            // The chat log's copy (a `pair` reply's token hidden) is also what the event log shows.
+            preview: log_reply.clone(),
         });
         let outbox_id =
             self.store.finish_inbound(record.inbox_id, failure, outbound, delivery == Delivery::Inline, audit, self.clock.now_ms()).await?;
@@ -377,10 +382,7 @@ impl Gateway {
             crate::metrics::metrics().message(&msg.chat.connector, "outbound", "sent");
         }
         // Pairing tokens never reach the chat log: `/approve`/`/deny` lines and `pair` replies are logged redacted.
-        let logged_in = match msg.text.split_whitespace().next().map(str::to_ascii_lowercase).as_deref() {
-            Some("/approve" | "/deny") => format!("{} <token hidden>", msg.text.split_whitespace().next().unwrap_or("")),
-            _ => msg.text.clone(),
-        };
+        let logged_in = msg.meta.redacted.clone().unwrap_or_else(|| msg.text.clone());
         let mut log = vec![(Direction::Inbound, msg.from_user_id.clone(), logged_in)];
         if let Some(r) = log_reply.or_else(|| reply.clone()) {
             log.push((Direction::Outbound, "agent-runtime".to_string(), r));

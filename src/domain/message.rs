@@ -126,6 +126,10 @@ pub struct InboundMeta {
     /// Email: what the answer needs to join the sender's thread.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<MailThread>,
+    /// The text as it may be copied (event log, chat log, the stored row
+    /// once handled) when the real one carries a secret (a pairing token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<String>,
 }
 
 /// The outcome of checking a sender's authentication (email's

@@ -214,6 +214,18 @@ pub fn parse(text: &str, bot_username: Option<&str>) -> Parsed {
     }
 }
 
+/// The text as it may be copied anywhere (event log, chat log, the stored
+/// inbox row): a pairing decision (`/approve`, `/deny`, with any `@bot`
+/// suffix, underscores or case, well-formed or not, for us or another bot)
+/// keeps its command word and loses everything after it. `None`: the text
+/// carries no secret.
+pub fn redact_secrets(text: &str) -> Option<String> {
+    let rest = text.trim().strip_prefix('/')?;
+    let head = rest.split(char::is_whitespace).next().unwrap_or(rest);
+    let name = head.split_once('@').map_or(head, |(n, _)| n).to_ascii_lowercase().replace('_', "-");
+    matches!(name.as_str(), "approve" | "deny").then(|| format!("/{head} <token hidden>"))
+}
+
 /// Builds a command from its name and argument text; `Err(name)` means
 /// "show this command's usage", `Err("")` an unknown name.
 fn command(name: &str, args: &str) -> Result<Command, &'static str> {
@@ -282,6 +294,25 @@ fn command(name: &str, args: &str) -> Result<Command, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14, item 6: the chat log hid tokens only for a literal
+    /// `/approve` or `/deny`, so `/approve@bot TOKEN` was logged whole.
+    #[test]
+    fn pairing_decisions_lose_their_token_in_every_form() {
+        for t in [
+            "/approve ABCD2345",
+            "/approve@MyBot ABCD2345 admin",
+            "/DENY ABCD2345",
+            "/Deny@other ABCD2345 spam",
+            " /approve ABCD2345 x y z",
+        ] {
+            let r = redact_secrets(t).unwrap_or_else(|| panic!("{t} not redacted"));
+            assert!(!r.contains("ABCD2345") && r.ends_with("<token hidden>"), "{t} -> {r}");
+        }
+        for t in ["/approve-action act_1", "/task approve ABCD2345", "approve ABCD2345", "/deny-action latest"] {
+            assert_eq!(redact_secrets(t), None, "{t}");
+        }
+    }
 
     #[test]
     fn only_slash_words_are_commands() {

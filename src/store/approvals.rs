@@ -136,7 +136,15 @@ fn get(c: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
 
 /// A notice about an approval to one chat.
 pub fn notice(chat: &ChatRef, body: String) -> NewOutbound {
-    NewOutbound { chat: chat.clone(), kind: MessageKind::ApprovalNotice, body, task_id: None, trace_id: None, options: Default::default() }
+    NewOutbound {
+        chat: chat.clone(),
+        kind: MessageKind::ApprovalNotice,
+        body,
+        task_id: None,
+        trace_id: None,
+        options: Default::default(),
+        preview: None,
+    }
 }
 
 fn chat_of(a: &Approval) -> Option<(String, String)> {

@@ -123,7 +123,7 @@ fn record(tx: &Connection, msg: &Inbound, now: UnixMillis) -> Result<InboundReco
         let data = serde_json::json!({
             "inbox_id": inbox_id, "connector": msg.chat.connector, "external_id": msg.chat.external_id,
             "from_user_id": msg.from_user_id, "display_name": msg.display_name, "context_id": context.id.as_str(),
-            "preview": super::events::preview(&msg.text),
+            "preview": super::events::preview(msg.meta.redacted.as_deref().unwrap_or(&msg.text)),
         });
         super::events::append(tx, now, "message.inbound", &data)?;
     }
@@ -275,8 +275,12 @@ impl Store {
             let tx: &Connection = c;
             insert_audit(tx, &audit, now)?;
             let status = if error.is_some() { "failed" } else { "handled" };
-            tx.prepare_cached("UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3 WHERE id = ?4")?
-                .execute(params![status, error, now, inbox_id])?;
+            // A handled row keeps no secret: its text becomes the redacted copy, if it has one.
+            tx.prepare_cached(
+                "UPDATE inbox SET status = ?1, error = ?2, handled_at = ?3, \
+                 text = COALESCE(json_extract(meta, '$.redacted'), text) WHERE id = ?4",
+            )?
+            .execute(params![status, error, now, inbox_id])?;
             let status = if delivered_inline { OutboxStatus::Sent } else { OutboxStatus::Pending };
             let id = reply.map(|m| insert(tx, &m, status, now)).transpose()?;
             Ok(id)

@@ -26,6 +26,9 @@ pub struct NewOutbound {
     pub trace_id: Option<TraceId>,
     /// Buttons, edit target, reply target.
     pub options: OutboundOptions,
+    /// What the event log shows instead of the body when the body carries
+    /// a secret (the `pair` reply's token).
+    pub preview: Option<String>,
 }
 
 /// How task outcomes become notices: who hears (policy) and what they read
@@ -81,7 +84,7 @@ pub(super) fn insert(c: &Connection, m: &NewOutbound, status: OutboxStatus, now:
     let id = c.last_insert_rowid();
     let data = serde_json::json!({
         "outbox_id": id, "connector": m.chat.connector, "external_id": m.chat.external_id, "kind": m.kind.as_str(),
-        "status": status.as_str(), "task_id": m.task_id.as_ref().map(TaskId::as_str), "preview": super::events::preview(&m.body),
+        "status": status.as_str(), "task_id": m.task_id.as_ref().map(TaskId::as_str), "preview": super::events::preview(m.preview.as_deref().unwrap_or(&m.body)),
     });
     super::events::append(c, now, "message.outbound", &data)?;
     Ok(OutboxId(id))
@@ -141,6 +144,7 @@ pub(super) fn queue_task_notices(c: &Connection, task: &Task, n: &Notifier, now:
             task_id: Some(task.id.clone()),
             trace_id: Some(task.trace_id.clone()),
             options,
+            preview: None,
         };
         insert(c, &m, OutboxStatus::Pending, now)?;
     }

@@ -240,3 +240,44 @@ async fn queue_tasks(gw: &Gw, user: &str, n: usize) -> Vec<String> {
     }
     out
 }
+
+/// Issue 14, item 6: pairing tokens reached the event log (the `pair`
+/// reply's preview and the `/approve` message's) and, written as
+/// `/approve@bot`, the chat log; the inbox row kept them for good.
+#[tokio::test]
+async fn pairing_tokens_are_copied_nowhere() {
+    let gw = Gw::start(&[]).await;
+    gw.link("boss", Role::Admin).await;
+    let ann = token_in(&gw.say("dm-ann", "ann", DM, "pair").await);
+    let bob = token_in(&gw.say("dm-bob", "bob", DM, "pair").await);
+    let cy = token_in(&gw.say("dm-cy", "cy", DM, "pair").await);
+    assert!(gw.say("ops", "boss", GROUP, &format!("/approve@agent_bot {ann} member")).await.starts_with("Pairing approved"));
+    assert!(gw.say("ops", "boss", GROUP, &format!("/Deny@agent_bot {bob} not now")).await.starts_with("Pairing denied"));
+    // A malformed decision (usage error) carries the token too.
+    assert!(gw.say("ops", "boss", GROUP, &format!("/approve {cy} member and more")).await.starts_with("Usage:"));
+
+    let db = rusqlite::Connection::open(gw.store.path()).expect("db");
+    let dump = |sql: &str| -> String {
+        let mut stmt = db.prepare(sql).expect("prepare");
+        let rows: Vec<String> =
+            stmt.query_map([], |r| r.get::<_, Option<String>>(0)).expect("query").filter_map(|r| r.ok().flatten()).collect();
+        rows.join("\n")
+    };
+    let events = dump("SELECT data FROM events");
+    let inbox = dump("SELECT text || ' ' || COALESCE(meta, '') FROM inbox");
+    let audit = dump("SELECT COALESCE(reason, '') || ' ' || COALESCE(subject, '') FROM audit_events");
+    let mut logs = String::new();
+    for entry in walk(gw._dir.path()) {
+        if entry.extension().is_some_and(|e| e == "md") {
+            logs.push_str(&std::fs::read_to_string(&entry).unwrap_or_default());
+        }
+    }
+    assert!(events.contains("message.inbound") || events.contains("inbox_id"), "the event log was written: {events}");
+    assert!(logs.contains("/approve@agent_bot <token hidden>"), "{logs}");
+    for t in [&ann, &bob, &cy] {
+        let t = t.to_uppercase();
+        for (what, text) in [("event log", &events), ("inbox rows", &inbox), ("audit log", &audit), ("chat logs", &logs)] {
+            assert!(!text.to_uppercase().contains(&t), "token {t} leaked into the {what}");
+        }
+    }
+}

@@ -54,6 +54,7 @@ async fn setup(script: Vec<Result<Delivered, PublishError>>) -> (tempfile::TempD
 
 fn message(chat: &ChatRef, body: &str) -> NewOutbound {
     NewOutbound {
+        preview: None,
         chat: chat.clone(),
         kind: MessageKind::Reply,
         body: body.into(),
