@@ -79,6 +79,28 @@ impl Publisher for MailboxPublisher {
     }
 }
 
+/// The publisher of a platform connector that is not running in this
+/// process (turned off, or not configured): every message fails for good
+/// with the reason, instead of being "delivered" to the mailbox, which no
+/// one reads for a platform chat.
+#[derive(Debug)]
+pub struct OfflinePublisher {
+    reason: String,
+}
+
+impl OfflinePublisher {
+    /// Fails every message of `connector`, saying `why` it is not running.
+    pub fn new(connector: &str, why: &str) -> Self {
+        Self { reason: format!("not delivered: the {connector} connector is not running ({why})") }
+    }
+}
+
+impl Publisher for OfflinePublisher {
+    fn publish<'a>(&'a self, _msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(async { Err(PublishError::permanent(self.reason.clone())) })
+    }
+}
+
 /// Publishers by connector name, with the mailbox as the fallback.
 #[derive(Clone)]
 pub struct Publishers {

@@ -28,7 +28,7 @@ use crate::domain::TaskKind;
 use crate::gateway::{Dispatcher, Gateway, GatewayParts};
 use crate::health::{Health, Snapshot};
 use crate::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, Pool, spawn_pool};
-use crate::outbox::{Outbox, Publishers};
+use crate::outbox::{OfflinePublisher, Outbox, Publishers};
 use crate::store::Store;
 use crate::workspace::Workspaces;
 use std::path::PathBuf;
@@ -117,6 +117,17 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
     }
     if let (Some(sender), Some(e)) = (&smtp, &config.connectors.email) {
         publishers = publishers.with(email::NAME, Arc::new(email::EmailPublisher::new(sender.clone(), vec![e.address.clone()])));
+    }
+    // A platform chat whose connector is off gets an honest `failed`, not the mailbox's `sent`.
+    let offline = [
+        (telegram::NAME, telegram_bot.is_none(), "AGENT_RUNTIME_TELEGRAM_TOKEN is not set"),
+        (discord::NAME, discord_rest.is_none(), "AGENT_RUNTIME_DISCORD_TOKEN is not set"),
+        (email::NAME, smtp.is_none() || config.connectors.email.is_none(), "email is off or SMTP is not configured"),
+    ];
+    for (name, off, why) in offline {
+        if off {
+            publishers = publishers.with(name, Arc::new(OfflinePublisher::new(name, why)));
+        }
     }
     let outbox = Outbox {
         store: core.store.clone(),

@@ -254,3 +254,33 @@ async fn concurrent_first_messages_write_one_chat_log_header() {
     assert_eq!(log.matches("# Chat Log").count(), 1, "{log}");
     assert_eq!(log.matches("`INBOUND`").count(), 16);
 }
+
+/// Issue 14, item 11: a notice to a chat whose connector is not running
+/// (Telegram turned off) went to the mailbox fallback and was recorded
+/// `sent`. It now fails for good, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_to_a_connector_that_is_off_is_failed_with_the_reason_not_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    d.link("telegram", "42", "member").await;
+    let (s, v) = d
+        .post(
+            "/api/v1/chat",
+            &serde_json::json!({"connector": "telegram", "external_id": "42", "from_user_id": "42", "text": "/task water the plants"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["reply"].as_str().is_some_and(|r| r.starts_with("Task queued")), "{v}");
+    let row = wait_until("the task's notice to settle", Duration::from_secs(15), || async {
+        d.db()
+            .query_row(
+                "SELECT status, COALESCE(last_error, '') FROM outbox WHERE connector = 'telegram' AND kind = 'task_notice' AND status != 'pending'",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .ok()
+    })
+    .await;
+    assert_eq!(row.0, "failed", "{row:?}");
+    assert!(row.1.contains("the telegram connector is not running (AGENT_RUNTIME_TELEGRAM_TOKEN is not set)"), "{row:?}");
+}
