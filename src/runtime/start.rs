@@ -229,7 +229,7 @@ pub(super) async fn start_doors(
     let dispatch = connectors.child();
     // Its queues are in memory (the rows stay `received` in the inbox): a
     // panic stops the daemon, and the next start hands them over again.
-    let dispatcher = Dispatcher::spawn(parts.gateway.clone(), &dispatch.essential("runtime"), 32);
+    let dispatcher = Dispatcher::spawn(parts.gateway.clone(), &dispatch.essential("runtime"), 32, Some(core.health.clone()));
     let recovered = parts.gateway.recover_inbox(&dispatcher).await.map_err(|e| ServeError::Setup(format!("inbox recovery: {e}")))?;
     if recovered > 0 {
         tracing::warn!(count = recovered, "messages were stored but not answered when the runtime stopped; answering them now");

@@ -288,6 +288,19 @@ impl Store {
         .await
     }
 
+    /// Gives up on a stored message that could not be processed: it leaves
+    /// `received` for `failed` with the error (nothing does it again, not
+    /// even the next start). Returns whether the row was still waiting.
+    pub async fn fail_inbound(&self, inbox_id: i64, error: String, now: UnixMillis) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("UPDATE inbox SET status = 'failed', error = ?1, handled_at = ?2 WHERE id = ?3 AND status = 'received'")?
+                .execute(params![error, now, inbox_id])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     /// The reply (if any) written for an inbox row: found through the trace
     /// id the message and its reply share.
     pub async fn reply_to_inbound(&self, inbox_id: i64) -> Result<Option<String>, StoreError> {

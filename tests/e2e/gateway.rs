@@ -281,3 +281,73 @@ async fn pairing_tokens_are_copied_nowhere() {
         }
     }
 }
+
+/// Issue 14, item 13: a stored message whose processing failed on our side
+/// stayed `received` until the next start. It is tried again with backoff
+/// while the daemon runs, and after the last try it is `failed`, counted and
+/// shown by the health component.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_errors_are_retried_with_backoff_and_then_failed_for_good() {
+    use agent_runtime::domain::{ChatRef, Inbound, TraceId};
+    use agent_runtime::gateway::{Arrival, Dispatcher};
+    use agent_runtime::health::Health;
+    use agent_runtime::runtime::Supervisor;
+    use std::time::Duration;
+
+    let gw = Gw::start(&[]).await;
+    let clock: agent_runtime::clock::SharedClock = std::sync::Arc::new(agent_runtime::clock::SystemClock);
+    let health = Health::new(clock, Duration::from_secs(60));
+    let sup = Supervisor::new();
+    let dispatcher = Dispatcher::spawn(gw.gateway.clone(), &sup, 4, Some(health.clone()));
+    let db = rusqlite::Connection::open(gw.store.path()).expect("db");
+    // The store refuses to record any outcome: every processing attempt fails on our side.
+    db.execute_batch("CREATE TRIGGER refuse BEFORE UPDATE ON inbox BEGIN SELECT RAISE(ABORT, 'injected: disk trouble'); END;")
+        .expect("trigger");
+    let msg = |n: u32| Inbound {
+        chat: ChatRef::new("test", &format!("dm-{n}")).expect("chat"),
+        from_user_id: format!("u{n}"),
+        display_name: "U".into(),
+        text: "/help".into(),
+        kind: DM,
+        mentioned: false,
+        dedupe_key: format!("retry-{n}"),
+        trace_id: TraceId::random(),
+        meta: Default::default(),
+    };
+    let status = |id: i64| db.query_row("SELECT status FROM inbox WHERE id = ?1", [id], |r| r.get::<_, String>(0)).expect("status");
+    let stored = gw.gateway.ingest(vec![Arrival::text(msg(1))], None).await.expect("stored");
+    let first: i64 = db.query_row("SELECT MAX(id) FROM inbox", [], |r| r.get(0)).expect("id");
+    dispatcher.submit(stored).await;
+    // A try fails; then the fault is gone and a later try answers it, with no restart.
+    crate::support::wait_until("a failed try", Duration::from_secs(10), || async {
+        let log = agent_runtime::metrics::metrics().render(&Default::default(), &[]);
+        log.lines()
+            .any(|l| l.contains("outcome=\"process_retried\"") && l.contains("connector=\"test\"") && !l.ends_with(" 0"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(status(first), "received", "still waiting between tries");
+    db.execute_batch("DROP TRIGGER refuse;").expect("drop");
+    crate::support::wait_until("the retried message answered", Duration::from_secs(15), || async {
+        (status(first) == "handled").then_some(())
+    })
+    .await;
+
+    // A fault that does not pass: after five tries (1+2+4+8 s) the row is failed for good.
+    db.execute_batch("CREATE TRIGGER refuse BEFORE UPDATE ON inbox WHEN NEW.status = 'handled' BEGIN SELECT RAISE(ABORT, 'injected: disk trouble'); END;")
+        .expect("trigger");
+    let stored = gw.gateway.ingest(vec![Arrival::text(msg(2))], None).await.expect("stored");
+    let second: i64 = db.query_row("SELECT MAX(id) FROM inbox", [], |r| r.get(0)).expect("id");
+    dispatcher.submit(stored).await;
+    crate::support::wait_until("the message failed for good", Duration::from_secs(30), || async {
+        (status(second) == "failed").then_some(())
+    })
+    .await;
+    let error: String = db.query_row("SELECT error FROM inbox WHERE id = ?1", [second], |r| r.get(0)).expect("error");
+    assert!(error.starts_with("database error"), "the store's error is recorded: {error}");
+    let view = health.snapshot().components.into_iter().find(|c| c.name == "dispatcher").expect("the dispatcher component");
+    assert_eq!(view.state.as_str(), "degraded", "{view:?}");
+    let metrics = agent_runtime::metrics::metrics().render(&Default::default(), &[]);
+    assert!(metrics.lines().any(|l| l.contains("outcome=\"process_failed\"") && l.contains("connector=\"test\"")), "{metrics}");
+    sup.token().cancel();
+}
