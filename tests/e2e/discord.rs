@@ -327,6 +327,14 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     let sent = wait_for(&dc, "1100", 3).await;
     assert!(sent[2].content.contains("Workspace") || sent[2].content.contains("workspace"), "{:?}", contents(&sent));
     assert_eq!(inbox_count(&d), 4, "every message stored once");
+    // Stopped only once that answer is marked sent, as above (a kill in between resends it: at least once).
+    let db = d.db();
+    wait_until("the answers marked sent", Duration::from_secs(10), || async {
+        let pending: i64 =
+            db.query_row("SELECT COUNT(*) FROM outbox WHERE external_id = '1100' AND status != 'sent'", [], |r| r.get(0)).ok()?;
+        (pending == 0).then_some(())
+    })
+    .await;
     drop(d);
     let d = start(dir.path(), &dc, &e).await;
     // Answered after the catch-up of this start, so after any repeat it could have caused.
