@@ -19,7 +19,9 @@
 //! `BENCH_TG_MESSAGES` (burst size, default 10000) and `BENCH_TG_RSS_MESSAGES`/`BENCH_TG_RSS_BURST` (memory
 //! run, default 100000 in bursts of 5000) and 3 runs unless `BENCH_RUNS` is set — see `telegram.rs`,
 //! or `connectors` for the memory of `serve` with Telegram, Discord and IMAP connected, also part of
-//! the full run, with `BENCH_CONN_MESSAGES` (default 100000) and its other knobs in `connectors.rs`),
+//! the full run, with `BENCH_CONN_MESSAGES` (default 100000) and its other knobs in `connectors.rs`,
+//! or `scheduler` for 10,000 objectives idle, 1,000 due in one second and event objectives, also part
+//! of the full run, knobs in `scheduler.rs`),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
@@ -35,6 +37,7 @@ mod gateway;
 #[path = "../tests/support/mail.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the peers; their self-check tests are not built here")]
 mod mail_peers;
+mod scheduler;
 mod telegram;
 #[path = "../tests/support/telegram.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the fake; its self-check tests are not built here")]
@@ -462,6 +465,9 @@ async fn run() {
     if only == "connectors" {
         return connectors::bench().await;
     }
+    if only == "scheduler" {
+        return scheduler::bench(runs).await;
+    }
     if only == "queue" {
         let mut tput = Vec::new();
         for _ in 0..runs {
@@ -477,6 +483,7 @@ async fn run() {
     if only.is_empty() {
         telegram::bench(seconds).await;
         connectors::bench().await;
+        scheduler::bench(runs).await;
     }
 }
 

@@ -296,7 +296,14 @@ struct Run {
 
 /// One run on a fresh daemon.
 async fn run_once(o: &Options) -> Run {
-    let (d, _) = start_daemon(&[("AGENT_RUNTIME_LLM_PROVIDER", "none")]).await;
+    // Room for every subscriber (issue 14 capped streams at 32 and handshakes at 64 by default).
+    let streams = (o.subscribers + 8).to_string();
+    let env = [
+        ("AGENT_RUNTIME_LLM_PROVIDER", "none"),
+        ("AGENT_RUNTIME_ADMIN_MAX_SSE_SUBSCRIBERS", streams.as_str()),
+        ("AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES", streams.as_str()),
+    ];
+    let (d, _) = start_daemon(&env).await;
     let pid = d.child.id();
     let mut rss_mib = vec![rss(pid)];
     let cancel = CancellationToken::new();

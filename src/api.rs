@@ -62,6 +62,8 @@ pub struct ApiState {
     pub heartbeat_enabled: bool,
     /// When the process started (uptime).
     pub started: std::time::Instant,
+    /// Fires objectives (run now).
+    pub scheduler: crate::scheduler::Scheduler,
 }
 
 /// The router with every route, and the checks every request passes
@@ -94,6 +96,8 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
         .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/api/v1/objectives", get(objectives::list).post(objectives::create).layer(idem()))
         .route("/api/v1/objectives/{id}", get(objectives::get_one))
+        .route("/api/v1/objectives/{id}/runs", get(objectives::runs))
+        .route("/api/v1/objectives/{id}/run", post(objectives::run_now))
         .route("/api/v1/objectives/update", post(objectives::update))
         .route("/api/v1/objectives/active", post(objectives::set_active))
         .route("/api/v1/objectives/delete", post(objectives::delete))
@@ -121,10 +125,7 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
         // 405 fallbacks, so those refusals are audited too.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(max_body_bytes, layers::reject_oversized))
-        .layer(axum::middleware::from_fn(guard::json_bodies))
-        .layer(axum::middleware::from_fn(guard::no_browsers))
-        .layer(axum::middleware::from_fn_with_state(http.plain_http, guard::loopback_host))
-        .layer(axum::middleware::from_fn(guard::refuse_certificate))
+        .layer(axum::middleware::from_fn_with_state(http.plain_http, guard::requests))
         .layer(axum::middleware::from_fn_with_state(state.clone(), layers::audit_mutations))
         .layer(axum::middleware::from_fn(layers::count_requests))
         .with_state(state)

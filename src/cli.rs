@@ -67,7 +67,7 @@ pub enum Cmd {
     /// Start, look up, approve and deny pairing requests (linking chat identities to users).
     #[command(subcommand)]
     Pairing(pairing::PairingCmd),
-    /// List, show, create, update, pause, resume and delete objectives (scheduled or event-driven instructions).
+    /// Objectives (scheduled, one-time or event-driven instructions): list, show, create, update, pause, resume, delete, their runs, run now.
     #[command(subcommand)]
     Objective(objective::ObjectiveCmd),
     /// Workspaces and contexts (chats); make a chat an admin channel.
@@ -191,7 +191,7 @@ fn print_list(v: &serde_json::Value, json: bool, key: &str, header: &str, noun: 
     }
     println!("{} {noun}(s)", items.len());
     for (field, flag) in [("next_before", "--before"), ("next_after", "--after")] {
-        if let Some(next) = v[field].as_str() {
+        if let Some(next) = v[field].as_str().map(str::to_string).or_else(|| v[field].as_i64().map(|n| n.to_string())) {
             println!("more: {flag} {next}");
         }
     }

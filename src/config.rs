@@ -46,6 +46,32 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     /// Chat connectors.
     pub connectors: ConnectorsConfig,
+    /// Objectives and the workspace watcher.
+    pub scheduler: SchedulerConfig,
+}
+
+/// The scheduler that fires objectives, and the workspace watcher.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// `AGENT_RUNTIME_SCHEDULER_ENABLED` (default true): fire objectives.
+    pub enabled: bool,
+    /// `AGENT_RUNTIME_OBJECTIVE_MAX_CONSECUTIVE_FAILURES` (default 5; 0: never):
+    /// real failures in a row after which an objective pauses itself.
+    pub max_consecutive_failures: u32,
+    /// `AGENT_RUNTIME_OBJECTIVE_CATCH_UP_MAX` (default 24): most missed times a
+    /// `catch_up=all` objective fires after downtime (the rest are recorded skipped).
+    pub catch_up_max: usize,
+    /// `AGENT_RUNTIME_OBJECTIVE_MISFIRE_GRACE_SECONDS` (default 60): a time fired
+    /// later than this is "missed" and handled by the catch-up policy.
+    pub misfire_grace: Duration,
+    /// `AGENT_RUNTIME_OBJECTIVE_EVENT_DEDUPE_SECONDS` (default 30): one event run
+    /// per objective and changed path within this window.
+    pub event_dedupe: Duration,
+    /// `AGENT_RUNTIME_WATCH_ENABLED` (default true): watch the workspace tree.
+    pub watch: bool,
+    /// `AGENT_RUNTIME_WATCH_DEBOUNCE_MS` (default 500): changes to a path are
+    /// gathered this long before they are reported.
+    pub watch_debounce: Duration,
 }
 
 /// Component health (`/api/v1/heartbeat`).
@@ -434,7 +460,16 @@ fn read_all(r: &mut Reader<'_>) -> Config {
             "is below AGENT_RUNTIME_ATTACHMENT_MAX_BYTES: no file larger than the quota can ever be kept",
         );
     }
-    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat, connectors }
+    let scheduler = SchedulerConfig {
+        enabled: r.bool("AGENT_RUNTIME_SCHEDULER_ENABLED", true),
+        max_consecutive_failures: r.int("AGENT_RUNTIME_OBJECTIVE_MAX_CONSECUTIVE_FAILURES", 5, 0, 1000) as u32,
+        catch_up_max: r.int("AGENT_RUNTIME_OBJECTIVE_CATCH_UP_MAX", 24, 1, 1000) as usize,
+        misfire_grace: r.seconds("AGENT_RUNTIME_OBJECTIVE_MISFIRE_GRACE_SECONDS", 60, 1, 86_400),
+        event_dedupe: r.seconds("AGENT_RUNTIME_OBJECTIVE_EVENT_DEDUPE_SECONDS", 30, 0, 86_400),
+        watch: r.bool("AGENT_RUNTIME_WATCH_ENABLED", true),
+        watch_debounce: Duration::from_millis(r.int("AGENT_RUNTIME_WATCH_DEBOUNCE_MS", 500, 50, 60_000)),
+    };
+    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat, connectors, scheduler }
 }
 
 /// A model's price in USD per million tokens.

@@ -39,6 +39,7 @@ pub mod orchestrator;
 pub mod outbox;
 pub mod pki;
 pub mod runtime;
+pub mod scheduler;
 pub mod store;
 pub mod workspace;
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const HTTP_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 const LLM_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const LAG_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 60.0];
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -79,6 +80,18 @@ pub struct Metrics {
     memory_releases: std::sync::atomic::AtomicU64,
     /// (queue, outcome) → events that found a bounded intake queue full.
     queue_full: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Objective runs fired, skipped, and the scheduled runs' lag.
+    objectives: Mutex<ObjectiveStats>,
+}
+
+#[derive(Debug, Default)]
+struct ObjectiveStats {
+    /// trigger → tasks queued.
+    fired: BTreeMap<&'static str, u64>,
+    /// reason → runs not fired.
+    skipped: BTreeMap<&'static str, u64>,
+    /// Scheduled time → task queued, for on-time (`schedule`) runs.
+    lag: Histogram,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -137,6 +150,47 @@ impl Metrics {
         self.memory_releases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// An objective run fired (`trigger` as stored); `lag_ms` after its time.
+    pub fn objective_fired(&self, trigger: &'static str, lag_ms: i64) {
+        if let Ok(mut o) = self.objectives.lock() {
+            *o.fired.entry(trigger).or_default() += 1;
+            if trigger == "schedule" {
+                o.lag.observe(&LAG_BUCKETS, lag_ms.max(0) as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// `n` objective runs not fired, by reason (`missed`, `event_dedupe`, `event_lagged`).
+    pub fn objective_skipped(&self, reason: &'static str, n: u64) {
+        if let Ok(mut o) = self.objectives.lock() {
+            *o.skipped.entry(reason).or_default() += n;
+        }
+    }
+
+    fn render_objectives(&self, out: &mut String) {
+        let Ok(o) = self.objectives.lock() else { return };
+        header(out, "agent_runtime_objective_runs_fired_total", "counter", "Objective runs whose task was queued, by trigger.");
+        for (trigger, n) in &o.fired {
+            let _ = writeln!(out, "agent_runtime_objective_runs_fired_total{{trigger=\"{trigger}\"}} {n}");
+        }
+        header(
+            out,
+            "agent_runtime_objective_runs_skipped_total",
+            "counter",
+            "Objective runs not fired: missed times skipped by the catch-up policy (recorded as runs), event runs deduplicated or lost to a lagging watcher.",
+        );
+        for (reason, n) in &o.skipped {
+            let _ = writeln!(out, "agent_runtime_objective_runs_skipped_total{{reason=\"{reason}\"}} {n}");
+        }
+        header(
+            out,
+            "agent_runtime_objective_fire_lag_seconds",
+            "histogram",
+            "From an objective's scheduled time to its task being queued (on-time scheduled runs).",
+        );
+        o.lag.render(out, "agent_runtime_objective_fire_lag_seconds", "", &LAG_BUCKETS);
+    }
+
     /// The counters and `gauges` in Prometheus text format.
     pub fn render(&self, gauges: &Gauges, prices: &[ModelPrice]) -> String {
         let mut out = String::with_capacity(4096);
@@ -177,6 +231,7 @@ impl Metrics {
             }
         }
         self.render_llm(&mut out, prices);
+        self.render_objectives(&mut out);
         header(
             &mut out,
             "agent_runtime_memory_releases_total",

@@ -131,6 +131,16 @@ impl OrchestratorHandle {
         Ok(out)
     }
 
+    /// Applies the scheduler's plans (one transaction: tasks, run rows, next
+    /// runs) and wakes a worker when a task was queued.
+    pub async fn fire_objectives(&self, plans: Vec<crate::store::FirePlan>) -> Result<Vec<crate::store::FireResult>, StoreError> {
+        let out = self.store.fire_objectives(plans, self.config.max_attempts, self.clock.now_ms()).await?;
+        if out.iter().any(|r| !r.fired.is_empty()) {
+            self.work_ready.notify_one();
+        }
+        Ok(out)
+    }
+
     /// Queues a failed or canceled task again (see `Store::retry_task`) and wakes a worker.
     pub async fn retry_task(&self, id: &TaskId, by: &str) -> Result<crate::domain::Task, StoreError> {
         let task = self.store.retry_task(id, by.to_string(), self.clock.now_ms()).await?;

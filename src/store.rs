@@ -30,7 +30,9 @@ pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
 pub use chats::{Cursor, InboundRecord};
 pub use events::Event;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
-pub use objectives::{NewObjective, Objective, ObjectiveFilter};
+pub use objectives::{
+    FirePlan, FireResult, NewObjective, Objective, ObjectiveFilter, ObjectiveRun, PlannedRun, RecentError, event_prompt, run_key,
+};
 pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
 pub use stats::StateCounts;

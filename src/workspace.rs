@@ -6,10 +6,12 @@
 
 mod segment;
 mod staging;
+pub mod watch;
 
 use segment::legacy_segment;
 pub use segment::{MAX_SEGMENT, sanitize_file_name, sanitize_segment};
 pub use staging::{Staged, Staging};
+pub use watch::{ChangeKind, WatchChannel, WorkspaceChange};
 
 use crate::clock::{UnixMillis, rfc3339};
 use crate::domain::{ChatRef, Task, WorkspaceId};

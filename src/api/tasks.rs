@@ -140,6 +140,11 @@ pub async fn create(
         });
     }
     let kind = TaskKind::parse(b.kind.as_deref().unwrap_or("general")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if kind == TaskKind::Objective {
+        return Err(ApiError::bad_request(
+            "kind objective is the scheduler's: create an objective (POST /api/v1/objectives) or run one now (POST /api/v1/objectives/{id}/run)",
+        ));
+    }
     // Everything that can be refused is checked before a context is created.
     check_run_key(b.run_key.as_deref())?;
     let requester = caller.audit_name(None);

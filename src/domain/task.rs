@@ -80,6 +80,53 @@ named_enum!(
         General => "general",
         /// A task that does nothing (benchmarks and tests of the queue itself).
         Noop => "noop",
+        /// An objective's run: its prompt answered by the LLM, as `general`,
+        /// with the run's outcome recorded on the objective.
+        Objective => "objective",
+    }
+);
+
+named_enum!(
+    /// What an objective does about scheduled times missed while the runtime was down.
+    CatchUp, "catch_up", {
+        /// Fire once, for the most recent missed time (the default).
+        Latest => "latest",
+        /// Fire every missed time (at most `AGENT_RUNTIME_OBJECTIVE_CATCH_UP_MAX`).
+        All => "all",
+        /// Fire none of them.
+        None => "none",
+    }
+);
+
+named_enum!(
+    /// Why an objective run exists.
+    RunTrigger, "trigger", {
+        /// Its scheduled time came (or a `once` objective's `run_at`).
+        Schedule => "schedule",
+        /// A workspace change matched it.
+        Event => "event",
+        /// An operator asked (`POST /api/v1/objectives/{id}/run`).
+        Manual => "manual",
+        /// A time missed while the runtime was down, handled by the catch-up policy.
+        CatchUp => "catch_up",
+    }
+);
+
+named_enum!(
+    /// Where an objective run is: its task's status, or `skipped`.
+    RunOutcome, "outcome", {
+        /// Its task waits for a worker.
+        Queued => "queued",
+        /// Its task runs.
+        Running => "running",
+        /// Its task succeeded.
+        Succeeded => "succeeded",
+        /// Its task failed for good.
+        Failed => "failed",
+        /// Its task was canceled.
+        Canceled => "canceled",
+        /// It did not fire (catch-up policy); `error` says why.
+        Skipped => "skipped",
     }
 );
 

@@ -262,6 +262,7 @@ const MONITOR_CRON: &str = "0 */6 * * *";
 
 pub(super) async fn monitor(g: &Gateway, t: &mut Turn<'_>, goal: &str) -> Result<String, StoreError> {
     let compact = goal.split_whitespace().collect::<Vec<_>>().join(" ");
+    let next_run_at = crate::domain::Schedule::parse(MONITOR_CRON, "UTC").ok().and_then(|s| s.next_after(g.clock.now_ms()));
     let new = NewObjective {
         workspace_id: t.ctx.workspace_id.clone(),
         context_id: t.ctx.id.clone(),
@@ -269,17 +270,21 @@ pub(super) async fn monitor(g: &Gateway, t: &mut Turn<'_>, goal: &str) -> Result
         prompt: format!("Monitor this target for updates and report only concrete changes:\n{goal}"),
         trigger_type: "schedule".into(),
         event_key: None,
+        event_filter: None,
         cron_expr: Some(MONITOR_CRON.into()),
         timezone: "UTC".into(),
+        run_at: None,
+        catch_up: crate::domain::CatchUp::Latest,
         active: true,
-        next_run_at: crate::domain::Schedule::parse(MONITOR_CRON, "UTC").ok().and_then(|s| s.next_after(g.clock.now_ms())),
+        next_run_at,
         created_by: t.actor.audit_name(Some(&t.ctx.chat)),
     };
     // The `objective.created` row is noted on the turn and commits with the reply.
     let o = g.store.create_objective(new, Vec::new(), g.clock.now_ms()).await?;
     t.note("objective.created", Decision::Info, Some(o.title.clone()), Some(o.id.to_string()));
+    let next = next_run_at.map_or_else(|| "-".to_string(), crate::clock::rfc3339);
     Ok(format!(
-        "Monitoring objective created (`{}`): every 6 hours (cron `0 */6 * * *`, UTC). Note: this version stores objectives but does not fire them yet.",
+        "Monitoring objective created (`{}`): every 6 hours (cron `0 */6 * * *`, UTC); first run {next}. Results come to this chat; /objectives lists it.",
         o.id
     ))
 }
@@ -289,10 +294,22 @@ pub(super) async fn objectives(g: &Gateway, t: &Turn<'_>) -> Result<String, Stor
     if list.is_empty() {
         return Ok("No objectives in this chat. Create one with /monitor <what to track>.".into());
     }
+    let outcomes = g.store.last_outcomes(list.iter().map(|o| o.id.clone()).collect()).await?;
     let mut out = format!("Objectives ({}):\n", list.len());
-    for o in list {
-        let state = if o.active { "active" } else { "paused" };
-        out.push_str(&format!("- `{}` {} ({state}, `{}` {})\n", o.id, o.title, o.cron_expr.unwrap_or_default(), o.timezone));
+    for (o, last) in list.into_iter().zip(outcomes) {
+        let state = match (o.active, &o.paused_reason) {
+            (true, _) => "active",
+            (false, Some(_)) => "auto-paused",
+            (false, None) => "paused",
+        };
+        let trigger = match o.trigger_type.as_str() {
+            "event" => format!("on {}", o.event_filter.as_deref().unwrap_or("any markdown change")),
+            "once" => format!("once at {}", o.run_at.map_or_else(|| "-".into(), crate::clock::rfc3339)),
+            _ => format!("`{}` {}", o.cron_expr.as_deref().unwrap_or_default(), o.timezone),
+        };
+        let next = o.next_run_at.map_or_else(|| "-".into(), crate::clock::rfc3339);
+        let last = last.map_or("never ran", |l| l.as_str());
+        out.push_str(&format!("- `{}` {} ({state}, {trigger}; next {next}; last {last})\n", o.id, o.title));
     }
     Ok(out.trim_end().to_string())
 }

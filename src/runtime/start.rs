@@ -29,6 +29,7 @@ use crate::gateway::{Dispatcher, Gateway, GatewayParts};
 use crate::health::{Health, Snapshot};
 use crate::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, Pool, spawn_pool};
 use crate::outbox::{OfflinePublisher, Outbox, Publishers};
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::workspace::Workspaces;
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ pub(super) struct Core {
     pub workspaces: Workspaces,
     pub outbox_ready: Arc<Notify>,
     pub orchestrator: OrchestratorHandle,
+    pub scheduler: Scheduler,
 }
 
 /// Phase 1: opens the store under `lock` and recovers what the previous
@@ -82,7 +84,17 @@ pub(super) async fn open(config: &Config, _lock: &DataLock) -> Result<Core, Serv
         tracing::warn!(count = interrupted, "approved actions were executing when the runtime stopped; marked interrupted, not retried");
     }
     let workspaces = Workspaces::new(config.paths.workspace_root.clone());
-    Ok(Core { store, clock, health, first_view, workspaces, outbox_ready, orchestrator })
+    store.set_objective_pause_after(config.scheduler.max_consecutive_failures).await?;
+    let mut scheduler = Scheduler::new(store.clone(), orchestrator.clone(), clock.clone(), config.scheduler.clone());
+    if config.scheduler.enabled {
+        scheduler = scheduler.with_health(health.clone());
+    } else {
+        health.disabled(crate::scheduler::COMPONENT, "AGENT_RUNTIME_SCHEDULER_ENABLED=false: objectives do not fire on their own");
+    }
+    if !config.scheduler.watch {
+        health.disabled(crate::workspace::watch::COMPONENT, "AGENT_RUNTIME_WATCH_ENABLED=false: workspace changes fire nothing");
+    }
+    Ok(Core { store, clock, health, first_view, workspaces, outbox_ready, orchestrator, scheduler })
 }
 
 /// Phase 2's result: everything constructed, nothing running.
@@ -101,7 +113,12 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
     let llm = Llm::new(build_provider(&config.llm), core.store.clone(), core.clock.clone());
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, core.workspaces.clone());
     let general = GeneralExecutor::new(llm.clone(), prompts.clone(), core.store.clone(), core.workspaces.clone(), core.clock.clone());
-    let executors = Executors::default().with(TaskKind::General, Arc::new(general)).with(TaskKind::Noop, Arc::new(NoopExecutor));
+    let general = Arc::new(general);
+    // An objective's run is answered as a general task; its outcome is recorded on the objective.
+    let executors = Executors::default()
+        .with(TaskKind::General, general.clone())
+        .with(TaskKind::Objective, general)
+        .with(TaskKind::Noop, Arc::new(NoopExecutor));
     let telegram_bot = config.connectors.telegram.as_ref().map(telegram::bot).transpose().map_err(ServeError::Setup)?;
     let discord_rest = match &config.connectors.discord {
         Some(d) => Some(discord::DiscordRest::new(&d.api_base, d.token.expose()).map_err(ServeError::Setup)?),
@@ -196,7 +213,33 @@ pub(super) fn start_workers(config: &Config, core: &Core, parts: &Parts, root: &
         (parts.gateway.clone(), core.store.clone(), core.clock.clone(), core.health.clone(), own.token().clone());
     let retention = config.http.events_retention;
     own.spawn("expiry", async move { expire_loop(gateway, store, clock, retention, health, stop).await });
+    start_scheduler(config, core, root);
     Workers { pool, outbox }
+}
+
+/// The scheduler's time loop, and the workspace watcher feeding its event
+/// loop; each restarted after a panic (their state is in the store).
+fn start_scheduler(config: &Config, core: &Core, root: &Supervisor) {
+    let sched = &config.scheduler;
+    let channel = crate::workspace::WatchChannel::default();
+    if sched.enabled {
+        let (s, stop) = (core.scheduler.clone(), root.token().clone());
+        root.spawn_restarting("scheduler", crate::scheduler::COMPONENT, CONNECTOR_RESTART, move || s.clone().run(stop.clone()));
+        let (s, stop, ch) = (core.scheduler.clone(), root.token().clone(), channel.clone());
+        let events = std::sync::Mutex::new(Some(channel.subscribe()));
+        root.spawn_restarting("scheduler-events", crate::scheduler::COMPONENT, CONNECTOR_RESTART, move || {
+            // The first run takes the subscription made before the watcher starts; a restart subscribes anew.
+            let rx = events.lock().ok().and_then(|mut e| e.take()).unwrap_or_else(|| ch.subscribe());
+            s.clone().run_events(rx, stop.clone())
+        });
+    }
+    if sched.watch {
+        let (rootdir, store, health, stop, debounce) =
+            (config.paths.workspace_root.clone(), core.store.clone(), core.health.clone(), root.token().clone(), sched.watch_debounce);
+        root.spawn_restarting("watcher", crate::workspace::watch::COMPONENT, CONNECTOR_RESTART, move || {
+            crate::workspace::watch::run(rootdir.clone(), store.clone(), channel.clone(), debounce, health.clone(), stop.clone())
+        });
+    }
 }
 
 /// The admin API as it runs.
@@ -339,6 +382,7 @@ async fn start_api(
         health: health.clone(),
         heartbeat_enabled: config.heartbeat.enabled,
         started,
+        scheduler: core.scheduler.clone(),
     };
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(config)?)?) };

@@ -282,6 +282,69 @@ UPDATE approvals SET tell_requester = 0 WHERE requester LIKE 'unverified:%';
 ALTER TABLE tasks ADD COLUMN tell_origin INTEGER NOT NULL DEFAULT 1;
 UPDATE tasks SET tell_origin = 0 WHERE title LIKE 'Review untrusted message from %';
 "#,
+    // 8: the scheduler. Objectives gain `once` triggers (`run_at`), a
+    // catch-up policy, an event filter and statistics kept from their runs'
+    // real outcomes; `objective_runs` holds one row per scheduled time,
+    // event or manual run (skipped times included). The CHECK on
+    // trigger_type changes, so the table is rebuilt (nothing references it).
+    r#"
+CREATE TABLE objectives_v8 (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    context_id TEXT NOT NULL REFERENCES contexts(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    trigger_type TEXT NOT NULL CHECK (trigger_type IN ('schedule', 'event', 'once')),
+    event_key TEXT,
+    event_filter TEXT,
+    cron_expr TEXT,
+    timezone TEXT NOT NULL DEFAULT 'UTC',
+    run_at INTEGER,
+    catch_up TEXT NOT NULL DEFAULT 'latest' CHECK (catch_up IN ('latest', 'all', 'none')),
+    active INTEGER NOT NULL DEFAULT 1,
+    next_run_at INTEGER,
+    last_run_at INTEGER,
+    last_error TEXT,
+    paused_reason TEXT,
+    run_count INTEGER NOT NULL DEFAULT 0,
+    success_count INTEGER NOT NULL DEFAULT 0,
+    failure_count INTEGER NOT NULL DEFAULT 0,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    consecutive_successes INTEGER NOT NULL DEFAULT 0,
+    total_run_ms INTEGER NOT NULL DEFAULT 0,
+    last_success_at INTEGER,
+    last_failure_at INTEGER,
+    recent_errors TEXT NOT NULL DEFAULT '[]',
+    created_by TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+INSERT INTO objectives_v8 (id, workspace_id, context_id, title, prompt, trigger_type, event_key, cron_expr, timezone, active,
+    next_run_at, last_run_at, last_error, created_by, created_at, updated_at)
+    SELECT id, workspace_id, context_id, title, prompt, trigger_type, event_key, cron_expr, timezone, active,
+    next_run_at, last_run_at, last_error, created_by, created_at, updated_at FROM objectives;
+DROP TABLE objectives;
+ALTER TABLE objectives_v8 RENAME TO objectives;
+CREATE INDEX objectives_by_context ON objectives (context_id, created_at);
+CREATE INDEX objectives_due ON objectives (next_run_at) WHERE active = 1 AND next_run_at IS NOT NULL;
+CREATE INDEX objectives_on_events ON objectives (workspace_id, event_key) WHERE active = 1 AND trigger_type = 'event';
+CREATE TABLE objective_runs (
+    id INTEGER PRIMARY KEY,
+    objective_id TEXT NOT NULL REFERENCES objectives(id) ON DELETE CASCADE,
+    scheduled_at INTEGER NOT NULL,
+    fired_at INTEGER,
+    task_id TEXT,
+    trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'event', 'manual', 'catch_up')),
+    outcome TEXT NOT NULL CHECK (outcome IN ('queued', 'running', 'succeeded', 'failed', 'canceled', 'skipped')),
+    duration_ms INTEGER,
+    error TEXT,
+    detail TEXT,
+    finished_at INTEGER
+);
+CREATE INDEX objective_runs_by_objective ON objective_runs (objective_id, id);
+CREATE UNIQUE INDEX objective_runs_by_time ON objective_runs (objective_id, scheduled_at) WHERE trigger IN ('schedule', 'catch_up');
+CREATE UNIQUE INDEX objective_runs_by_task ON objective_runs (task_id) WHERE task_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version this binary brings a database to.

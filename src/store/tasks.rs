@@ -94,6 +94,52 @@ pub struct Enqueued {
     pub created: bool,
 }
 
+/// Persists a new task (status `queued`) and its `created` event inside the
+/// caller's transaction; with a run key that already exists, returns the
+/// existing task and adds nothing. No such context → `NotFound("context")`.
+pub(super) fn insert_task(tx: &Connection, new: &NewTask, max_attempts: u32, now: UnixMillis) -> Result<Enqueued, StoreError> {
+    if let Some(key) = &new.run_key {
+        let existing: Option<String> =
+            tx.prepare_cached("SELECT id FROM tasks WHERE run_key = ?1")?.query_row([key], |r| r.get(0)).optional()?;
+        if let Some(id) = existing {
+            let task = found(load_task(tx, &id)?, "task")?;
+            return Ok(Enqueued { task, created: false });
+        }
+    }
+    // One statement validates the context (and that it belongs to the
+    // workspace) and inserts; no row back means no such context.
+    let id = TaskId::random();
+    let sql = format!(
+        "INSERT INTO tasks (id, workspace_id, context_id, kind, title, prompt, run_key, status, max_attempts, \
+         not_before, source_connector, source_external_id, source_user_id, trace_id, created_at, updated_at, tell_origin) \
+         SELECT ?1, workspace_id, id, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, connector, external_id, ?10, ?11, ?9, ?9, ?12 \
+         FROM contexts WHERE id = ?3 AND workspace_id = ?2 RETURNING {TASK_COLUMNS}"
+    );
+    let task = tx
+        .prepare_cached(&sql)?
+        .query_row(
+            params![
+                id.as_str(),
+                new.workspace_id.as_str(),
+                new.context_id.as_str(),
+                new.kind.as_str(),
+                new.title,
+                new.prompt,
+                new.run_key,
+                max_attempts,
+                now,
+                new.source_user_id,
+                new.trace_id.as_str(),
+                new.tell_origin,
+            ],
+            task_from_row,
+        )
+        .optional()?;
+    let task = found(task, "context")?;
+    add_event(tx, id.as_str(), task.version, now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
+    Ok(Enqueued { task, created: true })
+}
+
 /// Filters for listing tasks; `limit` is clamped to 1..=500.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
@@ -148,49 +194,7 @@ impl Store {
     /// transaction. With a run key that already exists, returns the existing
     /// task and adds nothing.
     pub async fn enqueue_task(&self, new: NewTask, max_attempts: u32, now: UnixMillis) -> Result<Enqueued, StoreError> {
-        self.write(move |c| {
-            let tx: &Connection = c;
-            if let Some(key) = &new.run_key {
-                let existing: Option<String> = tx.query_row("SELECT id FROM tasks WHERE run_key = ?1", [key], |r| r.get(0)).optional()?;
-                if let Some(id) = existing {
-                    let task = found(load_task(tx, &id)?, "task")?;
-                    return Ok(Enqueued { task, created: false });
-                }
-            }
-            // One statement validates the context (and that it belongs to the
-            // workspace) and inserts; no row back means no such context.
-            let id = TaskId::random();
-            let sql = format!(
-                "INSERT INTO tasks (id, workspace_id, context_id, kind, title, prompt, run_key, status, max_attempts, \
-                 not_before, source_connector, source_external_id, source_user_id, trace_id, created_at, updated_at, tell_origin) \
-                 SELECT ?1, workspace_id, id, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, connector, external_id, ?10, ?11, ?9, ?9, ?12 \
-                 FROM contexts WHERE id = ?3 AND workspace_id = ?2 RETURNING {TASK_COLUMNS}"
-            );
-            let task = tx
-                .prepare_cached(&sql)?
-                .query_row(
-                    params![
-                        id.as_str(),
-                        new.workspace_id.as_str(),
-                        new.context_id.as_str(),
-                        new.kind.as_str(),
-                        new.title,
-                        new.prompt,
-                        new.run_key,
-                        max_attempts,
-                        now,
-                        new.source_user_id,
-                        new.trace_id.as_str(),
-                        new.tell_origin,
-                    ],
-                    task_from_row,
-                )
-                .optional()?;
-            let task = found(task, "context")?;
-            add_event(tx, id.as_str(), task.version, now, "created", None, Some(TaskStatus::Queued), 0, None, None)?;
-            Ok(Enqueued { task, created: true })
-        })
-        .await
+        self.write(move |c| insert_task(c, &new, max_attempts, now)).await
     }
 
     /// One task by id.
@@ -406,7 +410,9 @@ impl Store {
                 None,
                 Some(&detail),
             )?;
-            found(load_task(tx, id.as_str())?, "task")
+            let task = found(load_task(tx, id.as_str())?, "task")?;
+            super::objectives::track_run(tx, &task, now)?;
+            Ok(task)
         })
         .await
     }
@@ -425,7 +431,9 @@ impl Store {
                         params![reason, now, id.as_str()],
                     )?;
                     add_event(tx, id.as_str(), task.version + 1, now, "canceled", Some(task.status), Some(TaskStatus::Canceled), task.attempts, None, Some(&reason))?;
-                    CancelOutcome::Canceled(found(load_task(tx, id.as_str())?, "task")?)
+                    let task = found(load_task(tx, id.as_str())?, "task")?;
+                    super::objectives::track_run(tx, &task, now)?;
+                    CancelOutcome::Canceled(task)
                 }
                 TaskStatus::Running if !task.cancel_requested => {
                     tx.execute(

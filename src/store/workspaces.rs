@@ -73,6 +73,16 @@ impl Store {
         .await
     }
 
+    /// Every workspace's id (the watcher maps directories back to them).
+    pub async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id FROM workspaces")?;
+            let rows = stmt.query_map([], |r| Ok(WorkspaceId::from_string(r.get::<_, String>(0)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// One workspace.
     pub async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace, StoreError> {
         let id = id.clone();

@@ -205,6 +205,26 @@ async fn objective_workspace_events_and_health_verbs_work_against_the_daemon() {
     assert!(shown.contains("@weekly (America/New_York)"), "{shown}");
     let bad = run(dir.path(), &[], &["objective", "update", &oid, "--cron", "nope"]);
     assert!(!bad.status.success() && text(&bad).contains("must have 5 fields"), "{}", text(&bad));
+    // Run it now, then its runs: one manual run, its task queued (no model here, so it fails soon).
+    let fired = cli(&["objective", "run", &oid]);
+    assert!(fired.contains("fired now: task "), "{fired}");
+    let runs = cli(&["objective", "runs", &oid]);
+    assert!(runs.contains("manual") && runs.contains("1 run(s)"), "{runs}");
+    let once = cli(&[
+        "objective",
+        "create",
+        "--context-id",
+        &cid,
+        "--title",
+        "Once",
+        "--prompt",
+        "p",
+        "--at",
+        "2099-01-01T09:00:00+01:00",
+        "--catch-up",
+        "none",
+    ]);
+    assert!(once.contains("once at 2099-01-01T08:00:00Z") && once.contains("catch-up:  none"), "{once}");
     assert!(cli(&["objective", "delete", &oid]).contains("deleted"));
     let gone = run(dir.path(), &[], &["objective", "show", &oid]);
     assert!(!gone.status.success() && text(&gone).contains("objective not found"), "{}", text(&gone));

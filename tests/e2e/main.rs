@@ -23,6 +23,7 @@ mod outbox;
 mod pairings;
 mod queue;
 mod resources;
+mod scheduler;
 mod sweep;
 mod telegram;
 mod tls;

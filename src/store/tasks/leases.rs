@@ -275,6 +275,7 @@ fn claim(c: &Connection, worker: &str, now: UnixMillis, lease: Duration, limit: 
             Some(worker),
             None,
         )?;
+        super::super::objectives::track_run(c, t, now)?;
     }
     Ok(tasks)
 }
@@ -292,6 +293,22 @@ fn update(c: &Connection, set: &str, params: impl rusqlite::Params) -> Result<Ta
 /// when its worker reported it, `lease_expired` / `recovered_at_start` when
 /// it was taken from its worker).
 fn apply_outcome(
+    tx: &Connection,
+    task: &Task,
+    worker: Option<&str>,
+    outcome: FinishOutcome,
+    retry: RetryPolicy,
+    now: UnixMillis,
+    requeue_event: &'static str,
+) -> Result<Task, StoreError> {
+    let t = apply_outcome_to_row(tx, task, worker, outcome, retry, now, requeue_event)?;
+    // An objective's run follows its task, in the same transaction.
+    super::super::objectives::track_run(tx, &t, now)?;
+    Ok(t)
+}
+
+/// [`apply_outcome`] on the task row and its history only.
+fn apply_outcome_to_row(
     tx: &Connection,
     task: &Task,
     worker: Option<&str>,
