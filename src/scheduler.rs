@@ -4,10 +4,11 @@
 //! Two loops. The *time loop* sleeps on the injected clock until the
 //! earliest `next_run_at` of an active objective (no polling interval; at
 //! most [`crate::clock::MAX_SLEEP`] of the real clock before it reads the
-//! wall clock again), and is woken at once by any `objective.created`,
-//! `objective.updated`, `objective.deleted` or `objective.paused` event on
-//! the store's event stream, so a new or changed objective is planned with
-//! no delay whoever changed it (API, chat, CLI). Due objectives are planned
+//! wall clock again), and is woken at once by the store after any objective
+//! is created, changed or deleted ([`Store::objective_changed`]), so a new
+//! or changed objective is planned with no delay whoever changed it (API,
+//! chat, CLI). It does not subscribe to the event stream: that would wake
+//! it for every task event and keep the live ring of events filled. Due objectives are planned
 //! ([`plan::due`]) and applied by the orchestrator in one transaction per
 //! batch: the tasks (run key `objective:<id>:<scheduled unix>`, so one task
 //! per scheduled time, ever), the run rows and the next run. The *event
@@ -43,9 +44,6 @@ const BEAT: Duration = Duration::from_secs(30);
 
 /// The event key the workspace watcher fires.
 pub const MARKDOWN_UPDATED: &str = "markdown.updated";
-
-/// Store events that change what is due.
-const WAKE_ON: [&str; 4] = ["objective.created", "objective.updated", "objective.deleted", "objective.paused"];
 
 /// Fires objectives; cheap to clone.
 #[derive(Clone)]
@@ -131,7 +129,6 @@ impl Scheduler {
 
     /// The time loop (see the module docs); returns when `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
-        let mut events = self.store.subscribe_events();
         let mut failures = 0u32;
         loop {
             let wait_until = match self.fire_due().await {
@@ -148,7 +145,7 @@ impl Scheduler {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.clock.sleep_until(wait_until) => {}
-                _ = objective_changed(&mut events) => {}
+                _ = self.store.objective_changed() => {}
             }
         }
     }
@@ -215,18 +212,6 @@ fn record(objectives: &[Objective], results: &[FireResult]) -> usize {
         }
     }
     queued
-}
-
-/// Resolves when the store reports a change to an objective (or loses track).
-async fn objective_changed(events: &mut broadcast::Receiver<std::sync::Arc<crate::store::Event>>) {
-    loop {
-        match events.recv().await {
-            Ok(e) if WAKE_ON.contains(&e.kind.as_str()) => return,
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-        }
-    }
 }
 
 /// Whether a path is a markdown document (`.md`, `.markdown`, any case).

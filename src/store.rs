@@ -100,6 +100,8 @@ struct Inner {
     events: Arc<events::EventBus>,
     /// Rows changed by the writer so far (see [`Store::changes`]).
     changes: Arc<std::sync::atomic::AtomicU64>,
+    /// Poked after an objective is created, changed or deleted (the scheduler waits on it).
+    objective_changes: tokio::sync::Notify,
 }
 
 /// A cloneable handle to the store.
@@ -186,6 +188,7 @@ impl Store {
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 events,
                 changes,
+                objective_changes: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -278,6 +281,16 @@ impl Store {
     /// not move it, so an unchanged value means nothing happened.
     pub fn changes(&self) -> u64 {
         self.inner.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves after the next objective create, change or delete committed
+    /// (or at once if one committed since the last wait ended).
+    pub async fn objective_changed(&self) {
+        self.inner.objective_changes.notified().await
+    }
+
+    pub(crate) fn poke_objectives(&self) {
+        self.inner.objective_changes.notify_one();
     }
 
     /// Gives back the memory SQLite holds for speed, for when the daemon has

@@ -591,6 +591,7 @@ impl Store {
             Ok(o)
         })
         .await
+        .inspect(|_| self.poke_objectives())
     }
 
     /// One objective.
@@ -658,6 +659,7 @@ impl Store {
             Ok(saved)
         })
         .await
+        .inspect(|_| self.poke_objectives())
     }
 
     /// Deletes an objective (and its runs; its tasks stay), with its audit row.
@@ -671,6 +673,7 @@ impl Store {
             Ok(())
         })
         .await
+        .inspect(|_| self.poke_objectives())
     }
 
     /// Active objectives due at `now` (next run passed), earliest first.
