@@ -158,8 +158,14 @@ async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
     }
 }
 
-async fn info(State(s): State<ApiState>) -> impl IntoResponse {
-    axum::Json(json!({"name": "agent-runtime", "version": crate::VERSION, "environment": s.environment}))
+async fn info(State(s): State<ApiState>, tls::Caller(caller): tls::Caller) -> impl IntoResponse {
+    // Who the caller is to this daemon, so a client (the TUI) can show which
+    // actions its certificate may take; the guards still decide every call.
+    let role = caller.role.map_or("none", |r| r.as_str());
+    axum::Json(json!({
+        "name": "agent-runtime", "version": crate::VERSION, "environment": s.environment,
+        "caller": {"subject": caller.platform_user_id, "role": role},
+    }))
 }
 
 /// `GET /api/v1/heartbeat`: every component's health (the Go runtime's shape).

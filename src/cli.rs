@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
-//! `objective`, `workspace`, `events`, `health`, `audit`, `usage`, `pki`,
+//! `objective`, `workspace`, `tui`, `events`, `health`, `audit`, `usage`, `pki`,
 //! `config check`, `version`, `completions`. Everything but `serve`, `pki`
 //! and `config` talks to a running daemon through its API.
 
@@ -73,6 +73,8 @@ pub enum Cmd {
     /// Workspaces and contexts (chats); make a chat an admin channel.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
+    /// The fullscreen admin console: health, approvals, tasks, objectives, pairings, chats, live activity, chat, audit, usage.
+    Tui(crate::tui::TuiArgs),
     /// The event log (task, approval, message, pairing, objective and health changes); --follow streams it live.
     Events(events::EventsArgs),
     /// Component health (the heartbeat); exits 1 unless everything is healthy.
@@ -142,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Objective(cmd) => objective::run(client(&cli.conn)?, cmd).await,
         Cmd::Workspace(cmd) => workspace::run(client(&cli.conn)?, cmd).await,
         Cmd::Events(args) => events::run(client(&cli.conn)?, args).await,
+        Cmd::Tui(args) => crate::tui::run(client(&cli.conn)?, args).await,
         Cmd::Health { json } => events::health(client(&cli.conn)?, json).await,
     }
 }

@@ -158,6 +158,18 @@ impl ApiClient {
         self.send(self.http.get(&url).query(query), url).await
     }
 
+    /// `GET {base}{path}` as text (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.get(&url).send().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// Opens a server-sent event stream at `path`, resuming after `last_id`.
     pub async fn open_stream(&self, path: &str, query: &[(&str, String)], last_id: Option<i64>) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);

@@ -18,6 +18,7 @@
 //! - [`memory`]: gives a burst's memory back once the daemon is quiet (SQLite caches, `malloc_trim`).
 //! - [`metrics`]: Prometheus counters of what the process did, rendered with store gauges.
 //! - [`client`]: the HTTP client the CLI uses to talk to a running daemon.
+//! - [`tui`]: the fullscreen admin console (ratatui), a client of the admin API only.
 //! - [`cli`]: clap commands (`serve`, `chat`, `task`, `config`, `version`, `completions`).
 //! - [`runtime`]: wiring, the supervisor (cancellation + task tracker), signals, drain.
 //! - [`workspace`]: the on-disk workspace tree (directories, chat logs, task results).
@@ -41,6 +42,7 @@ pub mod pki;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
+pub mod tui;
 pub mod workspace;
 
 /// The version printed by `agent-runtime version` and `/api/v1/info`.

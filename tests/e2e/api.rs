@@ -127,6 +127,7 @@ async fn wrong_methods_and_paths_get_json_errors() {
     assert_eq!((s, v["status"].as_str()), (200, Some("ready")));
     let (s, v) = d.get("/api/v1/info").await;
     assert_eq!((s, v["name"].as_str()), (200, Some("agent-runtime")));
+    assert_eq!((v["caller"]["subject"].as_str(), v["caller"]["role"].as_str()), (Some("cert:local-admin"), Some("overlord")), "{v}");
     let (s, v) = d.get("/api/v1/chat/messages?limit=9999").await;
     assert_eq!(s, 400, "{v}");
 }
