@@ -147,13 +147,10 @@ impl Drop for Restore {
     }
 }
 
-/// The fullscreen loop.
+/// The fullscreen console on the real terminal.
 async fn interactive(client: ApiClient, view: View) -> anyhow::Result<ExitCode> {
     let mut app = App::new(now_ms());
     app.view = view;
-    let theme = render::Theme::from_env();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let stream = tokio::spawn(net::follow(client.clone(), tx.clone(), 200));
     let mut terminal = ratatui::try_init()?;
     let _restore = Restore;
     let hook = std::panic::take_hook();
@@ -163,22 +160,47 @@ async fn interactive(client: ApiClient, view: View) -> anyhow::Result<ExitCode> 
         hook(info);
     }));
     execute!(std::io::stdout(), EnableBracketedPaste)?;
-    let mut term_events = ratatui::crossterm::event::EventStream::new();
+    let events = ratatui::crossterm::event::EventStream::new();
+    run_loop(&mut terminal, client, app, events, render::Theme::from_env(), None).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The console's loop over any backend and source of terminal events: the
+/// real terminal, or a test's script on a `TestBackend`. Runs until `q` (or
+/// the events end) and returns the final state. With `frames`, every drawn
+/// frame is also published as text (tests wait on what the screen shows).
+pub async fn run_loop<B, S>(
+    terminal: &mut Terminal<B>,
+    client: ApiClient,
+    mut app: App,
+    mut term_events: S,
+    theme: render::Theme,
+    frames: Option<tokio::sync::watch::Sender<String>>,
+) -> anyhow::Result<App>
+where
+    B: ratatui::backend::Backend,
+    B::Error: Send + Sync + 'static,
+    S: futures_util::Stream<Item = std::io::Result<TermEvent>> + Unpin,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let stream = tokio::spawn(net::follow(client.clone(), tx.clone(), 200));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_draw: Option<Instant> = None;
     loop {
         let frame_due = last_draw.map_or(Instant::now(), |t| t + Duration::from_millis(16));
-        let msg = tokio::select! {
+        let mut batch: Vec<Msg> = tokio::select! {
             ev = term_events.next() => match ev {
                 Some(Ok(ev)) => terminal_msgs(&app, ev),
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => {
+                    stream.abort();
+                    return Err(e.into());
+                }
                 None => break,
             },
             m = rx.recv() => m.into_iter().collect(),
             _ = tick.tick() => vec![Msg::Tick(now_ms())],
             () = tokio::time::sleep_until(frame_due.into()), if app.dirty => Vec::new(),
         };
-        let mut batch: Vec<Msg> = msg;
         // Take what else is waiting (a burst of events) before drawing once.
         while batch.len() < 4_096 {
             match rx.try_recv() {
@@ -195,13 +217,17 @@ async fn interactive(client: ApiClient, view: View) -> anyhow::Result<ExitCode> 
             break;
         }
         if app.dirty && last_draw.is_none_or(|t| t.elapsed() >= Duration::from_millis(16)) {
-            terminal.draw(|f| render::draw(f, &app, theme))?;
+            let frame = terminal.draw(|f| render::draw(f, &app, theme)).map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
+            let area = frame.area;
             app.dirty = false;
             last_draw = Some(Instant::now());
+            if let Some(frames) = &frames {
+                frames.send_replace(render_text(&app, area.width, area.height, render::Theme { color: false }));
+            }
         }
     }
     stream.abort();
-    Ok(ExitCode::SUCCESS)
+    Ok(app)
 }
 
 /// A terminal event as a message: keys through the key tables, pastes into

@@ -212,7 +212,8 @@ fn approvals(app: &mut App, act: Act) -> Vec<Cmd> {
     match act {
         Act::Approve | Act::Deny if a.status != "pending" => status(app, format!("{} is {} already", a.id, a.status)),
         Act::Approve => {
-            let question = format!("Approve {} ({} → {}) with hash {}…?", a.id, a.action_type, a.target, a.payload_hash.get(..12).unwrap_or(""));
+            let question =
+                format!("Approve {} ({} → {}) with hash {}…?", a.id, a.action_type, a.target, a.payload_hash.get(..12).unwrap_or(""));
             confirm(app, question, Cmd::Approve(a.id))
         }
         Act::Deny => {
@@ -229,7 +230,9 @@ fn approvals(app: &mut App, act: Act) -> Vec<Cmd> {
 fn objectives(app: &mut App, act: Act) -> Vec<Cmd> {
     let Some(o) = select::current_objective(app).cloned() else { return Vec::new() };
     match act {
-        Act::TogglePause if o.active => confirm(app, format!("Pause \"{}\"?", o.title), Cmd::SetObjectiveActive { id: o.id, active: false }),
+        Act::TogglePause if o.active => {
+            confirm(app, format!("Pause \"{}\"?", o.title), Cmd::SetObjectiveActive { id: o.id, active: false })
+        }
         Act::TogglePause => confirm(app, format!("Resume \"{}\"?", o.title), Cmd::SetObjectiveActive { id: o.id, active: true }),
         Act::Delete => confirm(app, format!("Delete \"{}\" and its run history?", o.title), Cmd::DeleteObjective(o.id)),
         Act::RunNow => confirm(app, format!("Run \"{}\" now?", o.title), Cmd::RunObjective(o.id)),
@@ -289,12 +292,16 @@ fn status_err(app: &mut App, text: String) -> Vec<Cmd> {
     Vec::new()
 }
 
-/// An id short enough for a table: a UUID's last 8 characters (task ids are
-/// UUIDv7, whose first characters are the creation time and so shared by
-/// tasks made together), else the first 12.
-pub fn short_id(id: &str) -> &str {
+/// An id short enough for a table. Our ids are time-ordered (UUIDv7), so
+/// ids made together share their first characters: the table shows the
+/// last 8 (after the kind prefix, `act_…1f3a5c7e`); details show them whole.
+pub fn short_id(id: &str) -> String {
+    let tail = |n: usize| id.get(id.len().saturating_sub(n)..).unwrap_or(id);
     if id.len() == 36 && id.as_bytes().get(8) == Some(&b'-') {
-        return id.get(28..).unwrap_or(id);
+        return tail(8).to_string();
     }
-    id.get(..12).unwrap_or(id)
+    match id.split_once('_') {
+        Some((kind, rest)) if rest.len() > 10 => format!("{kind}_…{}", tail(8)),
+        _ => id.to_string(),
+    }
 }

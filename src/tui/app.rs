@@ -411,8 +411,7 @@ impl<T> List<T> {
 }
 
 /// The status filters of the task list, cycled by `s`.
-pub const TASK_STATUSES: [Option<&str>; 6] =
-    [None, Some("queued"), Some("running"), Some("succeeded"), Some("failed"), Some("canceled")];
+pub const TASK_STATUSES: [Option<&str>; 6] = [None, Some("queued"), Some("running"), Some("succeeded"), Some("failed"), Some("canceled")];
 
 /// How many events the activity feed keeps.
 pub const ACTIVITY_CAP: usize = 2_000;

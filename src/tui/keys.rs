@@ -44,27 +44,28 @@ pub const GLOBAL: &[Binding] = &[
 ];
 
 const APPROVALS_KEYS: &[Binding] = &[
-            b(&[KeyCode::Char('a')], "a", Act::Approve, "approve", "approve the selected action (asks first; admin)"),
-            b(&[KeyCode::Char('d')], "d", Act::Deny, "deny", "deny it, with an optional reason (admin)"),
-        ];
+    b(&[KeyCode::Char('a')], "a", Act::Approve, "approve", "approve the selected action (asks first; admin)"),
+    b(&[KeyCode::Char('d')], "d", Act::Deny, "deny", "deny it, with an optional reason (admin)"),
+];
 const TASKS_KEYS: &[Binding] = &[
-            b(&[KeyCode::Enter], "enter", Act::Open, "details", "details and history, followed live"),
-            b(&[KeyCode::Char('s')], "s", Act::CycleStatus, "status", "status filter: all, queued, running, succeeded, failed, canceled"),
-            b(&[KeyCode::Char('c')], "c", Act::Cancel, "cancel", "cancel the selected task (operator)"),
-            b(&[KeyCode::Char('y')], "y", Act::Retry, "retry", "retry a failed or canceled task (operator)"),
-        ];
+    b(&[KeyCode::Enter], "enter", Act::Open, "details", "details and history, followed live"),
+    b(&[KeyCode::Char('s')], "s", Act::CycleStatus, "status", "status filter: all, queued, running, succeeded, failed, canceled"),
+    b(&[KeyCode::Char('c')], "c", Act::Cancel, "cancel", "cancel the selected task (operator)"),
+    b(&[KeyCode::Char('y')], "y", Act::Retry, "retry", "retry a failed or canceled task (operator)"),
+];
 const OBJECTIVES_KEYS: &[Binding] = &[
-            b(&[KeyCode::Char('p')], "p", Act::TogglePause, "pause/resume", "pause or resume (operator)"),
-            b(&[KeyCode::Char('x')], "x", Act::Delete, "delete", "delete, with its runs (asks first; operator)"),
-            b(&[KeyCode::Char('n')], "n", Act::RunNow, "run now", "run now (operator)"),
-        ];
+    b(&[KeyCode::Char('p')], "p", Act::TogglePause, "pause/resume", "pause or resume (operator)"),
+    b(&[KeyCode::Char('x')], "x", Act::Delete, "delete", "delete, with its runs (asks first; operator)"),
+    b(&[KeyCode::Char('n')], "n", Act::RunNow, "run now", "run now (operator)"),
+];
 const PAIRINGS_KEYS: &[Binding] = &[
-            b(&[KeyCode::Char('t')], "t", Act::Input, "token", "type the token the person was given"),
-            b(&[KeyCode::Char('o')], "o", Act::RoleNext, "role", "next role to grant"),
-            b(&[KeyCode::Char('a')], "a", Act::Approve, "approve", "approve the looked-up request (admin)"),
-            b(&[KeyCode::Char('d')], "d", Act::Deny, "deny", "deny it (admin)"),
-        ];
-const WORKSPACES_KEYS: &[Binding] = &[b(&[KeyCode::Char('A')], "A", Act::ToggleAdmin, "admin flag", "make the chat an admin channel, or stop (admin)")];
+    b(&[KeyCode::Char('t')], "t", Act::Input, "token", "type the token the person was given"),
+    b(&[KeyCode::Char('o')], "o", Act::RoleNext, "role", "next role to grant"),
+    b(&[KeyCode::Char('a')], "a", Act::Approve, "approve", "approve the looked-up request (admin)"),
+    b(&[KeyCode::Char('d')], "d", Act::Deny, "deny", "deny it (admin)"),
+];
+const WORKSPACES_KEYS: &[Binding] =
+    &[b(&[KeyCode::Char('A')], "A", Act::ToggleAdmin, "admin flag", "make the chat an admin channel, or stop (admin)")];
 const ACTIVITY_KEYS: &[Binding] = &[b(&[KeyCode::Char(' ')], "space", Act::Freeze, "freeze", "freeze or follow the feed")];
 const CHAT_KEYS: &[Binding] = &[b(&[KeyCode::Enter, KeyCode::Char('i')], "enter/i", Act::Input, "write", "write to the agent (admin)")];
 

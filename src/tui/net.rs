@@ -79,7 +79,7 @@ pub async fn load(client: &ApiClient, r: Resource, task_status: Option<&str>) ->
             all.sort_by(|a, b| (&a.workspace_id, !a.is_admin, a.created_at_unix).cmp(&(&b.workspace_id, !b.is_admin, b.created_at_unix)));
             Loaded::Contexts(all)
         }
-        Resource::Audit => Loaded::Audit(items::<AuditRow>(&client.get("/api/v1/audit", &q(&[("limit", "500")])).await?, "items")),
+        Resource::Audit => Loaded::Audit(items::<AuditRow>(&client.get("/api/v1/audit", &q(&[("limit", "500")])).await?, "events")),
         Resource::Usage => Loaded::Usage(items::<UsageRow>(&client.get("/api/v1/usage", &[]).await?, "items")),
         Resource::ChatMessages => {
             let v: Value = client.get("/api/v1/chat/messages", &q(&[("external_id", CHAT_ID), ("limit", "500")])).await?;
@@ -123,7 +123,9 @@ async fn perform(client: &ApiClient, cmd: &Cmd, task_status: Option<&str>) -> Re
     match cmd {
         Cmd::Load(r) => Ok(Msg::Loaded(load(client, *r, task_status).await?)),
         Cmd::MoreTasks { status, before } => Ok(Msg::Loaded(tasks(client, *status, Some(before)).await?)),
-        Cmd::TaskDetail(id) => Ok(Msg::Loaded(Loaded::TaskDetail(Box::new(decode(client.get(&format!("/api/v1/tasks/{id}"), &[]).await?)?)))),
+        Cmd::TaskDetail(id) => {
+            Ok(Msg::Loaded(Loaded::TaskDetail(Box::new(decode(client.get(&format!("/api/v1/tasks/{id}"), &[]).await?)?))))
+        }
         Cmd::Approve(id) => {
             let a: Approval = decode(client.post(&format!("/api/v1/approvals/{id}/approve"), &json!({})).await?)?;
             done(format!("approved {}: execution {}", a.id, a.execution_status))
@@ -216,7 +218,8 @@ async fn connect(client: &ApiClient, tx: &UnboundedSender<Msg>, last: &mut Optio
             let page: Value = client.get("/api/v1/events/log", &[("limit", backlog.max(1).to_string())]).await?;
             let head = page["head"].as_i64().unwrap_or(0);
             let after = (head - i64::from(backlog)).max(0);
-            let page: Value = client.get("/api/v1/events/log", &[("after", after.to_string()), ("limit", backlog.max(1).to_string())]).await?;
+            let page: Value =
+                client.get("/api/v1/events/log", &[("after", after.to_string()), ("limit", backlog.max(1).to_string())]).await?;
             let _ = tx.send(Msg::Loaded(Loaded::Backlog(items::<Event>(&page, "items"))));
             page["next_after"].as_i64().unwrap_or(head).max(head)
         }

@@ -37,11 +37,18 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut work = Vec::new();
     let plain = ratatui::style::Style::default();
     let count = |label: &'static str, text: String, alert: bool, state: &str| {
-        Line::from(vec![Span::styled(format!("{label:<10} "), theme.dim()), Span::styled(text, if alert { theme.state(state) } else { plain })])
+        Line::from(vec![
+            Span::styled(format!("{label:<10} "), theme.dim()),
+            Span::styled(text, if alert { theme.state(state) } else { plain }),
+        ])
     };
     if let Some(g) = &app.gauges {
         work.push(field("queue", format!("{} due, {} queued, {} running", g.queue_depth, g.tasks("queued"), g.tasks("running")), theme));
-        work.push(field("finished", format!("{} ok, {} failed, {} canceled", g.tasks("succeeded"), g.tasks("failed"), g.tasks("canceled")), theme));
+        work.push(field(
+            "finished",
+            format!("{} ok, {} failed, {} canceled", g.tasks("succeeded"), g.tasks("failed"), g.tasks("canceled")),
+            theme,
+        ));
         work.push(count("approvals", format!("{} pending", g.approvals_pending), g.approvals_pending > 0, "pending"));
         work.push(count("pairings", format!("{} pending", g.pairings_pending), g.pairings_pending > 0, "pending"));
         work.push(count("outbox", format!("{} failed, {} waiting", g.outbox_failed, g.outbox_pending), g.outbox_failed > 0, "failed"));
@@ -59,7 +66,8 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let day = today(app.now_ms);
     let rows: Vec<_> = app.usage.items.iter().filter(|u| u.day == day).collect();
     let (calls, tin, tout) = rows.iter().fold((0, 0, 0), |(a, b, c), u| (a + u.calls, b + u.prompt_tokens, c + u.completion_tokens));
-    let cost: f64 = rows.iter().filter_map(|u| u.cost_usd).sum();
+    // `+ 0.0`: an empty f64 sum is -0.0, which prints as "$-0.0000".
+    let cost: f64 = rows.iter().filter_map(|u| u.cost_usd).sum::<f64>() + 0.0;
     match &app.usage.error {
         Some(e) => work.push(field("today", cut(e, 60), theme)),
         None => {
@@ -72,7 +80,10 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let total: u64 = data.iter().sum();
     let last = data.last().copied().unwrap_or(0);
     let title = format!(" Tasks finished per minute, last hour: {total} (this minute {last}) ");
-    f.render_widget(Sparkline::default().data(&data).style(theme.fg(ratatui::style::Color::Cyan)).block(Block::bordered().title(title)), spark);
+    f.render_widget(
+        Sparkline::default().data(&data).style(theme.fg(ratatui::style::Color::Cyan)).block(Block::bordered().title(title)),
+        spark,
+    );
 }
 
 /// Chats by workspace; admin channels marked.
@@ -100,8 +111,14 @@ pub fn workspaces(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             ])
         })
         .collect();
-    let widths =
-        [Constraint::Length(14), Constraint::Length(9), Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(6), Constraint::Length(11)];
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Length(6),
+        Constraint::Length(11),
+    ];
     let [list, hint] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
     table(f, list, title, (&["WORKSPACE", "CHANNEL", "CHAT", "NAME", "ADMIN", "SINCE"], &widths), rows, app.contexts.selected, theme);
     if let Some(why) = select::current_context(app).and_then(|c| app.refusal(&Cmd::SetAdmin { id: c.id.clone(), admin: true })) {
@@ -112,7 +129,8 @@ pub fn workspaces(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
 /// The live event stream, newest at the bottom.
 pub fn activity(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let shown = select::activity(app);
-    let state = if app.frozen { format!("frozen, {} new waiting (space follows)", app.held.len()) } else { "following (space freezes)".into() };
+    let state =
+        if app.frozen { format!("frozen, {} new waiting (space follows)", app.held.len()) } else { "following (space freezes)".into() };
     let filter = app.filter(super::app::View::Activity);
     let filter = if filter.is_empty() { String::new() } else { format!(" · type contains \"{filter}\"") };
     let title = format!(" Activity: {} events · {state}{filter} ", shown.len());
@@ -129,7 +147,11 @@ pub fn activity(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             }
             let head = format!("{:>7} {} ", e.id, hms(e.at));
             let rest = cut(&data.to_string(), width.saturating_sub(head.len() + 24));
-            Line::from(vec![Span::styled(head, theme.dim()), Span::styled(format!("{:<23} ", e.kind), theme.state(kind_state(&e.kind))), Span::raw(rest)])
+            Line::from(vec![
+                Span::styled(head, theme.dim()),
+                Span::styled(format!("{:<23} ", e.kind), theme.state(kind_state(&e.kind))),
+                Span::raw(rest),
+            ])
         })
         .collect();
     f.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), area);
@@ -143,11 +165,12 @@ fn kind_state(kind: &str) -> &str {
 pub fn chat(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let [log, input] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
     let mut lines = Vec::new();
+    let width = usize::from(log.width.saturating_sub(8)).max(10);
     for (mine, text) in &app.chat {
         let (who, style) = if *mine { ("you", theme.header()) } else { ("agent", theme.fg(ratatui::style::Color::Cyan)) };
-        for (i, l) in text.lines().enumerate() {
+        for (i, l) in wrap(text, width).into_iter().enumerate() {
             let label = if i == 0 { format!("{who:>5} ") } else { "      ".into() };
-            lines.push(Line::from(vec![Span::styled(label, style), Span::raw(l.to_string())]));
+            lines.push(Line::from(vec![Span::styled(label, style), Span::raw(l)]));
         }
     }
     if lines.is_empty() {
@@ -169,7 +192,8 @@ pub fn chat(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     };
     let inner = usize::from(input.width.saturating_sub(2));
     let skip = cursor.saturating_sub(inner.saturating_sub(1));
-    let body = if text.is_empty() { Line::styled(placeholder, theme.dim()) } else { Line::raw(text.chars().skip(skip).collect::<String>()) };
+    let body =
+        if text.is_empty() { Line::styled(placeholder, theme.dim()) } else { Line::raw(text.chars().skip(skip).collect::<String>()) };
     f.render_widget(Paragraph::new(body).block(Block::bordered().title(" message ")), input);
     if focused {
         let x = input.x + 1 + u16::try_from(cursor - skip).unwrap_or(0);
@@ -205,7 +229,7 @@ pub fn audit(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
 pub fn usage(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let items = &app.usage.items;
     let calls: i64 = items.iter().map(|u| u.calls).sum();
-    let cost: f64 = items.iter().filter_map(|u| u.cost_usd).sum();
+    let cost: f64 = items.iter().filter_map(|u| u.cost_usd).sum::<f64>() + 0.0;
     let title = format!(" Usage, last 30 days: {calls} calls · ${cost:.4} ");
     if items.is_empty() {
         return note(f, area, title, empty_text(&app.usage, "no LLM calls in the last 30 days"), theme);
@@ -234,4 +258,24 @@ pub fn usage(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Constraint::Length(9),
     ];
     table(f, area, title, (&["DAY", "MODEL", "CALLS", "ERR", "IN", "OUT", "COST"], &widths), rows, app.usage.selected, theme);
+}
+
+/// `text` broken into lines of at most `width` characters (at spaces where
+/// possible), so the chat scrolls by what is on screen.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut rest: Vec<char> = line.chars().collect();
+        while rest.len() > width {
+            let cut =
+                if rest[width] == ' ' { width } else { rest[..width].iter().rposition(|c| *c == ' ').filter(|i| *i > 0).unwrap_or(width) };
+            out.push(rest[..cut].iter().collect::<String>().trim_end().to_string());
+            rest = rest[cut..].iter().copied().skip_while(|c| *c == ' ').collect();
+        }
+        out.push(rest.into_iter().collect());
+    }
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
 }

@@ -223,7 +223,9 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
 fn draw_prompt(f: &mut Frame, area: Rect, title: &str, text: &str, theme: Theme) {
     let rect = centered(area, 70, 5);
     f.render_widget(Clear, rect);
-    let p = Paragraph::new(text.to_string()).wrap(Wrap { trim: true }).block(Block::bordered().title(format!(" {title} ")).border_style(theme.fg(Color::Yellow)));
+    let p = Paragraph::new(text.to_string())
+        .wrap(Wrap { trim: true })
+        .block(Block::bordered().title(format!(" {title} ")).border_style(theme.fg(Color::Yellow)));
     f.render_widget(p, rect);
 }
 

@@ -13,7 +13,11 @@ fn matches(filter: &str, fields: &[&str]) -> bool {
 /// The tasks shown.
 pub fn tasks(app: &App) -> Vec<&Task> {
     let f = app.filter(View::Tasks);
-    app.tasks.items.iter().filter(|t| matches(f, &[&t.id, &t.title, &t.prompt, &t.kind, t.source_user_id.as_deref().unwrap_or("")])).collect()
+    app.tasks
+        .items
+        .iter()
+        .filter(|t| matches(f, &[&t.id, &t.title, &t.prompt, &t.kind, t.source_user_id.as_deref().unwrap_or("")]))
+        .collect()
 }
 
 /// The approvals shown.

@@ -105,7 +105,12 @@ pub fn sample(role: &str) -> App {
             Component { name: "store".into(), state: "healthy".into(), ..Component::default() },
             Component { name: "orchestrator".into(), state: "healthy".into(), ..Component::default() },
             Component { name: "telegram".into(), state: "healthy".into(), message: Some("polling".into()), ..Component::default() },
-            Component { name: "email".into(), state: "degraded".into(), error: Some("imap: connection refused".into()), ..Component::default() },
+            Component {
+                name: "email".into(),
+                state: "degraded".into(),
+                error: Some("imap: connection refused".into()),
+                ..Component::default()
+            },
         ],
     };
     let loads = vec![
@@ -115,7 +120,11 @@ pub fn sample(role: &str) -> App {
              agent_runtime_tasks{status=\"succeeded\"} 120\nagent_runtime_tasks{status=\"failed\"} 3\nagent_runtime_outbox_messages{status=\"failed\"} 1\n\
              agent_runtime_approvals_pending 2\nagent_runtime_pairings_pending 1\n",
         )),
-        Loaded::Tasks { items: (1..=30).map(|i| task(i, ["running", "queued", "succeeded", "failed"][(i % 4) as usize])).collect(), next: Some("cursor".into()), more: false },
+        Loaded::Tasks {
+            items: (1..=30).map(|i| task(i, ["running", "queued", "succeeded", "failed"][(i % 4) as usize])).collect(),
+            next: Some("cursor".into()),
+            more: false,
+        },
         Loaded::Approvals(vec![approval("act_7f3a9c", "pending"), approval("act_11b0de", "pending"), approval("act_0c4411", "approved")]),
         Loaded::Objectives(vec![objective("Morning on-call digest", true, "healthy"), objective("Weekly report", false, "auto_paused")]),
         Loaded::Pairings(vec![Pairing {
@@ -129,13 +138,55 @@ pub fn sample(role: &str) -> App {
             ..Pairing::default()
         }]),
         Loaded::Contexts(vec![
-            Context { id: "ctx_1".into(), workspace_id: "ws_main".into(), connector: "telegram".into(), external_id: "4242".into(), display_name: Some("Ops".into()), is_admin: true, created_at_unix: NOW / 1000 - 86_400 },
-            Context { id: "ctx_2".into(), workspace_id: "ws_main".into(), connector: "email".into(), external_id: "ada@example.com".into(), display_name: None, is_admin: false, created_at_unix: NOW / 1000 - 3_600 },
+            Context {
+                id: "ctx_1".into(),
+                workspace_id: "ws_main".into(),
+                connector: "telegram".into(),
+                external_id: "4242".into(),
+                display_name: Some("Ops".into()),
+                is_admin: true,
+                created_at_unix: NOW / 1000 - 86_400,
+            },
+            Context {
+                id: "ctx_2".into(),
+                workspace_id: "ws_main".into(),
+                connector: "email".into(),
+                external_id: "ada@example.com".into(),
+                display_name: None,
+                is_admin: false,
+                created_at_unix: NOW / 1000 - 3_600,
+            },
         ]),
-        Loaded::Audit(vec![AuditRow { id: 9, at: NOW - 5_000, actor: "cert:local-admin".into(), event: "approval.approved".into(), decision: "allow".into(), reason: Some("approved".into()), subject: Some("act_0c4411".into()) }]),
-        Loaded::Usage(vec![UsageRow { day: "2026-12-05".into(), provider: "openai".into(), model: "gpt-4o-mini".into(), calls: 42, errors: 1, prompt_tokens: 51_200, completion_tokens: 8_100, cost_usd: Some(0.0125) }]),
+        Loaded::Audit(vec![AuditRow {
+            id: 9,
+            at: NOW - 5_000,
+            actor: "cert:local-admin".into(),
+            event: "approval.approved".into(),
+            decision: "allow".into(),
+            reason: Some("approved".into()),
+            subject: Some("act_0c4411".into()),
+        }]),
+        Loaded::Usage(vec![UsageRow {
+            day: "2026-12-05".into(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            calls: 42,
+            errors: 1,
+            prompt_tokens: 51_200,
+            completion_tokens: 8_100,
+            cost_usd: Some(0.0125),
+        }]),
         Loaded::ChatMessages(vec![ChatMessage { id: 3, kind: "reply".into(), body: "Task queued: `0193a1b2`".into(), created_at: NOW }]),
-        Loaded::Backlog((1..=5).map(|i| Event { id: i, at: NOW - 1_000 * (6 - i), kind: "task.succeeded".into(), data: json!({"task_id": format!("t{i}"), "status": "succeeded"}) }).collect()),
+        Loaded::Backlog(
+            (1..=5)
+                .map(|i| Event {
+                    id: i,
+                    at: NOW - 1_000 * (6 - i),
+                    kind: "task.succeeded".into(),
+                    data: json!({"task_id": format!("t{i}"), "status": "succeeded"}),
+                })
+                .collect(),
+        ),
     ];
     for l in loads {
         update(&mut app, Msg::Loaded(l));
@@ -184,11 +235,14 @@ fn a_focused_input_receives_every_character_including_shortcuts() {
     for c in "q1?rjk/ ".chars() {
         press(&mut app, KeyCode::Char(c));
     }
-    assert_eq!(app.mode, Mode::Input(Purpose::Filter, {
-        let mut i = super::input::LineInput::new("", 200);
-        "q1?rjk/ ".chars().for_each(|c| i.apply(Edit::Char(c)));
-        i
-    }));
+    assert_eq!(
+        app.mode,
+        Mode::Input(Purpose::Filter, {
+            let mut i = super::input::LineInput::new("", 200);
+            "q1?rjk/ ".chars().for_each(|c| i.apply(Edit::Char(c)));
+            i
+        })
+    );
     assert_eq!(app.view, View::Tasks, "1 typed, not a view switch");
     assert!(!app.quit, "q typed, not quit");
     // A paste lands in the input too (the Go TUI dropped pastes).
@@ -476,4 +530,11 @@ fn overlays_render_and_a_viewer_sees_disabled_actions() {
     let text = super::render_text(&down, 100, 30, theme);
     assert!(text.contains("daemon unreachable, retry in 3s") && text.contains("ws_main") == (down.view == View::Workspaces), "{text}");
     assert!(text.contains("Health"), "the last data stays on screen");
+}
+
+#[test]
+fn chat_text_wraps_at_spaces_and_breaks_long_words() {
+    assert_eq!(super::panes::wrap("one two three", 7), vec!["one two", "three"]);
+    assert_eq!(super::panes::wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+    assert_eq!(super::panes::wrap("a\n\nb", 5), vec!["a", "", "b"]);
 }

@@ -102,19 +102,18 @@ fn approvals(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .iter()
         .map(|a| {
             let expiry = if a.status == "pending" { relative(app.now_ms, a.expires_at) } else { a.execution_status.clone() };
-            Row::new(vec![
-                a.id.clone(),
-                a.status.clone(),
-                a.action_type.clone(),
-                cut(&a.target, 40),
-                cut(&a.requester, 24),
-                expiry,
-            ])
-            .style(theme.state(&a.status))
+            Row::new(vec![short_id(&a.id), a.status.clone(), a.action_type.clone(), cut(&a.target, 40), cut(&a.requester, 24), expiry])
+                .style(theme.state(&a.status))
         })
         .collect();
-    let widths =
-        [Constraint::Length(14), Constraint::Length(8), Constraint::Length(10), Constraint::Fill(2), Constraint::Fill(1), Constraint::Length(12)];
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Length(8),
+        Constraint::Length(10),
+        Constraint::Fill(2),
+        Constraint::Fill(1),
+        Constraint::Length(12),
+    ];
     table(f, top, title, (&["ID", "STATUS", "TYPE", "TARGET", "REQUESTER", "EXPIRES"], &widths), rows, app.approvals.selected, theme);
     let Some(a) = select::current_approval(app) else { return };
     let payload = serde_json::from_str::<serde_json::Value>(&a.payload_json)
@@ -159,7 +158,7 @@ fn tasks(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .map(|t| {
             let title = if t.title.is_empty() { &t.prompt } else { &t.title };
             Row::new(vec![
-                short_id(&t.id).to_string(),
+                short_id(&t.id),
                 t.status.clone(),
                 t.kind.clone(),
                 cut(title, 60),
@@ -169,8 +168,14 @@ fn tasks(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .style(theme.state(&t.status))
         })
         .collect();
-    let widths =
-        [Constraint::Length(8), Constraint::Length(9), Constraint::Length(9), Constraint::Fill(1), Constraint::Length(5), Constraint::Length(10)];
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+        Constraint::Length(5),
+        Constraint::Length(10),
+    ];
     table(f, area, title, (&["ID", "STATUS", "KIND", "TITLE", "TRY", "UPDATED"], &widths), rows, app.tasks.selected, theme);
 }
 
@@ -204,7 +209,13 @@ fn objectives(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let shown = select::objectives(app);
     let title = format!(" Objectives: {}{} ", shown.len(), filter_note(app));
     if shown.is_empty() {
-        return note(f, area, title, empty_text(&app.objectives, "no objectives (create one with `agent-runtime objective create` or /monitor)"), theme);
+        return note(
+            f,
+            area,
+            title,
+            empty_text(&app.objectives, "no objectives (create one with `agent-runtime objective create` or /monitor)"),
+            theme,
+        );
     }
     let (top, bottom) = split(area, shown.len());
     let rows: Vec<Row> = shown
@@ -227,8 +238,14 @@ fn objectives(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .style(theme.state(&o.health_state))
         })
         .collect();
-    let widths =
-        [Constraint::Fill(1), Constraint::Length(11), Constraint::Length(18), Constraint::Length(9), Constraint::Length(9), Constraint::Length(7)];
+    let widths = [
+        Constraint::Fill(1),
+        Constraint::Length(11),
+        Constraint::Length(18),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(7),
+    ];
     table(f, top, title, (&["TITLE", "HEALTH", "TRIGGER", "NEXT", "LAST", "OK/FAIL"], &widths), rows, app.objectives.selected, theme);
     let Some(o) = select::current_objective(app) else { return };
     let mut lines = vec![
@@ -285,7 +302,13 @@ fn pairings(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .style(theme.state(&p.status))
         })
         .collect();
-    let widths =
-        [Constraint::Length(9), Constraint::Length(9), Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(12), Constraint::Length(10)];
+    let widths = [
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Length(12),
+        Constraint::Length(10),
+    ];
     table(f, list, title, (&["STATUS", "CHANNEL", "USER", "NAME", "TOKEN", "ROLE/EXP"], &widths), rows, app.pairings.selected, theme);
 }

@@ -27,3 +27,4 @@ mod scheduler;
 mod sweep;
 mod telegram;
 mod tls;
+mod tui;
