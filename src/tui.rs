@@ -19,6 +19,7 @@
 
 pub mod act;
 pub mod app;
+pub mod form;
 pub mod input;
 pub mod keys;
 pub mod model;
@@ -161,7 +162,13 @@ async fn interactive(client: ApiClient, view: View) -> anyhow::Result<ExitCode> 
     }));
     execute!(std::io::stdout(), EnableBracketedPaste)?;
     let events = ratatui::crossterm::event::EventStream::new();
-    run_loop(&mut terminal, client, app, events, render::Theme::from_env(), None).await?;
+    let theme = render::Theme::from_env();
+    let app = run_loop(&mut terminal, client, app, events, theme, None).await?;
+    drop(terminal);
+    if let Some(path) = std::env::var_os("AGENT_RUNTIME_TUI_STATS") {
+        std::fs::write(&path, app.frame_stats().to_string())
+            .map_err(|e| anyhow::anyhow!("AGENT_RUNTIME_TUI_STATS {}: {e}", path.to_string_lossy()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,7 +190,10 @@ where
     S: futures_util::Stream<Item = std::io::Result<TermEvent>> + Unpin,
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let stream = tokio::spawn(net::follow(client.clone(), tx.clone(), 200));
+    // Every task of the console (the stream, each API call) belongs to this
+    // set: finished ones are reaped each turn, the rest aborted on return.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(net::follow(client.clone(), tx.clone(), 200));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_draw: Option<Instant> = None;
     loop {
@@ -191,10 +201,7 @@ where
         let mut batch: Vec<Msg> = tokio::select! {
             ev = term_events.next() => match ev {
                 Some(Ok(ev)) => terminal_msgs(&app, ev),
-                Some(Err(e)) => {
-                    stream.abort();
-                    return Err(e.into());
-                }
+                Some(Err(e)) => return Err(e.into()),
                 None => break,
             },
             m = rx.recv() => m.into_iter().collect(),
@@ -210,15 +217,24 @@ where
         }
         for msg in batch {
             for cmd in update(&mut app, msg) {
-                tokio::spawn(net::run(client.clone(), cmd, app.task_status(), tx.clone()));
+                tasks.spawn(net::run(client.clone(), cmd, app.task_status(), tx.clone()));
+            }
+        }
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                app.status = Some((format!("an API call panicked: {e}"), true));
             }
         }
         if app.quit {
             break;
         }
         if app.dirty && last_draw.is_none_or(|t| t.elapsed() >= Duration::from_millis(16)) {
+            let started = Instant::now();
             let frame = terminal.draw(|f| render::draw(f, &app, theme)).map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
             let area = frame.area;
+            app.record_frame(started.elapsed());
             app.dirty = false;
             last_draw = Some(Instant::now());
             if let Some(frames) = &frames {
@@ -226,7 +242,6 @@ where
             }
         }
     }
-    stream.abort();
     Ok(app)
 }
 

@@ -14,11 +14,17 @@ pub fn apply(app: &mut App, act: Act) -> Vec<Cmd> {
             app.mode = Mode::Normal;
             return gate(app, cmd);
         }
-        (Mode::Confirm(_) | Mode::Help | Mode::Input(..), Act::No | Act::Back | Act::Help) => {
+        (Mode::Form(f), Act::NextField | Act::PrevField) => {
+            let mut f = f.clone();
+            f.move_focus(if act == Act::NextField { 1 } else { -1 });
+            app.mode = Mode::Form(f);
+            return Vec::new();
+        }
+        (Mode::Confirm(_) | Mode::Help | Mode::Input(..) | Mode::Form(_), Act::No | Act::Back | Act::Help) => {
             app.mode = Mode::Normal;
             return Vec::new();
         }
-        (Mode::Confirm(_) | Mode::Help | Mode::Input(..), _) => return Vec::new(),
+        (Mode::Confirm(_) | Mode::Help | Mode::Input(..) | Mode::Form(_), _) => return Vec::new(),
         (Mode::Normal, _) => {}
     }
     match act {
@@ -54,6 +60,18 @@ pub fn apply(app: &mut App, act: Act) -> Vec<Cmd> {
 
 /// Enter in a focused input.
 pub fn submit(app: &mut App) -> Vec<Cmd> {
+    if let Mode::Form(form) = &mut app.mode {
+        if form.saving {
+            return Vec::new();
+        }
+        if let Err(e) = form.check(app.now_ms) {
+            form.error = Some(e);
+            return Vec::new();
+        }
+        form.saving = true;
+        let cmd = form.save();
+        return vec![cmd];
+    }
     let Mode::Input(purpose, input) = std::mem::replace(&mut app.mode, Mode::Normal) else { return Vec::new() };
     let text = input.text().trim().to_string();
     match purpose {
@@ -228,6 +246,9 @@ fn approvals(app: &mut App, act: Act) -> Vec<Cmd> {
 }
 
 fn objectives(app: &mut App, act: Act) -> Vec<Cmd> {
+    if act == Act::Create || act == Act::Edit {
+        return form(app, act);
+    }
     let Some(o) = select::current_objective(app).cloned() else { return Vec::new() };
     match act {
         Act::TogglePause if o.active => {
@@ -238,6 +259,21 @@ fn objectives(app: &mut App, act: Act) -> Vec<Cmd> {
         Act::RunNow => confirm(app, format!("Run \"{}\" now?", o.title), Cmd::RunObjective(o.id)),
         _ => Vec::new(),
     }
+}
+
+/// Opens the objective form (new, or the selected objective); fetches the chats to choose from.
+fn form(app: &mut App, act: Act) -> Vec<Cmd> {
+    let probe = Cmd::SaveObjective { update: false, body: serde_json::Value::Null };
+    if let Some(why) = app.refusal(&probe) {
+        return status_err(app, why);
+    }
+    let form = match (act, select::current_objective(app)) {
+        (Act::Edit, Some(o)) => super::form::Form::edit(o, &app.contexts.items),
+        (Act::Edit, None) => return status(app, "no objective selected".into()),
+        _ => super::form::Form::create(&app.contexts.items),
+    };
+    app.mode = Mode::Form(Box::new(form));
+    if app.contexts.loaded { Vec::new() } else { vec![Cmd::Load(Resource::Contexts)] }
 }
 
 fn pairings(app: &mut App, act: Act) -> Vec<Cmd> {

@@ -175,6 +175,13 @@ pub enum Cmd {
     },
     /// Say something to the agent.
     Chat(String),
+    /// Create (`update` false) or update an objective with this body.
+    SaveObjective {
+        /// `/api/v1/objectives/update` rather than create.
+        update: bool,
+        /// The request body.
+        body: serde_json::Value,
+    },
 }
 
 /// The least role each API call needs (the daemon enforces it too).
@@ -186,7 +193,7 @@ impl Cmd {
             Cmd::Load(Resource::Audit | Resource::Pairings) => Role::Admin,
             Cmd::Load(_) | Cmd::MoreTasks { .. } | Cmd::TaskDetail(_) => Role::Viewer,
             Cmd::CancelTask(_) | Cmd::RetryTask(_) => Role::Operator,
-            Cmd::SetObjectiveActive { .. } | Cmd::DeleteObjective(_) | Cmd::RunObjective(_) => Role::Operator,
+            Cmd::SetObjectiveActive { .. } | Cmd::DeleteObjective(_) | Cmd::RunObjective(_) | Cmd::SaveObjective { .. } => Role::Operator,
             Cmd::Approve(_) | Cmd::Deny { .. } | Cmd::SetAdmin { .. } | Cmd::Chat(_) => Role::Admin,
             Cmd::PairingLookup(_) | Cmd::PairingApprove { .. } | Cmd::PairingDeny(_) => Role::Admin,
         }
@@ -250,6 +257,14 @@ pub enum Act {
     Input,
     /// Next role (pairing approval).
     RoleNext,
+    /// Open the form for a new objective.
+    Create,
+    /// Open the form for the selected objective.
+    Edit,
+    /// The form's next field.
+    NextField,
+    /// The form's previous field.
+    PrevField,
     /// Answer yes to a confirmation.
     Yes,
     /// Answer no.
@@ -370,6 +385,8 @@ pub enum Mode {
     Confirm(Confirm),
     /// A text input: every character goes there.
     Input(Purpose, LineInput),
+    /// The objective form.
+    Form(Box<super::form::Form>),
 }
 
 /// A list with a selection and the state of its loading.
@@ -490,7 +507,13 @@ pub struct App {
     pub dirty: bool,
     /// The user asked to leave.
     pub quit: bool,
+    /// How long each frame took to draw, in microseconds (the first
+    /// [`FRAME_SAMPLES`]; `AGENT_RUNTIME_TUI_STATS` writes their summary on exit).
+    pub frame_us: Vec<u32>,
 }
+
+/// How many frame times are kept for the exit summary.
+pub const FRAME_SAMPLES: usize = 100_000;
 
 impl App {
     /// A console that has not heard from the daemon yet.
@@ -530,7 +553,32 @@ impl App {
             last_fetch: Vec::new(),
             dirty: true,
             quit: false,
+            frame_us: Vec::new(),
         }
+    }
+
+    /// Records one frame's drawing time.
+    pub fn record_frame(&mut self, took: std::time::Duration) {
+        if self.frame_us.len() < FRAME_SAMPLES {
+            self.frame_us.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// `{"frames", "p50_ms", "p99_ms", "max_ms"}` of the frames drawn so far.
+    pub fn frame_stats(&self) -> serde_json::Value {
+        let mut v = self.frame_us.clone();
+        v.sort_unstable();
+        let at = |q: f64| {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "an index into the samples"
+            )]
+            let i = ((v.len().saturating_sub(1)) as f64 * q).round() as usize;
+            v.get(i).map_or(0.0, |us| f64::from(*us) / 1000.0)
+        };
+        serde_json::json!({"frames": v.len(), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)})
     }
 
     /// The role of the console's certificate, when the daemon said it.
@@ -570,6 +618,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
     match msg {
         Msg::Act(act) => super::act::apply(app, act),
         Msg::Edit(edit) => {
+            if let Mode::Form(form) = &mut app.mode {
+                form.apply(edit);
+                return Vec::new();
+            }
             if let Mode::Input(purpose, input) = &mut app.mode {
                 input.apply(edit);
                 if *purpose == Purpose::Filter {
@@ -585,12 +637,21 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
             super::patch::failed(app, resource, error);
             Vec::new()
         }
-        Msg::Done(Ok(text)) => {
-            app.status = Some((text, false));
-            Vec::new()
-        }
-        Msg::Done(Err(text)) => {
-            app.status = Some((text, true));
+        Msg::Done(result) => {
+            // A save from the form closes it; a refusal keeps it open with the reason.
+            if let Mode::Form(form) = &mut app.mode
+                && form.saving
+            {
+                form.saving = false;
+                match &result {
+                    Ok(_) => app.mode = Mode::Normal,
+                    Err(e) => form.error = Some(e.clone()),
+                }
+            }
+            app.status = Some(match result {
+                Ok(text) => (text, false),
+                Err(text) => (text, true),
+            });
             Vec::new()
         }
         Msg::Event(event) => super::patch::event(app, *event),

@@ -57,6 +57,8 @@ const OBJECTIVES_KEYS: &[Binding] = &[
     b(&[KeyCode::Char('p')], "p", Act::TogglePause, "pause/resume", "pause or resume (operator)"),
     b(&[KeyCode::Char('x')], "x", Act::Delete, "delete", "delete, with its runs (asks first; operator)"),
     b(&[KeyCode::Char('n')], "n", Act::RunNow, "run now", "run now (operator)"),
+    b(&[KeyCode::Char('c')], "c", Act::Create, "create", "create an objective: a form, the schedule checked as you type (operator)"),
+    b(&[KeyCode::Char('e')], "e", Act::Edit, "edit", "edit the selected objective (operator)"),
 ];
 const PAIRINGS_KEYS: &[Binding] = &[
     b(&[KeyCode::Char('t')], "t", Act::Input, "token", "type the token the person was given"),
@@ -94,6 +96,11 @@ pub fn map(app: &App, key: KeyEvent) -> Option<Msg> {
     }
     match &app.mode {
         Mode::Input(..) => input(key, ctrl),
+        Mode::Form(_) => match key.code {
+            KeyCode::Tab | KeyCode::Down => Some(Msg::Act(Act::NextField)),
+            KeyCode::BackTab | KeyCode::Up => Some(Msg::Act(Act::PrevField)),
+            _ => input(key, ctrl),
+        },
         Mode::Confirm(_) => match key.code {
             KeyCode::Char('y' | 'Y') => Some(Msg::Act(Act::Yes)),
             KeyCode::Char('n' | 'N') | KeyCode::Esc | KeyCode::Enter => Some(Msg::Act(Act::No)),

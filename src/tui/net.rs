@@ -171,6 +171,11 @@ async fn perform(client: &ApiClient, cmd: &Cmd, task_status: Option<&str>) -> Re
             let _: Value = client.post(&format!("/api/v1/contexts/{id}/admin"), &json!({ "admin": admin })).await?;
             done(format!("{} is {} an admin channel", short(id), if *admin { "now" } else { "no longer" }))
         }
+        Cmd::SaveObjective { update, body } => {
+            let path = if *update { "/api/v1/objectives/update" } else { "/api/v1/objectives" };
+            let o: Objective = decode(client.post(path, body).await?)?;
+            done(format!("objective \"{}\" {}", o.title, if *update { "saved" } else { "created" }))
+        }
         Cmd::Chat(text) => {
             let v: Value = client.post("/api/v1/chat", &json!({"connector": "codex", "external_id": CHAT_ID, "text": text})).await?;
             // The reply is an outbound message of this chat: it arrives with the event that stores it.

@@ -52,7 +52,15 @@ pub fn loaded(app: &mut App, data: Loaded) -> Vec<Cmd> {
         Loaded::Objectives(items) => app.objectives.set(items),
         Loaded::Pairings(items) => app.pairings.set(items),
         Loaded::PairingFound(p) => app.pairing_found = Some((*p, app.pairing_token.clone(), crate::domain::Role::Member)),
-        Loaded::Contexts(items) => app.contexts.set(items),
+        Loaded::Contexts(items) => {
+            if let super::app::Mode::Form(form) = &mut app.mode
+                && form.contexts.is_empty()
+                && form.editing.is_none()
+            {
+                form.contexts = super::form::choices(&items);
+            }
+            app.contexts.set(items);
+        }
         Loaded::Audit(items) => app.audit.set(items),
         Loaded::Usage(items) => app.usage.set(items),
         Loaded::ChatMessages(items) => {

@@ -75,6 +75,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
     match &app.mode {
         Mode::Help => draw_help(f, area, app, theme),
         Mode::Confirm(c) => draw_prompt(f, area, "Confirm", &format!("{}  [y/N]", c.question), theme),
+        Mode::Form(form) => super::form::draw(f, area, form, app.now_ms, theme),
         Mode::Input(p, input) if *p != Purpose::Chat => {
             let title = match p {
                 Purpose::Filter => "Filter (enter keeps it, esc cancels)",

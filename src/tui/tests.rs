@@ -538,3 +538,120 @@ fn chat_text_wraps_at_spaces_and_breaks_long_words() {
     assert_eq!(super::panes::wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
     assert_eq!(super::panes::wrap("a\n\nb", 5), vec!["a", "", "b"]);
 }
+
+#[test]
+fn escape_sequences_from_untrusted_text_never_reach_the_terminal() {
+    // A task title and a chat reply from a stranger, carrying a terminal
+    // retitle (OSC), a colour change and a cursor move.
+    let mut app = sample("overlord");
+    app.tasks.items[0].title = "pwn\u{1b}]0;owned\u{7}\u{1b}[31mred\u{1b}[2Jgone".into();
+    app.chat.push((false, "hi\u{1b}[1A\u{1b}[2K".into()));
+    for view in [View::Tasks, View::Chat] {
+        app.view = view;
+        let text = super::render_text(&app, 120, 30, super::render::Theme { color: false });
+        assert!(!text.contains(['\u{1b}', '\u{7}']), "{view:?}:\n{text}");
+    }
+}
+
+fn type_into(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+fn clear(app: &mut App) {
+    update(app, Msg::Edit(Edit::Clear));
+}
+
+#[test]
+fn the_objective_form_checks_the_schedule_as_it_is_typed_and_saves() {
+    let mut app = sample("operator");
+    app.view = View::Objectives;
+    assert!(press(&mut app, KeyCode::Char('c')).is_empty(), "the chats are loaded already");
+    let form = |app: &App| super::form::open(&app.mode).cloned().expect("the form is open");
+    // Every key types into the focused field, `q` and digits included.
+    type_into(&mut app, "q1 digest");
+    press(&mut app, KeyCode::Tab);
+    type_into(&mut app, "Summarise the on-call notes");
+    press(&mut app, KeyCode::Tab); // chat
+    assert_eq!(form(&app).choice(super::form::Field::Context), "telegram:4242 Ops");
+    press(&mut app, KeyCode::Right);
+    assert!(form(&app).choice(super::form::Field::Context).starts_with("email:ada@example.com"));
+    press(&mut app, KeyCode::Tab); // trigger
+    press(&mut app, KeyCode::Tab); // schedule
+    clear(&mut app);
+    type_into(&mut app, "61 9 * * *");
+    let err = form(&app).check(NOW).expect_err("minute 61");
+    assert!(err.contains("minute field \"61\""), "{err}");
+    clear(&mut app);
+    // Day of month OR day of week (Vixie cron): the 1st, and every Monday.
+    type_into(&mut app, "0 9 1 * 1");
+    let ok = form(&app).check(NOW).expect("a valid schedule");
+    assert_eq!(ok, "next (UTC): Mon 12-07 09:00, Mon 12-14 09:00, Mon 12-21 09:00, Mon 12-28 09:00, Fri 01-01 09:00");
+    let screen = super::render_text(&app, 80, 24, super::render::Theme { color: false });
+    assert!(screen.contains("✓ next (UTC): Mon 12-07 09:00"), "{screen}");
+    snapshot("objectives-form-80x24", &screen);
+    let cmds = press(&mut app, KeyCode::Enter);
+    let [Cmd::SaveObjective { update: false, body }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!(
+        body,
+        &json!({"title": "q1 digest", "prompt": "Summarise the on-call notes", "trigger_type": "schedule", "cron_expr": "0 9 1 * 1",
+                "timezone": "UTC", "catch_up": "latest", "context_id": "ctx_2"})
+    );
+    // The daemon's refusal keeps the form open with the reason; success closes it.
+    update(&mut app, Msg::Done(Err("title is taken (HTTP 400)".into())));
+    assert_eq!(form(&app).error.as_deref(), Some("title is taken (HTTP 400)"));
+    press(&mut app, KeyCode::Enter);
+    update(&mut app, Msg::Done(Ok("objective \"q1 digest\" created".into())));
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn the_form_edits_an_objective_and_checks_once_and_event_triggers() {
+    let mut app = sample("operator");
+    app.view = View::Objectives;
+    press(&mut app, KeyCode::Char('e'));
+    let f = super::form::open(&app.mode).cloned().expect("form");
+    assert_eq!(
+        (f.editing.as_deref(), f.title.text(), f.cron.text(), f.timezone.text()),
+        (Some("obj_22"), "Morning on-call digest", "0 9 * * 1-5", "Europe/Berlin")
+    );
+    assert!(!f.fields().contains(&super::form::Field::Context), "an objective keeps its chat");
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Tab); // trigger
+    press(&mut app, KeyCode::Right); // event
+    press(&mut app, KeyCode::Tab);
+    type_into(&mut app, "../secrets/*.md");
+    assert!(super::form::open(&app.mode).expect("form").check(NOW).is_err(), "a glob leaving the workspace is refused before saving");
+    clear(&mut app);
+    type_into(&mut app, "notes/**/*.md");
+    let cmds = press(&mut app, KeyCode::Enter);
+    let [Cmd::SaveObjective { update: true, body }] = cmds.as_slice() else { panic!("{cmds:?}") };
+    assert_eq!(
+        (body["id"].as_str(), body["trigger_type"].as_str(), body["event_filter"].as_str()),
+        (Some("obj_22"), Some("event"), Some("notes/**/*.md"))
+    );
+    // Once: a past time is refused, a future one accepted.
+    let mut app = sample("operator");
+    app.view = View::Objectives;
+    press(&mut app, KeyCode::Char('c'));
+    type_into(&mut app, "t");
+    press(&mut app, KeyCode::Tab);
+    type_into(&mut app, "p");
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Left); // once
+    press(&mut app, KeyCode::Tab);
+    type_into(&mut app, "2020-01-01T00:00:00Z");
+    assert_eq!(super::form::open(&app.mode).expect("form").check(NOW), Err("run at is in the past".into()));
+    assert!(press(&mut app, KeyCode::Enter).is_empty(), "nothing is sent while the check fails");
+    clear(&mut app);
+    type_into(&mut app, "2026-12-24T18:00:00+01:00");
+    assert!(super::form::open(&app.mode).expect("form").check(NOW).is_ok());
+    // A viewer gets no form at all.
+    let mut viewer = sample("viewer");
+    viewer.view = View::Objectives;
+    press(&mut viewer, KeyCode::Char('c'));
+    assert_eq!(viewer.mode, Mode::Normal);
+    assert!(viewer.status.as_ref().is_some_and(|(t, _)| t.contains("needs the operator role")));
+}
