@@ -21,8 +21,11 @@
 //! or `connectors` for the memory of `serve` with Telegram, Discord and IMAP connected, also part of
 //! the full run, with `BENCH_CONN_MESSAGES` (default 100000) and its other knobs in `connectors.rs`,
 //! or `scheduler` for 10,000 objectives idle, 1,000 due in one second and event objectives, also part
-//! of the full run, knobs in `scheduler.rs`),
+//! of the full run, knobs in `scheduler.rs`, or `tui` for the admin console — `tui --dump`
+//! start to exit, RSS with 10,000 tasks listed, frame times and CPU under 1,000 events/s —
+//! run under tmux, knobs in `tui.rs`),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
+//! `BENCH_DAEMON_ENV` (`K=V,K=V`: extra settings for every daemon started, for A/B experiments),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
 //! `BENCH_CONCURRENCY` (workers in the queue run, default 5 as the daemon's default).
 
@@ -42,6 +45,7 @@ mod telegram;
 #[path = "../tests/support/telegram.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the fake; its self-check tests are not built here")]
 mod telegram_fake;
+mod tui;
 
 use agent_runtime::clock::SystemClock;
 use agent_runtime::config::{NotifyConfig, OrchestratorConfig};
@@ -127,6 +131,12 @@ async fn start_daemon(extra: &[(&str, &str)]) -> (Daemon, Duration) {
         .stderr(Stdio::null());
     for (k, v) in extra {
         cmd.env(k, v);
+    }
+    // `BENCH_DAEMON_ENV="K=V,K=V"`: extra settings for every daemon the
+    // harness starts (A/B experiments: one component off, a cap raised).
+    for kv in std::env::var("BENCH_DAEMON_ENV").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').expect("BENCH_DAEMON_ENV is K=V,K=V");
+        cmd.env(k.trim(), v.trim());
     }
     let url = format!("https://127.0.0.1:{port}/readyz");
     let data = dir.path().join("data");
@@ -467,6 +477,9 @@ async fn run() {
     }
     if only == "scheduler" {
         return scheduler::bench(runs).await;
+    }
+    if only == "tui" {
+        return tui::bench(runs).await;
     }
     if only == "queue" {
         let mut tput = Vec::new();

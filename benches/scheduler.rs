@@ -67,7 +67,10 @@ async fn create(d: &Daemon, n: usize, body: impl Fn(usize) -> Value + Send + Syn
 }
 
 async fn run_once(objectives: usize, due: usize, writes: usize, idle_secs: u64) -> Run {
-    let (d, _) = start_daemon(&[]).await;
+    // No model here: every objective task fails at once. Auto-pause is off,
+    // or the event objective would pause itself after five failed runs and
+    // the event figures would count five files instead of all of them.
+    let (d, _) = start_daemon(&[("AGENT_RUNTIME_OBJECTIVE_MAX_CONSECUTIVE_FAILURES", "0")]).await;
     let pid = d.child.id();
     let data = d._dir.path().join("data");
     post(&d, "/api/v1/chat", &json!({"text": "/help"})).await;

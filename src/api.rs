@@ -144,6 +144,11 @@ pub fn probe_router(state: ApiState) -> Router {
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight
 /// requests finish.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // As on the TLS path: no Nagle delay on small responses.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 

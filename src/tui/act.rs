@@ -208,17 +208,28 @@ fn tasks(app: &mut App, act: Act) -> Vec<Cmd> {
     }
     let Some(task) = select::current_task(app).cloned() else { return Vec::new() };
     let short = short_id(&task.id);
+    let id = task.id.to_string();
     match act {
         Act::Open => {
-            app.task_detail = Some(task.clone());
-            vec![Cmd::TaskDetail(task.id)]
+            // What the row knows, until the whole task arrives.
+            let shown = super::model::Task {
+                id: id.clone(),
+                status: task.status.to_string(),
+                kind: task.kind.to_string(),
+                title: task.label.to_string(),
+                attempts: i64::from(task.attempts),
+                max_attempts: i64::from(task.max_attempts),
+                ..Default::default()
+            };
+            app.task_detail = Some(shown);
+            vec![Cmd::TaskDetail(id)]
         }
-        Act::Cancel if matches!(task.status.as_str(), "queued" | "running") => {
-            confirm(app, format!("Cancel task {short} ({})?", task.status), Cmd::CancelTask(task.id))
+        Act::Cancel if matches!(&*task.status, "queued" | "running") => {
+            confirm(app, format!("Cancel task {short} ({})?", task.status), Cmd::CancelTask(id))
         }
         Act::Cancel => status(app, format!("task {short} is {}; only queued or running tasks can be canceled", task.status)),
-        Act::Retry if matches!(task.status.as_str(), "failed" | "canceled") => {
-            confirm(app, format!("Retry task {short} ({})?", task.status), Cmd::RetryTask(task.id))
+        Act::Retry if matches!(&*task.status, "failed" | "canceled") => {
+            confirm(app, format!("Retry task {short} ({})?", task.status), Cmd::RetryTask(id))
         }
         Act::Retry => status(app, format!("task {short} is {}; only failed or canceled tasks can be retried", task.status)),
         _ => Vec::new(),

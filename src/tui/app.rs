@@ -4,7 +4,7 @@
 //! I/O, so every key of every view is tested without a terminal or a daemon.
 
 use super::input::{Edit, LineInput};
-use super::model::{Approval, AuditRow, ChatMessage, Context, Event, Gauges, Heartbeat, Info, Objective, Pairing, Task, UsageRow};
+use super::model::{Approval, AuditRow, ChatMessage, Context, Event, Gauges, Heartbeat, Info, Objective, Pairing, Task, TaskRow, UsageRow};
 use crate::domain::Role;
 use std::collections::VecDeque;
 
@@ -301,7 +301,7 @@ pub enum Loaded {
     /// A page of tasks; `more` when `before` was given (append).
     Tasks {
         /// The tasks.
-        items: Vec<Task>,
+        items: Vec<TaskRow>,
         /// The next page's cursor.
         next: Option<String>,
         /// An older page (appended) rather than the first.
@@ -456,7 +456,7 @@ pub struct App {
     /// Gauges.
     pub gauges: Option<Gauges>,
     /// Tasks (newest first).
-    pub tasks: List<Task>,
+    pub tasks: List<TaskRow>,
     /// The keyset cursor of the next older page.
     pub tasks_next: Option<String>,
     /// Index into [`TASK_STATUSES`].

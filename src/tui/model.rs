@@ -93,6 +93,50 @@ pub struct Task {
     pub events: Vec<TaskEvent>,
 }
 
+/// A task as the list keeps it: what the table shows and the filter reads,
+/// in a few hundred bytes (the full task, with its prompt, result and
+/// history, is fetched when its details are opened), so 10,000 listed tasks
+/// fit in a few MiB.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskRow {
+    /// Its id.
+    pub id: Box<str>,
+    /// `queued`, `running`, `succeeded`, `failed`, `canceled`.
+    pub status: Box<str>,
+    /// `general`, `noop`, `objective`, …
+    pub kind: Box<str>,
+    /// Its title, else the start of its prompt.
+    pub label: Box<str>,
+    /// Who asked.
+    pub who: Box<str>,
+    /// Attempts so far.
+    pub attempts: u16,
+    /// Its attempt budget.
+    pub max_attempts: u16,
+    /// Unix seconds.
+    pub updated_at_unix: i64,
+}
+
+/// How much of a prompt a list row keeps.
+pub const LABEL_CHARS: usize = 120;
+
+impl From<Task> for TaskRow {
+    fn from(t: Task) -> Self {
+        let label = if t.title.trim().is_empty() { t.prompt } else { t.title };
+        let label: String = label.chars().take(LABEL_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+        Self {
+            id: t.id.into(),
+            status: t.status.into(),
+            kind: t.kind.into(),
+            label: label.into(),
+            who: t.source_user_id.unwrap_or_default().into(),
+            attempts: u16::try_from(t.attempts).unwrap_or(u16::MAX),
+            max_attempts: u16::try_from(t.max_attempts).unwrap_or(u16::MAX),
+            updated_at_unix: t.updated_at_unix,
+        }
+    }
+}
+
 /// One step of a task's history.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]

@@ -4,7 +4,7 @@
 //! capped exponential backoff while the daemon is away.
 
 use super::app::{CHAT_ID, Cmd, Link, Loaded, Msg, Resource};
-use super::model::{Approval, AuditRow, ChatMessage, Context, Event, Gauges, Heartbeat, Info, Objective, Pairing, Task, UsageRow};
+use super::model::{Approval, AuditRow, ChatMessage, Context, Event, Gauges, Heartbeat, Info, Objective, Pairing, Task, TaskRow, UsageRow};
 use crate::client::{ApiClient, ClientError};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -32,6 +32,7 @@ pub fn items<T: DeserializeOwned>(v: &Value, key: &str) -> Vec<T> {
     let rows = v[key].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
+        // One row's copy at a time (a page is at most a few hundred rows).
         let mut row = row.clone();
         strip_nulls(&mut row);
         match serde_json::from_value(row) {
@@ -94,7 +95,8 @@ pub async fn tasks(client: &ApiClient, status: Option<&str>, before: Option<&str
     q.extend(status.map(|s| ("status", s.to_string())));
     q.extend(before.map(|b| ("before", b.to_string())));
     let v: Value = client.get("/api/v1/tasks", &q).await?;
-    Ok(Loaded::Tasks { items: items::<Task>(&v, "items"), next: v["next_before"].as_str().map(str::to_string), more: before.is_some() })
+    let rows = items::<Task>(&v, "items").into_iter().map(TaskRow::from).collect();
+    Ok(Loaded::Tasks { items: rows, next: v["next_before"].as_str().map(str::to_string), more: before.is_some() })
 }
 
 fn describe(e: &ClientError) -> String {

@@ -6,7 +6,7 @@
 //! on screen at most once a second, however many events arrive.
 
 use super::app::{ACTIVITY_CAP, App, CHAT_ID, Cmd, Link, Loaded, Resource, View};
-use super::model::{Event, Task};
+use super::model::{Event, TaskRow};
 
 /// A refetch of the same resource waits at least this long after the last.
 const REFETCH_MS: i64 = 1_000;
@@ -76,10 +76,10 @@ pub fn loaded(app: &mut App, data: Loaded) -> Vec<Cmd> {
     Vec::new()
 }
 
-fn tasks(app: &mut App, items: Vec<Task>, next: Option<String>, more: bool) {
+fn tasks(app: &mut App, items: Vec<TaskRow>, next: Option<String>, more: bool) {
     let list = &mut app.tasks;
     if more {
-        let known: std::collections::HashSet<String> = list.items.iter().map(|t| t.id.clone()).collect();
+        let known: std::collections::HashSet<Box<str>> = list.items.iter().map(|t| t.id.clone()).collect();
         list.items.extend(items.into_iter().filter(|t| !known.contains(&t.id)));
         app.tasks_next = next;
     } else if !list.loaded {
@@ -141,8 +141,8 @@ fn stale(app: &mut App, resource: Resource) {
 }
 
 fn patch_task(app: &mut App, id: &str, status: &str) {
-    if let Some(t) = app.tasks.items.iter_mut().find(|t| t.id == id) {
-        t.status = status.to_string();
+    if let Some(t) = app.tasks.items.iter_mut().find(|t| &*t.id == id) {
+        t.status = status.into();
     }
 }
 

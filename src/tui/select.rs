@@ -3,7 +3,7 @@
 //! leaves the cursor on a hidden row.
 
 use super::app::{App, View};
-use super::model::{Approval, AuditRow, Context, Event, Objective, Pairing, Task};
+use super::model::{Approval, AuditRow, Context, Event, Objective, Pairing, TaskRow};
 
 fn matches(filter: &str, fields: &[&str]) -> bool {
     let f = filter.to_lowercase();
@@ -11,13 +11,9 @@ fn matches(filter: &str, fields: &[&str]) -> bool {
 }
 
 /// The tasks shown.
-pub fn tasks(app: &App) -> Vec<&Task> {
+pub fn tasks(app: &App) -> Vec<&TaskRow> {
     let f = app.filter(View::Tasks);
-    app.tasks
-        .items
-        .iter()
-        .filter(|t| matches(f, &[&t.id, &t.title, &t.prompt, &t.kind, t.source_user_id.as_deref().unwrap_or("")]))
-        .collect()
+    app.tasks.items.iter().filter(|t| matches(f, &[&t.id, &t.label, &t.kind, &t.status, &t.who])).collect()
 }
 
 /// The approvals shown.
@@ -98,7 +94,7 @@ pub fn selection(app: &mut App) -> Option<&mut usize> {
 }
 
 /// The selected task.
-pub fn current_task(app: &App) -> Option<&Task> {
+pub fn current_task(app: &App) -> Option<&TaskRow> {
     tasks(app).get(app.tasks.selected).copied()
 }
 

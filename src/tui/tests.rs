@@ -121,7 +121,7 @@ pub fn sample(role: &str) -> App {
              agent_runtime_approvals_pending 2\nagent_runtime_pairings_pending 1\n",
         )),
         Loaded::Tasks {
-            items: (1..=30).map(|i| task(i, ["running", "queued", "succeeded", "failed"][(i % 4) as usize])).collect(),
+            items: (1..=30).map(|i| task(i, ["running", "queued", "succeeded", "failed"][(i % 4) as usize]).into()).collect(),
             next: Some("cursor".into()),
             more: false,
         },
@@ -264,7 +264,7 @@ fn the_filter_narrows_the_list_and_the_selection_follows_it() {
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.filter(View::Tasks), "#12");
     assert_eq!(super::select::tasks(&app).len(), 1);
-    assert_eq!(super::select::current_task(&app).map(|t| t.title.as_str()), Some("Summarise the release notes #12"));
+    assert_eq!(super::select::current_task(&app).map(|t| &*t.label), Some("Summarise the release notes #12"));
     press(&mut app, KeyCode::Esc);
     assert_eq!(super::select::tasks(&app).len(), 30, "esc clears the filter");
 }
@@ -315,7 +315,7 @@ fn task_keys_cancel_retry_filter_by_status_and_page() {
     let mut app = sample("operator");
     app.view = View::Tasks;
     // Row 0 is task 1, queued: cancel asks, then cancels.
-    let first = super::select::current_task(&app).map(|t| (t.id.clone(), t.status.clone()));
+    let first = super::select::current_task(&app).map(|t| (t.id.to_string(), t.status.to_string()));
     assert_eq!(first.as_ref().map(|f| f.1.as_str()), Some("queued"));
     press(&mut app, KeyCode::Char('c'));
     assert_eq!(press(&mut app, KeyCode::Char('y')), vec![Cmd::CancelTask(first.map(|f| f.0).unwrap_or_default())]);
@@ -420,7 +420,7 @@ fn events_patch_lists_and_a_burst_costs_one_refetch_per_second() {
     app.view = View::Tasks;
     let id = app.tasks.items[1].id.clone();
     update(&mut app, event(100, "task.succeeded", json!({"task_id": id, "status": "succeeded"})));
-    assert_eq!(app.tasks.items[1].status, "succeeded", "patched in place, no fetch");
+    assert_eq!(&*app.tasks.items[1].status, "succeeded", "patched in place, no fetch");
     for i in 0..1_000 {
         update(&mut app, event(101 + i, "task.created", json!({"task_id": format!("new{i}"), "status": "queued"})));
     }
@@ -431,9 +431,12 @@ fn events_patch_lists_and_a_burst_costs_one_refetch_per_second() {
     assert_eq!(update(&mut app, Msg::Tick(NOW + 2_000)), vec![Cmd::Load(Resource::Tasks)]);
     // A refetched first page puts new tasks on top and keeps the rest.
     let before = app.tasks.items.len();
-    update(&mut app, Msg::Loaded(Loaded::Tasks { items: vec![task(99, "queued"), task(30, "failed")], next: None, more: false }));
+    update(
+        &mut app,
+        Msg::Loaded(Loaded::Tasks { items: vec![task(99, "queued").into(), task(30, "failed").into()], next: None, more: false }),
+    );
     assert_eq!(app.tasks.items.len(), before + 1);
-    assert_eq!(app.tasks.items[0].title, "Summarise the release notes #99");
+    assert_eq!(&*app.tasks.items[0].label, "Summarise the release notes #99");
 }
 
 #[test]
@@ -544,7 +547,11 @@ fn escape_sequences_from_untrusted_text_never_reach_the_terminal() {
     // A task title and a chat reply from a stranger, carrying a terminal
     // retitle (OSC), a colour change and a cursor move.
     let mut app = sample("overlord");
-    app.tasks.items[0].title = "pwn\u{1b}]0;owned\u{7}\u{1b}[31mred\u{1b}[2Jgone".into();
+    // Drawn as given (the renderer's filter), and as the list stores it (its own).
+    let hostile = "pwn\u{1b}]0;owned\u{7}\u{1b}[31mred\u{1b}[2Jgone";
+    app.tasks.items[0].label = hostile.into();
+    let stored = super::model::TaskRow::from(Task { title: hostile.into(), ..Task::default() });
+    assert!(!stored.label.contains(['\u{1b}', '\u{7}']), "{:?}", stored.label);
     app.chat.push((false, "hi\u{1b}[1A\u{1b}[2K".into()));
     for view in [View::Tasks, View::Chat] {
         app.view = view;
@@ -654,4 +661,24 @@ fn the_form_edits_an_objective_and_checks_once_and_event_triggers() {
     press(&mut viewer, KeyCode::Char('c'));
     assert_eq!(viewer.mode, Mode::Normal);
     assert!(viewer.status.as_ref().is_some_and(|(t, _)| t.contains("needs the operator role")));
+}
+
+#[test]
+fn a_list_row_keeps_a_bounded_label_and_the_page_on_screen_is_all_that_is_drawn() {
+    let long = Task { id: "x".into(), prompt: "word ".repeat(10_000), ..Task::default() };
+    let row = super::model::TaskRow::from(long);
+    assert_eq!(row.label.chars().count(), super::model::LABEL_CHARS, "the prompt's start, not all 50,000 characters");
+    let area = ratatui::layout::Rect::new(0, 0, 80, 23);
+    assert_eq!(super::views::window(10_000, 0, area), (0, 20));
+    assert_eq!(super::views::window(10_000, 45, area), (40, 60));
+    assert_eq!(super::views::window(10_000, 9_999, area), (9_980, 10_000));
+    assert_eq!(super::views::window(3, 7, area), (0, 3));
+    // Paging down the list keeps the selection on screen.
+    let mut app = sample("overlord");
+    app.view = View::Tasks;
+    for _ in 0..25 {
+        press(&mut app, KeyCode::Down);
+    }
+    let screen = super::render_text(&app, 80, 24, super::render::Theme { color: false });
+    assert!(screen.lines().any(|l| l.contains("│›") && l.contains("#26")), "{screen}");
 }

@@ -40,6 +40,15 @@ pub fn split(area: Rect, rows: usize) -> (Rect, Rect) {
     }
 }
 
+/// The rows of a `len`-row list that a bordered table with a header in
+/// `area` shows: the page holding `selected` (pages of the visible height).
+pub fn window(len: usize, selected: usize, area: Rect) -> (usize, usize) {
+    let height = usize::from(area.height.saturating_sub(3)).max(1);
+    let selected = selected.min(len.saturating_sub(1));
+    let start = selected - selected % height;
+    (start, (start + height).min(len))
+}
+
 /// What a list shows when it has no rows: loading, the error, or "none".
 pub fn empty_text<T>(list: &List<T>, none: &str) -> String {
     match (&list.error, list.loaded) {
@@ -153,15 +162,17 @@ fn tasks(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if shown.is_empty() {
         return note(f, area, title, empty_text(&app.tasks, "no tasks"), theme);
     }
-    let rows: Vec<Row> = shown
+    // Rows are built for the page on screen only: 10,000 listed tasks cost
+    // a screenful of cells per frame, not 10,000 rows.
+    let (start, end) = window(shown.len(), app.tasks.selected, area);
+    let rows: Vec<Row> = shown[start..end]
         .iter()
         .map(|t| {
-            let title = if t.title.is_empty() { &t.prompt } else { &t.title };
             Row::new(vec![
                 short_id(&t.id),
-                t.status.clone(),
-                t.kind.clone(),
-                cut(title, 60),
+                t.status.to_string(),
+                t.kind.to_string(),
+                cut(&t.label, 60),
                 format!("{}/{}", t.attempts, t.max_attempts),
                 relative(app.now_ms, t.updated_at_unix * 1000),
             ])
@@ -176,7 +187,7 @@ fn tasks(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Constraint::Length(5),
         Constraint::Length(10),
     ];
-    table(f, area, title, (&["ID", "STATUS", "KIND", "TITLE", "TRY", "UPDATED"], &widths), rows, app.tasks.selected, theme);
+    table(f, area, title, (&["ID", "STATUS", "KIND", "TITLE", "TRY", "UPDATED"], &widths), rows, app.tasks.selected - start, theme);
 }
 
 fn task_detail(f: &mut Frame, area: Rect, t: &super::model::Task, theme: Theme) {
