@@ -43,7 +43,31 @@ pub fn apply(app: &mut App, act: Act) -> Vec<Cmd> {
             let next = if act == Act::NextView { (i + 1) % n } else { (i + n - 1) % n };
             go(app, View::ALL[next])
         }
-        Act::Up | Act::Down | Act::PageUp | Act::PageDown | Act::Top | Act::Bottom => move_selection(app, act),
+        Act::Focus => {
+            if has_details(app) {
+                app.details_focus = !app.details_focus;
+            } else {
+                app.details_focus = false;
+                app.status = Some((format!("the {} view has no details pane", app.view.name()), false));
+            }
+            Vec::new()
+        }
+        Act::Up | Act::Down | Act::PageUp | Act::PageDown | Act::Top | Act::Bottom if app.details_focus && has_details(app) => {
+            let s = &mut app.details_scroll;
+            *s = match act {
+                Act::Up => s.saturating_sub(1),
+                Act::Down => s.saturating_add(1),
+                Act::PageUp => s.saturating_sub(10),
+                Act::PageDown => s.saturating_add(10),
+                Act::Top => 0,
+                _ => s.saturating_add(100),
+            };
+            Vec::new()
+        }
+        Act::Up | Act::Down | Act::PageUp | Act::PageDown | Act::Top | Act::Bottom => {
+            app.details_scroll = 0;
+            move_selection(app, act)
+        }
         Act::Back => back(app),
         Act::Filter => {
             let text = app.filter(app.view).to_string();
@@ -112,16 +136,30 @@ fn gate(app: &mut App, cmd: Cmd) -> Vec<Cmd> {
     }
 }
 
+/// Whether the view on screen has a details pane to focus.
+fn has_details(app: &App) -> bool {
+    match app.view {
+        View::Approvals | View::Objectives => true,
+        View::Tasks => app.task_detail.is_some(),
+        _ => false,
+    }
+}
+
 fn go(app: &mut App, view: View) -> Vec<Cmd> {
     app.view = view;
+    app.details_focus = false;
+    app.details_scroll = 0;
     // A view is fetched the first time it is shown; afterwards events keep it current.
     let unloaded: Vec<Resource> = view.resources().iter().copied().filter(|r| !super::patch::is_loaded(app, *r)).collect();
     unloaded.into_iter().map(Cmd::Load).filter(|c| app.refusal(c).is_none()).collect()
 }
 
 fn back(app: &mut App) -> Vec<Cmd> {
-    if app.view == View::Tasks && app.task_detail.is_some() {
+    if app.details_focus {
+        app.details_focus = false;
+    } else if app.view == View::Tasks && app.task_detail.is_some() {
         app.task_detail = None;
+        app.details_scroll = 0;
     } else if app.view == View::Pairings && app.pairing_found.is_some() {
         app.pairing_found = None;
     } else if !app.filter(app.view).is_empty() {

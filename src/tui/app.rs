@@ -209,6 +209,8 @@ pub enum Act {
     Help,
     /// Switch view.
     Go(View),
+    /// Move the keys' focus between the list and its details pane.
+    Focus,
     /// Next view.
     NextView,
     /// Previous view.
@@ -503,6 +505,10 @@ pub struct App {
     pub stale: Vec<Resource>,
     /// When each view's resources were last asked for, to coalesce refetches.
     pub last_fetch: Vec<(Resource, i64)>,
+    /// The arrow keys scroll the details pane rather than the list.
+    pub details_focus: bool,
+    /// Lines the details pane is scrolled by.
+    pub details_scroll: u16,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// The user asked to leave.
@@ -551,6 +557,8 @@ impl App {
             throughput_minute: now_ms / 60_000,
             stale: Vec::new(),
             last_fetch: Vec::new(),
+            details_focus: false,
+            details_scroll: 0,
             dirty: true,
             quit: false,
             frame_us: Vec::new(),

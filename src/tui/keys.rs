@@ -30,8 +30,9 @@ const fn b(keys: &'static [KeyCode], label: &'static str, act: Act, short: &'sta
 pub const GLOBAL: &[Binding] = &[
     b(&[KeyCode::Char('q')], "q", Act::Quit, "quit", "quit"),
     b(&[KeyCode::Char('?')], "?", Act::Help, "help for this view", "help for this view"),
-    b(&[KeyCode::Tab], "tab", Act::NextView, "next view", "next view"),
-    b(&[KeyCode::BackTab], "shift+tab", Act::PrevView, "previous view", "previous view"),
+    b(&[KeyCode::Tab, KeyCode::BackTab], "tab", Act::Focus, "list/details", "focus the details pane (arrows scroll it) or the list"),
+    b(&[KeyCode::Char(']')], "]", Act::NextView, "next view", "next view"),
+    b(&[KeyCode::Char('[')], "[", Act::PrevView, "previous view", "previous view"),
     b(&[KeyCode::Up, KeyCode::Char('k')], "↑/k", Act::Up, "up", "up"),
     b(&[KeyCode::Down, KeyCode::Char('j')], "↓/j", Act::Down, "down", "down"),
     b(&[KeyCode::PageUp, KeyCode::Char('K')], "pgup/K", Act::PageUp, "ten up", "ten up"),

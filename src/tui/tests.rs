@@ -401,9 +401,20 @@ fn help_overlay_opens_and_closes_and_views_switch() {
     assert_eq!(app.mode, Mode::Normal);
     press(&mut app, KeyCode::Char('4'));
     assert_eq!(app.view, View::Objectives);
-    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char(']'));
     assert_eq!(app.view, View::Pairings);
-    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::Char('['));
+    assert_eq!(app.view, View::Objectives);
+    // Tab moves the arrows to the details pane, which they then scroll; esc gives them back.
+    press(&mut app, KeyCode::Tab);
+    assert!(app.details_focus);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    assert_eq!((app.details_scroll, app.objectives.selected), (2, 0));
+    press(&mut app, KeyCode::Esc);
+    assert!(!app.details_focus);
+    press(&mut app, KeyCode::Down);
+    assert_eq!((app.details_scroll, app.objectives.selected), (0, 1));
     press(&mut app, KeyCode::Char('0'));
     assert_eq!(app.view, View::Usage);
     press(&mut app, KeyCode::Char('q'));

@@ -95,8 +95,13 @@ fn disabled(app: &App, cmd: &Cmd, label: &str) -> Option<String> {
     app.refusal(cmd).map(|why| format!("{label}: {why}"))
 }
 
-fn details(f: &mut Frame, area: Rect, title: String, lines: Vec<Line>) {
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(title)), area);
+/// A details pane; with the keys' focus (tab) it is scrolled by them and says so.
+fn details(f: &mut Frame, area: Rect, title: String, lines: Vec<Line>, app: &App, theme: Theme) {
+    let mut block = Block::bordered().title(title);
+    if app.details_focus {
+        block = block.border_style(theme.fg(ratatui::style::Color::Cyan)).title_bottom(" ↑↓ scroll · tab: back to the list ");
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((app.details_scroll, 0)).block(block), area);
 }
 
 fn approvals(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
@@ -144,7 +149,7 @@ fn approvals(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     }
     lines.push(Line::styled("payload (exactly what is hashed and will run):", theme.dim()));
     lines.extend(payload.lines().map(|l| Line::raw(l.to_string())));
-    details(f, bottom, format!(" {} ", a.id), lines);
+    details(f, bottom, format!(" {} ", a.id), lines, app, theme);
 }
 
 fn filter_note(app: &App) -> String {
@@ -154,7 +159,7 @@ fn filter_note(app: &App) -> String {
 
 fn tasks(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if let Some(t) = &app.task_detail {
-        return task_detail(f, area, t, theme);
+        return task_detail(f, area, app, t, theme);
     }
     let shown = select::tasks(app);
     let more = if app.tasks_next.is_some() { ", more below" } else { "" };
@@ -190,7 +195,7 @@ fn tasks(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     table(f, area, title, (&["ID", "STATUS", "KIND", "TITLE", "TRY", "UPDATED"], &widths), rows, app.tasks.selected - start, theme);
 }
 
-fn task_detail(f: &mut Frame, area: Rect, t: &super::model::Task, theme: Theme) {
+fn task_detail(f: &mut Frame, area: Rect, app: &App, t: &super::model::Task, theme: Theme) {
     let mut lines = vec![
         field("status", format!("{}{}", t.status, if t.cancel_requested { " (cancel requested)" } else { "" }), theme),
         field("kind", format!("{} · attempt {}/{}", t.kind, t.attempts, t.max_attempts), theme),
@@ -208,8 +213,8 @@ fn task_detail(f: &mut Frame, area: Rect, t: &super::model::Task, theme: Theme) 
     for e in &t.events {
         lines.push(Line::raw(format!("  {}  {:<18} #{} {}", when(e.at), e.event, e.attempt, e.detail.clone().unwrap_or_default())));
     }
-    lines.push(Line::styled("esc back · c cancel · y retry", theme.dim()));
-    details(f, area, format!(" Task {} ", t.id), lines);
+    lines.push(Line::styled("esc back · tab scrolls this · c cancel · y retry", theme.dim()));
+    details(f, area, format!(" Task {} ", t.id), lines, app, theme);
 }
 
 fn opt(s: &Option<String>) -> String {
@@ -275,7 +280,7 @@ fn objectives(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if let Some(why) = disabled(app, &Cmd::RunObjective(o.id.clone()), "pause/delete/run disabled") {
         lines.push(Line::styled(why, theme.dim()));
     }
-    details(f, bottom, format!(" {} ", o.title), lines);
+    details(f, bottom, format!(" {} ", o.title), lines, app, theme);
 }
 
 fn pairings(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
@@ -293,7 +298,7 @@ fn pairings(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if let Some(why) = disabled(app, &Cmd::PairingLookup(String::new()), "disabled") {
         lines.push(Line::styled(why, theme.dim()));
     }
-    details(f, top, " Pairing by token ".into(), lines);
+    details(f, top, " Pairing by token ".into(), lines, app, theme);
     let shown = select::pairings(app);
     let title = format!(" Requests: {} pending{} ", shown.iter().filter(|p| p.status == "pending").count(), filter_note(app));
     if shown.is_empty() {
