@@ -22,6 +22,12 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = agent_runtime::cli::Cli::parse();
+    if matches!(&cli.command, agent_runtime::cli::Cmd::Tui(a) if a.dump.is_none()) {
+        // The console keeps thousands of rows and parses pages on worker
+        // threads: the daemon's malloc settings keep its heap compact too
+        // (docs/benchmarks.md, session 9). No logging: it would draw over the screen.
+        let _ = agent_runtime::memory::tune_allocator();
+    }
     if matches!(cli.command, agent_runtime::cli::Cmd::Serve) {
         // Before any thread: may restart the process with the malloc settings.
         // The data directory's lock is taken after it (`runtime::run`): std

@@ -509,6 +509,8 @@ pub struct App {
     pub details_focus: bool,
     /// Lines the details pane is scrolled by.
     pub details_scroll: u16,
+    /// When to give freed heap back to the system (after pages were parsed).
+    pub trim_after: Option<i64>,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// The user asked to leave.
@@ -559,6 +561,7 @@ impl App {
             last_fetch: Vec::new(),
             details_focus: false,
             details_scroll: 0,
+            trim_after: None,
             dirty: true,
             quit: false,
             frame_us: Vec::new(),

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// `GET /api/v1/info`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -101,10 +102,10 @@ pub struct Task {
 pub struct TaskRow {
     /// Its id.
     pub id: Box<str>,
-    /// `queued`, `running`, `succeeded`, `failed`, `canceled`.
-    pub status: Box<str>,
-    /// `general`, `noop`, `objective`, …
-    pub kind: Box<str>,
+    /// `queued`, `running`, `succeeded`, `failed`, `canceled` (shared, not allocated per row).
+    pub status: Cow<'static, str>,
+    /// `general`, `noop`, `objective`, … (shared, not allocated per row).
+    pub kind: Cow<'static, str>,
     /// Its title, else the start of its prompt.
     pub label: Box<str>,
     /// Who asked.
@@ -117,6 +118,17 @@ pub struct TaskRow {
     pub updated_at_unix: i64,
 }
 
+/// The words every row repeats, kept once.
+const COMMON: [&str; 9] = ["queued", "running", "succeeded", "failed", "canceled", "general", "noop", "objective", "untrusted"];
+
+/// `s` as a shared word when it is a common one, else its own copy.
+pub fn intern(s: String) -> Cow<'static, str> {
+    match COMMON.iter().find(|c| **c == s) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(s),
+    }
+}
+
 /// How much of a prompt a list row keeps.
 pub const LABEL_CHARS: usize = 120;
 
@@ -126,8 +138,8 @@ impl From<Task> for TaskRow {
         let label: String = label.chars().take(LABEL_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
         Self {
             id: t.id.into(),
-            status: t.status.into(),
-            kind: t.kind.into(),
+            status: intern(t.status),
+            kind: intern(t.kind),
             label: label.into(),
             who: t.source_user_id.unwrap_or_default().into(),
             attempts: u16::try_from(t.attempts).unwrap_or(u16::MAX),

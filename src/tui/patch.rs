@@ -41,7 +41,10 @@ pub fn loaded(app: &mut App, data: Loaded) -> Vec<Cmd> {
         }
         Loaded::Heartbeat(h) => app.heartbeat = Some(h),
         Loaded::Gauges(g) => app.gauges = Some(g),
-        Loaded::Tasks { items, next, more } => tasks(app, items, next, more),
+        Loaded::Tasks { items, next, more } => {
+            tasks(app, items, next, more);
+            app.trim_after = Some(app.now_ms + 2_000);
+        }
         Loaded::TaskDetail(task) => {
             if app.task_detail.as_ref().is_some_and(|t| t.id == task.id) {
                 patch_task(app, &task.id, &task.status);
@@ -79,8 +82,19 @@ pub fn loaded(app: &mut App, data: Loaded) -> Vec<Cmd> {
 fn tasks(app: &mut App, items: Vec<TaskRow>, next: Option<String>, more: bool) {
     let list = &mut app.tasks;
     if more {
-        let known: std::collections::HashSet<Box<str>> = list.items.iter().map(|t| t.id.clone()).collect();
-        list.items.extend(items.into_iter().filter(|t| !known.contains(&t.id)));
+        // Keyset pages do not overlap; a row already listed (a race with a
+        // refetched first page) is skipped. Only the page's ids are looked up.
+        let fresh: Vec<TaskRow> = {
+            let page: std::collections::HashSet<&str> = items.iter().map(|t| &*t.id).collect();
+            let known: std::collections::HashSet<&str> = list.items.iter().map(|t| &*t.id).filter(|id| page.contains(id)).collect();
+            let known: std::collections::HashSet<String> = known.into_iter().map(str::to_string).collect();
+            items.into_iter().filter(|t| !known.contains(&*t.id)).collect()
+        };
+        list.items.extend(fresh);
+        if next.is_none() {
+            // The whole list is here: drop the growth room (up to half the rows).
+            list.items.shrink_to_fit();
+        }
         app.tasks_next = next;
     } else if !list.loaded {
         list.set(items);
@@ -142,7 +156,7 @@ fn stale(app: &mut App, resource: Resource) {
 
 fn patch_task(app: &mut App, id: &str, status: &str) {
     if let Some(t) = app.tasks.items.iter_mut().find(|t| &*t.id == id) {
-        t.status = status.into();
+        t.status = super::model::intern(status.to_string());
     }
 }
 
@@ -211,6 +225,11 @@ pub fn link(app: &mut App, link: Link) -> Vec<Cmd> {
 /// The clock: rolls the throughput minute and refetches stale data on screen.
 pub fn tick(app: &mut App, now: i64) -> Vec<Cmd> {
     app.now_ms = now;
+    // Parsing pages leaves freed heap behind; give it back once quiet.
+    if app.trim_after.is_some_and(|t| now >= t) {
+        app.trim_after = None;
+        crate::memory::trim();
+    }
     let minute = now / 60_000;
     while app.throughput_minute < minute {
         app.throughput_minute += 1;
