@@ -119,7 +119,7 @@ async fn dump(client: &ApiClient, view: View, (w, h): (u16, u16)) -> anyhow::Res
         let page: serde_json::Value = client.get("/api/v1/events/log", &[("limit", "1".into())]).await?;
         let after = (page["head"].as_i64().unwrap_or(0) - 200).max(0);
         let page: serde_json::Value = client.get("/api/v1/events/log", &[("after", after.to_string()), ("limit", "200".into())]).await?;
-        let events = net::items(&page, "items");
+        let events = net::items(page, "items");
         update(&mut app, Msg::Loaded(Loaded::Backlog(events)));
     }
     // Loads only; a dump never acts.

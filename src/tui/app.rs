@@ -422,11 +422,6 @@ impl<T> List<T> {
     fn clamp(&mut self) {
         self.selected = self.selected.min(self.items.len().saturating_sub(1));
     }
-
-    /// The selected row.
-    pub fn current(&self) -> Option<&T> {
-        self.items.get(self.selected)
-    }
 }
 
 /// The status filters of the task list, cycled by `s`.

@@ -27,13 +27,12 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
-/// The rows of `v[key]`; a row that does not decode is skipped (and counted in the log).
-pub fn items<T: DeserializeOwned>(v: &Value, key: &str) -> Vec<T> {
-    let rows = v[key].as_array().map(Vec::as_slice).unwrap_or_default();
+/// The rows of `v[key]`, taken out of the page (not copied); a row that
+/// does not decode is skipped (and counted in the log).
+pub fn items<T: DeserializeOwned>(mut v: Value, key: &str) -> Vec<T> {
+    let Value::Array(rows) = v[key].take() else { return Vec::new() };
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        // One row's copy at a time (a page is at most a few hundred rows).
-        let mut row = row.clone();
+    for mut row in rows {
         strip_nulls(&mut row);
         match serde_json::from_value(row) {
             Ok(x) => out.push(x),
@@ -59,32 +58,32 @@ pub async fn load(client: &ApiClient, r: Resource, task_status: Option<&str>) ->
         Resource::Approvals => {
             let pending: Value = client.get("/api/v1/approvals", &q(&[("status", "pending"), ("limit", "500")])).await?;
             let recent: Value = client.get("/api/v1/approvals", &q(&[("limit", "100")])).await?;
-            let mut all: Vec<Approval> = items(&pending, "approvals");
-            all.extend(items::<Approval>(&recent, "approvals").into_iter().filter(|a| a.status != "pending"));
+            let mut all: Vec<Approval> = items(pending, "approvals");
+            all.extend(items::<Approval>(recent, "approvals").into_iter().filter(|a| a.status != "pending"));
             Loaded::Approvals(all)
         }
         Resource::Objectives => {
             let v: Value = client.get("/api/v1/objectives", &q(&[("active_only", "false"), ("limit", "500")])).await?;
-            Loaded::Objectives(items::<Objective>(&v, "items"))
+            Loaded::Objectives(items::<Objective>(v, "items"))
         }
         Resource::Pairings => {
             let v: Value = client.get("/api/v1/pairings", &q(&[("limit", "200")])).await?;
-            let mut all: Vec<Pairing> = items(&v, "pairings");
+            let mut all: Vec<Pairing> = items(v, "pairings");
             // Pending first, then newest first as the API lists them.
             all.sort_by_key(|p| p.status != "pending");
             Loaded::Pairings(all)
         }
         Resource::Contexts => {
             let v: Value = client.get("/api/v1/contexts", &q(&[("limit", "500")])).await?;
-            let mut all: Vec<Context> = items(&v, "items");
+            let mut all: Vec<Context> = items(v, "items");
             all.sort_by(|a, b| (&a.workspace_id, !a.is_admin, a.created_at_unix).cmp(&(&b.workspace_id, !b.is_admin, b.created_at_unix)));
             Loaded::Contexts(all)
         }
-        Resource::Audit => Loaded::Audit(items::<AuditRow>(&client.get("/api/v1/audit", &q(&[("limit", "500")])).await?, "events")),
-        Resource::Usage => Loaded::Usage(items::<UsageRow>(&client.get("/api/v1/usage", &[]).await?, "items")),
+        Resource::Audit => Loaded::Audit(items::<AuditRow>(client.get("/api/v1/audit", &q(&[("limit", "500")])).await?, "events")),
+        Resource::Usage => Loaded::Usage(items::<UsageRow>(client.get("/api/v1/usage", &[]).await?, "items")),
         Resource::ChatMessages => {
             let v: Value = client.get("/api/v1/chat/messages", &q(&[("external_id", CHAT_ID), ("limit", "500")])).await?;
-            Loaded::ChatMessages(items::<ChatMessage>(&v, "items"))
+            Loaded::ChatMessages(items::<ChatMessage>(v, "items"))
         }
     })
 }
@@ -95,8 +94,9 @@ pub async fn tasks(client: &ApiClient, status: Option<&str>, before: Option<&str
     q.extend(status.map(|s| ("status", s.to_string())));
     q.extend(before.map(|b| ("before", b.to_string())));
     let v: Value = client.get("/api/v1/tasks", &q).await?;
-    let rows = items::<Task>(&v, "items").into_iter().map(TaskRow::from).collect();
-    Ok(Loaded::Tasks { items: rows, next: v["next_before"].as_str().map(str::to_string), more: before.is_some() })
+    let next = v["next_before"].as_str().map(str::to_string);
+    let rows = items::<Task>(v, "items").into_iter().map(TaskRow::from).collect();
+    Ok(Loaded::Tasks { items: rows, next, more: before.is_some() })
 }
 
 fn describe(e: &ClientError) -> String {
@@ -227,8 +227,9 @@ async fn connect(client: &ApiClient, tx: &UnboundedSender<Msg>, last: &mut Optio
             let after = (head - i64::from(backlog)).max(0);
             let page: Value =
                 client.get("/api/v1/events/log", &[("after", after.to_string()), ("limit", backlog.max(1).to_string())]).await?;
-            let _ = tx.send(Msg::Loaded(Loaded::Backlog(items::<Event>(&page, "items"))));
-            page["next_after"].as_i64().unwrap_or(head).max(head)
+            let resume = page["next_after"].as_i64().unwrap_or(head).max(head);
+            let _ = tx.send(Msg::Loaded(Loaded::Backlog(items::<Event>(page, "items"))));
+            resume
         }
     };
     *last = Some(start);

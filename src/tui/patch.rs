@@ -83,13 +83,9 @@ fn tasks(app: &mut App, items: Vec<TaskRow>, next: Option<String>, more: bool) {
     let list = &mut app.tasks;
     if more {
         // Keyset pages do not overlap; a row already listed (a race with a
-        // refetched first page) is skipped. Only the page's ids are looked up.
-        let fresh: Vec<TaskRow> = {
-            let page: std::collections::HashSet<&str> = items.iter().map(|t| &*t.id).collect();
-            let known: std::collections::HashSet<&str> = list.items.iter().map(|t| &*t.id).filter(|id| page.contains(id)).collect();
-            let known: std::collections::HashSet<String> = known.into_iter().map(str::to_string).collect();
-            items.into_iter().filter(|t| !known.contains(&*t.id)).collect()
-        };
+        // refetched first page) is skipped.
+        let listed: std::collections::HashSet<&str> = list.items.iter().map(|t| &*t.id).collect();
+        let fresh: Vec<TaskRow> = items.into_iter().filter(|t| !listed.contains(&*t.id)).collect();
         list.items.extend(fresh);
         if next.is_none() {
             // The whole list is here: drop the growth room (up to half the rows).

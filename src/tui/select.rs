@@ -5,63 +5,64 @@
 use super::app::{App, View};
 use super::model::{Approval, AuditRow, Context, Event, Objective, Pairing, TaskRow};
 
-fn matches(filter: &str, fields: &[&str]) -> bool {
+/// A case-insensitive test of a row's fields against `filter`, lowercased once per list.
+fn matcher(filter: &str) -> impl Fn(&[&str]) -> bool {
     let f = filter.to_lowercase();
-    f.is_empty() || fields.iter().any(|x| x.to_lowercase().contains(&f))
+    move |fields| f.is_empty() || fields.iter().any(|x| x.to_lowercase().contains(&f))
 }
 
 /// The tasks shown.
 pub fn tasks(app: &App) -> Vec<&TaskRow> {
-    let f = app.filter(View::Tasks);
-    app.tasks.items.iter().filter(|t| matches(f, &[&t.id, &t.label, &t.kind, &t.status, &t.who])).collect()
+    let matches = matcher(app.filter(View::Tasks));
+    app.tasks.items.iter().filter(|t| matches(&[&t.id, &t.label, &t.kind, &t.status, &t.who])).collect()
 }
 
 /// The approvals shown.
 pub fn approvals(app: &App) -> Vec<&Approval> {
-    let f = app.filter(View::Approvals);
-    app.approvals.items.iter().filter(|a| matches(f, &[&a.id, &a.action_type, &a.target, &a.summary, &a.requester])).collect()
+    let matches = matcher(app.filter(View::Approvals));
+    app.approvals.items.iter().filter(|a| matches(&[&a.id, &a.action_type, &a.target, &a.summary, &a.requester])).collect()
 }
 
 /// The objectives shown.
 pub fn objectives(app: &App) -> Vec<&Objective> {
-    let f = app.filter(View::Objectives);
-    app.objectives.items.iter().filter(|o| matches(f, &[&o.id, &o.title, &o.cron_expr, &o.trigger_type, &o.health_state])).collect()
+    let matches = matcher(app.filter(View::Objectives));
+    app.objectives.items.iter().filter(|o| matches(&[&o.id, &o.title, &o.cron_expr, &o.trigger_type, &o.health_state])).collect()
 }
 
 /// The pairing requests shown.
 pub fn pairings(app: &App) -> Vec<&Pairing> {
-    let f = app.filter(View::Pairings);
+    let matches = matcher(app.filter(View::Pairings));
     app.pairings
         .items
         .iter()
-        .filter(|p| matches(f, &[&p.connector, &p.connector_user_id, p.display_name.as_deref().unwrap_or(""), &p.status]))
+        .filter(|p| matches(&[&p.connector, &p.connector_user_id, p.display_name.as_deref().unwrap_or(""), &p.status]))
         .collect()
 }
 
 /// The contexts shown.
 pub fn contexts(app: &App) -> Vec<&Context> {
-    let f = app.filter(View::Workspaces);
+    let matches = matcher(app.filter(View::Workspaces));
     app.contexts
         .items
         .iter()
-        .filter(|c| matches(f, &[&c.workspace_id, &c.connector, &c.external_id, c.display_name.as_deref().unwrap_or("")]))
+        .filter(|c| matches(&[&c.workspace_id, &c.connector, &c.external_id, c.display_name.as_deref().unwrap_or("")]))
         .collect()
 }
 
 /// The audit rows shown.
 pub fn audit(app: &App) -> Vec<&AuditRow> {
-    let f = app.filter(View::Audit);
+    let matches = matcher(app.filter(View::Audit));
     app.audit
         .items
         .iter()
-        .filter(|r| matches(f, &[&r.actor, &r.event, &r.decision, r.reason.as_deref().unwrap_or(""), r.subject.as_deref().unwrap_or("")]))
+        .filter(|r| matches(&[&r.actor, &r.event, &r.decision, r.reason.as_deref().unwrap_or(""), r.subject.as_deref().unwrap_or("")]))
         .collect()
 }
 
 /// The activity rows shown (oldest first), filtered by event type.
 pub fn activity(app: &App) -> Vec<&Event> {
-    let f = app.filter(View::Activity);
-    app.activity.iter().filter(|e| matches(f, &[&e.kind])).collect()
+    let matches = matcher(app.filter(View::Activity));
+    app.activity.iter().filter(|e| matches(&[&e.kind])).collect()
 }
 
 /// How many rows the current view shows.
