@@ -189,6 +189,7 @@ async fn prometheus(State(s): State<ApiState>) -> Result<axum::response::Respons
         counts,
         health: s.health.snapshot().components.into_iter().map(|c| (c.name, c.state.as_str().to_string())).collect(),
         uptime_seconds: s.started.elapsed().as_secs_f64(),
+        retrieval: s.gateway.retrieval().map(|r| crate::metrics::RetrievalGauges::of(&r.status())),
     };
     let body = crate::metrics::metrics().render(&gauges, &s.prices);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())

@@ -15,6 +15,7 @@ mod perm;
 mod replies;
 mod review;
 mod rules;
+mod search;
 
 pub use actions::{ActionError, ProposedAction};
 pub use admin::{StartedPairing, token_hash};
@@ -33,8 +34,10 @@ use crate::domain::{
     Actor, Button, ButtonPress, ChatKind, Context, Inbound, InboundMeta, IncomingFile, MessageKind, OutboundOptions, OutboxId, User,
 };
 use crate::orchestrator::OrchestratorHandle;
+use crate::retrieval::Retrieval;
 use crate::store::{Cursor, Decision, InboundRecord, NewAudit, NewOutbound, Store, StoreError};
 use crate::workspace::{Direction, Workspaces};
+use search::LastResults;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -135,6 +138,10 @@ pub struct Gateway {
     outbox_ready: Arc<Notify>,
     actions: ActionExecutors,
     limiter: Arc<RateLimiter>,
+    /// The markdown index (`None`: turned off).
+    retrieval: Option<Retrieval>,
+    /// Each chat's last `/search` results (paths), for `/open <n>`.
+    last_results: Arc<std::sync::Mutex<LastResults>>,
 }
 
 /// The gateway's dependencies.
@@ -176,7 +183,20 @@ impl Gateway {
             outbox_ready: p.outbox_ready,
             actions: p.actions,
             limiter: Arc::new(RateLimiter::default()),
+            retrieval: None,
+            last_results: Arc::default(),
         }
+    }
+
+    /// The gateway answering `/search` and `/open` from `retrieval`.
+    pub fn with_retrieval(mut self, retrieval: Retrieval) -> Self {
+        self.retrieval = Some(retrieval);
+        self
+    }
+
+    /// The markdown index, when it runs.
+    pub fn retrieval(&self) -> Option<&Retrieval> {
+        self.retrieval.as_ref()
     }
 
     /// The actor behind a sender: their linked user, or a guest.
@@ -422,7 +442,8 @@ impl Gateway {
             Command::Tasks => replies::tasks(self, t.ctx).await,
             Command::Status => replies::status(self, t.ctx).await,
             Command::Cancel { id } => replies::cancel(self, t, &id).await,
-            Command::Search { .. } | Command::Open { .. } => Ok(admin::retrieval_unavailable()),
+            Command::Search { query } => Ok(search::search(self, t, &query).await),
+            Command::Open { target } => Ok(search::open(self, t, &target).await),
             Command::Monitor { goal } => admin::monitor(self, t, &goal).await,
             Command::Objectives => admin::objectives(self, t).await,
             Command::AdminChannel { enable } => admin::admin_channel(self, t, enable).await,

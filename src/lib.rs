@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod outbox;
 pub mod pki;
+pub mod retrieval;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

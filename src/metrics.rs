@@ -18,6 +18,7 @@ use std::time::Duration;
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const HTTP_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 const LLM_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const QUERY_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 const LAG_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 60.0];
 
 #[derive(Debug, Clone, Default)]
@@ -82,6 +83,14 @@ pub struct Metrics {
     queue_full: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Objective runs fired, skipped, and the scheduled runs' lag.
     objectives: Mutex<ObjectiveStats>,
+    /// Retrieval searches answered (their latency) and files indexed.
+    retrieval: Mutex<RetrievalStats>,
+}
+
+#[derive(Debug, Default)]
+struct RetrievalStats {
+    queries: Histogram,
+    indexed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +176,38 @@ impl Metrics {
         }
     }
 
+    /// One retrieval search answered.
+    pub fn retrieval_query(&self, elapsed: Duration) {
+        if let Ok(mut r) = self.retrieval.lock() {
+            r.queries.observe(&QUERY_BUCKETS, elapsed.as_secs_f64());
+        }
+    }
+
+    /// `n` documents written to or removed from the retrieval index.
+    pub fn retrieval_indexed(&self, n: u64) {
+        if let Ok(mut r) = self.retrieval.lock() {
+            r.indexed += n;
+        }
+    }
+
+    fn render_retrieval(&self, out: &mut String) {
+        let Ok(r) = self.retrieval.lock() else { return };
+        header(
+            out,
+            "agent_runtime_retrieval_query_duration_seconds",
+            "histogram",
+            "Time to answer a workspace search (index lookup and snippets).",
+        );
+        r.queries.render(out, "agent_runtime_retrieval_query_duration_seconds", "", &QUERY_BUCKETS);
+        header(
+            out,
+            "agent_runtime_retrieval_documents_indexed_total",
+            "counter",
+            "Markdown files written to or removed from the retrieval index.",
+        );
+        let _ = writeln!(out, "agent_runtime_retrieval_documents_indexed_total {}", r.indexed);
+    }
+
     fn render_objectives(&self, out: &mut String) {
         let Ok(o) = self.objectives.lock() else { return };
         header(out, "agent_runtime_objective_runs_fired_total", "counter", "Objective runs whose task was queued, by trigger.");
@@ -232,6 +273,7 @@ impl Metrics {
         }
         self.render_llm(&mut out, prices);
         self.render_objectives(&mut out);
+        self.render_retrieval(&mut out);
         header(
             &mut out,
             "agent_runtime_memory_releases_total",
@@ -321,6 +363,50 @@ pub struct Gauges {
     pub health: Vec<(String, String)>,
     /// Seconds since the process started.
     pub uptime_seconds: f64,
+    /// The retrieval index, when it runs.
+    pub retrieval: Option<RetrievalGauges>,
+}
+
+/// The retrieval index's size and backlog.
+#[derive(Debug, Clone, Default)]
+pub struct RetrievalGauges {
+    /// Documents (all workspaces).
+    pub documents: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Files recorded but not indexed (too large).
+    pub skipped: u64,
+    /// Changes and files waiting.
+    pub pending: u64,
+    /// Bytes of the index files.
+    pub bytes: u64,
+}
+
+impl RetrievalGauges {
+    /// From the index's status.
+    pub fn of(st: &crate::retrieval::Status) -> Self {
+        let sum = |f: fn(&crate::retrieval::Counts) -> u64| st.workspaces.iter().map(|(_, c)| f(c)).sum();
+        Self {
+            documents: sum(|c| c.documents),
+            chunks: sum(|c| c.chunks),
+            skipped: sum(|c| c.skipped),
+            pending: st.pending_changes,
+            bytes: st.database_bytes,
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        for (name, help, v) in [
+            ("agent_runtime_retrieval_documents", "Markdown documents in the retrieval index (skipped ones included).", self.documents),
+            ("agent_runtime_retrieval_chunks", "Sections (chunks) in the retrieval index.", self.chunks),
+            ("agent_runtime_retrieval_skipped_documents", "Files recorded but not indexed (larger than the limit).", self.skipped),
+            ("agent_runtime_retrieval_pending_changes", "Workspace changes and files waiting to be indexed.", self.pending),
+            ("agent_runtime_retrieval_index_bytes", "Size of the retrieval index files (database and WAL).", self.bytes),
+        ] {
+            header(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
 }
 
 impl Gauges {
@@ -340,6 +426,9 @@ impl Gauges {
         for status in ["pending", "sent", "failed"] {
             let n = self.counts.outbox.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "agent_runtime_outbox_messages{{status=\"{status}\"}} {n}");
+        }
+        if let Some(r) = &self.retrieval {
+            r.render(out);
         }
         header(out, "agent_runtime_approvals_pending", "gauge", "Action approvals waiting for a decision.");
         let _ = writeln!(out, "agent_runtime_approvals_pending {}", self.counts.approvals_pending);

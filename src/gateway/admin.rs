@@ -314,10 +314,6 @@ pub(super) async fn objectives(g: &Gateway, t: &Turn<'_>) -> Result<String, Stor
     Ok(out.trim_end().to_string())
 }
 
-pub(super) fn retrieval_unavailable() -> String {
-    "Search is not configured on this runtime: markdown retrieval is not built in this version.".into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,13 +54,23 @@ pub(super) async fn status(g: &Gateway, ctx: &Context) -> Result<String, StoreEr
     let count = |s: TaskStatus| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
     let tasks = TaskStatus::ALL.iter().map(|s| format!("{} {}", count(*s), s)).collect::<Vec<_>>().join(", ");
     Ok(format!(
-        "Status of this chat:\n- workspace: `{}`\n- context: `{}`{}\n- tasks: {}\n- language model: {}\n- search: not available yet (markdown retrieval is not built in this version)",
+        "Status of this chat:\n- workspace: `{}`\n- context: `{}`{}\n- tasks: {}\n- language model: {}\n- search: {}",
         ctx.workspace_id,
         ctx.id,
         if ctx.is_admin { " (admin)" } else { "" },
         tasks,
         g.llm.describe(),
+        search_status(g, &ctx.workspace_id),
     ))
+}
+
+/// The index's line in `/status`.
+fn search_status(g: &Gateway, ws: &crate::domain::WorkspaceId) -> String {
+    let Some(r) = g.retrieval() else { return "off (AGENT_RUNTIME_RETRIEVAL_ENABLED=false)".into() };
+    let st = r.status();
+    let c = st.workspaces.iter().find(|(w, _)| w == ws.as_str()).map(|(_, c)| c.clone()).unwrap_or_default();
+    let pending = if st.pending_changes > 0 { format!(", {} changes waiting", st.pending_changes) } else { String::new() };
+    format!("{} documents, {} sections indexed{pending} (/search <words>)", c.documents, c.chunks)
 }
 
 /// Cancels a task of this workspace: members their own, operators and up any.

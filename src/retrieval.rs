@@ -1,0 +1,803 @@
+//! Built-in markdown retrieval: every workspace's `*.md` files, cut into
+//! sections along their headings ([`chunk`]), in an FTS5 index of their own
+//! ([`index`]) that follows the disk: the workspace watcher's changes are
+//! applied as they come, and at start (and every
+//! `AGENT_RUNTIME_RETRIEVAL_RECONCILE_SECONDS`) the index is compared with
+//! the files by size, modification time and content hash, so only changed
+//! files are read again and nothing changed while the daemon was down is
+//! missed.
+//!
+//! One indexer thread writes; searches read in parallel. A search runs in
+//! one workspace and can reach no other's documents (every query filters on
+//! the workspace, and the chunk it then decorates is checked again). User
+//! text never reaches FTS5 as syntax ([`query`]); paths to open are checked
+//! to stay inside the workspace ([`scan`]). Chat `/search` and `/open`, the
+//! admin API, the CLI and (later) the agent's tools all call this module.
+
+pub mod chunk;
+pub mod index;
+pub mod query;
+pub mod scan;
+
+pub use index::{Counts, Hit};
+pub use query::QueryError;
+pub use scan::{PathError, Rules};
+
+use crate::domain::WorkspaceId;
+use crate::health::Health;
+use crate::store::Store;
+use crate::workspace::{WorkspaceChange, sanitize_segment};
+use index::{IndexError, Known, Prepared, Readers, Writer};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Health component of the index.
+pub const COMPONENT: &str = "retrieval";
+
+/// The index beats at least this often.
+const BEAT: Duration = Duration::from_secs(30);
+
+/// Files written per transaction while (re)building.
+const TX_FILES: usize = 256;
+
+/// After a build that wrote this many files, the FTS5 segments are merged.
+const OPTIMIZE_AFTER: usize = 1_000;
+
+/// Most results of one search.
+pub const MAX_LIMIT: usize = 50;
+
+/// Most bytes `open` returns.
+pub const MAX_OPEN_BYTES: usize = 1024 * 1024;
+
+/// The index's settings.
+#[derive(Debug, Clone)]
+pub struct RetrievalConfig {
+    /// `AGENT_RUNTIME_RETRIEVAL_ENABLED` (default true).
+    pub enabled: bool,
+    /// `AGENT_RUNTIME_RETRIEVAL_DB_PATH` (default `<data>/agent-runtime/retrieval.sqlite`).
+    pub db_path: PathBuf,
+    /// `AGENT_RUNTIME_RETRIEVAL_EXCLUDE_GLOBS`: comma-separated workspace-relative globs left out.
+    pub exclude: Vec<crate::domain::Glob>,
+    /// `AGENT_RUNTIME_RETRIEVAL_MAX_FILE_BYTES` (default 2 MiB): larger files are recorded as skipped.
+    pub max_file_bytes: u64,
+    /// `AGENT_RUNTIME_RETRIEVAL_RECONCILE_SECONDS` (default 600; 0 = only at start):
+    /// how often the index is compared with the disk (catches what a watcher missed).
+    pub reconcile_every: Option<Duration>,
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrievalError {
+    /// The query cannot be searched.
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    /// The path cannot be opened.
+    #[error("{0}")]
+    Path(#[from] PathError),
+    /// The index failed.
+    #[error("{0}")]
+    Index(#[from] IndexError),
+    /// The indexer is gone (it failed to start or stopped).
+    #[error("the retrieval index is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The outcome of a comparison with the disk (or a rebuild).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Workspaces looked at.
+    pub workspaces: usize,
+    /// Files read and written to the index.
+    pub indexed: usize,
+    /// Files whose content had not changed.
+    pub unchanged: usize,
+    /// Documents removed (their files are gone).
+    pub removed: usize,
+    /// Files recorded as skipped (too large) or unreadable.
+    pub skipped: usize,
+    /// Time taken.
+    pub elapsed_ms: u64,
+}
+
+/// The index as seen by `GET /api/v1/retrieval/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    /// Changes and files waiting to be indexed.
+    pub pending_changes: u64,
+    /// A comparison with the disk is running.
+    pub reconciling: bool,
+    /// Size of the index files (database and its WAL), bytes.
+    pub database_bytes: u64,
+    /// When any file was last indexed (ms).
+    pub last_indexed_at: Option<i64>,
+    /// The last comparison with the disk.
+    pub last_reconcile: Option<Summary>,
+    /// The indexer's last error, if any.
+    pub error: Option<String>,
+    /// Per workspace (every workspace of the last comparison, and any with documents).
+    pub workspaces: Vec<(String, Counts)>,
+}
+
+/// What a document looks like when opened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Opened {
+    /// Workspace-relative path.
+    pub path: String,
+    /// The chunk opened (`path#n`), if one was asked for.
+    pub chunk: Option<u32>,
+    /// Heading path of the chunk.
+    pub heading_path: Option<String>,
+    /// Lines the content covers (the chunk's; for a file, 1 to its last line).
+    pub line_start: u32,
+    /// Last line.
+    pub line_end: u32,
+    /// Bytes of the whole file (or chunk text).
+    pub size: u64,
+    /// The text (at most the limit asked for).
+    pub content: String,
+    /// Whether `content` was cut at the limit.
+    pub truncated: bool,
+}
+
+/// What the indexer thread is asked to do.
+enum Job {
+    /// Look again at these paths.
+    Changes(Vec<WorkspaceChange>),
+    /// Compare with the disk: these workspaces (all others' documents are
+    /// dropped unless `only` is given); `rebuild` reads every file afresh.
+    Reconcile { workspaces: Vec<String>, only: Option<String>, rebuild: bool, done: Option<oneshot::Sender<Result<Summary, String>>> },
+    /// Answers once every job before it is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// State shared with the indexer thread.
+struct Shared {
+    root: PathBuf,
+    rules: Rules,
+    max_file_bytes: u64,
+    state: Mutex<State>,
+    pending: AtomicU64,
+    alive: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    counts: HashMap<String, Counts>,
+    known_workspaces: Vec<String>,
+    reconciling: bool,
+    last_reconcile: Option<Summary>,
+    error: Option<String>,
+}
+
+impl Shared {
+    fn dir(&self, ws: &str) -> PathBuf {
+        self.root.join(sanitize_segment(ws))
+    }
+
+    fn set<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+}
+
+/// The index handle (cheap to clone).
+#[derive(Clone)]
+pub struct Retrieval {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    readers: Readers,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    db_path: PathBuf,
+}
+
+impl std::fmt::Debug for Retrieval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retrieval").field("db", &self.inner.db_path).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Retrieval {
+    /// Opens (creating or rebuilding) the index and starts its indexer
+    /// thread. Nothing is indexed until [`Retrieval::run`] (or a reconcile).
+    pub fn start(config: &RetrievalConfig, workspace_root: &Path) -> Result<Self, RetrievalError> {
+        let conn = index::open_writer(&config.db_path)?;
+        let shared = Arc::new(Shared {
+            root: workspace_root.to_path_buf(),
+            rules: Rules { exclude: config.exclude.clone() },
+            max_file_bytes: config.max_file_bytes,
+            state: Mutex::new(State::default()),
+            pending: AtomicU64::new(0),
+            alive: AtomicBool::new(true),
+        });
+        let mut writer = Writer::new(conn);
+        if let Ok(c) = writer.counts() {
+            shared.set(|s| s.counts = c);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("retrieval-index".into())
+            .spawn(move || {
+                indexer(&mut writer, &rx, &thread_shared);
+                thread_shared.alive.store(false, Ordering::SeqCst);
+            })
+            .map_err(|e| RetrievalError::Unavailable(format!("cannot start the indexer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                readers: Readers::new(config.db_path.clone()),
+                jobs: Mutex::new(tx),
+                db_path: config.db_path.clone(),
+            }),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), RetrievalError> {
+        let gone = || RetrievalError::Unavailable("the indexer thread has stopped".into());
+        if !self.inner.shared.alive.load(Ordering::SeqCst) {
+            return Err(gone());
+        }
+        self.inner.jobs.lock().map_err(|_| gone())?.send(job).map_err(|_| gone())
+    }
+
+    /// Hands watcher changes to the indexer.
+    pub fn changed(&self, changes: Vec<WorkspaceChange>) -> Result<(), RetrievalError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.inner.shared.pending.fetch_add(changes.len() as u64, Ordering::SeqCst);
+        self.send(Job::Changes(changes))
+    }
+
+    /// Compares the index with the disk for `workspaces` (the documents of
+    /// any other workspace are dropped), or only for `only`; with `rebuild`
+    /// every file is read again. Waits until it is done.
+    pub async fn reconcile(
+        &self,
+        workspaces: Vec<WorkspaceId>,
+        only: Option<&WorkspaceId>,
+        rebuild: bool,
+    ) -> Result<Summary, RetrievalError> {
+        let (done, wait) = oneshot::channel();
+        let workspaces = workspaces.iter().map(|w| w.as_str().to_string()).collect();
+        self.send(Job::Reconcile { workspaces, only: only.map(|w| w.as_str().to_string()), rebuild, done: Some(done) })?;
+        match wait.await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(RetrievalError::Unavailable(e)),
+            Err(_) => Err(RetrievalError::Unavailable("the indexer thread stopped during the comparison".into())),
+        }
+    }
+
+    /// Waits until every change handed over before this call is applied.
+    pub async fn flush(&self) -> Result<(), RetrievalError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job::Flush(done))?;
+        wait.await.map_err(|_| RetrievalError::Unavailable("the indexer thread stopped".into()))
+    }
+
+    /// The best `limit` documents of `ws` for `text` (each as its best chunk).
+    pub async fn search(&self, ws: &WorkspaceId, text: &str, limit: usize) -> Result<Vec<Hit>, RetrievalError> {
+        let q = query::parse(text)?;
+        let (this, ws) = (self.clone(), ws.as_str().to_string());
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let started = Instant::now();
+        let hits = tokio::task::spawn_blocking(move || this.inner.readers.search(&ws, &q, limit))
+            .await
+            .map_err(|e| RetrievalError::Unavailable(e.to_string()))??;
+        crate::metrics::metrics().retrieval_query(started.elapsed());
+        Ok(hits)
+    }
+
+    /// Opens `target` in `ws`: a workspace-relative path, or `path#n` for
+    /// one chunk of it; at most `max_bytes` of text (capped at [`MAX_OPEN_BYTES`]).
+    pub async fn open(&self, ws: &WorkspaceId, target: &str, max_bytes: usize) -> Result<Opened, RetrievalError> {
+        let (path, chunk) = match target.trim().rsplit_once('#') {
+            Some((p, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                (p, Some(n.parse::<u32>().map_err(|_| PathError::NotFound(target.to_string()))?))
+            }
+            _ => (target.trim(), None),
+        };
+        let rel = scan::clean(path)?;
+        let max = max_bytes.clamp(1, MAX_OPEN_BYTES);
+        let (this, ws) = (self.clone(), ws.as_str().to_string());
+        tokio::task::spawn_blocking(move || this.open_blocking(&ws, &rel, chunk, max))
+            .await
+            .map_err(|e| RetrievalError::Unavailable(e.to_string()))?
+    }
+
+    fn open_blocking(&self, ws: &str, rel: &str, chunk: Option<u32>, max: usize) -> Result<Opened, RetrievalError> {
+        let shared = &self.inner.shared;
+        // The file must be a document inside the workspace even to show its indexed chunk.
+        let real = scan::resolve(&shared.dir(ws), rel, &shared.rules)?;
+        if let Some(seq) = chunk {
+            let c = self.inner.readers.chunk(ws, rel, seq)?.ok_or_else(|| PathError::NotFound(format!("{rel}#{seq}")))?;
+            let (content, truncated) = cut(&c.body, max);
+            return Ok(Opened {
+                path: rel.to_string(),
+                chunk: Some(seq),
+                heading_path: Some(c.heading_path),
+                line_start: c.line_start,
+                line_end: c.line_end,
+                size: c.body.len() as u64,
+                content,
+                truncated,
+            });
+        }
+        let size = std::fs::metadata(&real).map(|m| m.len()).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(max.min(size as usize) + 1);
+        {
+            use std::io::Read;
+            let f = std::fs::File::open(&real).map_err(|_| PathError::NotFound(rel.to_string()))?;
+            f.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|_| PathError::NotFound(rel.to_string()))?;
+        }
+        let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+        let (content, truncated) = cut(&text, max);
+        let line_end = u32::try_from(content.lines().count().max(1)).unwrap_or(u32::MAX);
+        Ok(Opened { path: rel.to_string(), chunk: None, heading_path: None, line_start: 1, line_end, size, content, truncated })
+    }
+
+    /// Counts, progress and the index size.
+    pub fn status(&self) -> Status {
+        let shared = &self.inner.shared;
+        let mut st = Status { pending_changes: shared.pending.load(Ordering::SeqCst), ..Status::default() };
+        shared.set(|s| {
+            st.reconciling = s.reconciling;
+            st.last_reconcile = s.last_reconcile.clone();
+            st.error = s.error.clone();
+            let mut names: Vec<String> = s.known_workspaces.clone();
+            names.extend(s.counts.keys().cloned());
+            names.sort();
+            names.dedup();
+            st.workspaces = names.into_iter().map(|n| (n.clone(), s.counts.get(&n).cloned().unwrap_or_default())).collect();
+        });
+        if !shared.alive.load(Ordering::SeqCst) {
+            st.error = Some("the indexer thread has stopped".into());
+        }
+        st.last_indexed_at = st.workspaces.iter().filter_map(|(_, c)| c.last_indexed_at).max();
+        let db = self.inner.db_path.as_os_str().to_owned();
+        st.database_bytes = ["", "-wal"]
+            .iter()
+            .filter_map(|ext| {
+                let mut p = db.clone();
+                p.push(ext);
+                std::fs::metadata(p).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        st
+    }
+
+    /// Closes idle readers (their caches go with them).
+    pub fn release_memory(&self) {
+        self.inner.readers.release();
+    }
+
+    /// Compares the index with the disk at start, then follows the watcher's
+    /// `changes` (if the watcher runs) and compares again every `every`.
+    /// A watcher that lost changes (a lagging subscription) triggers a full
+    /// comparison, so nothing is missed for long.
+    pub async fn run(
+        self,
+        store: Store,
+        mut changes: Option<broadcast::Receiver<WorkspaceChange>>,
+        health: Health,
+        every: Option<Duration>,
+        stop: CancellationToken,
+    ) {
+        health.register_periodic(COMPONENT, BEAT);
+        let mut beat = tokio::time::interval(BEAT);
+        let mut again = tokio::time::interval(every.unwrap_or(Duration::from_secs(86_400 * 365)));
+        again.tick().await;
+        self.reconcile_all(&store, &health, &stop).await;
+        loop {
+            let recv = async {
+                match changes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = beat.tick() => self.beat(&health),
+                _ = again.tick(), if every.is_some() => self.reconcile_all(&store, &health, &stop).await,
+                r = recv => match r {
+                    Ok(first) => {
+                        let mut batch = vec![first];
+                        if let Some(rx) = changes.as_mut() {
+                            while let Ok(c) = rx.try_recv() {
+                                batch.push(c);
+                            }
+                        }
+                        if let Err(e) = self.changed(batch) {
+                            health.degrade(COMPONENT, e.to_string());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "the retrieval index fell behind the workspace watcher; comparing with the disk");
+                        self.reconcile_all(&store, &health, &stop).await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => changes = None,
+                },
+            }
+        }
+    }
+
+    fn beat(&self, health: &Health) {
+        if self.inner.shared.alive.load(Ordering::SeqCst) {
+            health.beat(COMPONENT);
+        } else {
+            health.degrade(COMPONENT, "the indexer thread has stopped; search answers from what was indexed");
+        }
+    }
+
+    async fn reconcile_all(&self, store: &Store, health: &Health, stop: &CancellationToken) {
+        let ids = match store.workspace_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                health.degrade(COMPONENT, format!("cannot read the workspace list: {e}"));
+                return;
+            }
+        };
+        let work = self.reconcile(ids, None, false);
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(BEAT);
+        let outcome = loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = beat.tick() => self.beat(health),
+                r = &mut work => break r,
+            }
+        };
+        match outcome {
+            Ok(s) => {
+                let docs: u64 = self.status().workspaces.iter().map(|(_, c)| c.documents).sum();
+                if s.indexed + s.removed > 0 {
+                    tracing::info!(
+                        indexed = s.indexed,
+                        removed = s.removed,
+                        unchanged = s.unchanged,
+                        skipped = s.skipped,
+                        elapsed_ms = s.elapsed_ms,
+                        "retrieval index compared with the workspaces"
+                    );
+                }
+                health.healthy(COMPONENT, format!("{docs} documents in {} workspaces", s.workspaces));
+            }
+            Err(e) => health.degrade(COMPONENT, e.to_string()),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> (String, bool) {
+    if s.len() <= max {
+        return (s.to_string(), false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (s[..end].to_string(), true)
+}
+
+/// What to do with one file.
+enum Action {
+    Put(Box<Prepared>),
+    Touch { id: i64, size: i64, mtime_ns: i64 },
+    Unchanged,
+    Unreadable,
+}
+
+/// Looks at one file (already known to be a document) against what the index knows.
+fn look(shared: &Shared, ws: &str, rel: &str, path: &Path, known: Option<&Known>, rebuild: bool) -> Action {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => m,
+        _ => return Action::Unreadable,
+    };
+    let size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
+    let mtime_ns = scan::mtime_ns(&meta);
+    if !rebuild && known.is_some_and(|k| k.size == size && k.mtime_ns == mtime_ns) {
+        return Action::Unchanged;
+    }
+    if meta.len() > shared.max_file_bytes {
+        tracing::info!(
+            workspace = ws,
+            path = rel,
+            size = meta.len(),
+            max = shared.max_file_bytes,
+            "not indexed: the file is larger than AGENT_RUNTIME_RETRIEVAL_MAX_FILE_BYTES"
+        );
+        let why = format!("larger than {} bytes (AGENT_RUNTIME_RETRIEVAL_MAX_FILE_BYTES)", shared.max_file_bytes);
+        return Action::Put(Box::new(Prepared {
+            workspace_id: ws.into(),
+            path: rel.into(),
+            size,
+            mtime_ns,
+            hash: String::new(),
+            content: Err(why),
+        }));
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(workspace = ws, path = rel, error = %e, "cannot read a markdown file; not indexed");
+            return Action::Unreadable;
+        }
+    };
+    if let Some(k) = known.filter(|k| !rebuild && k.hash == index::hash(&bytes)) {
+        return Action::Touch { id: k.id, size, mtime_ns };
+    }
+    let p = index::prepare(ws, rel, size, mtime_ns, &bytes);
+    if matches!(&p.content, Ok(parsed) if parsed.lossy) {
+        tracing::debug!(workspace = ws, path = rel, "bytes that are not UTF-8 were replaced");
+    }
+    Action::Put(Box::new(p))
+}
+
+/// The indexer thread: takes jobs until every sender is gone.
+fn indexer(w: &mut Writer, rx: &std::sync::mpsc::Receiver<Job>, shared: &Shared) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let mut changes = Vec::new();
+        let mut touched = 0;
+        let mut flushed = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Flush(done) => {
+                    if !changes.is_empty() {
+                        touched += apply(w, shared, std::mem::take(&mut changes));
+                    }
+                    flushed.push(done);
+                }
+                Job::Changes(c) => changes.extend(c),
+                Job::Reconcile { workspaces, only, rebuild, done } => {
+                    if !changes.is_empty() {
+                        touched += apply(w, shared, std::mem::take(&mut changes));
+                    }
+                    let r = reconcile(w, shared, &workspaces, only.as_deref(), rebuild);
+                    if let Ok(s) = &r {
+                        touched += s.indexed + s.removed;
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(r.map_err(|e| e.to_string()));
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            touched += apply(w, shared, changes);
+        }
+        match w.counts() {
+            Ok(c) => {
+                shared.set(|s| s.counts = c);
+            }
+            Err(e) => {
+                shared.set(|s| s.error = Some(e.to_string()));
+            }
+        }
+        if touched > 0 {
+            crate::metrics::metrics().retrieval_indexed(touched as u64);
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
+        // Quiet again: give the caches back.
+        w.shrink();
+        if touched >= 100 {
+            crate::memory::trim();
+        }
+    }
+}
+
+/// Applies watcher changes: each path is looked at again on disk.
+fn apply(w: &mut Writer, shared: &Shared, changes: Vec<WorkspaceChange>) -> usize {
+    let n = changes.len() as u64;
+    let mut seen = HashSet::new();
+    let uniq: Vec<WorkspaceChange> =
+        changes.into_iter().filter(|c| seen.insert((c.workspace_id.as_str().to_string(), c.rel_path.clone()))).collect();
+    let now = now_ms();
+    let result = w.batch(|tx| {
+        let mut touched = 0;
+        for c in &uniq {
+            let ws = c.workspace_id.as_str();
+            let Ok(rel) = scan::clean(&c.rel_path) else { continue };
+            let dir = shared.dir(ws);
+            let path = dir.join(&rel);
+            match std::fs::symlink_metadata(&path) {
+                Err(_) => touched += tx.remove(ws, &rel)?,
+                Ok(m) if m.is_dir() => {
+                    let sub = scan::walk(&path, &shared.rules);
+                    for f in sub {
+                        let full = format!("{rel}/{}", f.rel);
+                        if shared.rules.is_document(&full) {
+                            touched += put(tx, shared, ws, &full, &dir.join(&full), now)?;
+                        }
+                    }
+                }
+                Ok(m) if m.is_file() && shared.rules.is_document(&rel) => {
+                    touched += put(tx, shared, ws, &rel, &path, now)?;
+                }
+                // A link, a special file, or a path that is not a document (any more).
+                Ok(_) => touched += tx.remove(ws, &rel)?,
+            }
+        }
+        Ok(touched)
+    });
+    shared.pending.fetch_sub(n.min(shared.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
+    match result {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "the retrieval index could not apply workspace changes; the next comparison with the disk retries");
+            shared.set(|s| s.error = Some(e.to_string()));
+            0
+        }
+    }
+}
+
+/// Indexes one file if it changed; returns 1 if the index changed.
+fn put(tx: &index::Tx<'_>, shared: &Shared, ws: &str, rel: &str, path: &Path, now: i64) -> Result<usize, IndexError> {
+    let known = tx.known_one(ws, rel)?;
+    match look(shared, ws, rel, path, known.as_ref(), false) {
+        Action::Put(p) => {
+            tx.put(&p, now)?;
+            Ok(1)
+        }
+        Action::Touch { id, size, mtime_ns } => {
+            tx.touch(id, size, mtime_ns)?;
+            Ok(0)
+        }
+        Action::Unchanged => Ok(0),
+        Action::Unreadable => Ok(tx.remove(ws, rel)?),
+    }
+}
+
+/// Compares the index with the disk (see [`Job::Reconcile`]).
+fn reconcile(w: &mut Writer, shared: &Shared, workspaces: &[String], only: Option<&str>, rebuild: bool) -> Result<Summary, IndexError> {
+    let started = Instant::now();
+    shared.set(|s| {
+        s.reconciling = true;
+        if only.is_none() {
+            s.known_workspaces = workspaces.to_vec();
+        }
+    });
+    let result = reconcile_inner(w, shared, workspaces, only, rebuild, started);
+    shared.set(|s| {
+        s.reconciling = false;
+        match &result {
+            Ok(sum) => {
+                s.last_reconcile = Some(sum.clone());
+                s.error = None;
+            }
+            Err(e) => s.error = Some(e.to_string()),
+        }
+    });
+    result
+}
+
+fn reconcile_inner(
+    w: &mut Writer,
+    shared: &Shared,
+    workspaces: &[String],
+    only: Option<&str>,
+    rebuild: bool,
+    started: Instant,
+) -> Result<Summary, IndexError> {
+    let mut sum = Summary::default();
+    let targets: Vec<String> = match only {
+        Some(ws) => vec![ws.to_string()],
+        None => {
+            // Workspaces that are gone lose their documents.
+            let gone: Vec<String> = w.workspaces()?.into_iter().filter(|ws| !workspaces.contains(ws)).collect();
+            for ws in gone {
+                sum.removed += w.batch(|tx| tx.clear(&ws))?;
+            }
+            workspaces.to_vec()
+        }
+    };
+    for ws in &targets {
+        sum.workspaces += 1;
+        if rebuild {
+            sum.removed += w.batch(|tx| tx.clear(ws))?;
+        }
+        let known = w.known(ws)?;
+        let dir = shared.dir(ws);
+        let found = scan::walk(&dir, &shared.rules);
+        let on_disk: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
+        let gone: Vec<i64> = known.iter().filter(|(p, _)| !on_disk.contains(p.as_str())).map(|(_, k)| k.id).collect();
+        if !gone.is_empty() {
+            sum.removed += gone.len();
+            w.batch(|tx| gone.iter().try_for_each(|id| tx.remove_id(*id)))?;
+        }
+        let todo: Vec<(String, Option<Known>)> = found
+            .into_iter()
+            .filter_map(|f| {
+                let k = known.get(&f.rel).cloned();
+                if !rebuild && k.as_ref().is_some_and(|k| k.size == f.size && k.mtime_ns == f.mtime_ns) {
+                    sum.unchanged += 1;
+                    None
+                } else {
+                    Some((f.rel, k))
+                }
+            })
+            .collect();
+        shared.pending.fetch_add(todo.len() as u64, Ordering::SeqCst);
+        let n = todo.len();
+        // Reading and parsing on one thread, writing on this one.
+        let (tx_prep, rx_prep) = std::sync::mpsc::sync_channel::<(Action, Option<i64>)>(64);
+        let result = std::thread::scope(|scope| {
+            let dir = &dir;
+            scope.spawn(move || {
+                for (rel, known) in todo {
+                    let action = look(shared, ws, &rel, &dir.join(&rel), known.as_ref(), rebuild);
+                    let old = known.map(|k| k.id);
+                    if tx_prep.send((action, old)).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut rx = rx_prep.into_iter().peekable();
+            let now = now_ms();
+            while rx.peek().is_some() {
+                let taken: Vec<(Action, Option<i64>)> = rx.by_ref().take(TX_FILES).collect();
+                let k = taken.len() as u64;
+                w.batch(|tx| {
+                    for (action, old) in &taken {
+                        match action {
+                            Action::Put(p) => {
+                                tx.put(p, now)?;
+                                if p.content.is_err() {
+                                    sum.skipped += 1;
+                                } else {
+                                    sum.indexed += 1;
+                                }
+                            }
+                            Action::Touch { id, size, mtime_ns } => {
+                                tx.touch(*id, *size, *mtime_ns)?;
+                                sum.unchanged += 1;
+                            }
+                            Action::Unchanged => sum.unchanged += 1,
+                            Action::Unreadable => {
+                                sum.skipped += 1;
+                                if let Some(id) = old {
+                                    tx.remove_id(*id)?;
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+                shared.pending.fetch_sub(k.min(shared.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
+                if let Ok(c) = w.counts() {
+                    shared.set(|s| s.counts = c);
+                }
+            }
+            Ok::<_, IndexError>(())
+        });
+        if result.is_err() {
+            shared.pending.store(0, Ordering::SeqCst);
+        }
+        result?;
+        if n >= OPTIMIZE_AFTER {
+            w.optimize()?;
+        }
+    }
+    sum.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,515 @@
+//! The index: its own SQLite file (`<data>/agent-runtime/retrieval.sqlite`),
+//! an FTS5 table of chunks (`porter unicode61`) beside tables of documents
+//! and chunk positions. It holds nothing that is not on disk in the
+//! workspaces, so a schema of another version, or a file SQLite cannot
+//! open, is set aside and the index is built again from the files.
+//!
+//! One writer (the indexer thread) and a small pool of readers (WAL mode:
+//! searches never wait for indexing).
+
+use super::chunk::{self, Parsed};
+use super::query::Query;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The schema's version (`PRAGMA user_version`); any other is rebuilt.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Column weights for `bm25()`: title (and tags), heading path, body, file path.
+pub const WEIGHTS: [f64; 4] = [6.0, 3.0, 1.0, 2.0];
+
+const SCHEMA: &str = "
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    title TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    lossy INTEGER NOT NULL DEFAULT 0,
+    skipped TEXT,
+    indexed_at INTEGER NOT NULL,
+    UNIQUE (workspace_id, path)
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    doc_id INTEGER NOT NULL,
+    workspace_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    heading_path TEXT NOT NULL,
+    line_start INTEGER NOT NULL,
+    line_end INTEGER NOT NULL
+);
+CREATE INDEX chunks_by_doc ON chunks (doc_id);
+CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+    title, headings, body, path,
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+";
+
+/// An index error (SQLite's, with what was being done).
+#[derive(Debug, thiserror::Error)]
+#[error("retrieval index: {0}")]
+pub struct IndexError(#[from] pub rusqlite::Error);
+
+/// A file as the index last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    /// Row id.
+    pub id: i64,
+    /// Size in bytes.
+    pub size: i64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Content hash (hex).
+    pub hash: String,
+}
+
+/// A file read and parsed, ready to be written.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Workspace.
+    pub workspace_id: String,
+    /// Workspace-relative path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Modification time, ns.
+    pub mtime_ns: i64,
+    /// Content hash (hex); empty for a skipped file.
+    pub hash: String,
+    /// The content, or why it is not indexed.
+    pub content: Result<Parsed, String>,
+}
+
+/// One search result (a document's best chunk).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Hit {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Workspace-relative path.
+    pub path: String,
+    /// `path#seq`: opens this chunk.
+    pub chunk_id: String,
+    /// Document title.
+    pub title: String,
+    /// `Guide > Install > Linux`.
+    pub heading_path: String,
+    /// First line of the chunk.
+    pub line_start: u32,
+    /// Last line of the chunk.
+    pub line_end: u32,
+    /// Body text around the matches, the matches in `**`.
+    pub snippet: String,
+    /// `bm25()` (lower is better; negative).
+    pub score: f64,
+}
+
+/// One chunk's stored text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Document title.
+    pub title: String,
+    /// Heading path.
+    pub heading_path: String,
+    /// Lines.
+    pub line_start: u32,
+    /// Lines.
+    pub line_end: u32,
+    /// Text.
+    pub body: String,
+}
+
+/// Per-workspace counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Documents indexed (skipped ones included).
+    pub documents: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Files recorded but not indexed (too large).
+    pub skipped: u64,
+    /// Files with bytes that were not UTF-8.
+    pub lossy: u64,
+    /// When a file of this workspace was last indexed (ms).
+    pub last_indexed_at: Option<i64>,
+}
+
+fn configure(c: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "temp_store", "MEMORY")?;
+    c.pragma_update(None, "cache_size", -cache_kib)?;
+    c.pragma_update(None, "busy_timeout", 5_000)?;
+    Ok(())
+}
+
+/// Opens (creating or rebuilding) the index file for writing.
+pub fn open_writer(path: &Path) -> Result<Connection, IndexError> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match try_open_writer(path) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            // Derived data: a file SQLite cannot use is set aside, not fatal.
+            let aside = path.with_extension("sqlite.broken");
+            tracing::warn!(error = %e, file = %path.display(), aside = %aside.display(), "the retrieval index cannot be opened; it is moved aside and built again from the workspaces");
+            let _ = std::fs::rename(path, &aside);
+            for ext in ["sqlite-wal", "sqlite-shm"] {
+                let _ = std::fs::remove_file(path.with_extension(ext));
+            }
+            Ok(try_open_writer(path)?)
+        }
+    }
+}
+
+fn try_open_writer(path: &Path) -> Result<Connection, IndexError> {
+    let c = Connection::open(path)?;
+    configure(&c, 4_096)?;
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        if version != 0 {
+            tracing::info!(found = version, wanted = SCHEMA_VERSION, "the retrieval index has another schema version; building it again");
+        }
+        c.execute_batch("DROP TABLE IF EXISTS chunks_fts; DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS documents; VACUUM;")?;
+        c.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+    }
+    // Catches a file that opens but is not an index (or is damaged).
+    c.query_row("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'x'", [], |r| r.get::<_, i64>(0))?;
+    Ok(c)
+}
+
+/// The write side, owned by the indexer thread.
+pub struct Writer {
+    conn: Connection,
+}
+
+impl Writer {
+    /// Wraps an open connection.
+    pub fn new(conn: Connection) -> Self {
+        Self { conn }
+    }
+
+    /// Runs `f` in one transaction.
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, IndexError>) -> Result<T, IndexError> {
+        let tx = self.conn.transaction()?;
+        let mut t = Tx { tx };
+        let out = f(&mut t)?;
+        t.tx.commit()?;
+        Ok(out)
+    }
+
+    /// What the index knows of `workspace`'s files, by path.
+    pub fn known(&self, workspace: &str) -> Result<HashMap<String, Known>, IndexError> {
+        let mut stmt = self.conn.prepare_cached("SELECT path, id, size, mtime_ns, hash FROM documents WHERE workspace_id = ?1")?;
+        let rows = stmt.query_map([workspace], |r| {
+            Ok((r.get::<_, String>(0)?, Known { id: r.get(1)?, size: r.get(2)?, mtime_ns: r.get(3)?, hash: r.get(4)? }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Workspaces with documents in the index.
+    pub fn workspaces(&self) -> Result<Vec<String>, IndexError> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT workspace_id FROM documents")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts per workspace.
+    pub fn counts(&self) -> Result<HashMap<String, Counts>, IndexError> {
+        counts(&self.conn)
+    }
+
+    /// Merges the FTS5 segments into one (faster queries after a big build).
+    pub fn optimize(&self) -> Result<(), IndexError> {
+        self.conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')", [])?;
+        Ok(())
+    }
+
+    /// Frees the connection's caches.
+    pub fn shrink(&self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+        self.conn.flush_prepared_statement_cache();
+    }
+}
+
+fn counts(c: &Connection) -> Result<HashMap<String, Counts>, IndexError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT workspace_id, count(*), sum(chunks), sum(skipped IS NOT NULL), sum(lossy), max(indexed_at) FROM documents GROUP BY workspace_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Counts {
+                documents: r.get::<_, i64>(1)?.max(0) as u64,
+                chunks: r.get::<_, i64>(2)?.max(0) as u64,
+                skipped: r.get::<_, i64>(3)?.max(0) as u64,
+                lossy: r.get::<_, i64>(4)?.max(0) as u64,
+                last_indexed_at: r.get(5)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One write transaction.
+pub struct Tx<'c> {
+    tx: rusqlite::Transaction<'c>,
+}
+
+impl Tx<'_> {
+    fn drop_chunks(&self, doc_id: i64) -> Result<(), IndexError> {
+        self.tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?1)")?.execute([doc_id])?;
+        self.tx.prepare_cached("DELETE FROM chunks WHERE doc_id = ?1")?.execute([doc_id])?;
+        Ok(())
+    }
+
+    /// Writes a file's document and chunks, replacing what was there.
+    pub fn put(&self, p: &Prepared, now_ms: i64) -> Result<(), IndexError> {
+        let old: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM documents WHERE workspace_id = ?1 AND path = ?2")?
+            .query_row(params![p.workspace_id, p.path], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = old {
+            self.drop_chunks(id)?;
+        }
+        let (title, tags, chunks, lossy, skipped) = match &p.content {
+            Ok(parsed) => (parsed.title.clone(), parsed.tags.join(", "), parsed.chunks.as_slice(), parsed.lossy, None),
+            Err(why) => (String::new(), String::new(), &[][..], false, Some(why.clone())),
+        };
+        let doc_id: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO documents (workspace_id, path, size, mtime_ns, hash, title, tags, chunks, lossy, skipped, indexed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (workspace_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+                   hash = excluded.hash, title = excluded.title, tags = excluded.tags, chunks = excluded.chunks,
+                   lossy = excluded.lossy, skipped = excluded.skipped, indexed_at = excluded.indexed_at
+                 RETURNING id",
+            )?
+            .query_row(
+                params![p.workspace_id, p.path, p.size, p.mtime_ns, p.hash, title, tags, chunks.len() as i64, lossy, skipped, now_ms],
+                |r| r.get(0),
+            )?;
+        let title_col = if tags.is_empty() { title.clone() } else { format!("{title} {tags}") };
+        let mut pos = self.tx.prepare_cached(
+            "INSERT INTO chunks (doc_id, workspace_id, seq, heading_path, line_start, line_end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut fts = self.tx.prepare_cached("INSERT INTO chunks_fts (rowid, title, headings, body, path) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for c in chunks {
+            let hp = c.heading_path();
+            pos.execute(params![doc_id, p.workspace_id, c.seq, hp, c.line_start, c.line_end])?;
+            let rowid = self.tx.last_insert_rowid();
+            fts.execute(params![rowid, title_col, hp, c.body, p.path])?;
+        }
+        Ok(())
+    }
+
+    /// What the index knows of one file.
+    pub fn known_one(&self, workspace: &str, path: &str) -> Result<Option<Known>, IndexError> {
+        let mut stmt = self.tx.prepare_cached("SELECT id, size, mtime_ns, hash FROM documents WHERE workspace_id = ?1 AND path = ?2")?;
+        Ok(stmt
+            .query_row(params![workspace, path], |r| Ok(Known { id: r.get(0)?, size: r.get(1)?, mtime_ns: r.get(2)?, hash: r.get(3)? }))
+            .optional()?)
+    }
+
+    /// Records a file whose content did not change (same hash) under its new size and time.
+    pub fn touch(&self, id: i64, size: i64, mtime_ns: i64) -> Result<(), IndexError> {
+        self.tx.prepare_cached("UPDATE documents SET size = ?2, mtime_ns = ?3 WHERE id = ?1")?.execute(params![id, size, mtime_ns])?;
+        Ok(())
+    }
+
+    /// Removes `path` and, if it was a directory, everything under it; returns how many documents went.
+    pub fn remove(&self, workspace: &str, path: &str) -> Result<usize, IndexError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT id FROM documents WHERE workspace_id = ?1 AND (path = ?2 OR (path >= ?2 || '/' AND path < ?2 || '0'))",
+            )?;
+            let rows = stmt.query_map(params![workspace, path], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            self.remove_id(*id)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Removes one document.
+    pub fn remove_id(&self, id: i64) -> Result<(), IndexError> {
+        self.drop_chunks(id)?;
+        self.tx.prepare_cached("DELETE FROM documents WHERE id = ?1")?.execute([id])?;
+        Ok(())
+    }
+
+    /// Removes every document of `workspace`.
+    pub fn clear(&self, workspace: &str) -> Result<usize, IndexError> {
+        self.tx
+            .prepare_cached("DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE workspace_id = ?1)")?
+            .execute([workspace])?;
+        self.tx.prepare_cached("DELETE FROM chunks WHERE workspace_id = ?1")?.execute([workspace])?;
+        Ok(self.tx.prepare_cached("DELETE FROM documents WHERE workspace_id = ?1")?.execute([workspace])?)
+    }
+}
+
+/// Most idle reader connections kept.
+const READERS: usize = 4;
+
+/// The read side: searches, chunk lookups, counts.
+#[derive(Debug)]
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Readers of the index at `path` (opened on first use).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, IndexError>) -> Result<T, IndexError> {
+        let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let conn = match taken {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.pragma_update(None, "cache_size", -2_048)?;
+                c.pragma_update(None, "busy_timeout", 5_000)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < READERS
+        {
+            v.push(conn);
+        }
+        out
+    }
+
+    /// Closes the idle readers (their caches go with them).
+    pub fn release(&self) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.clear();
+        }
+    }
+
+    /// The best chunk of each of the best `limit` documents of `workspace` for `q`.
+    pub fn search(&self, workspace: &str, q: &Query, limit: usize) -> Result<Vec<Hit>, IndexError> {
+        let Some(all) = q.all.as_deref() else { return Ok(Vec::new()) };
+        self.with(|c| {
+            // (chunk rowid, score) of each document's best chunk, best first.
+            let mut best: Vec<(i64, f64)> = Vec::new();
+            let mut docs: Vec<i64> = Vec::new();
+            for expr in std::iter::once(all).chain(q.any.as_deref()) {
+                if docs.len() >= limit {
+                    break;
+                }
+                let mut stmt = c.prepare_cached(
+                    "SELECT chunks_fts.rowid, c.doc_id, bm25(chunks_fts, ?4, ?5, ?6, ?7) AS score
+                     FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
+                     WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
+                     ORDER BY score LIMIT ?3",
+                )?;
+                let candidates = (limit * 4) as i64;
+                let [w0, w1, w2, w3] = WEIGHTS;
+                let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+                })?;
+                for row in rows {
+                    let (rowid, doc, score) = row?;
+                    if !docs.contains(&doc) && docs.len() < limit {
+                        docs.push(doc);
+                        best.push((rowid, score));
+                    }
+                }
+            }
+            let highlight = q.any.as_deref().unwrap_or(all);
+            let mut stmt = c.prepare_cached(
+                "SELECT d.path, c.seq, d.title, c.heading_path, c.line_start, c.line_end,
+                        snippet(chunks_fts, 2, '**', '**', '…', 24)
+                 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id
+                 WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2 AND c.workspace_id = ?3",
+            )?;
+            let mut hits = Vec::with_capacity(best.len());
+            for (rowid, score) in best {
+                let hit = stmt
+                    .query_row(params![highlight, rowid, workspace], |r| {
+                        let path: String = r.get(0)?;
+                        let seq: i64 = r.get(1)?;
+                        Ok(Hit {
+                            rank: hits.len() + 1,
+                            chunk_id: format!("{path}#{seq}"),
+                            path,
+                            title: r.get(2)?,
+                            heading_path: r.get(3)?,
+                            line_start: r.get(4)?,
+                            line_end: r.get(5)?,
+                            snippet: r.get::<_, String>(6)?.split_whitespace().collect::<Vec<_>>().join(" "),
+                            score,
+                        })
+                    })
+                    .optional()?;
+                // A chunk that matched only through the NOT-less any-query: skip.
+                if let Some(h) = hit {
+                    hits.push(h);
+                }
+            }
+            Ok(hits)
+        })
+    }
+
+    /// Chunk `seq` of `path` in `workspace`.
+    pub fn chunk(&self, workspace: &str, path: &str, seq: u32) -> Result<Option<StoredChunk>, IndexError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT d.title, c.heading_path, c.line_start, c.line_end, f.body
+                 FROM documents d JOIN chunks c ON c.doc_id = d.id JOIN chunks_fts f ON f.rowid = c.id
+                 WHERE d.workspace_id = ?1 AND d.path = ?2 AND c.seq = ?3",
+            )?;
+            Ok(stmt
+                .query_row(params![workspace, path, seq], |r| {
+                    Ok(StoredChunk {
+                        title: r.get(0)?,
+                        heading_path: r.get(1)?,
+                        line_start: r.get(2)?,
+                        line_end: r.get(3)?,
+                        body: r.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// Counts per workspace.
+    pub fn counts(&self) -> Result<HashMap<String, Counts>, IndexError> {
+        self.with(counts)
+    }
+}
+
+/// Parses `bytes` into what [`Tx::put`] writes.
+pub fn prepare(workspace_id: &str, path: &str, size: i64, mtime_ns: i64, bytes: &[u8]) -> Prepared {
+    Prepared {
+        workspace_id: workspace_id.to_string(),
+        path: path.to_string(),
+        size,
+        mtime_ns,
+        hash: hash(bytes),
+        content: Ok(chunk::parse(bytes)),
+    }
+}
+
+/// The content hash: SHA-256, hex.
+pub fn hash(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
