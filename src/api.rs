@@ -11,6 +11,7 @@ mod intake;
 mod layers;
 mod objectives;
 mod pairings;
+mod retrieval;
 mod roles;
 mod target;
 mod tasks;
@@ -106,6 +107,10 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
         .route("/api/v1/contexts", get(workspaces::contexts))
         .route("/api/v1/contexts/{id}", get(workspaces::context))
         .route("/api/v1/contexts/{id}/admin", post(workspaces::set_admin))
+        .route("/api/v1/search", get(retrieval::search))
+        .route("/api/v1/documents", get(retrieval::document))
+        .route("/api/v1/retrieval/status", get(retrieval::status))
+        .route("/api/v1/retrieval/rebuild", post(retrieval::rebuild))
         .route("/api/v1/audit", get(approvals::audit))
         .route("/api/v1/usage", get(usage::usage))
         .route("/api/v1/events", get(events::stream).layer(sse))

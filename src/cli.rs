@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
-//! `objective`, `workspace`, `tui`, `events`, `health`, `audit`, `usage`, `pki`,
+//! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `pki`,
 //! `config check`, `version`, `completions`. Everything but `serve`, `pki`
 //! and `config` talks to a running daemon through its API.
 
@@ -11,6 +11,7 @@ mod objective;
 mod pairing;
 mod pki;
 mod report;
+mod search;
 mod task;
 mod workspace;
 
@@ -73,6 +74,13 @@ pub enum Cmd {
     /// Workspaces and contexts (chats); make a chat an admin channel.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
+    /// Search a workspace's markdown (the built-in index): words, "a phrase", prefix*, -word.
+    Search(search::SearchArgs),
+    /// Show a workspace document, or one section of it (a search result's path#n).
+    Open(search::OpenArgs),
+    /// The markdown index: status, rebuild.
+    #[command(subcommand)]
+    Index(search::IndexCmd),
     /// The fullscreen admin console: health, approvals, tasks, objectives, pairings, chats, live activity, chat, audit, usage.
     Tui(crate::tui::TuiArgs),
     /// The event log (task, approval, message, pairing, objective and health changes); --follow streams it live.
@@ -144,6 +152,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Objective(cmd) => objective::run(client(&cli.conn)?, cmd).await,
         Cmd::Workspace(cmd) => workspace::run(client(&cli.conn)?, cmd).await,
         Cmd::Events(args) => events::run(client(&cli.conn)?, args).await,
+        Cmd::Search(args) => search::search(client(&cli.conn)?, args).await,
+        Cmd::Open(args) => search::open(client(&cli.conn)?, args).await,
+        Cmd::Index(cmd) => search::index(client(&cli.conn)?, cmd).await,
         Cmd::Tui(args) => crate::tui::run(client(&cli.conn)?, args).await,
         Cmd::Health { json } => events::health(client(&cli.conn)?, json).await,
     }

@@ -48,6 +48,8 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     /// Objectives and the workspace watcher.
     pub scheduler: SchedulerConfig,
+    /// The built-in markdown index.
+    pub retrieval: crate::retrieval::RetrievalConfig,
 }
 
 /// The scheduler that fires objectives, and the workspace watcher.
@@ -469,7 +471,54 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         watch: r.bool("AGENT_RUNTIME_WATCH_ENABLED", true),
         watch_debounce: Duration::from_millis(r.int("AGENT_RUNTIME_WATCH_DEBOUNCE_MS", 500, 50, 60_000)),
     };
-    Config { environment, paths, http, orchestrator, llm, prompts, notify, outbox, gateway, client, heartbeat, connectors, scheduler }
+    let retrieval = crate::retrieval::RetrievalConfig {
+        enabled: r.bool("AGENT_RUNTIME_RETRIEVAL_ENABLED", true),
+        db_path: r
+            .opt_string("AGENT_RUNTIME_RETRIEVAL_DB_PATH")
+            .map_or_else(|| paths.data_dir.join("agent-runtime").join("retrieval.sqlite"), PathBuf::from),
+        exclude: r
+            .parsed("AGENT_RUNTIME_RETRIEVAL_EXCLUDE_GLOBS", Vec::new(), parse_globs)
+            .iter()
+            .filter_map(|g| crate::domain::Glob::parse(g).ok())
+            .collect(),
+        max_file_bytes: r.int("AGENT_RUNTIME_RETRIEVAL_MAX_FILE_BYTES", 2 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+        reconcile_every: match r.int("AGENT_RUNTIME_RETRIEVAL_RECONCILE_SECONDS", 600, 0, 86_400 * 7) {
+            0 => None,
+            n => Some(Duration::from_secs(n)),
+        },
+    };
+    if retrieval.db_path == paths.db_path {
+        r.problem(
+            Severity::Error,
+            "AGENT_RUNTIME_RETRIEVAL_DB_PATH",
+            "must not be the store's database (AGENT_RUNTIME_DB_PATH): the index is rebuilt at will",
+        );
+    }
+    Config {
+        environment,
+        paths,
+        http,
+        orchestrator,
+        llm,
+        prompts,
+        notify,
+        outbox,
+        gateway,
+        client,
+        heartbeat,
+        connectors,
+        scheduler,
+        retrieval,
+    }
+}
+
+/// Comma-separated workspace-relative globs (checked; kept as typed for `config check`).
+fn parse_globs(raw: &str) -> Result<Vec<String>, String> {
+    let globs: Vec<String> = raw.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect();
+    for g in &globs {
+        crate::domain::Glob::parse(g)?;
+    }
+    Ok(globs)
 }
 
 /// A model's price in USD per million tokens.

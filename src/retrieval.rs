@@ -42,6 +42,9 @@ pub const COMPONENT: &str = "retrieval";
 /// The index beats at least this often.
 const BEAT: Duration = Duration::from_secs(30);
 
+/// Searches quiet this long give their readers' memory back.
+const IDLE: Duration = Duration::from_secs(10);
+
 /// Files written per transaction while (re)building.
 const TX_FILES: usize = 256;
 
@@ -193,6 +196,8 @@ pub struct Retrieval {
 struct Inner {
     shared: Arc<Shared>,
     readers: Readers,
+    /// Searches answered (to notice when they stop, and give memory back).
+    queries: AtomicU64,
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     db_path: PathBuf,
 }
@@ -237,6 +242,7 @@ impl Retrieval {
             inner: Arc::new(Inner {
                 shared,
                 readers: Readers::new(config.db_path.clone()),
+                queries: AtomicU64::new(0),
                 jobs: Mutex::new(tx),
                 db_path: config.db_path.clone(),
             }),
@@ -296,6 +302,7 @@ impl Retrieval {
             .await
             .map_err(|e| RetrievalError::Unavailable(e.to_string()))??;
         crate::metrics::metrics().retrieval_query(started.elapsed());
+        self.inner.queries.fetch_add(1, Ordering::Relaxed);
         Ok(hits)
     }
 
@@ -399,6 +406,9 @@ impl Retrieval {
         let mut beat = tokio::time::interval(BEAT);
         let mut again = tokio::time::interval(every.unwrap_or(Duration::from_secs(86_400 * 365)));
         again.tick().await;
+        // Searches stopped for a while: the readers' caches go back.
+        let mut idle = tokio::time::interval(IDLE);
+        let (mut seen, mut dirty) = (0, false);
         self.reconcile_all(&store, &health, &stop).await;
         loop {
             let recv = async {
@@ -410,6 +420,16 @@ impl Retrieval {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = beat.tick() => self.beat(&health),
+                _ = idle.tick() => {
+                    let now = self.inner.queries.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, dirty) = (now, true);
+                    } else if dirty {
+                        dirty = false;
+                        self.release_memory();
+                        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+                    }
+                }
                 _ = again.tick(), if every.is_some() => self.reconcile_all(&store, &health, &stop).await,
                 r = recv => match r {
                     Ok(first) => {

@@ -29,6 +29,7 @@ use crate::gateway::{Dispatcher, Gateway, GatewayParts};
 use crate::health::{Health, Snapshot};
 use crate::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, Pool, spawn_pool};
 use crate::outbox::{OfflinePublisher, Outbox, Publishers};
+use crate::retrieval::Retrieval;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::workspace::Workspaces;
@@ -54,6 +55,8 @@ pub(super) struct Core {
     pub outbox_ready: Arc<Notify>,
     pub orchestrator: OrchestratorHandle,
     pub scheduler: Scheduler,
+    /// The markdown index (`None`: turned off, or it could not open).
+    pub retrieval: Option<Retrieval>,
 }
 
 /// Phase 1: opens the store under `lock` and recovers what the previous
@@ -94,7 +97,25 @@ pub(super) async fn open(config: &Config, _lock: &DataLock) -> Result<Core, Serv
     if !config.scheduler.watch {
         health.disabled(crate::workspace::watch::COMPONENT, "AGENT_RUNTIME_WATCH_ENABLED=false: workspace changes fire nothing");
     }
-    Ok(Core { store, clock, health, first_view, workspaces, outbox_ready, orchestrator, scheduler })
+    let retrieval = open_retrieval(config, &health);
+    Ok(Core { store, clock, health, first_view, workspaces, outbox_ready, orchestrator, scheduler, retrieval })
+}
+
+/// Opens the markdown index (building it from the workspaces happens once
+/// the workers run); a failure leaves search off and the component degraded.
+fn open_retrieval(config: &Config, health: &Health) -> Option<Retrieval> {
+    if !config.retrieval.enabled {
+        health.disabled(crate::retrieval::COMPONENT, "AGENT_RUNTIME_RETRIEVAL_ENABLED=false: /search and /open are off");
+        return None;
+    }
+    match Retrieval::start(&config.retrieval, &config.paths.workspace_root) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(error = %e, db = %config.retrieval.db_path.display(), "the retrieval index cannot open; search is off");
+            health.degrade(crate::retrieval::COMPONENT, e.to_string());
+            None
+        }
+    }
 }
 
 /// Phase 2's result: everything constructed, nothing running.
@@ -166,6 +187,10 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
         outbox_ready: core.outbox_ready.clone(),
         actions: action_executors(config, &core.orchestrator, smtp.as_ref())?,
     });
+    let gateway = match &core.retrieval {
+        Some(r) => gateway.with_retrieval(r.clone()),
+        None => gateway,
+    };
     Ok(Parts { llm, executors, outbox, gateway, telegram_bot, discord_rest })
 }
 
@@ -217,11 +242,23 @@ pub(super) fn start_workers(config: &Config, core: &Core, parts: &Parts, root: &
     Workers { pool, outbox }
 }
 
-/// The scheduler's time loop, and the workspace watcher feeding its event
-/// loop; each restarted after a panic (their state is in the store).
+/// The scheduler's time loop, the retrieval index, and the workspace
+/// watcher feeding both; each restarted after a panic (their state is in
+/// the store, or on disk).
 fn start_scheduler(config: &Config, core: &Core, root: &Supervisor) {
     let sched = &config.scheduler;
     let channel = crate::workspace::WatchChannel::default();
+    if let Some(r) = &core.retrieval {
+        let (r, store, health, stop, ch, every) =
+            (r.clone(), core.store.clone(), core.health.clone(), root.token().clone(), channel.clone(), config.retrieval.reconcile_every);
+        let watch = sched.watch;
+        let first = std::sync::Mutex::new(Some(channel.subscribe()));
+        root.spawn_restarting("retrieval", crate::retrieval::COMPONENT, CONNECTOR_RESTART, move || {
+            // Subscribed before the watcher starts; a restart subscribes anew (and compares with the disk first).
+            let rx = watch.then(|| first.lock().ok().and_then(|mut e| e.take()).unwrap_or_else(|| ch.subscribe()));
+            r.clone().run(store.clone(), rx, health.clone(), every, stop.clone())
+        });
+    }
     if sched.enabled {
         let (s, stop) = (core.scheduler.clone(), root.token().clone());
         root.spawn_restarting("scheduler", crate::scheduler::COMPONENT, CONNECTOR_RESTART, move || s.clone().run(stop.clone()));

@@ -23,6 +23,7 @@ mod outbox;
 mod pairings;
 mod queue;
 mod resources;
+mod retrieval;
 mod scheduler;
 mod sweep;
 mod telegram;
