@@ -23,7 +23,10 @@
 //! or `scheduler` for 10,000 objectives idle, 1,000 due in one second and event objectives, also part
 //! of the full run, knobs in `scheduler.rs`, or `tui` for the admin console — `tui --dump`
 //! start to exit, RSS with 10,000 tasks listed, frame times and CPU under 1,000 events/s —
-//! run under tmux, knobs in `tui.rs`),
+//! run under tmux, knobs in `tui.rs`, or `retrieval` for the markdown index — 10,000 files indexed at
+//! start, RSS, 1,000 varied queries, an edited file searchable — knobs in `retrieval.rs`, also part of
+//! the full run, or `quality` for the ranking's recall and MRR on real READMEs against two baselines,
+//! see `quality.rs` and `scripts/retrieval-corpus.py`),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_DAEMON_ENV` (`K=V,K=V`: extra settings for every daemon started, for A/B experiments),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
@@ -40,6 +43,7 @@ mod gateway;
 #[path = "../tests/support/mail.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the peers; their self-check tests are not built here")]
 mod mail_peers;
+mod retrieval;
 mod scheduler;
 mod telegram;
 #[path = "../tests/support/telegram.rs"]
@@ -117,7 +121,11 @@ impl Drop for Daemon {
 /// creates the local PKI); returns it and the time to the first `/readyz`
 /// 200 over mutual TLS.
 async fn start_daemon(extra: &[(&str, &str)]) -> (Daemon, Duration) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    start_daemon_in(tempfile::tempdir().expect("tempdir"), extra).await
+}
+
+/// Like [`start_daemon`], on `dir` (a data dir a stopped daemon left: a restart).
+async fn start_daemon_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> (Daemon, Duration) {
     let port = free_port();
     let mut cmd = Command::new(bin());
     cmd.env_clear()
@@ -481,6 +489,9 @@ async fn run() {
     if only == "tui" {
         return tui::bench(runs).await;
     }
+    if only == "retrieval" {
+        return retrieval::bench(env_usize("BENCH_RUNS", 3)).await;
+    }
     if only == "queue" {
         let mut tput = Vec::new();
         for _ in 0..runs {
@@ -497,6 +508,7 @@ async fn run() {
         telegram::bench(seconds).await;
         connectors::bench().await;
         scheduler::bench(runs).await;
+        retrieval::bench(runs.min(3)).await;
     }
 }
 
