@@ -235,6 +235,8 @@ def main() -> int:
     print(f"registries: {', '.join(map(str, registries))}", file=sys.stderr)
     for k, v in stats.items():
         print(f"{k}: {v}", file=sys.stderr)
+        if k == "skipped: older version":
+            print(f"crates with a description and a README (newest version of each): {len(newest)}", file=sys.stderr)
     print(f"crates kept: {len(rows)} ({total_bytes / 1e6:.2f} MB of README) -> {tsv}", file=sys.stderr)
     return 0
 

@@ -145,7 +145,8 @@ pub async fn index(client: ApiClient, cmd: IndexCmd) -> anyhow::Result<ExitCode>
             println!("{:<36}  {:>9}  {:>9}  {:>7}  LAST INDEXED", "WORKSPACE", "DOCUMENTS", "SECTIONS", "SKIPPED");
             for w in v["workspaces"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 let last = w["last_indexed_at"].as_i64().map_or_else(|| "-".to_string(), crate::clock::rfc3339);
-                println!("{:<36}  {:>9}  {:>9}  {:>7}  {last}", s(w, "workspace_id"), w["documents"], w["chunks"], w["skipped"]);
+                let n = |k: &str| w[k].as_u64().unwrap_or(0);
+                println!("{:<36}  {:>9}  {:>9}  {:>7}  {last}", s(w, "workspace_id"), n("documents"), n("chunks"), n("skipped"));
             }
             let mib = v["database_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0;
             println!(

@@ -9,7 +9,9 @@
 //! them (`title: X`, `tags: [a, b]`, `tags: a, b` or a `- a` list); other keys
 //! are ignored. Otherwise the title is the first level-1 heading, else the
 //! file name. Code blocks are body text (a `#` inside a fence is not a
-//! heading: the parser knows fences). Bytes that are not UTF-8 become U+FFFD
+//! heading: the parser knows fences), and so is the text inside HTML (many
+//! READMEs put their one-line summary in a `<p align="center">`): tags and
+//! comments are dropped, what they enclose is kept. Bytes that are not UTF-8 become U+FFFD
 //! and the rest of the file is indexed; CRLF line ends count as one line.
 
 use pulldown_cmark::{Event, MetadataBlockKind, Options, Parser, Tag, TagEnd};
@@ -101,6 +103,8 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     // Inside a heading: its level and text so far, and where it started.
     let mut heading: Option<(usize, String, usize)> = None;
     let mut in_meta = false;
+    // Inside an HTML tag or comment that an earlier event opened.
+    let mut in_tag = false;
     let mut meta = String::new();
     let mut seq = 0u32;
     let close = |cur: &mut Open, end: usize, seq: &mut u32, out: &mut Parsed| {
@@ -150,6 +154,13 @@ pub fn parse(bytes: &[u8]) -> Parsed {
                 Some((_, h, _)) => h.push_str(&t),
                 None => cur.body.push_str(&t),
             },
+            Event::Html(t) | Event::InlineHtml(t) => {
+                let text = strip_tags(&t, &mut in_tag);
+                match &mut heading {
+                    Some((_, h, _)) => h.push_str(&text),
+                    None => cur.body.push_str(&text),
+                }
+            }
             Event::SoftBreak | Event::HardBreak => match &mut heading {
                 Some((_, h, _)) => h.push(' '),
                 None => cur.body.push('\n'),
@@ -171,6 +182,24 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     let (title, tags) = front_matter(&meta);
     out.title = title.or(first_h1).unwrap_or_default();
     out.tags = tags;
+    out
+}
+
+/// The text of an HTML fragment without its tags and comments; `in_tag`
+/// carries an unclosed tag over to the next fragment.
+fn strip_tags(html: &str, in_tag: &mut bool) -> String {
+    let mut out = String::with_capacity(html.len());
+    for ch in html.chars() {
+        match (ch, *in_tag) {
+            ('<', false) => *in_tag = true,
+            ('>', true) => {
+                *in_tag = false;
+                out.push(' ');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
     out
 }
 
@@ -315,6 +344,16 @@ mod tests {
         for w in p.chunks.windows(2) {
             assert!(w[0].line_end < w[1].line_start, "{:?} then {:?}", (w[0].line_start, w[0].line_end), (w[1].line_start, w[1].line_end));
         }
+    }
+
+    #[test]
+    fn text_inside_html_is_kept_without_its_tags() {
+        let md = "<p align=\"center\">\n  <strong>Cooperative cancellation</strong> for <em>async</em> Rust\n</p>\n\n<!-- a\nmultiline comment -->\n\n# Title <small>v2</small>\n\nText with <kbd>Ctrl</kbd>.\n";
+        let p = parse(md.as_bytes());
+        let all: String = p.chunks.iter().map(|c| format!("{} | {}\n", c.heading_path(), c.body)).collect();
+        assert!(all.contains("Cooperative cancellation") && all.contains("async") && all.contains("Ctrl"), "{all}");
+        assert!(!all.contains('<') && !all.contains("align") && !all.contains("multiline"), "{all}");
+        assert_eq!(p.title, "Title v2");
     }
 
     #[test]

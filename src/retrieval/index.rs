@@ -406,35 +406,32 @@ impl Readers {
 
     /// The best chunk of each of the best `limit` documents of `workspace` for `q`.
     pub fn search(&self, workspace: &str, q: &Query, limit: usize) -> Result<Vec<Hit>, IndexError> {
-        let Some(all) = q.all.as_deref() else { return Ok(Vec::new()) };
+        let Some(expr) = q.expr.as_deref() else { return Ok(Vec::new()) };
         self.with(|c| {
             // (chunk rowid, score) of each document's best chunk, best first.
             let mut best: Vec<(i64, f64)> = Vec::new();
             let mut docs: Vec<i64> = Vec::new();
-            for expr in std::iter::once(all).chain(q.any.as_deref()) {
-                if docs.len() >= limit {
-                    break;
-                }
-                let mut stmt = c.prepare_cached(
-                    "SELECT chunks_fts.rowid, c.doc_id, bm25(chunks_fts, ?4, ?5, ?6, ?7) AS score
-                     FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
-                     WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
-                     ORDER BY score LIMIT ?3",
-                )?;
-                let candidates = (limit * 4) as i64;
-                let [w0, w1, w2, w3] = WEIGHTS;
-                let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
-                })?;
-                for row in rows {
-                    let (rowid, doc, score) = row?;
-                    if !docs.contains(&doc) && docs.len() < limit {
-                        docs.push(doc);
-                        best.push((rowid, score));
-                    }
+            let mut stmt = c.prepare_cached(
+                "SELECT chunks_fts.rowid, c.doc_id, bm25(chunks_fts, ?4, ?5, ?6, ?7) AS score
+                 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
+                 WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
+                 ORDER BY score LIMIT ?3",
+            )?;
+            // Enough sections that `limit` distinct documents are among them.
+            let candidates = (limit * 4) as i64;
+            let [w0, w1, w2, w3] = WEIGHTS;
+            let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+            })?;
+            for row in rows {
+                let (rowid, doc, score) = row?;
+                if !docs.contains(&doc) && docs.len() < limit {
+                    docs.push(doc);
+                    best.push((rowid, score));
                 }
             }
-            let highlight = q.any.as_deref().unwrap_or(all);
+            // Snippets only for the chunks shown (computed in the ranking
+            // query, SQLite would make one for every match before sorting).
             let mut stmt = c.prepare_cached(
                 "SELECT d.path, c.seq, d.title, c.heading_path, c.line_start, c.line_end,
                         snippet(chunks_fts, 2, '**', '**', '…', 24)
@@ -444,7 +441,7 @@ impl Readers {
             let mut hits = Vec::with_capacity(best.len());
             for (rowid, score) in best {
                 let hit = stmt
-                    .query_row(params![highlight, rowid, workspace], |r| {
+                    .query_row(params![expr, rowid, workspace], |r| {
                         let path: String = r.get(0)?;
                         let seq: i64 = r.get(1)?;
                         Ok(Hit {
@@ -460,7 +457,7 @@ impl Readers {
                         })
                     })
                     .optional()?;
-                // A chunk that matched only through the NOT-less any-query: skip.
+                // The same workspace, checked again (invariant 17).
                 if let Some(h) = hit {
                     hits.push(h);
                 }

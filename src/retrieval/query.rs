@@ -10,10 +10,12 @@
 //! only, so no text a user types is ever parsed as FTS5 syntax.
 //!
 //! Common English words are dropped unless nothing else is left (they match
-//! nearly every chunk and cost time without ranking anything). The first
-//! expression asks for every word ([`Query::all`]); the second for any
-//! ([`Query::any`]), so that a long question still finds the documents that
-//! share most of its words.
+//! nearly every chunk and cost time without ranking anything). The
+//! expression asks for any of the words and lets bm25 rank: a section with
+//! more of them, and rarer ones, ranks higher, and a long question still
+//! finds the documents that share most of its words. (Asking for every word
+//! first and any word after ranked worse on real READMEs: recall@1 0.846
+//! against 0.861; docs/benchmarks.md, session 10.)
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY: usize = 1_000;
@@ -49,10 +51,9 @@ impl Term {
 /// A checked query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
-    /// Every word (FTS5 `AND`), with the exclusions; `None` when nothing is searchable.
-    pub all: Option<String>,
-    /// Any word (FTS5 `OR`), with the exclusions; `None` when it would equal `all`.
-    pub any: Option<String>,
+    /// The FTS5 expression: any of the words (`OR`), then the exclusions
+    /// (`NOT`); `None` when nothing is searchable.
+    pub expr: Option<String>,
     /// The words searched for, for display.
     pub words: Vec<String>,
 }
@@ -154,9 +155,7 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
     } else {
         format!(" NOT ({})", excluded.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR "))
     };
-    let all = format!("({}){not}", parts.join(" AND "));
-    let any = (parts.len() > 1).then(|| format!("({}){not}", parts.join(" OR ")));
-    Ok(Query { all: Some(all), any, words: words_shown })
+    Ok(Query { expr: Some(format!("({}){not}", parts.join(" OR "))), words: words_shown })
 }
 
 #[cfg(test)]
@@ -170,32 +169,31 @@ mod tests {
     #[test]
     fn words_are_quoted_and_joined() {
         let x = q("Install the Linux build");
-        assert_eq!(x.all.as_deref(), Some(r#"("install" AND "linux" AND "build")"#));
-        assert_eq!(x.any.as_deref(), Some(r#"("install" OR "linux" OR "build")"#));
+        assert_eq!(x.expr.as_deref(), Some(r#"("install" OR "linux" OR "build")"#));
         assert_eq!(x.words, ["install", "linux", "build"]);
-        assert_eq!(q("tokio").any, None, "one word needs no second query");
+        assert_eq!(q("tokio").expr.as_deref(), Some(r#"("tokio")"#));
     }
 
     #[test]
     fn phrases_prefixes_and_exclusions_are_the_operators() {
         let x = q(r#""exact phrase here" instal* -draft"#);
-        assert_eq!(x.all.as_deref(), Some(r#"("exact phrase here" AND "instal"*) NOT ("draft")"#));
-        assert_eq!(q("-draft").all, None, "only an exclusion: nothing to search");
-        assert_eq!(q("a*").all.as_deref(), Some(r#"("a")"#), "one-letter prefixes are words");
+        assert_eq!(x.expr.as_deref(), Some(r#"("exact phrase here" OR "instal"*) NOT ("draft")"#));
+        assert_eq!(q("-draft").expr, None, "only an exclusion: nothing to search");
+        assert_eq!(q("a*").expr.as_deref(), Some(r#"("a")"#), "one-letter prefixes are words");
     }
 
     #[test]
     fn fts5_syntax_typed_by_a_user_is_plain_words() {
-        for (input, all) in [
-            ("foo NEAR(bar baz)", r#"("foo" AND "near" AND "bar" AND "baz")"#),
-            ("title:secret", r#"("title" AND "secret")"#),
-            ("a OR b AND NOT c", r#"("b" AND "c")"#),
-            (r#"unbalanced "quote"#, r#"("unbalanced" AND "quote")"#),
-            ("^start +plus (paren) {col}: *", r#"("start" AND "plus" AND "paren" AND "col")"#),
+        for (input, expr) in [
+            ("foo NEAR(bar baz)", r#"("foo" OR "near" OR "bar" OR "baz")"#),
+            ("title:secret", r#"("title" OR "secret")"#),
+            ("a OR b AND NOT c", r#"("b" OR "c")"#),
+            (r#"unbalanced "quote"#, r#"("unbalanced" OR "quote")"#),
+            ("^start +plus (paren) {col}: *", r#"("start" OR "plus" OR "paren" OR "col")"#),
             ("\"\"", ""),
-            ("'; DROP TABLE chunks; --", r#"("drop" AND "table" AND "chunks")"#),
+            ("'; DROP TABLE chunks; --", r#"("drop" OR "table" OR "chunks")"#),
         ] {
-            assert_eq!(q(input).all.unwrap_or_default(), all, "{input}");
+            assert_eq!(q(input).expr.unwrap_or_default(), expr, "{input}");
         }
     }
 
