@@ -43,6 +43,7 @@ mod gateway;
 #[path = "../tests/support/mail.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the peers; their self-check tests are not built here")]
 mod mail_peers;
+mod quality;
 mod retrieval;
 mod scheduler;
 mod telegram;
@@ -488,6 +489,9 @@ async fn run() {
     }
     if only == "tui" {
         return tui::bench(runs).await;
+    }
+    if only == "quality" {
+        return quality::run().await;
     }
     if only == "retrieval" {
         return retrieval::bench(env_usize("BENCH_RUNS", 3)).await;

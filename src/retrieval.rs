@@ -623,41 +623,55 @@ fn indexer(w: &mut Writer, rx: &std::sync::mpsc::Receiver<Job>, shared: &Shared)
     }
 }
 
-/// Applies watcher changes: each path is looked at again on disk.
+/// Applies watcher changes: each path is looked at again on disk (a folder
+/// stands for the documents under it), in transactions of at most
+/// [`TX_FILES`] paths, so a folder of 10,000 files copied in never becomes
+/// one transaction holding them all in memory.
 fn apply(w: &mut Writer, shared: &Shared, changes: Vec<WorkspaceChange>) -> usize {
-    let n = changes.len() as u64;
     let mut seen = HashSet::new();
-    let uniq: Vec<WorkspaceChange> =
-        changes.into_iter().filter(|c| seen.insert((c.workspace_id.as_str().to_string(), c.rel_path.clone()))).collect();
+    let mut paths: Vec<(String, String)> = Vec::new();
+    for c in &changes {
+        let ws = c.workspace_id.as_str();
+        let Ok(rel) = scan::clean(&c.rel_path) else { continue };
+        let path = shared.dir(ws).join(&rel);
+        let found: Vec<String> = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => scan::walk(&path, &shared.rules).into_iter().map(|f| format!("{rel}/{}", f.rel)).collect(),
+            _ => vec![rel],
+        };
+        for rel in found {
+            if seen.insert((ws.to_string(), rel.clone())) {
+                paths.push((ws.to_string(), rel));
+            }
+        }
+    }
+    let mut touched = 0;
+    for part in paths.chunks(TX_FILES) {
+        touched += apply_some(w, shared, part);
+    }
+    let n = changes.len() as u64;
+    shared.pending.fetch_sub(n.min(shared.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
+    touched
+}
+
+/// One transaction of [`apply`].
+fn apply_some(w: &mut Writer, shared: &Shared, paths: &[(String, String)]) -> usize {
     let now = now_ms();
     let result = w.batch(|tx| {
         let mut touched = 0;
-        for c in &uniq {
-            let ws = c.workspace_id.as_str();
-            let Ok(rel) = scan::clean(&c.rel_path) else { continue };
-            let dir = shared.dir(ws);
-            let path = dir.join(&rel);
+        for (ws, rel) in paths {
+            let path = shared.dir(ws).join(rel);
             match std::fs::symlink_metadata(&path) {
-                Err(_) => touched += tx.remove(ws, &rel)?,
-                Ok(m) if m.is_dir() => {
-                    let sub = scan::walk(&path, &shared.rules);
-                    for f in sub {
-                        let full = format!("{rel}/{}", f.rel);
-                        if shared.rules.is_document(&full) {
-                            touched += put(tx, shared, ws, &full, &dir.join(&full), now)?;
-                        }
-                    }
-                }
-                Ok(m) if m.is_file() && shared.rules.is_document(&rel) => {
-                    touched += put(tx, shared, ws, &rel, &path, now)?;
-                }
+                // Gone (a file, or a folder and everything under it).
+                Err(_) => touched += tx.remove(ws, rel)?,
+                Ok(m) if m.is_file() && shared.rules.is_document(rel) => touched += put(tx, shared, ws, rel, &path, now)?,
+                // A folder that appeared since: its own change follows.
+                Ok(m) if m.is_dir() => {}
                 // A link, a special file, or a path that is not a document (any more).
-                Ok(_) => touched += tx.remove(ws, &rel)?,
+                Ok(_) => touched += tx.remove(ws, rel)?,
             }
         }
         Ok(touched)
     });
-    shared.pending.fetch_sub(n.min(shared.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
     match result {
         Ok(t) => t,
         Err(e) => {

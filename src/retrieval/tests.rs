@@ -321,3 +321,18 @@ async fn an_index_of_another_version_or_a_broken_file_is_rebuilt() {
     assert_eq!(r.search(&ws("w"), "olive", 5).await.expect("search").len(), 1);
     assert!(db.with_extension("sqlite.broken").exists(), "the broken file is kept aside");
 }
+
+#[tokio::test]
+async fn a_large_folder_moved_in_is_indexed_in_several_transactions() {
+    let f = fixture();
+    f.sync(&["w"]).await;
+    let n = TX_FILES * 2 + 7;
+    for i in 0..n {
+        f.write("w", &format!("big/d{i}/f.md"), &format!("# File {i}\n\nheron number{i}\n"));
+    }
+    f.change("w", "big", ChangeKind::Renamed).await;
+    let st = f.r.status();
+    assert_eq!(st.workspaces[0].1.documents, n as u64);
+    assert_eq!(st.pending_changes, 0);
+    assert_eq!(f.paths("w", &format!("number{}", n - 1)).await, [format!("big/d{}/f.md", n - 1)]);
+}
