@@ -385,6 +385,12 @@ impl Retrieval {
         st
     }
 
+    /// Lowers the breadth above which queries are ranked in tiers (tests).
+    #[cfg(test)]
+    pub(crate) fn set_broad(&self, n: i64) {
+        self.inner.readers.set_broad(n);
+    }
+
     /// Closes idle readers (their caches go with them).
     pub fn release_memory(&self) {
         self.inner.readers.release();

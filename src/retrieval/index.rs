@@ -15,10 +15,36 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The schema's version (`PRAGMA user_version`); any other is rebuilt.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Column weights for `bm25()`: title (and tags), heading path, body, file path.
-pub const WEIGHTS: [f64; 4] = [6.0, 3.0, 1.0, 2.0];
+/// Column weights for `bm25()`: title (and tags), heading path, body, file
+/// path, and the workspace token (0: it is a filter, not a signal).
+pub const WEIGHTS: [f64; 5] = [6.0, 3.0, 1.0, 2.0, 0.0];
+
+/// A query matching more sections than this is *broad*: it is ranked
+/// among the sections with a query word in their title, heading path or
+/// file path first (a few hundred, not tens of thousands), and only if
+/// those hold fewer than `limit` documents among all its sections. bm25 of
+/// a word in nearly every section hardly separates them anyway, and the
+/// weights put such a heading match above a body mention; this keeps the
+/// worst query near 10 ms on 10,000 files (docs/benchmarks.md, session 10).
+pub const BROAD: i64 = 4_000;
+
+/// The content columns (every column but the workspace token).
+const CONTENT: &str = "{title headings body path}";
+
+/// The columns of the first tier of a broad query.
+const STRONG: &str = "{title headings path}";
+
+/// A workspace's token in the `ws` column: one word made of a hash of its
+/// id, so FTS5 itself keeps a search inside one workspace (an `AND` with
+/// that word's list) instead of ranking every workspace's matches and
+/// filtering after. The workspace id is checked again on every hit.
+pub fn ws_token(workspace: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, workspace.as_bytes());
+    let hex: String = d.as_ref()[..10].iter().map(|b| format!("{b:02x}")).collect();
+    format!("ws{hex}")
+}
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -47,7 +73,7 @@ CREATE TABLE chunks (
 );
 CREATE INDEX chunks_by_doc ON chunks (doc_id);
 CREATE VIRTUAL TABLE chunks_fts USING fts5 (
-    title, headings, body, path,
+    title, headings, body, path, ws,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
 ";
@@ -302,12 +328,14 @@ impl Tx<'_> {
         let mut pos = self.tx.prepare_cached(
             "INSERT INTO chunks (doc_id, workspace_id, seq, heading_path, line_start, line_end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        let mut fts = self.tx.prepare_cached("INSERT INTO chunks_fts (rowid, title, headings, body, path) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut fts =
+            self.tx.prepare_cached("INSERT INTO chunks_fts (rowid, title, headings, body, path, ws) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        let token = ws_token(&p.workspace_id);
         for c in chunks {
             let hp = c.heading_path();
             pos.execute(params![doc_id, p.workspace_id, c.seq, hp, c.line_start, c.line_end])?;
             let rowid = self.tx.last_insert_rowid();
-            fts.execute(params![rowid, title_col, hp, c.body, p.path])?;
+            fts.execute(params![rowid, title_col, hp, c.body, p.path, token])?;
         }
         Ok(())
     }
@@ -366,12 +394,19 @@ const READERS: usize = 4;
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// [`BROAD`] (lowered by tests).
+    broad: std::sync::atomic::AtomicI64,
 }
 
 impl Readers {
     /// Readers of the index at `path` (opened on first use).
     pub fn new(path: PathBuf) -> Self {
-        Self { path, idle: Mutex::new(Vec::new()) }
+        Self { path, idle: Mutex::new(Vec::new()), broad: std::sync::atomic::AtomicI64::new(BROAD) }
+    }
+
+    /// Sets the breadth above which a query is ranked in tiers (tests).
+    pub fn set_broad(&self, n: i64) {
+        self.broad.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, IndexError>) -> Result<T, IndexError> {
@@ -406,32 +441,26 @@ impl Readers {
 
     /// The best chunk of each of the best `limit` documents of `workspace` for `q`.
     pub fn search(&self, workspace: &str, q: &Query, limit: usize) -> Result<Vec<Hit>, IndexError> {
-        let Some(expr) = q.expr.as_deref() else { return Ok(Vec::new()) };
+        let Some(terms) = q.terms.as_deref() else { return Ok(Vec::new()) };
+        let token = ws_token(workspace);
+        let not = q.not.as_deref().map(|n| format!(" NOT ({CONTENT} : {n})")).unwrap_or_default();
+        let within = |cols: &str| format!("(ws : \"{token}\") AND ({cols} : {terms}){not}");
         self.with(|c| {
-            // (chunk rowid, score) of each document's best chunk, best first.
-            let mut best: Vec<(i64, f64)> = Vec::new();
-            let mut docs: Vec<i64> = Vec::new();
-            let mut stmt = c.prepare_cached(
-                "SELECT chunks_fts.rowid, c.doc_id, bm25(chunks_fts, ?4, ?5, ?6, ?7) AS score
-                 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
-                 WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
-                 ORDER BY score LIMIT ?3",
-            )?;
-            // Enough sections that `limit` distinct documents are among them.
-            let candidates = (limit * 4) as i64;
-            let [w0, w1, w2, w3] = WEIGHTS;
-            let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
-            })?;
-            for row in rows {
-                let (rowid, doc, score) = row?;
-                if !docs.contains(&doc) && docs.len() < limit {
-                    docs.push(doc);
-                    best.push((rowid, score));
-                }
+            let full = within(CONTENT);
+            let threshold = self.broad.load(std::sync::atomic::Ordering::Relaxed);
+            let matches: i64 = c
+                .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)")?
+                .query_row(params![full, threshold + 1], |r| r.get(0))?;
+            let mut best = Vec::new();
+            if matches > threshold {
+                best = ranked(c, &within(STRONG), limit)?;
             }
-            // Snippets only for the chunks shown (computed in the ranking
-            // query, SQLite would make one for every match before sorting).
+            if best.len() < limit {
+                best = ranked(c, &full, limit)?;
+            }
+            // Snippets only for the chunks shown (in the ranking query,
+            // SQLite would make one for every match before sorting).
+            let highlight = format!("{CONTENT} : {terms}");
             let mut stmt = c.prepare_cached(
                 "SELECT d.path, c.seq, d.title, c.heading_path, c.line_start, c.line_end,
                         snippet(chunks_fts, 2, '**', '**', '…', 24)
@@ -441,7 +470,7 @@ impl Readers {
             let mut hits = Vec::with_capacity(best.len());
             for (rowid, score) in best {
                 let hit = stmt
-                    .query_row(params![expr, rowid, workspace], |r| {
+                    .query_row(params![highlight, rowid, workspace], |r| {
                         let path: String = r.get(0)?;
                         let seq: i64 = r.get(1)?;
                         Ok(Hit {
@@ -457,7 +486,7 @@ impl Readers {
                         })
                     })
                     .optional()?;
-                // The same workspace, checked again (invariant 17).
+                // The workspace, checked again on the row itself (invariant 17).
                 if let Some(h) = hit {
                     hits.push(h);
                 }
@@ -492,6 +521,33 @@ impl Readers {
     pub fn counts(&self) -> Result<HashMap<String, Counts>, IndexError> {
         self.with(counts)
     }
+}
+
+/// (chunk rowid, score) of the best chunk of each of the best `limit`
+/// documents matching `expr`, best first.
+fn ranked(c: &Connection, expr: &str, limit: usize) -> Result<Vec<(i64, f64)>, IndexError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.id, c.doc_id, r.score FROM (
+             SELECT rowid AS id, bm25(chunks_fts, ?3, ?4, ?5, ?6, ?7) AS score
+             FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY score LIMIT ?2
+         ) r JOIN chunks c ON c.id = r.id ORDER BY r.score",
+    )?;
+    // Enough sections that `limit` distinct documents are among them.
+    let candidates = (limit * 4) as i64;
+    let [w0, w1, w2, w3, w4] = WEIGHTS;
+    let rows = stmt.query_map(params![expr, candidates, w0, w1, w2, w3, w4], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+    })?;
+    let mut docs: Vec<i64> = Vec::new();
+    let mut best = Vec::new();
+    for row in rows {
+        let (rowid, doc, score) = row?;
+        if !docs.contains(&doc) && docs.len() < limit {
+            docs.push(doc);
+            best.push((rowid, score));
+        }
+    }
+    Ok(best)
 }
 
 /// Parses `bytes` into what [`Tx::put`] writes.

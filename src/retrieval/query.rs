@@ -54,6 +54,10 @@ pub struct Query {
     /// The FTS5 expression: any of the words (`OR`), then the exclusions
     /// (`NOT`); `None` when nothing is searchable.
     pub expr: Option<String>,
+    /// The words part alone: `("a" OR "b")`.
+    pub terms: Option<String>,
+    /// The exclusions alone: `("x" OR "y")`.
+    pub not: Option<String>,
     /// The words searched for, for display.
     pub words: Vec<String>,
 }
@@ -150,12 +154,13 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
         })
         .collect();
     let parts: Vec<String> = chosen.iter().map(Term::fts).collect();
-    let not = if excluded.is_empty() {
-        String::new()
-    } else {
-        format!(" NOT ({})", excluded.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR "))
+    let terms = format!("({})", parts.join(" OR "));
+    let not = (!excluded.is_empty()).then(|| format!("({})", excluded.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR ")));
+    let expr = match &not {
+        Some(n) => format!("{terms} NOT {n}"),
+        None => terms.clone(),
     };
-    Ok(Query { expr: Some(format!("({}){not}", parts.join(" OR "))), words: words_shown })
+    Ok(Query { expr: Some(expr), terms: Some(terms), not, words: words_shown })
 }
 
 #[cfg(test)]

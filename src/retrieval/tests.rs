@@ -336,3 +336,24 @@ async fn a_large_folder_moved_in_is_indexed_in_several_transactions() {
     assert_eq!(st.pending_changes, 0);
     assert_eq!(f.paths("w", &format!("number{}", n - 1)).await, [format!("big/d{}/f.md", n - 1)]);
 }
+
+#[tokio::test]
+async fn a_broad_query_is_ranked_among_title_and_heading_matches_first() {
+    let f = fixture();
+    for i in 0..6 {
+        f.write("w", &format!("body{i}.md"), &format!("# Note {i}\n\nkiwi kiwi kiwi in the body {i}\n"));
+    }
+    f.write("w", "h1.md", "# Fruit\n\n## Kiwi\n\nabout the fruit\n");
+    f.write("w", "h2.md", "---\ntitle: Kiwi notes\n---\nplain text\n");
+    f.write("other", "h3.md", "# Kiwi elsewhere\n");
+    f.sync(&["w", "other"]).await;
+    f.r.set_broad(3);
+    let two: Vec<String> = f.r.search(&ws("w"), "kiwi", 2).await.expect("search").into_iter().map(|h| h.path).collect();
+    let mut sorted = two.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["h1.md", "h2.md"], "broad: the title and heading matches, ranked");
+    // Too few documents in the first tier: every section is ranked.
+    let all = f.r.search(&ws("w"), "kiwi", 10).await.expect("search");
+    assert_eq!(all.len(), 8, "{all:#?}");
+    assert!(all.iter().all(|h| h.path != "h3.md"), "never another workspace's");
+}
