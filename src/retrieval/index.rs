@@ -17,11 +17,10 @@ use std::sync::Mutex;
 /// The schema's version (`PRAGMA user_version`); any other is rebuilt.
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// Column weights for `bm25()`: title (and tags), heading path, body, file
-/// path, and the workspace token (0: it is a filter, not a signal).
-pub const WEIGHTS: [f64; 5] = [6.0, 3.0, 1.0, 2.0, 0.0];
+/// Column weights for `bm25()`: title (and tags), heading path, body, file path.
+pub const WEIGHTS: [f64; 4] = [6.0, 3.0, 1.0, 2.0];
 
-/// A query matching more sections than this is *broad*: it is ranked
+/// A query matching more sections (of all workspaces) than this is *broad*: it is ranked
 /// among the sections with a query word in their title, heading path or
 /// file path first (a few hundred, not tens of thousands), and only if
 /// those hold fewer than `limit` documents among all its sections. bm25 of
@@ -30,21 +29,8 @@ pub const WEIGHTS: [f64; 5] = [6.0, 3.0, 1.0, 2.0, 0.0];
 /// worst query near 10 ms on 10,000 files (docs/benchmarks.md, session 10).
 pub const BROAD: i64 = 4_000;
 
-/// The content columns (every column but the workspace token).
-const CONTENT: &str = "{title headings body path}";
-
 /// The columns of the first tier of a broad query.
 const STRONG: &str = "{title headings path}";
-
-/// A workspace's token in the `ws` column: one word made of a hash of its
-/// id, so FTS5 itself keeps a search inside one workspace (an `AND` with
-/// that word's list) instead of ranking every workspace's matches and
-/// filtering after. The workspace id is checked again on every hit.
-pub fn ws_token(workspace: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, workspace.as_bytes());
-    let hex: String = d.as_ref()[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!("ws{hex}")
-}
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -73,8 +59,9 @@ CREATE TABLE chunks (
 );
 CREATE INDEX chunks_by_doc ON chunks (doc_id);
 CREATE VIRTUAL TABLE chunks_fts USING fts5 (
-    title, headings, body, path, ws,
-    tokenize = 'porter unicode61 remove_diacritics 2'
+    title, headings, body, path,
+    tokenize = 'porter unicode61 remove_diacritics 2',
+    prefix = '2 3'
 );
 ";
 
@@ -328,14 +315,12 @@ impl Tx<'_> {
         let mut pos = self.tx.prepare_cached(
             "INSERT INTO chunks (doc_id, workspace_id, seq, heading_path, line_start, line_end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        let mut fts =
-            self.tx.prepare_cached("INSERT INTO chunks_fts (rowid, title, headings, body, path, ws) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        let token = ws_token(&p.workspace_id);
+        let mut fts = self.tx.prepare_cached("INSERT INTO chunks_fts (rowid, title, headings, body, path) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for c in chunks {
             let hp = c.heading_path();
             pos.execute(params![doc_id, p.workspace_id, c.seq, hp, c.line_start, c.line_end])?;
             let rowid = self.tx.last_insert_rowid();
-            fts.execute(params![rowid, title_col, hp, c.body, p.path, token])?;
+            fts.execute(params![rowid, title_col, hp, c.body, p.path])?;
         }
         Ok(())
     }
@@ -441,26 +426,24 @@ impl Readers {
 
     /// The best chunk of each of the best `limit` documents of `workspace` for `q`.
     pub fn search(&self, workspace: &str, q: &Query, limit: usize) -> Result<Vec<Hit>, IndexError> {
-        let Some(terms) = q.terms.as_deref() else { return Ok(Vec::new()) };
-        let token = ws_token(workspace);
-        let not = q.not.as_deref().map(|n| format!(" NOT ({CONTENT} : {n})")).unwrap_or_default();
-        let within = |cols: &str| format!("(ws : \"{token}\") AND ({cols} : {terms}){not}");
+        let (Some(full), Some(terms)) = (q.expr.as_deref(), q.terms.as_deref()) else { return Ok(Vec::new()) };
+        let not = q.not.as_deref().map(|n| format!(" NOT {n}")).unwrap_or_default();
+        let strong = format!("({STRONG} : {terms}){not}");
         self.with(|c| {
-            let full = within(CONTENT);
             let threshold = self.broad.load(std::sync::atomic::Ordering::Relaxed);
             let matches: i64 = c
                 .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)")?
                 .query_row(params![full, threshold + 1], |r| r.get(0))?;
             let mut best = Vec::new();
             if matches > threshold {
-                best = ranked(c, &within(STRONG), limit)?;
+                best = ranked(c, &strong, workspace, limit)?;
             }
             if best.len() < limit {
-                best = ranked(c, &full, limit)?;
+                best = ranked(c, full, workspace, limit)?;
             }
             // Snippets only for the chunks shown (in the ranking query,
             // SQLite would make one for every match before sorting).
-            let highlight = format!("{CONTENT} : {terms}");
+            let highlight = terms;
             let mut stmt = c.prepare_cached(
                 "SELECT d.path, c.seq, d.title, c.heading_path, c.line_start, c.line_end,
                         snippet(chunks_fts, 2, '**', '**', '…', 24)
@@ -525,17 +508,17 @@ impl Readers {
 
 /// (chunk rowid, score) of the best chunk of each of the best `limit`
 /// documents matching `expr`, best first.
-fn ranked(c: &Connection, expr: &str, limit: usize) -> Result<Vec<(i64, f64)>, IndexError> {
+fn ranked(c: &Connection, expr: &str, workspace: &str, limit: usize) -> Result<Vec<(i64, f64)>, IndexError> {
     let mut stmt = c.prepare_cached(
-        "SELECT r.id, c.doc_id, r.score FROM (
-             SELECT rowid AS id, bm25(chunks_fts, ?3, ?4, ?5, ?6, ?7) AS score
-             FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY score LIMIT ?2
-         ) r JOIN chunks c ON c.id = r.id ORDER BY r.score",
+        "SELECT chunks_fts.rowid, c.doc_id, bm25(chunks_fts, ?4, ?5, ?6, ?7) AS score
+         FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
+         WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
+         ORDER BY score LIMIT ?3",
     )?;
     // Enough sections that `limit` distinct documents are among them.
     let candidates = (limit * 4) as i64;
-    let [w0, w1, w2, w3, w4] = WEIGHTS;
-    let rows = stmt.query_map(params![expr, candidates, w0, w1, w2, w3, w4], |r| {
+    let [w0, w1, w2, w3] = WEIGHTS;
+    let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
     })?;
     let mut docs: Vec<i64> = Vec::new();
