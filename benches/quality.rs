@@ -203,6 +203,10 @@ async fn ours(c: &Corpus) -> (Outcome, String) {
         reconcile_every: None,
     };
     let r = Retrieval::start(&config, &c.dir).expect("start the retrieval index");
+    if let Some(n) = std::env::var("BENCH_QUALITY_BROAD").ok().and_then(|v| v.parse().ok()) {
+        eprintln!("broad-query threshold: {n} sections");
+        r.set_broad(n);
+    }
     let ws = WorkspaceId::from_string("workspace");
     let started = Instant::now();
     let summary = r.reconcile(vec![ws.clone()], None, false).await.expect("reconcile");

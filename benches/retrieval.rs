@@ -323,6 +323,10 @@ async fn run_once(files: usize, nq: usize, edits: usize) -> Run {
         reconcile_every: None,
     };
     let r = agent_runtime::retrieval::Retrieval::start(&config, &data.join("workspaces")).expect("open index");
+    // `BENCH_RET_BROAD`: the in-process figure with another broad-query threshold.
+    if let Some(n) = std::env::var("BENCH_RET_BROAD").ok().and_then(|v| v.parse().ok()) {
+        r.set_broad(n);
+    }
     let wid = agent_runtime::domain::WorkspaceId::from_string(ws.clone());
     let mut lib_ms = Vec::with_capacity(nq);
     for (_, q) in &qs {

@@ -385,9 +385,9 @@ impl Retrieval {
         st
     }
 
-    /// Lowers the breadth above which queries are ranked in tiers (tests).
-    #[cfg(test)]
-    pub(crate) fn set_broad(&self, n: i64) {
+    /// Sets the number of matching sections above which a query is ranked
+    /// in tiers ([`index::BROAD`] by default; for tests and benchmarks).
+    pub fn set_broad(&self, n: i64) {
         self.inner.readers.set_broad(n);
     }
 

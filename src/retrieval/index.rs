@@ -60,8 +60,7 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_by_doc ON chunks (doc_id);
 CREATE VIRTUAL TABLE chunks_fts USING fts5 (
     title, headings, body, path,
-    tokenize = 'porter unicode61 remove_diacritics 2',
-    prefix = '2 3'
+    tokenize = 'porter unicode61 remove_diacritics 2'
 );
 ";
 
@@ -389,7 +388,7 @@ impl Readers {
         Self { path, idle: Mutex::new(Vec::new()), broad: std::sync::atomic::AtomicI64::new(BROAD) }
     }
 
-    /// Sets the breadth above which a query is ranked in tiers (tests).
+    /// Sets the breadth above which a query is ranked in tiers (tests and benchmarks).
     pub fn set_broad(&self, n: i64) {
         self.broad.store(n, std::sync::atomic::Ordering::Relaxed);
     }
