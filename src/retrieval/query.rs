@@ -2,7 +2,8 @@
 //! cannot reach FTS5's own syntax.
 //!
 //! The documented operators: `"an exact phrase"`, a trailing `*` for a prefix
-//! (`instal*`, at least two letters), and a leading `-` to leave out documents
+//! (`instal*`, at least three letters: a shorter one matches most of the
+//! vocabulary and costs a merge of all their lists), and a leading `-` to leave out documents
 //! with a word (`-draft`; ignored when nothing else is asked). Everything else
 //! is a plain word: FTS5's `AND`, `OR`, `NOT`, `NEAR`, `^`, `+`, parentheses and
 //! `column:` filters are split into words like any punctuation. Every word
@@ -113,7 +114,7 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
             }
             let n = ws.len();
             for (i, w) in ws.into_iter().enumerate() {
-                if prefix && i + 1 == n && w.chars().count() >= 2 {
+                if prefix && i + 1 == n && w.chars().count() >= 3 {
                     terms.push(Term::Prefix(w));
                 } else {
                     terms.push(Term::Word(w));
@@ -184,7 +185,7 @@ mod tests {
         let x = q(r#""exact phrase here" instal* -draft"#);
         assert_eq!(x.expr.as_deref(), Some(r#"("exact phrase here" OR "instal"*) NOT ("draft")"#));
         assert_eq!(q("-draft").expr, None, "only an exclusion: nothing to search");
-        assert_eq!(q("a*").expr.as_deref(), Some(r#"("a")"#), "one-letter prefixes are words");
+        assert_eq!(q("ab*").expr.as_deref(), Some(r#"("ab")"#), "prefixes of one or two letters are words");
     }
 
     #[test]
