@@ -258,13 +258,18 @@ fn fts_default(c: &Corpus) -> Outcome {
         }
         Some(found)
     };
+    time_queries(c, &mut out, search);
+    out
+}
+
+/// Times `search` over every query (after one untimed warm-up) into `out`.
+fn time_queries(c: &Corpus, out: &mut Outcome, search: impl Fn(&str) -> Option<Vec<String>>) {
     let _ = search("warm up");
     for it in &c.items {
         let t = Instant::now();
         let res = search(&it.description);
         out.record(&it.path, res, ms(t));
     }
-    out
 }
 
 /// Lowercase letter-and-digit runs.
@@ -314,12 +319,7 @@ fn term_overlap(c: &Corpus) -> Outcome {
         scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
         Some(scored.into_iter().take(K).map(|(_, _, p)| p.to_string()).collect())
     };
-    let _ = search("warm up");
-    for it in &c.items {
-        let t = Instant::now();
-        let res = search(&it.description);
-        out.record(&it.path, res, ms(t));
-    }
+    time_queries(c, &mut out, search);
     out
 }
 
