@@ -234,8 +234,17 @@ impl Retrieval {
         std::thread::Builder::new()
             .name("retrieval-index".into())
             .spawn(move || {
+                // Marks the indexer gone however it ends (a panic included),
+                // so health and every later call say so.
+                struct Gone(Arc<Shared>);
+                impl Drop for Gone {
+                    fn drop(&mut self) {
+                        self.0.alive.store(false, Ordering::SeqCst);
+                        self.0.set(|s| s.error = Some("the indexer thread has stopped".into()));
+                    }
+                }
+                let _gone = Gone(thread_shared.clone());
                 indexer(&mut writer, &rx, &thread_shared);
-                thread_shared.alive.store(false, Ordering::SeqCst);
             })
             .map_err(|e| RetrievalError::Unavailable(format!("cannot start the indexer thread: {e}")))?;
         Ok(Self {
@@ -341,15 +350,16 @@ impl Retrieval {
                 truncated,
             });
         }
-        let size = std::fs::metadata(&real).map(|m| m.len()).unwrap_or(0);
+        // Opened without following a link (the check above resolved them), as a regular file.
+        let (f, meta) = scan::open_regular(&real).map_err(|_| PathError::NotFound(rel.to_string()))?;
+        let size = meta.len();
         let mut bytes = Vec::with_capacity(max.min(size as usize) + 1);
-        {
-            use std::io::Read;
-            let f = std::fs::File::open(&real).map_err(|_| PathError::NotFound(rel.to_string()))?;
-            f.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|_| PathError::NotFound(rel.to_string()))?;
-        }
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, max as u64 + 1), &mut bytes)
+            .map_err(|_| PathError::NotFound(rel.to_string()))?;
+        let more = bytes.len() > max;
         let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
-        let (content, truncated) = cut(&text, max);
+        let (content, cut_here) = cut(&text, max);
+        let truncated = more || cut_here;
         let line_end = u32::try_from(content.lines().count().max(1)).unwrap_or(u32::MAX);
         Ok(Opened { path: rel.to_string(), chunk: None, heading_path: None, line_start: 1, line_end, size, content, truncated })
     }
@@ -527,16 +537,16 @@ enum Action {
 
 /// Looks at one file (already known to be a document) against what the index knows.
 fn look(shared: &Shared, ws: &str, rel: &str, path: &Path, known: Option<&Known>, rebuild: bool) -> Action {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => m,
-        _ => return Action::Unreadable,
-    };
+    // Opened without following a link, checked on the handle, read from it.
+    let Ok((file, meta)) = scan::open_regular(path) else { return Action::Unreadable };
     let size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
     let mtime_ns = scan::mtime_ns(&meta);
-    if !rebuild && known.is_some_and(|k| k.size == size && k.mtime_ns == mtime_ns) {
+    // A file skipped as too large, or indexed under an older, larger limit, is looked at again.
+    let too_large = meta.len() > shared.max_file_bytes;
+    if !rebuild && known.is_some_and(|k| k.size == size && k.mtime_ns == mtime_ns && k.hash.is_empty() == too_large) {
         return Action::Unchanged;
     }
-    if meta.len() > shared.max_file_bytes {
+    if too_large {
         tracing::info!(
             workspace = ws,
             path = rel,
@@ -554,17 +564,32 @@ fn look(shared: &Shared, ws: &str, rel: &str, path: &Path, known: Option<&Known>
             content: Err(why),
         }));
     }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    match std::io::Read::read_to_end(&mut std::io::Read::take(file, shared.max_file_bytes + 1), &mut bytes) {
+        Ok(_) => {}
         Err(e) => {
             tracing::warn!(workspace = ws, path = rel, error = %e, "cannot read a markdown file; not indexed");
             return Action::Unreadable;
         }
-    };
+    }
     if let Some(k) = known.filter(|k| !rebuild && k.hash == index::hash(&bytes)) {
         return Action::Touch { id: k.id, size, mtime_ns };
     }
-    let p = index::prepare(ws, rel, size, mtime_ns, &bytes);
+    // A file the markdown parser chokes on is recorded as skipped, not the end of indexing.
+    let p = match std::panic::catch_unwind(|| index::prepare(ws, rel, size, mtime_ns, &bytes)) {
+        Ok(p) => p,
+        Err(_) => {
+            tracing::error!(workspace = ws, path = rel, "the markdown parser failed on this file; not indexed");
+            return Action::Put(Box::new(Prepared {
+                workspace_id: ws.into(),
+                path: rel.into(),
+                size,
+                mtime_ns,
+                hash: String::new(),
+                content: Err("the markdown parser failed on it".into()),
+            }));
+        }
+    };
     if matches!(&p.content, Ok(parsed) if parsed.lossy) {
         tracing::debug!(workspace = ws, path = rel, "bytes that are not UTF-8 were replaced");
     }
@@ -641,7 +666,7 @@ fn apply(w: &mut Writer, shared: &Shared, changes: Vec<WorkspaceChange>) -> usiz
         let Ok(rel) = scan::clean(&c.rel_path) else { continue };
         let path = shared.dir(ws).join(&rel);
         let found: Vec<String> = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => scan::walk(&path, &shared.rules).into_iter().map(|f| format!("{rel}/{}", f.rel)).collect(),
+            Ok(m) if m.is_dir() => scan::walk(&path, &rel, &shared.rules).found.into_iter().map(|f| f.rel).collect(),
             _ => vec![rel],
         };
         for rel in found {
@@ -750,23 +775,27 @@ fn reconcile_inner(
     };
     for ws in &targets {
         sum.workspaces += 1;
-        if rebuild {
-            sum.removed += w.batch(|tx| tx.clear(ws))?;
-        }
+        // A rebuild reads every file again and replaces its rows; the index
+        // is not emptied first, so searches keep answering meanwhile.
         let known = w.known(ws)?;
         let dir = shared.dir(ws);
-        let found = scan::walk(&dir, &shared.rules);
-        let on_disk: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
-        let gone: Vec<i64> = known.iter().filter(|(p, _)| !on_disk.contains(p.as_str())).map(|(_, k)| k.id).collect();
+        let walked = scan::walk(&dir, "", &shared.rules);
+        let on_disk: HashSet<&str> = walked.found.iter().map(|f| f.rel.as_str()).collect();
+        // Gone: not on disk, and not under a folder that could not be read.
+        let gone: Vec<i64> = known.iter().filter(|(p, _)| !on_disk.contains(p.as_str()) && !walked.hidden(p)).map(|(_, k)| k.id).collect();
         if !gone.is_empty() {
             sum.removed += gone.len();
             w.batch(|tx| gone.iter().try_for_each(|id| tx.remove_id(*id)))?;
         }
-        let todo: Vec<(String, Option<Known>)> = found
+        let too_large = |size: i64| size as u64 > shared.max_file_bytes;
+        let todo: Vec<(String, Option<Known>)> = walked
+            .found
             .into_iter()
             .filter_map(|f| {
                 let k = known.get(&f.rel).cloned();
-                if !rebuild && k.as_ref().is_some_and(|k| k.size == f.size && k.mtime_ns == f.mtime_ns) {
+                if !rebuild
+                    && k.as_ref().is_some_and(|k| k.size == f.size && k.mtime_ns == f.mtime_ns && k.hash.is_empty() == too_large(f.size))
+                {
                     sum.unchanged += 1;
                     None
                 } else {

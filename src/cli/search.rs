@@ -99,7 +99,9 @@ pub async fn search(client: ApiClient, a: SearchArgs) -> anyhow::Result<ExitCode
         if !snip.is_empty() {
             println!("    {snip}");
         }
-        println!("    open: agent-runtime open --workspace {ws} '{}'", s(h, "chunk_id"));
+        // Quoted for a POSIX shell, whatever the file is called.
+        let id = s(h, "chunk_id").replace('\'', "'\\''");
+        println!("    open: agent-runtime open --workspace {ws} '{id}'");
     }
     println!("{} result(s) for {q:?} in workspace {ws}", hits.len());
     if let Some(n) = v["pending_changes"].as_u64().filter(|n| *n > 0) {

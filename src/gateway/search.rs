@@ -108,7 +108,7 @@ pub(super) async fn open(g: &Gateway, t: &mut Turn<'_>, target: &str) -> String 
             };
             format!("{what}\n\n{}{more}", o.content.trim_end())
         }
-        Err(RetrievalError::Path(e @ PathError::Refused(_))) => {
+        Err(RetrievalError::Path(e @ (PathError::Refused(_) | PathError::NotDocument(_)))) => {
             t.note("retrieval.open_refused", crate::store::Decision::Deny, Some(e.to_string()), Some(resolved.clone()));
             failed(&RetrievalError::Path(e))
         }

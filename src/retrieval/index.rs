@@ -173,11 +173,23 @@ pub fn open_writer(path: &Path) -> Result<Connection, IndexError> {
         Ok(c) => Ok(c),
         Err(e) => {
             // Derived data: a file SQLite cannot use is set aside, not fatal.
-            let aside = path.with_extension("sqlite.broken");
-            tracing::warn!(error = %e, file = %path.display(), aside = %aside.display(), "the retrieval index cannot be opened; it is moved aside and built again from the workspaces");
+            // Only a file that is not a database, or a damaged one; a busy or
+            // unwritable file is an error to report, not a reason to rebuild.
+            let damaged = matches!(&e, IndexError(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt));
+            if !damaged {
+                return Err(e);
+            }
+            let with = |suffix: &str| {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                PathBuf::from(p)
+            };
+            let aside = with(".broken");
+            tracing::warn!(error = %e, file = %path.display(), aside = %aside.display(), "the retrieval index is damaged; it is moved aside and built again from the workspaces");
             let _ = std::fs::rename(path, &aside);
-            for ext in ["sqlite-wal", "sqlite-shm"] {
-                let _ = std::fs::remove_file(path.with_extension(ext));
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(with(suffix));
             }
             Ok(try_open_writer(path)?)
         }
@@ -511,6 +523,9 @@ impl Readers {
     }
 }
 
+/// Most sections read to find `limit` distinct documents.
+const MAX_CANDIDATES: i64 = 20_000;
+
 /// (chunk rowid, score) of the best chunk of each of the best `limit`
 /// documents matching `expr`, best first.
 fn ranked(c: &Connection, expr: &str, workspace: &str, limit: usize) -> Result<Vec<(i64, f64)>, IndexError> {
@@ -520,22 +535,30 @@ fn ranked(c: &Connection, expr: &str, workspace: &str, limit: usize) -> Result<V
          WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
          ORDER BY score LIMIT ?3",
     )?;
-    // Enough sections that `limit` distinct documents are among them.
-    let candidates = (limit * 4) as i64;
     let [w0, w1, w2, w3] = WEIGHTS;
-    let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
-    })?;
-    let mut docs: Vec<i64> = Vec::new();
-    let mut best = Vec::new();
-    for row in rows {
-        let (rowid, doc, score) = row?;
-        if !docs.contains(&doc) && docs.len() < limit {
-            docs.push(doc);
-            best.push((rowid, score));
+    // Sections of one document can fill the first candidates: ask for more
+    // until `limit` distinct documents are among them or nothing more matches.
+    let mut candidates = (limit * 4) as i64;
+    loop {
+        let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+        })?;
+        let mut docs: Vec<i64> = Vec::new();
+        let mut best = Vec::new();
+        let mut seen = 0;
+        for row in rows {
+            let (rowid, doc, score) = row?;
+            seen += 1;
+            if !docs.contains(&doc) && docs.len() < limit {
+                docs.push(doc);
+                best.push((rowid, score));
+            }
         }
+        if best.len() >= limit || seen < candidates || candidates >= MAX_CANDIDATES {
+            return Ok(best);
+        }
+        candidates *= 8;
     }
-    Ok(best)
 }
 
 /// Parses `bytes` into what [`Tx::put`] writes.

@@ -54,14 +54,66 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 /// Most files looked at in one workspace (a guard against a runaway tree).
 pub const MAX_FILES: usize = 200_000;
 
-/// Every document under `dir` (the workspace directory), not following links.
-pub fn walk(dir: &Path, rules: &Rules) -> Vec<Found> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
+/// Opens `path` for reading only if its last component is not a link and
+/// it is a regular file (checked on the open handle, so a file swapped for
+/// a link or a FIFO after a check is refused, not followed or waited on);
+/// returns the file and its metadata.
+pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = o.open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok((f, meta))
+}
+
+/// What a walk found: the documents, and the folders it could not read
+/// (workspace-relative; what the index holds under them is not "gone").
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// The documents.
+    pub found: Vec<Found>,
+    /// Folders that could not be listed.
+    pub unreadable: Vec<String>,
+}
+
+impl Walk {
+    /// Whether `rel` is under a folder that could not be read.
+    pub fn hidden(&self, rel: &str) -> bool {
+        self.unreadable.iter().any(|d| d.is_empty() || rel.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('/')))
+    }
+}
+
+/// Every document under `dir`, the workspace's folder `prefix` (empty for
+/// the workspace itself: the rules see workspace-relative paths), not
+/// following links.
+pub fn walk(dir: &Path, prefix: &str, rules: &Rules) -> Walk {
+    let mut out = Walk::default();
+    let mut stack = vec![(dir.to_path_buf(), prefix.to_string())];
     while let Some((d, prefix)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            // Gone: nothing under it is kept.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot list a workspace folder; its documents are kept as they were");
+                out.unreadable.push(prefix);
+                continue;
+            }
+        };
         for e in entries.flatten() {
             let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+            // Names a user could not type to open are left out (and so stay consistent with the watcher's paths).
+            if clean(&name).ok().as_deref() != Some(name.as_str()) {
+                continue;
+            }
             let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
             let Ok(t) = e.file_type() else { continue };
             if t.is_dir() {
@@ -70,8 +122,8 @@ pub fn walk(dir: &Path, rules: &Rules) -> Vec<Found> {
                 }
             } else if t.is_file() && rules.is_document(&rel) {
                 let Ok(meta) = e.metadata() else { continue };
-                out.push(Found { rel, size: i64::try_from(meta.len()).unwrap_or(i64::MAX), mtime_ns: mtime_ns(&meta) });
-                if out.len() >= MAX_FILES {
+                out.found.push(Found { rel, size: i64::try_from(meta.len()).unwrap_or(i64::MAX), mtime_ns: mtime_ns(&meta) });
+                if out.found.len() >= MAX_FILES {
                     tracing::warn!(dir = %dir.display(), max = MAX_FILES, "a workspace holds more markdown files than the index takes; the rest are left out");
                     return out;
                 }
@@ -191,7 +243,20 @@ mod tests {
         assert!(matches!(resolve(&ws, "missing.md", &rules), Err(PathError::NotFound(_))));
         assert!(matches!(resolve(&ws, "notes", &rules), Err(PathError::NotDocument(_))));
         // Walking never follows the links.
-        let found: Vec<String> = walk(&ws, &rules).into_iter().map(|f| f.rel).collect();
+        let found: Vec<String> = walk(&ws, "", &rules).found.into_iter().map(|f| f.rel).collect();
         assert_eq!(found, ["notes/real.md"]);
+        // Rules see workspace-relative paths when a subfolder is walked.
+        std::fs::create_dir_all(ws.join("notes/logs")).expect("mkdir");
+        std::fs::write(ws.join("notes/logs/x.md"), "x").expect("write");
+        let sub: Vec<String> = walk(&ws.join("notes"), "notes", &rules).found.into_iter().map(|f| f.rel).collect();
+        assert_eq!(sub.len(), 2, "notes/logs is not the runtime's logs/: {sub:?}");
+        // A folder that cannot be listed is reported, not taken as empty; a missing one is empty.
+        let w = walk(&ws.join("notes/real.md"), "odd", &rules);
+        assert!(w.found.is_empty() && w.hidden("odd/a.md") && !w.hidden("oddx/a.md"));
+        let w = walk(&ws.join("missing"), "missing", &rules);
+        assert!(w.found.is_empty() && !w.hidden("missing/a.md"));
+        // A link or a FIFO is not opened as a file.
+        assert!(open_regular(&ws.join("passwd.md")).is_err());
+        assert!(open_regular(&ws.join("notes/real.md")).is_ok());
     }
 }

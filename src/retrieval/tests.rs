@@ -357,3 +357,43 @@ async fn a_broad_query_is_ranked_among_title_and_heading_matches_first() {
     assert_eq!(all.len(), 8, "{all:#?}");
     assert!(all.iter().all(|h| h.path != "h3.md"), "never another workspace's");
 }
+
+#[tokio::test]
+async fn a_document_with_many_matching_sections_does_not_crowd_out_others() {
+    let f = fixture();
+    let many: String = (0..40).map(|i| format!("## Fig part {i}\n\nfig fig fig\n\n")).collect();
+    f.write("w", "big.md", &format!("# Fig\n\n{many}"));
+    for i in 0..3 {
+        f.write("w", &format!("small{i}.md"), &format!("# Note {i}\n\none fig here among many other words\n"));
+    }
+    f.sync(&["w"]).await;
+    let hits = f.r.search(&ws("w"), "fig", 3).await.expect("search");
+    assert_eq!(hits.len(), 3, "three documents, not one: {hits:#?}");
+    assert_eq!(hits[0].path, "big.md");
+}
+
+#[tokio::test]
+async fn open_says_truncated_when_line_ends_shrank_the_text() {
+    let f = fixture();
+    f.write("w", "crlf.md", "# A\r\n\r\nline one\r\nline two\r\nline three\r\n");
+    f.sync(&["w"]).await;
+    let o = f.r.open(&ws("w"), "crlf.md", 20).await.expect("open");
+    assert!(o.truncated, "{o:?}");
+    assert!(!o.content.contains('\r'));
+}
+
+#[tokio::test]
+async fn a_raised_size_limit_indexes_files_skipped_before() {
+    let f = fixture();
+    f.write("w", "big.md", &format!("# Big\n\n{}", "plum ".repeat(1000)));
+    let s = f.sync(&["w"]).await;
+    assert_eq!(s.skipped, 1);
+    drop(f.r);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut cfg = config(&f.db);
+    cfg.max_file_bytes = 1 << 20;
+    let r = Retrieval::start(&cfg, &f.root).expect("reopen");
+    let s = r.reconcile(vec![ws("w")], None, false).await.expect("reconcile");
+    assert_eq!((s.indexed, s.skipped), (1, 0), "{s:?}");
+    assert_eq!(r.search(&ws("w"), "plum", 5).await.expect("search").len(), 1);
+}
