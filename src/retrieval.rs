@@ -48,6 +48,10 @@ const IDLE: Duration = Duration::from_secs(10);
 /// Files written per transaction while (re)building.
 const TX_FILES: usize = 256;
 
+/// Most bytes of files written per transaction while (re)building (large
+/// files make small transactions: memory stays bounded whatever the limit).
+const TX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// After a build that wrote this many files, the FTS5 segments are merged.
 const OPTIMIZE_AFTER: usize = 1_000;
 
@@ -806,7 +810,7 @@ fn reconcile_inner(
         shared.pending.fetch_add(todo.len() as u64, Ordering::SeqCst);
         let n = todo.len();
         // Reading and parsing on one thread, writing on this one.
-        let (tx_prep, rx_prep) = std::sync::mpsc::sync_channel::<(Action, Option<i64>)>(64);
+        let (tx_prep, rx_prep) = std::sync::mpsc::sync_channel::<(Action, Option<i64>)>(16);
         let result = std::thread::scope(|scope| {
             let dir = &dir;
             scope.spawn(move || {
@@ -821,7 +825,16 @@ fn reconcile_inner(
             let mut rx = rx_prep.into_iter().peekable();
             let now = now_ms();
             while rx.peek().is_some() {
-                let taken: Vec<(Action, Option<i64>)> = rx.by_ref().take(TX_FILES).collect();
+                // At most TX_FILES files or TX_BYTES of text per transaction.
+                let mut taken: Vec<(Action, Option<i64>)> = Vec::new();
+                let mut bytes = 0;
+                while taken.len() < TX_FILES && bytes < TX_BYTES {
+                    let Some(next) = rx.next() else { break };
+                    if let (Action::Put(p), _) = &next {
+                        bytes += p.size.max(0) as u64;
+                    }
+                    taken.push(next);
+                }
                 let k = taken.len() as u64;
                 w.batch(|tx| {
                     for (action, old) in &taken {
