@@ -810,7 +810,7 @@ fn reconcile_inner(
         shared.pending.fetch_add(todo.len() as u64, Ordering::SeqCst);
         let n = todo.len();
         // Reading and parsing on one thread, writing on this one.
-        let (tx_prep, rx_prep) = std::sync::mpsc::sync_channel::<(Action, Option<i64>)>(16);
+        let (tx_prep, rx_prep) = std::sync::mpsc::sync_channel::<(Action, Option<i64>)>(32);
         let result = std::thread::scope(|scope| {
             let dir = &dir;
             scope.spawn(move || {

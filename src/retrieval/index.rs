@@ -538,7 +538,7 @@ fn ranked(c: &Connection, expr: &str, workspace: &str, limit: usize) -> Result<V
     let [w0, w1, w2, w3] = WEIGHTS;
     // Sections of one document can fill the first candidates: ask for more
     // until `limit` distinct documents are among them or nothing more matches.
-    let mut candidates = (limit * 4) as i64;
+    let mut candidates = (limit * 10) as i64;
     loop {
         let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
