@@ -406,20 +406,12 @@ pub async fn bench(runs: usize) {
         m(&|r| r.rss_after_queries),
         each(&|r| r.rss_after_queries)
     );
-    println!(
-        "| query, in-process on the index file ({nq} varied queries) | p50 {:.2} ms, p90 {:.2}, p99 {:.2}, max {:.2} | {runs} |",
-        pct(&|r| &r.lib_ms, 0.5),
-        pct(&|r| &r.lib_ms, 0.9),
-        pct(&|r| &r.lib_ms, 0.99),
-        pct(&|r| &r.lib_ms, 1.0)
-    );
-    println!(
-        "| query through GET /api/v1/search (mTLS, kept alive) | p50 {:.2} ms, p90 {:.2}, p99 {:.2}, max {:.2} | {runs} |",
-        pct(&|r| &r.api_ms, 0.5),
-        pct(&|r| &r.api_ms, 0.9),
-        pct(&|r| &r.api_ms, 0.99),
-        pct(&|r| &r.api_ms, 1.0)
-    );
+    let latency = |label: String, f: &dyn Fn(&Run) -> &Vec<f64>| {
+        let [p50, p90, p99, max] = [0.5, 0.9, 0.99, 1.0].map(|p| pct(f, p));
+        println!("| {label} | p50 {p50:.2} ms, p90 {p90:.2}, p99 {p99:.2}, max {max:.2} | {runs} |");
+    };
+    latency(format!("query, in-process on the index file ({nq} varied queries)"), &|r| &r.lib_ms);
+    latency("query through GET /api/v1/search (mTLS, kept alive)".into(), &|r| &r.api_ms);
     for (k, p50, p99, hits) in &r0.by_kind {
         println!("| — {k} (run 1, API) | p50 {p50:.2} ms, p99 {p99:.2}; {hits:.1} results on average | 1 |");
     }

@@ -69,13 +69,7 @@ pub async fn search(State(s): State<ApiState>, ApiQuery(q): ApiQuery<SearchQuery
     let text = q.q.unwrap_or_default();
     let limit = super::error::page_limit(q.limit, 10, crate::retrieval::MAX_LIMIT as u32)? as usize;
     let results = r.search(&ws, &text, limit).await?;
-    Ok(Json(SearchOut {
-        workspace_id: ws.to_string(),
-        query: text,
-        count: results.len(),
-        results,
-        pending_changes: r.status().pending_changes,
-    }))
+    Ok(Json(SearchOut { workspace_id: ws.to_string(), query: text, count: results.len(), results, pending_changes: r.pending_changes() }))
 }
 
 #[derive(Debug, Deserialize)]

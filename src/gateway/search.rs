@@ -62,7 +62,7 @@ pub(super) async fn search(g: &Gateway, t: &mut Turn<'_>, query: &str) -> String
         Ok(h) => h,
         Err(e) => return failed(&e),
     };
-    let pending = r.status().pending_changes;
+    let pending = r.pending_changes();
     let note = if pending > 0 { format!("\n(The index is catching up: {pending} changes waiting.)") } else { String::new() };
     if let Ok(mut last) = g.last_results.lock() {
         last.put(t.ctx.id.as_str(), hits.iter().map(|h| h.chunk_id.clone()).collect());

@@ -234,10 +234,8 @@ impl Writer {
 
     /// What the index knows of `workspace`'s files, by path.
     pub fn known(&self, workspace: &str) -> Result<HashMap<String, Known>, IndexError> {
-        let mut stmt = self.conn.prepare_cached("SELECT path, id, size, mtime_ns, hash FROM documents WHERE workspace_id = ?1")?;
-        let rows = stmt.query_map([workspace], |r| {
-            Ok((r.get::<_, String>(0)?, Known { id: r.get(1)?, size: r.get(2)?, mtime_ns: r.get(3)?, hash: r.get(4)? }))
-        })?;
+        let mut stmt = self.conn.prepare_cached("SELECT id, size, mtime_ns, hash, path FROM documents WHERE workspace_id = ?1")?;
+        let rows = stmt.query_map([workspace], |r| Ok((r.get::<_, String>(4)?, known(r)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -264,6 +262,11 @@ impl Writer {
         let _ = self.conn.execute_batch("PRAGMA shrink_memory");
         self.conn.flush_prepared_statement_cache();
     }
+}
+
+/// A [`Known`] from the columns `id, size, mtime_ns, hash` (first four).
+fn known(r: &rusqlite::Row<'_>) -> rusqlite::Result<Known> {
+    Ok(Known { id: r.get(0)?, size: r.get(1)?, mtime_ns: r.get(2)?, hash: r.get(3)? })
 }
 
 fn counts(c: &Connection) -> Result<HashMap<String, Counts>, IndexError> {
@@ -342,9 +345,7 @@ impl Tx<'_> {
     /// What the index knows of one file.
     pub fn known_one(&self, workspace: &str, path: &str) -> Result<Option<Known>, IndexError> {
         let mut stmt = self.tx.prepare_cached("SELECT id, size, mtime_ns, hash FROM documents WHERE workspace_id = ?1 AND path = ?2")?;
-        Ok(stmt
-            .query_row(params![workspace, path], |r| Ok(Known { id: r.get(0)?, size: r.get(1)?, mtime_ns: r.get(2)?, hash: r.get(3)? }))
-            .optional()?)
+        Ok(stmt.query_row(params![workspace, path], known).optional()?)
     }
 
     /// Records a file whose content did not change (same hash) under its new size and time.
@@ -558,6 +559,14 @@ fn ranked(c: &Connection, expr: &str, workspace: &str, limit: usize) -> Result<V
             return Ok(best);
         }
         candidates *= 8;
+    }
+}
+
+impl Prepared {
+    /// A file recorded without its content, with the reason (an empty hash
+    /// marks it: the next look reads it again if the reason may be gone).
+    pub fn skipped(workspace_id: &str, path: &str, size: i64, mtime_ns: i64, why: String) -> Self {
+        Self { workspace_id: workspace_id.into(), path: path.into(), size, mtime_ns, hash: String::new(), content: Err(why) }
     }
 }
 

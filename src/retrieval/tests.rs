@@ -300,9 +300,10 @@ async fn an_index_of_another_version_or_a_broken_file_is_rebuilt() {
     f.write("w", "a.md", "# A\n\nolive\n");
     f.sync(&["w"]).await;
     let (root, db) = (f.root.clone(), f.db.clone());
-    drop(f.r);
-    // The indexer thread ends when the handle is dropped; give it a moment.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.r.close();
+    let gone = f.r.changed(vec![WorkspaceChange { workspace_id: ws("w"), rel_path: "a.md".into(), kind: ChangeKind::Modified }]);
+    assert!(matches!(gone, Err(RetrievalError::Unavailable(_))), "a closed index says so");
+    assert_eq!(f.r.pending_changes(), 0, "refused changes are not counted as waiting");
     let c = rusqlite::Connection::open(&db).expect("open");
     c.pragma_update(None, "user_version", 99).expect("bump");
     drop(c);
@@ -310,8 +311,7 @@ async fn an_index_of_another_version_or_a_broken_file_is_rebuilt() {
     assert!(r.status().workspaces.is_empty(), "emptied for a rebuild");
     r.reconcile(vec![ws("w")], None, false).await.expect("reconcile");
     assert_eq!(r.search(&ws("w"), "olive", 5).await.expect("search").len(), 1);
-    drop(r);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.close();
     for ext in ["sqlite-wal", "sqlite-shm"] {
         let _ = std::fs::remove_file(db.with_extension(ext));
     }
@@ -326,7 +326,7 @@ async fn an_index_of_another_version_or_a_broken_file_is_rebuilt() {
 async fn a_large_folder_moved_in_is_indexed_in_several_transactions() {
     let f = fixture();
     f.sync(&["w"]).await;
-    let n = TX_FILES * 2 + 7;
+    let n = indexer::TX_FILES * 2 + 7;
     for i in 0..n {
         f.write("w", &format!("big/d{i}/f.md"), &format!("# File {i}\n\nheron number{i}\n"));
     }
@@ -388,8 +388,7 @@ async fn a_raised_size_limit_indexes_files_skipped_before() {
     f.write("w", "big.md", &format!("# Big\n\n{}", "plum ".repeat(1000)));
     let s = f.sync(&["w"]).await;
     assert_eq!(s.skipped, 1);
-    drop(f.r);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.r.close();
     let mut cfg = config(&f.db);
     cfg.max_file_bytes = 1 << 20;
     let r = Retrieval::start(&cfg, &f.root).expect("reopen");

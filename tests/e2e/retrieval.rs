@@ -178,6 +178,14 @@ async fn workspaces_with_the_same_file_names_stay_apart_through_chat_api_and_cli
     let (r, _) = say(&d, "beta", "/open logs/chats/codex/beta.md").await;
     assert!(r.contains("not a workspace document"), "chat logs are not documents: {r}");
 
+    // A stranger in the same chat (an unlinked sender, guest role none) can neither search nor open.
+    for text in ["/search picnic", "/open notes/x.md", "/open 1"] {
+        let (st, v) =
+            d.post("/api/v1/chat", &json!({"connector": "codex", "external_id": "beta", "from_user_id": "stranger", "text": text})).await;
+        let reply = v["reply"].as_str().unwrap_or_default();
+        assert!(st == 200 && reply.starts_with("Access denied: link your account first") && !reply.contains("picnic"), "{text}: {v}");
+    }
+
     // API.
     let (s, v) = d.get(&format!("/api/v1/search?workspace_id={b}&q=launch")).await;
     assert_eq!((s, v["count"].as_u64()), (200, Some(0)), "{v}");
