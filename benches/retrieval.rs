@@ -322,6 +322,15 @@ async fn run_once(files: usize, nq: usize, edits: usize) -> Run {
         max_file_bytes: 2 * 1024 * 1024,
         reconcile_every: None,
     };
+    // `BENCH_RET_KEEP=<dir>`: the index file and the queries (kind, tab,
+    // query per line) are copied there, for `BENCH_RET_INDEX` and experiments.
+    if let Ok(keep) = std::env::var("BENCH_RET_KEEP") {
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep).expect("keep dir");
+        std::fs::copy(&config.db_path, keep.join("retrieval.sqlite")).expect("copy index");
+        let lines: String = qs.iter().map(|(k, q)| format!("{k}\t{q}\n")).collect();
+        std::fs::write(keep.join("queries.tsv"), format!("{ws}\n{lines}")).expect("write queries");
+    }
     let r = agent_runtime::retrieval::Retrieval::start(&config, &data.join("workspaces")).expect("open index");
     // `BENCH_RET_BROAD`: the in-process figure with another broad-query threshold.
     if let Some(n) = std::env::var("BENCH_RET_BROAD").ok().and_then(|v| v.parse().ok()) {
@@ -360,8 +369,58 @@ async fn run_once(files: usize, nq: usize, edits: usize) -> Run {
     }
 }
 
+/// `BENCH_RET_INDEX=<dir>` (kept by `BENCH_RET_KEEP`): the in-process
+/// query figures alone, on that index file, `runs` passes, by kind.
+async fn queries_only(dir: &Path, runs: usize) {
+    let text = std::fs::read_to_string(dir.join("queries.tsv")).expect("queries.tsv");
+    let mut lines = text.lines();
+    let ws = lines.next().expect("workspace line").to_string();
+    let qs: Vec<(String, String)> = lines.filter_map(|l| l.split_once('\t')).map(|(k, q)| (k.to_string(), q.to_string())).collect();
+    let empty = tempfile::tempdir().expect("tempdir");
+    let config = agent_runtime::retrieval::RetrievalConfig {
+        enabled: true,
+        db_path: dir.join("retrieval.sqlite"),
+        exclude: Vec::new(),
+        max_file_bytes: 2 * 1024 * 1024,
+        reconcile_every: None,
+    };
+    let r = agent_runtime::retrieval::Retrieval::start(&config, empty.path()).expect("open index");
+    let wid = agent_runtime::domain::WorkspaceId::from_string(ws);
+    let mut all: Vec<f64> = Vec::new();
+    let mut kinds: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut hits = 0;
+    for _ in 0..runs {
+        for (k, q) in &qs {
+            let t = Instant::now();
+            hits += r.search(&wid, q, 10).await.expect("search").len();
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            all.push(ms);
+            kinds.entry(k.clone()).or_default().push(ms);
+        }
+    }
+    let show = |label: &str, v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "| {label} | p50 {:.2} ms, p90 {:.2}, p99 {:.2}, max {:.2} | {} |",
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            percentile(v, 0.99),
+            percentile(v, 1.0),
+            v.len()
+        );
+    };
+    show("all queries, in-process", &mut all);
+    for (k, v) in &mut kinds {
+        show(k, v);
+    }
+    println!("results per query: {:.2}", hits as f64 / (qs.len() * runs) as f64);
+}
+
 /// Runs the retrieval figures `runs` times and prints the medians.
 pub async fn bench(runs: usize) {
+    if let Ok(dir) = std::env::var("BENCH_RET_INDEX") {
+        return queries_only(Path::new(&dir), runs).await;
+    }
     let files = env_usize("BENCH_RET_FILES", 10_000);
     let nq = env_usize("BENCH_RET_QUERIES", 1_000);
     let edits = env_usize("BENCH_RET_EDITS", 20);

@@ -8,34 +8,65 @@
 //! searches never wait for indexing).
 
 use super::chunk::{self, Parsed};
-use super::query::Query;
+use super::query::{Part, Query};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The schema's version (`PRAGMA user_version`); any other is rebuilt.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Column weights for `bm25()`: title (and tags), heading path, body, file path.
 pub const WEIGHTS: [f64; 4] = [6.0, 3.0, 1.0, 2.0];
 
-/// A query of one or two words matching more sections (of all workspaces) than this is *broad*: it is ranked
-/// among the sections with a query word in their title, heading path or
-/// file path first (a few hundred, not tens of thousands), and only if
-/// those hold fewer than `limit` documents among all its sections. bm25 of
-/// a word in nearly every section hardly separates them anyway, and the
-/// weights put such a heading match above a body mention; this keeps the
-/// worst query near 10 ms on 10,000 files (docs/benchmarks.md, session 10).
+/// How many sections (of all workspaces) bm25 ranks at most for a query
+/// whose words are common. bm25 scores every matching section (FTS5 cannot
+/// stop at the best few), so a query whose words match more sections than
+/// this is *broad*, and is ranked in one of two ways:
+/// - some of its words are rarer: the sections with the rarest words, as
+///   many words as fit in this many sections together, are ranked by those
+///   words, and the common words (in nearly every section, they hardly
+///   separate documents anyway) only fill the list if it is short, from
+///   their title and heading matches (a common-terms query);
+/// - all of its words are common and there are at most
+///   [`TIER_MAX_WORDS`]: it is ranked among the sections with a query word
+///   in their title, heading path or file path first (a few hundred), and
+///   only if those hold fewer than `limit` documents among all its sections.
+///
+/// This keeps the worst queries near 10 ms on 10,000 files
+/// (docs/benchmarks.md, sessions 10 and 11).
 pub const BROAD: i64 = 4_000;
 
-/// Broad queries of at most this many words (or phrases) are tiered.
+/// Broad queries of common words only, of at most this many words (or
+/// phrases, or prefixes), are tiered. Longer ones are ranked in full: their
+/// words spread over sections, and a title-first tier ranked them worse
+/// (recall@1 0.819 against 0.872 on real READMEs at a low threshold).
 pub const TIER_MAX_WORDS: usize = 2;
+
+/// Most indexed words a prefix stands for: its commonest. (FTS5's own
+/// prefix query merges the lists of every word with the prefix before
+/// ranking; `tor*` took half a second on 10,000 files.)
+pub const PREFIX_WORDS: usize = 16;
 
 /// The columns of the first tier of a broad query.
 const STRONG: &str = "{title headings path}";
 
+/// Chunk row ids are `slot << SLOT_BITS | n`: each workspace's sections
+/// are one range of row ids, which FTS5 seeks to and stops at, so a search
+/// walks only its own workspace's matches and joins nothing to filter them.
+const SLOT_BITS: u32 = 40;
+
+/// The range of chunk row ids of workspace `slot`.
+fn slot_range(slot: i64) -> (i64, i64) {
+    (slot << SLOT_BITS, ((slot + 1) << SLOT_BITS) - 1)
+}
+
 const SCHEMA: &str = "
+CREATE TABLE workspaces (
+    slot INTEGER PRIMARY KEY CHECK (slot > 0 AND slot < 8388608),
+    workspace_id TEXT NOT NULL UNIQUE
+);
 CREATE TABLE documents (
     id INTEGER PRIMARY KEY,
     workspace_id TEXT NOT NULL,
@@ -65,6 +96,16 @@ CREATE VIRTUAL TABLE chunks_fts USING fts5 (
     title, headings, body, path,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
+";
+
+/// A reader's own in-memory tables: the index's vocabulary (prefixes are
+/// expanded from it) and a scratch table with the index's tokenizer (it
+/// tells which indexed words are their own stem).
+const READER_TABLES: &str = "
+PRAGMA temp_store = MEMORY;
+CREATE VIRTUAL TABLE temp.vocab USING fts5vocab('main', 'chunks_fts', 'row');
+CREATE VIRTUAL TABLE temp.stems USING fts5 (w, tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE temp.stems_at USING fts5vocab('temp', 'stems', 'instance');
 ";
 
 /// An index error (SQLite's, with what was being done).
@@ -204,7 +245,10 @@ fn try_open_writer(path: &Path) -> Result<Connection, IndexError> {
         if version != 0 {
             tracing::info!(found = version, wanted = SCHEMA_VERSION, "the retrieval index has another schema version; building it again");
         }
-        c.execute_batch("DROP TABLE IF EXISTS chunks_fts; DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS documents; VACUUM;")?;
+        c.execute_batch(
+            "DROP TABLE IF EXISTS chunks_fts; DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS documents;
+             DROP TABLE IF EXISTS workspaces; VACUUM;",
+        )?;
         c.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
     }
     // Catches a file that opens but is not an index (or is damaged).
@@ -328,18 +372,51 @@ impl Tx<'_> {
                 params![p.workspace_id, p.path, p.size, p.mtime_ns, p.hash, title, tags, chunks.len() as i64, lossy, skipped, now_ms],
                 |r| r.get(0),
             )?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
         let title_col = if tags.is_empty() { title.clone() } else { format!("{title} {tags}") };
+        let (first, last) = slot_range(self.slot(&p.workspace_id)?);
+        let start: i64 = self
+            .tx
+            .prepare_cached("SELECT id FROM chunks WHERE id <= ?1 ORDER BY id DESC LIMIT 1")?
+            .query_row([last], |r| r.get::<_, i64>(0))
+            .optional()?
+            .filter(|id| *id >= first)
+            .map_or(first + 1, |id| id + 1);
+        if start.saturating_add(chunks.len() as i64) > last {
+            // 2^40 sections written into one workspace since its last
+            // rebuild; `index rebuild` starts its numbers again.
+            return Err(IndexError(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some(format!("workspace {}: no section numbers left; run `agent-runtime index rebuild`", p.workspace_id)),
+            )));
+        }
         let mut pos = self.tx.prepare_cached(
-            "INSERT INTO chunks (doc_id, workspace_id, seq, heading_path, line_start, line_end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO chunks (id, doc_id, workspace_id, seq, heading_path, line_start, line_end) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut fts = self.tx.prepare_cached("INSERT INTO chunks_fts (rowid, title, headings, body, path) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        for c in chunks {
+        for (id, c) in (start..).zip(chunks) {
             let hp = c.heading_path();
-            pos.execute(params![doc_id, p.workspace_id, c.seq, hp, c.line_start, c.line_end])?;
-            let rowid = self.tx.last_insert_rowid();
-            fts.execute(params![rowid, title_col, hp, c.body, p.path])?;
+            pos.execute(params![id, doc_id, p.workspace_id, c.seq, hp, c.line_start, c.line_end])?;
+            fts.execute(params![id, title_col, hp, c.body, p.path])?;
         }
         Ok(())
+    }
+
+    /// The workspace's slot (its range of chunk row ids), given on first use.
+    fn slot(&self, workspace: &str) -> Result<i64, IndexError> {
+        let known: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT slot FROM workspaces WHERE workspace_id = ?1")?
+            .query_row([workspace], |r| r.get(0))
+            .optional()?;
+        if let Some(slot) = known {
+            return Ok(slot);
+        }
+        let next: i64 = self.tx.query_row("SELECT coalesce(max(slot), 0) + 1 FROM workspaces", [], |r| r.get(0))?;
+        self.tx.execute("INSERT INTO workspaces (slot, workspace_id) VALUES (?1, ?2)", params![next, workspace])?;
+        Ok(next)
     }
 
     /// What the index knows of one file.
@@ -420,6 +497,7 @@ impl Readers {
                 )?;
                 c.pragma_update(None, "cache_size", -2_048)?;
                 c.pragma_update(None, "busy_timeout", 5_000)?;
+                c.execute_batch(READER_TABLES)?;
                 c
             }
         };
@@ -441,27 +519,51 @@ impl Readers {
 
     /// The best chunk of each of the best `limit` documents of `workspace` for `q`.
     pub fn search(&self, workspace: &str, q: &Query, limit: usize) -> Result<Vec<Hit>, IndexError> {
-        let (Some(full), Some(terms)) = (q.expr.as_deref(), q.terms.as_deref()) else { return Ok(Vec::new()) };
+        if q.parts.is_empty() {
+            return Ok(Vec::new());
+        }
         let not = q.not.as_deref().map(|n| format!(" NOT {n}")).unwrap_or_default();
-        let strong = format!("({STRONG} : {terms}){not}");
         self.with(|c| {
             let threshold = self.broad.load(std::sync::atomic::Ordering::Relaxed);
-            let matches: i64 = c
-                .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)")?
-                .query_row(params![full, threshold + 1], |r| r.get(0))?;
-            let mut best = Vec::new();
-            // Long questions always get the full ranking: their words spread
-            // over sections, and a title-first tier ranked them worse
-            // (recall@1 0.819 against 0.872 on real READMEs at a low threshold).
-            if matches > threshold && q.words.len() <= TIER_MAX_WORDS {
-                best = ranked(c, &strong, workspace, limit)?;
+            let slot: Option<i64> =
+                c.prepare_cached("SELECT slot FROM workspaces WHERE workspace_id = ?1")?.query_row([workspace], |r| r.get(0)).optional()?;
+            let Some(slot) = slot else { return Ok(Vec::new()) };
+            let range = slot_range(slot);
+            let parts = weigh(c, &q.parts, range, threshold)?;
+            let total: i64 = parts.iter().map(|p| p.sections).sum();
+            if total == 0 {
+                return Ok(Vec::new());
             }
-            if best.len() < limit {
-                best = ranked(c, full, workspace, limit)?;
+            let all = any_of(parts.iter());
+            let strong = format!("({STRONG} : {all}){not}");
+            let mut best = Vec::new();
+            let mut complete = false;
+            if total > threshold {
+                let rare: Vec<&Weighed> = parts.iter().filter(|p| p.sections <= threshold).collect();
+                if rare.is_empty() {
+                    if q.parts.len() <= TIER_MAX_WORDS {
+                        best = ranked(c, &strong, range, limit)?;
+                    }
+                } else if rare.len() < parts.len() {
+                    // Every part in the ranking (bm25 counts the rare ones twice).
+                    let expr = format!("{} AND {all}{not}", any_of(rare.into_iter()));
+                    best = ranked(c, &expr, range, limit)?;
+                    if best.len() < limit {
+                        for hit in ranked(c, &strong, range, limit)? {
+                            if best.len() < limit && !best.iter().any(|b| b.doc == hit.doc) {
+                                best.push(hit);
+                            }
+                        }
+                    }
+                    complete = true;
+                }
+            }
+            if !complete && best.len() < limit {
+                best = ranked(c, &format!("{all}{not}"), range, limit)?;
             }
             // Snippets only for the chunks shown (in the ranking query,
             // SQLite would make one for every match before sorting).
-            let highlight = terms;
+            let highlight = all;
             let mut stmt = c.prepare_cached(
                 "SELECT d.path, c.seq, d.title, c.heading_path, c.line_start, c.line_end,
                         snippet(chunks_fts, 2, '**', '**', '…', 24)
@@ -469,7 +571,7 @@ impl Readers {
                  WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2 AND c.workspace_id = ?3",
             )?;
             let mut hits = Vec::with_capacity(best.len());
-            for (rowid, score) in best {
+            for Ranked { rowid, score, .. } in best {
                 let hit = stmt
                     .query_row(params![highlight, rowid, workspace], |r| {
                         let path: String = r.get(0)?;
@@ -527,32 +629,115 @@ impl Readers {
 /// Most sections read to find `limit` distinct documents.
 const MAX_CANDIDATES: i64 = 20_000;
 
-/// (chunk rowid, score) of the best chunk of each of the best `limit`
-/// documents matching `expr`, best first.
-fn ranked(c: &Connection, expr: &str, workspace: &str, limit: usize) -> Result<Vec<(i64, f64)>, IndexError> {
+/// A part of a query as FTS5 is asked for it, with how many sections
+/// (of all workspaces) match it: counted up to the breadth threshold for a
+/// word or phrase, the sum of its words' sections for a prefix.
+#[derive(Debug)]
+struct Weighed {
+    fts: String,
+    sections: i64,
+}
+
+/// `(a OR b OR …)`.
+fn any_of<'a>(parts: impl Iterator<Item = &'a Weighed>) -> String {
+    format!("({})", parts.map(|p| p.fts.as_str()).collect::<Vec<_>>().join(" OR "))
+}
+
+/// The query's parts with their breadth; a prefix becomes its
+/// [`PREFIX_WORDS`] commonest indexed words (nothing if none).
+fn weigh(c: &Connection, parts: &[Part], (first, last): (i64, i64), threshold: i64) -> Result<Vec<Weighed>, IndexError> {
+    let mut count =
+        c.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 LIMIT ?4)")?;
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            Part::Exact(fts) => {
+                let sections = count.query_row(params![fts, first, last, threshold + 1], |r| r.get(0))?;
+                out.push(Weighed { fts: fts.clone(), sections });
+            }
+            Part::Prefix(prefix) => {
+                let words = expand(c, prefix)?;
+                if !words.is_empty() {
+                    // Its words are alternatives: one part, as broad as all of them.
+                    out.push(Weighed { fts: any_of(words.iter()), sections: words.iter().map(|w| w.sections).sum() });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The commonest indexed words beginning with `prefix`, as exact words.
+///
+/// The index holds stems (`instal` for `installing`), and FTS5 stems the
+/// words of a query again, which changes a few stems (`choos` for `choose`
+/// would be looked up as `choo`). Each word is stemmed here by the index's
+/// own tokenizer: a word that is its own stem is asked for exactly, the
+/// others as a prefix of themselves (still within `prefix`).
+fn expand(c: &Connection, prefix: &str) -> Result<Vec<Weighed>, IndexError> {
+    let mut words: Vec<(String, i64)> = c
+        .prepare_cached("SELECT term, doc FROM temp.vocab WHERE term >= ?1 AND term <= ?2")?
+        .query_map(params![prefix, format!("{prefix}\u{10FFFF}")], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    // Letters and digits only (as the tokenizer makes them), so quoting is safe.
+    words.retain(|(w, _)| w.starts_with(prefix) && w.chars().all(char::is_alphanumeric));
+    words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    words.truncate(PREFIX_WORDS);
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let joined = words.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>().join(" ");
+    c.prepare_cached("INSERT INTO temp.stems (rowid, w) VALUES (1, ?1)")?.execute([&joined])?;
+    let stems: HashMap<i64, String> = c
+        .prepare_cached("SELECT offset, term FROM temp.stems_at")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    c.prepare_cached("DELETE FROM temp.stems")?.execute([])?;
+    Ok(words
+        .into_iter()
+        .enumerate()
+        .map(|(i, (w, sections))| {
+            let own_stem = stems.get(&(i as i64)).is_some_and(|s| *s == w);
+            Weighed { fts: if own_stem { format!("\"{w}\"") } else { format!("\"{w}\"*") }, sections }
+        })
+        .collect())
+}
+
+/// A ranked section.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    rowid: i64,
+    doc: i64,
+    score: f64,
+}
+
+/// The best chunk of each of the best `limit` documents matching `expr`,
+/// best first.
+fn ranked(c: &Connection, expr: &str, (first, last): (i64, i64), limit: usize) -> Result<Vec<Ranked>, IndexError> {
+    // The workspace is the row id range (FTS5 seeks to it); the document of
+    // each candidate is looked up after ranking, not for every match.
     let mut stmt = c.prepare_cached(
-        "SELECT chunks_fts.rowid, c.doc_id, bm25(chunks_fts, ?4, ?5, ?6, ?7) AS score
-         FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
-         WHERE chunks_fts MATCH ?1 AND c.workspace_id = ?2
-         ORDER BY score LIMIT ?3",
+        "SELECT f.rowid, c.doc_id, f.score
+         FROM (SELECT rowid, bm25(chunks_fts, ?5, ?6, ?7, ?8) AS score FROM chunks_fts
+               WHERE chunks_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY score LIMIT ?4) f
+         JOIN chunks c ON c.id = f.rowid
+         ORDER BY f.score",
     )?;
     let [w0, w1, w2, w3] = WEIGHTS;
     // Sections of one document can fill the first candidates: ask for more
     // until `limit` distinct documents are among them or nothing more matches.
     let mut candidates = (limit * 10) as i64;
     loop {
-        let rows = stmt.query_map(params![expr, workspace, candidates, w0, w1, w2, w3], |r| {
+        let rows = stmt.query_map(params![expr, first, last, candidates, w0, w1, w2, w3], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
         })?;
-        let mut docs: Vec<i64> = Vec::new();
-        let mut best = Vec::new();
+        let mut best: Vec<Ranked> = Vec::new();
         let mut seen = 0;
         for row in rows {
             let (rowid, doc, score) = row?;
             seen += 1;
-            if !docs.contains(&doc) && docs.len() < limit {
-                docs.push(doc);
-                best.push((rowid, score));
+            if best.len() < limit && !best.iter().any(|b| b.doc == doc) {
+                best.push(Ranked { rowid, doc, score });
             }
         }
         if best.len() >= limit || seen < candidates || candidates >= MAX_CANDIDATES {

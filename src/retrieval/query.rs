@@ -2,8 +2,8 @@
 //! cannot reach FTS5's own syntax.
 //!
 //! The documented operators: `"an exact phrase"`, a trailing `*` for a prefix
-//! (`instal*`, at least three letters: a shorter one matches most of the
-//! vocabulary and costs a merge of all their lists), and a leading `-` to leave out documents
+//! (`instal*`, at least three letters; the index searches for the prefix's
+//! commonest indexed words, see [`super::index::PREFIX_WORDS`]), and a leading `-` to leave out documents
 //! with a word (`-draft`; ignored when nothing else is asked). Everything else
 //! is a plain word: FTS5's `AND`, `OR`, `NOT`, `NEAR`, `^`, `+`, parentheses and
 //! `column:` filters are split into words like any punctuation. Every word
@@ -49,9 +49,21 @@ impl Term {
     }
 }
 
+/// One searched-for part of a query, as the index looks it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A quoted word or phrase, ready for FTS5: `"word"`, `"two words"`.
+    Exact(String),
+    /// A prefix (letters and digits, at least three): expanded by the index
+    /// into its commonest indexed words.
+    Prefix(String),
+}
+
 /// A checked query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
+    /// The words, phrases and prefixes searched for, in the user's order.
+    pub parts: Vec<Part>,
     /// The FTS5 expression: any of the words (`OR`), then the exclusions
     /// (`NOT`); `None` when nothing is searchable.
     pub expr: Option<String>,
@@ -161,7 +173,14 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
         Some(n) => format!("{terms} NOT {n}"),
         None => terms.clone(),
     };
-    Ok(Query { expr: Some(expr), terms: Some(terms), not, words: words_shown })
+    let parts = chosen
+        .iter()
+        .map(|t| match t {
+            Term::Prefix(w) => Part::Prefix(w.clone()),
+            other => Part::Exact(other.fts()),
+        })
+        .collect();
+    Ok(Query { parts, expr: Some(expr), terms: Some(terms), not, words: words_shown })
 }
 
 #[cfg(test)]

@@ -396,3 +396,92 @@ async fn a_raised_size_limit_indexes_files_skipped_before() {
     assert_eq!((s.indexed, s.skipped), (1, 0), "{s:?}");
     assert_eq!(r.search(&ws("w"), "plum", 5).await.expect("search").len(), 1);
 }
+
+#[tokio::test]
+async fn a_prefix_stands_for_its_commonest_words_even_those_stemmed_twice() {
+    let f = fixture();
+    // `choose` is indexed as `choos`, which FTS5 would stem again to `choo`
+    // if it were asked for as a word; `agreed` → `agre` → `agr`.
+    f.write("w", "a.md", "# A\n\nChoose the runtime.\n");
+    f.write("w", "b.md", "# B\n\nWe agreed on it.\n");
+    f.write("w", "c.md", "# C\n\nchoosing nothing\n");
+    // More words with one prefix than a prefix stands for: the rare one is left out.
+    let many: String = (0..index::PREFIX_WORDS).map(|i| format!("zeta{i:02} ")).collect();
+    for i in 0..3 {
+        f.write("w", &format!("common{i}.md"), &format!("# Common {i}\n\n{many}\n"));
+    }
+    f.write("w", "rare.md", "# Rare\n\nzetarare\n");
+    f.write("other", "a.md", "# Other\n\nChoose elsewhere.\n");
+    f.sync(&["w", "other"]).await;
+    let mut choos = f.paths("w", "choos*").await;
+    choos.sort();
+    assert_eq!(choos, ["a.md", "c.md"]);
+    assert_eq!(f.paths("w", "agre*").await, ["b.md"]);
+    let mut zeta = f.paths("w", "zeta*").await;
+    zeta.sort();
+    assert_eq!(zeta, ["common0.md", "common1.md", "common2.md"], "the {} commonest completions", index::PREFIX_WORDS);
+    assert_eq!(f.paths("w", "zetara*").await, ["rare.md"], "a longer prefix reaches it");
+    assert!(f.paths("w", "zzzq*").await.is_empty(), "no word with the prefix: no results, no error");
+    // The highlight is made from the expanded words.
+    let hits = f.r.search(&ws("w"), "choos*", 5).await.expect("search");
+    assert!(hits.iter().any(|h| h.snippet.contains("**Choose**")), "{hits:#?}");
+}
+
+#[tokio::test]
+async fn broad_words_only_fill_the_list_after_the_rarer_words_ranked_it() {
+    let f = fixture();
+    // `kiwi` in every file (broad at a threshold of 3), `quince` in two bodies.
+    for i in 0..5 {
+        f.write("w", &format!("body{i}.md"), &format!("# Note {i}\n\nkiwi kiwi kiwi kiwi in the body {i}\n"));
+    }
+    f.write("w", "title.md", "# Kiwi\n\nkiwi and more\n");
+    f.write("w", "q1.md", "# Plain\n\nOne kiwi, one quince.\n");
+    f.write("w", "q2.md", "# Plainer\n\nquince alone here\n");
+    f.write("other", "q3.md", "# Quince kiwi elsewhere\n\nquince quince kiwi\n");
+    f.sync(&["w", "other"]).await;
+    f.r.set_broad(3);
+    let hits = f.paths("w", "kiwi quince").await;
+    assert_eq!(hits.len(), 3, "the rare word's two documents, then the broad word's title match: {hits:?}");
+    let mut first = hits[..2].to_vec();
+    first.sort();
+    assert_eq!(first, ["q1.md", "q2.md"]);
+    assert_eq!(hits[2], "title.md");
+    // With the default threshold the same query ranks every section.
+    f.r.set_broad(index::BROAD);
+    let all = f.paths("w", "kiwi quince").await;
+    assert_eq!(all.len(), 8, "{all:?}");
+    let mut top = all[..2].to_vec();
+    top.sort();
+    assert_eq!(top, ["q1.md", "q2.md"], "the rarer word weighs most in bm25 too");
+    assert!(all.iter().all(|p| p != "q3.md"), "never another workspace's");
+}
+
+#[tokio::test]
+async fn breadth_is_judged_within_the_searched_workspace() {
+    let f = fixture();
+    // `kiwi` is in many sections of `big`, in two of `small`.
+    for i in 0..8 {
+        f.write("big", &format!("n{i}.md"), &format!("# Kiwi {i}\n\nkiwi\n"));
+    }
+    let filler = "other words ".repeat(100);
+    f.write("small", "title.md", &format!("# Kiwi\n\n{filler}\n"));
+    f.write("small", "title2.md", &format!("# Kiwi too\n\n{filler}\n"));
+    f.write("small", "body.md", "# Plain\n\nkiwi kiwi kiwi kiwi kiwi kiwi kiwi kiwi\n");
+    f.sync(&["big", "small"]).await;
+    f.r.set_broad(3);
+    // Not broad in `small` (3 sections), though it is in the index (11):
+    // every section is ranked, and the short one full of the word leads (a
+    // tier of title matches would have left it out).
+    let top: Vec<String> = f.r.search(&ws("small"), "kiwi", 2).await.expect("search").into_iter().map(|h| h.path).collect();
+    assert_eq!(top[0], "body.md", "{top:?}");
+    let mut small = f.paths("small", "kiwi").await;
+    small.sort();
+    assert_eq!(small, ["body.md", "title.md", "title2.md"]);
+    // Each workspace's sections are their own range of row ids: edits and
+    // removals in one never move another's.
+    f.write("small", "body.md", "# Plain\n\nno fruit now\n");
+    f.change("small", "body.md", ChangeKind::Modified).await;
+    assert_eq!(f.paths("small", "kiwi").await.len(), 2);
+    assert_eq!(f.paths("big", "kiwi").await.len(), 8);
+    assert!(f.paths("nobody", "kiwi").await.is_empty(), "a workspace the index never saw");
+}
