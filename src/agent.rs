@@ -8,9 +8,13 @@ mod anthropic;
 mod general;
 mod openai;
 mod prompt;
+mod runner;
+pub mod tools;
+pub mod turn;
 
 pub use general::GeneralExecutor;
 pub use prompt::PromptBuilder;
+pub use runner::{Agent, AgentLimits, AgentParts, TASK_ROLE, TOOL_RULES};
 
 use crate::BoxFuture;
 use crate::clock::SharedClock;
@@ -20,20 +24,84 @@ use crate::store::{Store, UsageRecord};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One single-turn request.
-#[derive(Debug, Clone)]
+/// One message of a conversation with the model (after the system prompt).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Message {
+    /// The user's text (or the runtime speaking for the user: a task's prompt).
+    User {
+        /// The text.
+        text: String,
+    },
+    /// What the model answered earlier: text, tool calls, or both.
+    Assistant {
+        /// Its text (may be empty when it only called tools).
+        text: String,
+        /// The tools it asked for, in its order.
+        calls: Vec<ToolCall>,
+    },
+    /// The result of one tool call, sent back to the model.
+    Tool {
+        /// The [`ToolCall::id`] this answers.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// The result (or the error) as text.
+        content: String,
+        /// Whether the call failed.
+        is_error: bool,
+    },
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolCall {
+    /// The provider's id for the call (`call_…`, `toolu_…`); generated when
+    /// the provider gave none.
+    pub id: String,
+    /// The tool's name, as the model wrote it (it may name no tool).
+    pub name: String,
+    /// The arguments as the model wrote them: JSON text, possibly malformed.
+    pub arguments: String,
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ToolSpec {
+    /// The name the model calls it by.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its arguments (an object schema).
+    pub parameters: serde_json::Value,
+}
+
+/// One request: the system prompt, the conversation so far, the tools offered.
+#[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
     /// The system prompt.
     pub system: String,
-    /// The user's text.
-    pub user: String,
+    /// The conversation, oldest first; it ends with a user message or tool results.
+    pub messages: Vec<Message>,
+    /// Tools the model may call (none: a plain completion).
+    pub tools: Vec<ToolSpec>,
+}
+
+impl ChatRequest {
+    /// A single user message, no tools.
+    pub fn single(system: impl Into<String>, user: impl Into<String>) -> Self {
+        Self { system: system.into(), messages: vec![Message::User { text: user.into() }], tools: Vec::new() }
+    }
 }
 
 /// The provider's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ChatResponse {
-    /// The answer text (reasoning blocks removed).
+    /// The answer text (reasoning blocks removed); may be empty when the
+    /// model only called tools.
     pub text: String,
+    /// The tools the model asked for (empty: this is its final answer).
+    pub calls: Vec<ToolCall>,
     /// The model that answered.
     pub model: String,
     /// Prompt tokens, if reported.
@@ -69,6 +137,17 @@ pub enum LlmError {
         /// The cause.
         message: String,
     },
+    /// The server refused a request because it offered tools (HTTP 400,
+    /// 404 or 422); the provider sends no tools from now on.
+    #[error("{provider} refused the request's tools (HTTP {status}): {body}; asking again without tools")]
+    ToolsRejected {
+        /// Provider name.
+        provider: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The start of the error body.
+        body: String,
+    },
     /// The answer could not be understood.
     #[error("{provider} sent an unusable response: {message}")]
     BadResponse {
@@ -86,7 +165,7 @@ impl LlmError {
         match self {
             Self::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
             Self::Timeout(_) | Self::Transport { .. } => true,
-            Self::NotConfigured(_) | Self::BadResponse { .. } => false,
+            Self::NotConfigured(_) | Self::BadResponse { .. } | Self::ToolsRejected { .. } => false,
         }
     }
 
@@ -97,6 +176,7 @@ impl LlmError {
             Self::Timeout(_) => "timeout",
             Self::Transport { .. } => "transport",
             Self::BadResponse { .. } => "bad_response",
+            Self::ToolsRejected { .. } => "tools_rejected",
         }
     }
 }
@@ -161,8 +241,17 @@ impl Llm {
         }
     }
 
-    /// Calls the provider and records the call's usage.
+    /// Calls the provider and records the call's usage (a server that
+    /// refused the tools is asked once more, without them; both calls are
+    /// recorded).
     pub async fn complete(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
+        match self.complete_once(req.clone(), task, context).await {
+            Err(LlmError::ToolsRejected { .. }) => self.complete_once(req, task, context).await,
+            other => other,
+        }
+    }
+
+    async fn complete_once(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
         let provider = self.provider.as_ref().map_err(|why| LlmError::NotConfigured(why.clone()))?;
         let started = Instant::now();
         let result = provider.complete(req).await;

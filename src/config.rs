@@ -2,6 +2,7 @@
 //! validated into typed slices, one per subsystem. Loading has no side
 //! effects: directories are created by `serve`, not here.
 
+mod agent;
 mod connectors;
 mod gateway;
 mod reader;
@@ -50,6 +51,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// The built-in markdown index.
     pub retrieval: crate::retrieval::RetrievalConfig,
+    /// The agent's turn limits.
+    pub agent: crate::agent::AgentLimits,
 }
 
 /// The scheduler that fires objectives, and the workspace watcher.
@@ -509,6 +512,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         connectors,
         scheduler,
         retrieval,
+        agent: agent::read(r),
     }
 }
 

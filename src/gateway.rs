@@ -142,6 +142,8 @@ pub struct Gateway {
     retrieval: Option<Retrieval>,
     /// Each chat's last `/search` results (paths), for `/open <n>`.
     last_results: Arc<std::sync::Mutex<LastResults>>,
+    /// The agent answering free text with tools (`None`: one plain model call).
+    agent: Option<crate::agent::Agent>,
 }
 
 /// The gateway's dependencies.
@@ -185,7 +187,14 @@ impl Gateway {
             limiter: Arc::new(RateLimiter::default()),
             retrieval: None,
             last_results: Arc::default(),
+            agent: None,
         }
+    }
+
+    /// The gateway answering free text through `agent` (tools, limits, steps).
+    pub fn with_agent(mut self, agent: crate::agent::Agent) -> Self {
+        self.agent = Some(agent);
+        self
     }
 
     /// The gateway answering `/search` and `/open` from `retrieval`.
@@ -486,15 +495,27 @@ impl Gateway {
                 "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),
             );
         }
+        let unreachable = || {
+            "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request.".to_string()
+        };
+        if let Some(agent) = &self.agent {
+            let out = agent.chat_turn(ctx, t.actor.role, &t.msg.from_user_id, text, &t.msg.trace_id).await;
+            return Some(match out.stop {
+                crate::agent::turn::Stop::Failed(e) => {
+                    tracing::warn!(error = %e, "free-text agent turn failed");
+                    unreachable()
+                }
+                _ => out.text,
+            });
+        }
         let system = self.prompts.system_prompt(ctx).await;
-        let req = crate::agent::ChatRequest { system, user: text.to_string() };
+        let req = crate::agent::ChatRequest::single(system, text);
         Some(match self.llm.complete(req, None, Some(&ctx.id)).await {
             Ok(answer) if !answer.text.is_empty() => answer.text,
             Ok(_) => "(the model returned an empty answer)".to_string(),
             Err(e) => {
                 tracing::warn!(error = %e, "free-text LLM reply failed");
-                "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request."
-                    .to_string()
+                unreachable()
             }
         })
     }

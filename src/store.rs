@@ -20,6 +20,7 @@ mod objectives;
 mod outbox;
 mod people;
 mod stats;
+mod steps;
 mod tasks;
 mod usage;
 mod workspaces;
@@ -36,6 +37,7 @@ pub use objectives::{
 pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
 pub use stats::StateCounts;
+pub use steps::{MAX_STEPS_SHOWN, NewStep, StepRow};
 pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageTotals};
 pub use workspaces::{ContextFilter, Workspace};

@@ -1,7 +1,7 @@
 //! Anthropic messages (`POST {base}/messages`), and the HTTP send shared by
 //! both providers (status classification, 4 MiB response cap).
 
-use super::{ChatRequest, ChatResponse, LlmError, LlmProvider, strip_reasoning};
+use super::{ChatRequest, ChatResponse, LlmError, LlmProvider, Message, ToolCall, strip_reasoning};
 use crate::BoxFuture;
 use crate::config::{LlmConfig, Secret};
 use serde_json::{Value, json};
@@ -47,29 +47,79 @@ impl Anthropic {
     async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
         let key =
             self.key.as_ref().ok_or_else(|| LlmError::NotConfigured("set AGENT_RUNTIME_LLM_API_KEY for the Anthropic provider".into()))?;
-        let body = json!({
-            "model": self.model,
-            "max_tokens": 4096,
-            "system": req.system,
-            "messages": [{"role": "user", "content": req.user}],
-        });
-        let http = self.client.post(&self.url).header("x-api-key", key.expose()).header("anthropic-version", "2023-06-01").json(&body);
+        let http = self
+            .client
+            .post(&self.url)
+            .header("x-api-key", key.expose())
+            .header("anthropic-version", "2023-06-01")
+            .json(&body(&req, &self.model));
         parse(&send(NAME, http).await?, &self.model)
     }
 }
 
+/// The request body: user and assistant turns alternating, tool results
+/// as `tool_result` blocks of one user message, `tools` when offered.
+fn body(req: &ChatRequest, model: &str) -> Value {
+    let mut messages: Vec<Value> = Vec::new();
+    for m in &req.messages {
+        match m {
+            Message::User { text } => messages.push(json!({"role": "user", "content": text})),
+            Message::Assistant { text, calls } => {
+                let mut blocks = Vec::new();
+                if !text.is_empty() {
+                    blocks.push(json!({"type": "text", "text": text}));
+                }
+                for c in calls {
+                    let input = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                }
+                if blocks.is_empty() {
+                    blocks.push(json!({"type": "text", "text": "(no answer)"}));
+                }
+                messages.push(json!({"role": "assistant", "content": blocks}));
+            }
+            Message::Tool { call_id, content, is_error, .. } => {
+                let block = json!({"type": "tool_result", "tool_use_id": call_id, "content": content, "is_error": is_error});
+                // Consecutive results share one user message.
+                match messages.last_mut().filter(|last| last["role"] == "user").and_then(|last| last["content"].as_array_mut()) {
+                    Some(results) => results.push(block),
+                    None => messages.push(json!({"role": "user", "content": [block]})),
+                }
+            }
+        }
+    }
+    let mut body = json!({"model": model, "max_tokens": 4096, "system": req.system, "messages": messages});
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> =
+            req.tools.iter().map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters})).collect();
+        body["tools"] = Value::Array(tools);
+    }
+    body
+}
+
 fn parse(body: &Value, requested: &str) -> Result<ChatResponse, LlmError> {
-    let blocks = body
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or_else(|| LlmError::BadResponse { provider: NAME, message: "no content array".into() })?;
-    let text: Vec<&str> =
-        blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("text")).filter_map(|b| b.get("text")?.as_str()).collect();
-    if text.is_empty() {
-        return Err(LlmError::BadResponse { provider: NAME, message: "no text block".into() });
+    let bad = |message: &str| LlmError::BadResponse { provider: NAME, message: message.to_string() };
+    let blocks = body.get("content").and_then(Value::as_array).ok_or_else(|| bad("no content array"))?;
+    let mut text: Vec<&str> = Vec::new();
+    let mut calls = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.extend(b.get("text").and_then(Value::as_str)),
+            Some("tool_use") => {
+                let name = b.get("name").and_then(Value::as_str).ok_or_else(|| bad("a tool_use block has no name"))?;
+                let id = b.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).map_or_else(|| format!("toolu_{i}"), str::to_string);
+                let arguments = b.get("input").map_or_else(|| "{}".to_string(), Value::to_string);
+                calls.push(ToolCall { id, name: name.to_string(), arguments });
+            }
+            _ => {}
+        }
+    }
+    if text.is_empty() && calls.is_empty() {
+        return Err(bad("no text or tool_use block"));
     }
     Ok(ChatResponse {
         text: strip_reasoning(&text.join("\n")),
+        calls,
         model: body.get("model").and_then(Value::as_str).unwrap_or(requested).to_string(),
         prompt_tokens: body.pointer("/usage/input_tokens").and_then(Value::as_u64),
         completion_tokens: body.pointer("/usage/output_tokens").and_then(Value::as_u64),
@@ -93,10 +143,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_text_blocks_and_usage() {
-        let body = json!({"model": "c", "content": [{"type": "text", "text": "a"}, {"type": "tool_use"}, {"type": "text", "text": "b"}], "usage": {"input_tokens": 5, "output_tokens": 6}});
+    fn parses_text_blocks_tool_uses_and_usage() {
+        let body = json!({"model": "c", "content": [{"type": "text", "text": "a"}, {"type": "tool_use", "id": "toolu_x", "name": "read_file", "input": {"path": "a.md"}}, {"type": "text", "text": "b"}], "usage": {"input_tokens": 5, "output_tokens": 6}});
         let r = parse(&body, "x").expect("parse");
         assert_eq!((r.text.as_str(), r.prompt_tokens, r.completion_tokens), ("a\nb", Some(5), Some(6)));
+        assert_eq!(r.calls, [ToolCall { id: "toolu_x".into(), name: "read_file".into(), arguments: r#"{"path":"a.md"}"#.into() }]);
         assert!(parse(&json!({"content": []}), "x").is_err());
+    }
+
+    #[test]
+    fn consecutive_tool_results_share_one_user_message() {
+        let calls = vec![
+            ToolCall { id: "t1".into(), name: "a".into(), arguments: "{}".into() },
+            ToolCall { id: "t2".into(), name: "b".into(), arguments: "{broken".into() },
+        ];
+        let req = ChatRequest {
+            system: "s".into(),
+            messages: vec![
+                Message::User { text: "u".into() },
+                Message::Assistant { text: "thinking".into(), calls },
+                Message::Tool { call_id: "t1".into(), name: "a".into(), content: "one".into(), is_error: false },
+                Message::Tool { call_id: "t2".into(), name: "b".into(), content: "bad".into(), is_error: true },
+            ],
+            tools: vec![crate::agent::ToolSpec { name: "a".into(), description: "d".into(), parameters: json!({"type": "object"}) }],
+        };
+        let b = body(&req, "m");
+        let msgs = b["messages"].as_array().expect("messages");
+        assert_eq!(msgs.len(), 3, "{b}");
+        assert_eq!(msgs[1]["content"][1], json!({"type": "tool_use", "id": "t1", "name": "a", "input": {}}));
+        assert_eq!(msgs[1]["content"][2]["input"], json!({}), "malformed arguments become an empty input");
+        assert_eq!(msgs[2]["role"], "user");
+        assert_eq!(msgs[2]["content"][1], json!({"type": "tool_result", "tool_use_id": "t2", "content": "bad", "is_error": true}));
+        assert_eq!(b["tools"][0], json!({"name": "a", "description": "d", "input_schema": {"type": "object"}}));
+        assert_eq!(b["system"], "s");
     }
 }

@@ -1,8 +1,10 @@
-//! The executor for `general` tasks: the task's prompt goes to the LLM with
-//! the context's system prompt; the answer becomes the task's summary and a
-//! markdown result file in the workspace.
+//! The executor for `general` tasks: the task's prompt is one agent turn
+//! (task limits, the built-in tools, steps recorded with the task); the
+//! answer becomes the task's summary and a markdown result file in the
+//! workspace.
 
-use super::{ChatRequest, Llm, PromptBuilder};
+use super::Agent;
+use super::turn::Stop;
 use crate::BoxFuture;
 use crate::clock::SharedClock;
 use crate::orchestrator::{ExecContext, ExecError, ExecOutput, Executor};
@@ -11,10 +13,9 @@ use crate::workspace::{TaskResult, Workspaces};
 
 const SUMMARY_MAX: usize = 180;
 
-/// Runs `general` tasks through the LLM.
+/// Runs `general` tasks through the agent.
 pub struct GeneralExecutor {
-    llm: Llm,
-    prompts: PromptBuilder,
+    agent: Agent,
     store: Store,
     workspaces: Workspaces,
     clock: SharedClock,
@@ -22,8 +23,8 @@ pub struct GeneralExecutor {
 
 impl GeneralExecutor {
     /// An executor using these parts.
-    pub fn new(llm: Llm, prompts: PromptBuilder, store: Store, workspaces: Workspaces, clock: SharedClock) -> Self {
-        Self { llm, prompts, store, workspaces, clock }
+    pub fn new(agent: Agent, store: Store, workspaces: Workspaces, clock: SharedClock) -> Self {
+        Self { agent, store, workspaces, clock }
     }
 
     async fn run(&self, ctx: ExecContext) -> Result<ExecOutput, ExecError> {
@@ -37,21 +38,21 @@ impl GeneralExecutor {
             .get_context(&task.context_id)
             .await
             .map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))?;
-        let system = self.prompts.system_prompt(&context).await;
-        let request = ChatRequest { system, user: prompt.to_string() };
-        let answer = tokio::select! {
-            r = self.llm.complete(request, Some(&task.id), Some(&task.context_id)) => r,
-            _ = ctx.cancel.cancelled() => return Err(ExecError::permanent("canceled")),
-        };
-        let answer = answer.map_err(|e| ExecError { retryable: e.is_retryable(), message: e.to_string() })?;
-        let text = if answer.text.is_empty() { "(the model returned an empty answer)".to_string() } else { answer.text };
-        let result = TaskResult { task, model: &answer.model, output: &text, completed_at: self.clock.now_ms() };
+        let out = self.agent.task_turn(task, &context, prompt, ctx.cancel.clone()).await;
+        match out.stop {
+            Stop::Answered => {}
+            Stop::Canceled => return Err(ExecError::permanent("canceled")),
+            Stop::Failed(e) => return Err(ExecError { retryable: e.is_retryable(), message: e.to_string() }),
+            // A task that stops at a limit failed: its reply says which limit.
+            Stop::Limit(_) => return Err(ExecError::permanent(out.text)),
+        }
+        let result = TaskResult { task, model: &out.model, output: &out.text, completed_at: self.clock.now_ms() };
         let path = self
             .workspaces
             .write_task_result(&result)
             .await
             .map_err(|e| ExecError::retryable(format!("cannot write the result file: {e}")))?;
-        Ok(ExecOutput { summary: summarize(&text), result_path: Some(path) })
+        Ok(ExecOutput { summary: summarize(&out.text), result_path: Some(path) })
     }
 }
 

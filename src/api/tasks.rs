@@ -238,13 +238,16 @@ pub struct TaskWithEvents {
     #[serde(flatten)]
     task: TaskView,
     events: Vec<TaskEvent>,
+    /// The agent's steps (model calls and tool calls), oldest first.
+    steps: Vec<crate::store::StepRow>,
 }
 
 pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<TaskWithEvents>, ApiError> {
     let id = TaskId::from_string(id);
     let task = s.store.get_task(&id).await?;
     let events = s.store.task_events(&id).await?;
-    Ok(Json(TaskWithEvents { task: task.into(), events }))
+    let steps = s.store.task_steps(&id).await?;
+    Ok(Json(TaskWithEvents { task: task.into(), events, steps }))
 }
 
 #[derive(Debug, Deserialize)]

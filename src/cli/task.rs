@@ -122,6 +122,24 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
                     let detail = e.get("detail").and_then(Value::as_str).map(|d| format!(" - {d}")).unwrap_or_default();
                     println!("  {when}  {:<16} attempt {}{detail}", s(e, "event"), e["attempt"]);
                 }
+                let steps = v["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
+                if !steps.is_empty() {
+                    println!("agent steps:");
+                    for st in steps {
+                        let what = match st["tool"].as_str() {
+                            Some(tool) => format!("{tool}({})", st["arguments"].as_str().unwrap_or("")),
+                            None => "model".to_string(),
+                        };
+                        let detail = st.get("detail").and_then(Value::as_str).map(|d| format!(" - {d}")).unwrap_or_default();
+                        println!(
+                            "  {:>3}. {:<14} {:>6} ms {:>7} B  {what}{detail}",
+                            st["seq"],
+                            s(st, "outcome"),
+                            st["duration_ms"],
+                            st["output_bytes"]
+                        );
+                    }
+                }
             }
         }
         TaskCmd::Create(a) => {

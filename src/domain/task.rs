@@ -170,9 +170,9 @@ pub struct NewTask {
 /// Run-key prefixes the runtime keeps for itself: `inbox:<id>` is the task
 /// a chat message asked for (its outcome is the reply to that message), and
 /// the others are kept for internal producers (objectives and schedules,
-/// approved actions, held untrusted messages), so that no caller of the
+/// approved actions, held untrusted messages, tasks the agent queued), so that no caller of the
 /// admin API can claim or pre-empt a key the runtime will use.
-pub const RESERVED_RUN_KEY_PREFIXES: [&str; 5] = ["inbox:", "objective:", "schedule:", "action:", "untrusted:"];
+pub const RESERVED_RUN_KEY_PREFIXES: [&str; 6] = ["inbox:", "objective:", "schedule:", "action:", "untrusted:", "agent:"];
 
 /// The reserved prefix `key` starts with (ignoring case and leading
 /// blanks), if any.

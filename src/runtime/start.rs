@@ -18,7 +18,8 @@ use super::lock::DataLock;
 use super::loops::{expire_loop, heartbeat_loop, reload_on_sighup, write_state_file};
 use super::{Restart, ServeError, Supervisor, mkdir, tls_files};
 use crate::actions::{ActionExecutors, SendEmailExecutor, UntrustedTaskExecutor, WebhookExecutor};
-use crate::agent::{GeneralExecutor, Llm, PromptBuilder, build_provider};
+use crate::agent::tools::Registry;
+use crate::agent::{Agent, AgentParts, GeneralExecutor, Llm, PromptBuilder, build_provider};
 use crate::api::{ApiState, TlsState, router, serve as serve_api, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -133,7 +134,18 @@ pub(super) struct Parts {
 pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
     let llm = Llm::new(build_provider(&config.llm), core.store.clone(), core.clock.clone());
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, core.workspaces.clone());
-    let general = GeneralExecutor::new(llm.clone(), prompts.clone(), core.store.clone(), core.workspaces.clone(), core.clock.clone());
+    let agent = Agent::new(AgentParts {
+        llm: llm.clone(),
+        prompts: prompts.clone(),
+        registry: Registry::builtin(),
+        store: core.store.clone(),
+        workspaces: core.workspaces.clone(),
+        retrieval: core.retrieval.clone(),
+        orchestrator: Some(core.orchestrator.clone()),
+        clock: core.clock.clone(),
+        limits: config.agent,
+    });
+    let general = GeneralExecutor::new(agent.clone(), core.store.clone(), core.workspaces.clone(), core.clock.clone());
     let general = Arc::new(general);
     // An objective's run is answered as a general task; its outcome is recorded on the objective.
     let executors = Executors::default()
@@ -190,7 +202,8 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
     let gateway = match &core.retrieval {
         Some(r) => gateway.with_retrieval(r.clone()),
         None => gateway,
-    };
+    }
+    .with_agent(agent);
     Ok(Parts { llm, executors, outbox, gateway, telegram_bot, discord_rest })
 }
 

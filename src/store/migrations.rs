@@ -345,6 +345,27 @@ CREATE INDEX objective_runs_by_objective ON objective_runs (objective_id, id);
 CREATE UNIQUE INDEX objective_runs_by_time ON objective_runs (objective_id, scheduled_at) WHERE trigger IN ('schedule', 'catch_up');
 CREATE UNIQUE INDEX objective_runs_by_task ON objective_runs (task_id) WHERE task_id IS NOT NULL;
 "#,
+    // 9: the agent's steps (model calls and tool calls of a turn).
+    r#"
+CREATE TABLE agent_steps (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT,
+    context_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('model', 'tool')),
+    tool TEXT,
+    arguments TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    duration_ms INTEGER NOT NULL,
+    output_bytes INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX agent_steps_by_task ON agent_steps (task_id, id) WHERE task_id IS NOT NULL;
+CREATE INDEX agent_steps_by_trace ON agent_steps (trace_id, id);
+CREATE INDEX inbox_by_context ON inbox (context_id, id);
+"#,
 ];
 
 /// The schema version this binary brings a database to.

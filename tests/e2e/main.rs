@@ -7,6 +7,7 @@
 mod support;
 
 mod admin_api;
+mod agent;
 mod api;
 mod api_trust;
 mod approvals;

@@ -24,6 +24,8 @@ pub enum Step {
     Stall,
     /// Answer with this text after a delay.
     Delayed(Duration, String),
+    /// Answer with tool calls (name, arguments), in each API's native shape.
+    Tools(Vec<(String, Value)>),
 }
 
 /// One recorded request.
@@ -104,12 +106,19 @@ async fn next_step(inner: &Inner, api: &'static str, headers: HeaderMap, body: V
     inner.script.lock().expect("script").pop_front().unwrap_or(Step::Reply("default fake answer".into()))
 }
 
-async fn play(step: Step, ok: impl FnOnce(String) -> Value) -> Response {
+/// How one API answers text and tool calls.
+struct Shape {
+    text: fn(&str, String) -> Value,
+    tools: fn(&str, &[(String, Value)]) -> Value,
+}
+
+async fn play(step: Step, model: &str, shape: Shape) -> Response {
     match step {
-        Step::Reply(text) => Json(ok(text)).into_response(),
+        Step::Reply(text) => Json((shape.text)(model, text)).into_response(),
+        Step::Tools(calls) => Json((shape.tools)(model, &calls)).into_response(),
         Step::Delayed(d, text) => {
             tokio::time::sleep(d).await;
-            Json(ok(text)).into_response()
+            Json((shape.text)(model, text)).into_response()
         }
         Step::Status(code, body) => (StatusCode::from_u16(code).expect("status"), body).into_response(),
         Step::Stall => {
@@ -122,20 +131,43 @@ async fn play(step: Step, ok: impl FnOnce(String) -> Value) -> Response {
 async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or("fake").to_string();
     let step = next_step(&inner, "chat", headers, body).await;
-    play(step, |text| {
-        json!({"id": "chatcmpl-1", "object": "chat.completion", "model": format!("{model}-fake"),
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
-    })
-    .await
+    let shape = Shape {
+        text: |model, text| {
+            json!({"id": "chatcmpl-1", "object": "chat.completion", "model": format!("{model}-fake"),
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+        },
+        tools: |model, calls| {
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(k, (name, args))| json!({"id": format!("call_{k}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+                .collect();
+            json!({"id": "chatcmpl-1", "object": "chat.completion", "model": format!("{model}-fake"),
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+                   "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+        },
+    };
+    play(step, &model, shape).await
 }
 
 async fn messages(State(inner): State<Arc<Inner>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or("fake").to_string();
     let step = next_step(&inner, "messages", headers, body).await;
-    play(step, |text| {
-        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
-               "content": [{"type": "text", "text": text}], "usage": {"input_tokens": 13, "output_tokens": 5}})
-    })
-    .await
+    let shape = Shape {
+        text: |model, text| {
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": text}], "usage": {"input_tokens": 13, "output_tokens": 5}})
+        },
+        tools: |model, calls| {
+            let blocks: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(k, (name, args))| json!({"type": "tool_use", "id": format!("toolu_{k}"), "name": name, "input": args}))
+                .collect();
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model, "stop_reason": "tool_use",
+                   "content": blocks, "usage": {"input_tokens": 13, "output_tokens": 5}})
+        },
+    };
+    play(step, &model, shape).await
 }

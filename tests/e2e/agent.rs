@@ -1,0 +1,142 @@
+//! The agent through the real binary and the scripted LLM: a chat turn that
+//! writes a file with a tool and answers, a task whose steps are recorded
+//! and shown by the API, the CLI and the event stream, and a tool call that
+//! tries to leave the workspace.
+
+use crate::support::daemon::{Daemon, command};
+use crate::support::llm::{FakeLlm, Step};
+use crate::support::wait_until;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn llm_env(llm: &FakeLlm) -> Vec<(&'static str, String)> {
+    vec![("AGENT_RUNTIME_LLM_BASE_URL", llm.base_url.clone()), ("AGENT_RUNTIME_LLM_MODEL", "test-model".into())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_turn_writes_a_file_with_a_tool_and_answers() {
+    let llm = FakeLlm::start().await;
+    llm.push([
+        Step::Tools(vec![("write_file".into(), json!({"path": "notes/plan.md", "content": "1. test the agent\n"}))]),
+        Step::Reply("I wrote notes/plan.md.".into()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    let (status, v) = d.post("/api/v1/chat", &json!({"text": "write my plan into notes/plan.md"})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["reply"], "I wrote notes/plan.md.", "{v}");
+    let ws = v["workspace_id"].as_str().expect("workspace");
+    let file = d.data().join("workspaces").join(ws).join("notes/plan.md");
+    assert_eq!(std::fs::read_to_string(&file).expect("written"), "1. test the agent\n");
+    // The model saw the tools, then its call and the result, in the native shape.
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 2);
+    let tools: Vec<&str> = reqs[0].body["tools"].as_array().expect("tools").iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    assert!(tools.contains(&"write_file") && tools.contains(&"search_workspace"), "{tools:?}");
+    let msgs = reqs[1].body["messages"].as_array().expect("messages");
+    let result = msgs.iter().find(|m| m["role"] == "tool").expect("a tool message");
+    assert!(result["content"].as_str().unwrap_or("").contains("Wrote 18 bytes to notes/plan.md."), "{result}");
+    // Both steps are recorded under the turn's trace, and on the event stream.
+    let steps: Vec<(String, Option<String>, String)> = {
+        let db = d.db();
+        let mut stmt = db.prepare("SELECT kind, tool, outcome FROM agent_steps ORDER BY id").expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("query").collect::<Result<_, _>>().expect("rows")
+    };
+    assert_eq!(
+        steps,
+        [
+            ("model".to_string(), None, "tools".to_string()),
+            ("tool".to_string(), Some("write_file".to_string()), "ok".to_string()),
+            ("model".to_string(), None, "answer".to_string())
+        ]
+    );
+    let (_, events) = d.get("/api/v1/events/log?after=0&types=agent.").await;
+    let n = events["items"].as_array().map_or(0, Vec::len);
+    assert_eq!(n, 3, "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_s_steps_are_shown_by_the_api_and_the_cli_and_escapes_are_refused() {
+    let llm = FakeLlm::start().await;
+    llm.push([
+        Step::Tools(vec![
+            ("list_files".into(), json!({})),
+            ("write_file".into(), json!({"path": "../../escaped.md", "content": "x"})),
+            ("read_file".into(), json!({"path": "notes.md", "api_key": "sk-secret"})),
+        ]),
+        Step::Reply("Listed the workspace.".into()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    let reply = d.chat("/task look around the workspace").await;
+    let id = reply.strip_prefix("Task queued: `").and_then(|r| r.strip_suffix('`')).expect("task id").to_string();
+    let task: Value = wait_until("the task succeeds", Duration::from_secs(20), || async {
+        let (_, v) = d.get(&format!("/api/v1/tasks/{id}")).await;
+        (v["status"] == "succeeded").then_some(v)
+    })
+    .await;
+    let steps = task["steps"].as_array().expect("steps");
+    let outcomes: Vec<String> =
+        steps.iter().map(|s| format!("{}:{}", s["tool"].as_str().unwrap_or("model"), s["outcome"].as_str().unwrap_or(""))).collect();
+    assert_eq!(outcomes, ["model:tools", "list_files:ok", "write_file:refused", "read_file:bad_arguments", "model:answer"]);
+    assert!(steps[2]["detail"].as_str().unwrap_or("").contains("leaves the workspace"), "{}", steps[2]);
+    assert!(steps[3]["arguments"].as_str().unwrap_or("").contains("[redacted]"), "{}", steps[3]);
+    assert!(!task.to_string().contains("sk-secret"), "no secret in the step record");
+    assert!(!dir.path().join("escaped.md").exists() && !d.data().join("escaped.md").exists());
+    // The CLI shows the same steps.
+    let out = command(dir.path(), &[]).args(["task", "show", &id]).output().expect("task show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("agent steps:") && text.contains("write_file") && text.contains("refused"), "{text}");
+    // The task's model calls are its usage.
+    let calls: i64 = d.db().query_row("SELECT COUNT(*) FROM llm_usage WHERE task_id = ?1", [&id], |r| r.get(0)).expect("usage");
+    assert_eq!(calls, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_message_sees_the_first_exchange_but_not_commands() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Reply("Paris.".into()), Step::Reply("About two million.".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    assert_eq!(d.chat("what is the capital of France?").await, "Paris.");
+    assert!(d.chat("/help").await.contains("/task"));
+    assert_eq!(d.chat("and its population?").await, "About two million.");
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 2);
+    let msgs = reqs[1].body["messages"].as_array().expect("messages");
+    let shown: Vec<(String, String)> = msgs
+        .iter()
+        .skip(1)
+        .map(|m| (m["role"].as_str().unwrap_or("").to_string(), m["content"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert!(shown[0].0 == "user" && shown[0].1.ends_with(": what is the capital of France?"), "{shown:?}");
+    assert_eq!(shown[1], ("assistant".to_string(), "Paris.".to_string()));
+    assert_eq!(shown[2], ("user".to_string(), "and its population?".to_string()));
+    assert!(!reqs[1].body.to_string().contains("/help"), "commands are not part of the conversation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_tools_is_asked_again_without_them_from_then_on() {
+    let llm = FakeLlm::start().await;
+    llm.push([
+        Step::Status(400, r#"{"error":{"message":"this model does not support tools"}}"#.into()),
+        Step::Reply("plain answer".into()),
+        Step::Reply("second plain answer".into()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    assert_eq!(d.chat("hello?").await, "plain answer");
+    assert_eq!(d.chat("again?").await, "second plain answer");
+    let reqs = llm.requests();
+    let offered: Vec<bool> = reqs.iter().map(|r| r.body.get("tools").is_some()).collect();
+    assert_eq!(offered, [true, false, false]);
+    let outcomes: Vec<String> = {
+        let db = d.db();
+        let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
+        stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+    };
+    assert_eq!(outcomes, ["tools_rejected", "ok", "ok"], "every call, the refused one too, is a usage row");
+    assert!(d.log().contains("refused the tools"), "warned once");
+}
