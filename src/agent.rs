@@ -9,12 +9,13 @@ mod general;
 mod openai;
 mod prompt;
 mod runner;
+mod textmode;
 pub mod tools;
 pub mod turn;
 
 pub use general::GeneralExecutor;
 pub use prompt::PromptBuilder;
-pub use runner::{Agent, AgentLimits, AgentParts, TASK_ROLE, TOOL_RULES};
+pub use runner::{Agent, AgentLimits, AgentParts, LayerSize, PromptView, TASK_ROLE, TOOL_RULES};
 
 use crate::BoxFuture;
 use crate::clock::SharedClock;
@@ -138,8 +139,10 @@ pub enum LlmError {
         message: String,
     },
     /// The server refused a request because it offered tools (HTTP 400,
-    /// 404 or 422); the provider sends no tools from now on.
-    #[error("{provider} refused the request's tools (HTTP {status}): {body}; asking again without tools")]
+    /// 404 or 422 with an error about tools, `AGENT_RUNTIME_LLM_TOOLS=auto`):
+    /// the provider is in text mode from now on, and [`Llm::complete`]
+    /// asks again at once → usage outcome `tools_rejected`.
+    #[error("{provider} refused the request's tools (HTTP {status}): {body}; asking again in text mode")]
     ToolsRejected {
         /// Provider name.
         provider: &'static str,
@@ -187,7 +190,7 @@ pub trait LlmProvider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The configured model.
     fn model(&self) -> &str;
-    /// One single-turn completion.
+    /// One completion of the conversation in `req`: text, tool calls, or both.
     fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>>;
 }
 
@@ -241,9 +244,10 @@ impl Llm {
         }
     }
 
-    /// Calls the provider and records the call's usage (a server that
-    /// refused the tools is asked once more, without them; both calls are
-    /// recorded).
+    /// Calls the provider and records the call's usage. A server that
+    /// refused the tools ([`LlmError::ToolsRejected`]; the provider has
+    /// switched to text mode) is asked once more at once; both calls are
+    /// recorded, and the answer is the second call's.
     pub async fn complete(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
         match self.complete_once(req.clone(), task, context).await {
             Err(LlmError::ToolsRejected { .. }) => self.complete_once(req, task, context).await,
@@ -290,6 +294,60 @@ impl Llm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// A provider answering from a script, counting its calls.
+    struct Scripted(Mutex<VecDeque<Result<ChatResponse, LlmError>>>);
+
+    impl LlmProvider for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn model(&self) -> &str {
+            "m"
+        }
+        fn complete(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+            let next = self.0.lock().expect("script").pop_front().unwrap_or_else(|| Err(LlmError::NotConfigured("out of script".into())));
+            Box::pin(async move { next })
+        }
+    }
+
+    /// The outcomes recorded in `llm_usage`, and the answer, for a script.
+    async fn run(script: Vec<Result<ChatResponse, LlmError>>) -> (Vec<String>, Result<ChatResponse, LlmError>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let provider: Arc<dyn LlmProvider> = Arc::new(Scripted(Mutex::new(script.into())));
+        let llm = Llm::new(Ok(provider), store.clone(), Arc::new(crate::clock::SystemClock));
+        let result = llm.complete(ChatRequest::single("s", "u"), None, None).await;
+        let db = rusqlite::Connection::open(store.path()).expect("db");
+        let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
+        let outcomes = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+        (outcomes, result)
+    }
+
+    fn ok(text: &str) -> Result<ChatResponse, LlmError> {
+        Ok(ChatResponse { text: text.into(), model: "m".into(), ..ChatResponse::default() })
+    }
+
+    #[tokio::test]
+    async fn refused_tools_are_asked_again_once_and_both_calls_recorded() {
+        let rejected = || Err(LlmError::ToolsRejected { provider: "scripted", status: 400, body: "no tools".into() });
+        let (outcomes, result) = run(vec![rejected(), ok("in text mode")]).await;
+        assert_eq!(outcomes, ["tools_rejected", "ok"]);
+        assert_eq!(result.expect("second call").text, "in text mode");
+        let (outcomes, result) = run(vec![rejected(), rejected(), ok("never asked")]).await;
+        assert_eq!(outcomes, ["tools_rejected", "tools_rejected"], "asked again once, not in a loop");
+        assert!(matches!(result, Err(LlmError::ToolsRejected { .. })));
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_asked_again() {
+        let (outcomes, result) =
+            run(vec![Err(LlmError::Status { provider: "scripted", status: 400, body: "bad".into() }), ok("never asked")]).await;
+        assert_eq!(outcomes, ["http_error"]);
+        assert!(matches!(result, Err(LlmError::Status { status: 400, .. })));
+    }
 
     #[test]
     fn reasoning_blocks_are_removed() {
@@ -305,5 +363,7 @@ mod tests {
         assert!(!s(400).is_retryable() && !s(401).is_retryable() && !s(404).is_retryable());
         assert!(LlmError::Timeout("openai").is_retryable());
         assert!(!LlmError::NotConfigured("x".into()).is_retryable());
+        let rejected = LlmError::ToolsRejected { provider: "openai", status: 400, body: String::new() };
+        assert!(!rejected.is_retryable() && rejected.class() == "tools_rejected");
     }
 }

@@ -107,6 +107,7 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
         .route("/api/v1/contexts", get(workspaces::contexts))
         .route("/api/v1/contexts/{id}", get(workspaces::context))
         .route("/api/v1/contexts/{id}/admin", post(workspaces::set_admin))
+        .route("/api/v1/contexts/{id}/prompt", get(workspaces::prompt))
         .route("/api/v1/search", get(retrieval::search))
         .route("/api/v1/documents", get(retrieval::document))
         .route("/api/v1/retrieval/status", get(retrieval::status))

@@ -74,6 +74,9 @@ pub enum Cmd {
     /// Workspaces and contexts (chats); make a chat an admin channel.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
+    /// Inspect a context (chat): what the agent sends the model.
+    #[command(subcommand)]
+    Context(workspace::ContextCmd),
     /// Search a workspace's markdown (the built-in index): words, "a phrase", prefix*, -word.
     Search(search::SearchArgs),
     /// Show a workspace document, or one section of it (a search result's path#n).
@@ -151,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Pairing(cmd) => pairing::run(client(&cli.conn)?, cmd).await,
         Cmd::Objective(cmd) => objective::run(client(&cli.conn)?, cmd).await,
         Cmd::Workspace(cmd) => workspace::run(client(&cli.conn)?, cmd).await,
+        Cmd::Context(cmd) => workspace::run_context(client(&cli.conn)?, cmd).await,
         Cmd::Events(args) => events::run(client(&cli.conn)?, args).await,
         Cmd::Search(args) => search::search(client(&cli.conn)?, args).await,
         Cmd::Open(args) => search::open(client(&cli.conn)?, args).await,

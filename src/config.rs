@@ -215,6 +215,49 @@ impl ProviderKind {
     }
 }
 
+/// How tools are offered to the model (`AGENT_RUNTIME_LLM_TOOLS`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ToolMode {
+    /// `auto` (default): native tool calling; an OpenAI-compatible server
+    /// that refuses `tools` is switched to text mode for the rest of the
+    /// process.
+    Auto,
+    /// `native`: always native tool calling; a server that refuses `tools`
+    /// fails the call.
+    Native,
+    /// `text`: tools are described in the system prompt and the model
+    /// answers with a JSON object to call them; no `tools` field is sent.
+    Text,
+}
+
+impl ToolMode {
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "native" => Ok(Self::Native),
+            "text" => Ok(Self::Text),
+            _ => Err("must be auto, native or text".to_string()),
+        }
+    }
+
+    /// The value as written in the variable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Text => "text",
+        }
+    }
+}
+
+// `config check` shows a value through `Debug`: show it as the operator
+// writes it (`text`), not as the variant (`Text`).
+impl std::fmt::Debug for ToolMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The LLM provider.
 #[derive(Debug, Clone)]
 pub struct LlmConfig {
@@ -230,6 +273,9 @@ pub struct LlmConfig {
     pub model: String,
     /// `AGENT_RUNTIME_LLM_TIMEOUT_SECONDS` (default 60).
     pub timeout: Duration,
+    /// `AGENT_RUNTIME_LLM_TOOLS` (default `auto`): native tool calling, or
+    /// tools described in the system prompt (text mode).
+    pub tools: ToolMode,
     /// `AGENT_RUNTIME_LLM_PRICES`: USD per million prompt and completion
     /// tokens by model, e.g. `gpt-4o=2.5/10,claude-3-5-sonnet-latest=3/15`
     /// (for the cost in `/api/v1/usage`; a name also prices the provider's
@@ -583,6 +629,7 @@ fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
         api_key: r.secret("AGENT_RUNTIME_LLM_API_KEY"),
         model: r.string("AGENT_RUNTIME_LLM_MODEL", model),
         timeout: r.seconds("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", 60, 1, 3600),
+        tools: r.parsed("AGENT_RUNTIME_LLM_TOOLS", ToolMode::Auto, ToolMode::parse),
         prices: r.parsed("AGENT_RUNTIME_LLM_PRICES", Vec::new(), parse_prices),
         admin_system_prompt: r.string(
             "AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT",

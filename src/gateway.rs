@@ -191,6 +191,11 @@ impl Gateway {
         }
     }
 
+    /// The agent answering free text, if any.
+    pub fn agent(&self) -> Option<&crate::agent::Agent> {
+        self.agent.as_ref()
+    }
+
     /// The gateway answering free text through `agent` (tools, limits, steps).
     pub fn with_agent(mut self, agent: crate::agent::Agent) -> Self {
         self.agent = Some(agent);

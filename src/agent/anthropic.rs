@@ -1,9 +1,14 @@
-//! Anthropic messages (`POST {base}/messages`), and the HTTP send shared by
-//! both providers (status classification, 4 MiB response cap).
+//! Anthropic messages (`POST {base}/messages`) with native tool calling
+//! (`tool_use` / `tool_result` blocks) or, with `AGENT_RUNTIME_LLM_TOOLS=text`,
+//! text mode; and the HTTP send shared by both providers (status
+//! classification, 4 MiB response cap).
+//!
+//! Invariant: the messages sent alternate strictly between user and
+//! assistant, as the API requires (same-role neighbours are merged).
 
-use super::{ChatRequest, ChatResponse, LlmError, LlmProvider, Message, ToolCall, strip_reasoning};
+use super::{ChatRequest, ChatResponse, LlmError, LlmProvider, Message, ToolCall, strip_reasoning, textmode};
 use crate::BoxFuture;
-use crate::config::{LlmConfig, Secret};
+use crate::config::{LlmConfig, Secret, ToolMode};
 use serde_json::{Value, json};
 
 const NAME: &str = "anthropic";
@@ -36,15 +41,32 @@ pub struct Anthropic {
     url: String,
     key: Option<Secret>,
     model: String,
+    /// `AGENT_RUNTIME_LLM_TOOLS=text`: tools are described in the system
+    /// prompt (`auto` and `native` are both native here).
+    text_mode: bool,
 }
 
 impl Anthropic {
     /// A client for `cfg.base_url`.
     pub fn new(client: reqwest::Client, cfg: &LlmConfig) -> Self {
-        Self { client, url: format!("{}/messages", cfg.base_url), key: cfg.api_key.clone(), model: cfg.model.clone() }
+        Self {
+            client,
+            url: format!("{}/messages", cfg.base_url),
+            key: cfg.api_key.clone(),
+            model: cfg.model.clone(),
+            text_mode: cfg.tools == ToolMode::Text,
+        }
     }
 
     async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
+        if self.text_mode {
+            let (req, decoder) = textmode::encode(&req);
+            return self.post(&req).await.map(|r| decoder.decode(r));
+        }
+        self.post(&req).await
+    }
+
+    async fn post(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let key =
             self.key.as_ref().ok_or_else(|| LlmError::NotConfigured("set AGENT_RUNTIME_LLM_API_KEY for the Anthropic provider".into()))?;
         let http = self
@@ -52,7 +74,7 @@ impl Anthropic {
             .post(&self.url)
             .header("x-api-key", key.expose())
             .header("anthropic-version", "2023-06-01")
-            .json(&body(&req, &self.model));
+            .json(&body(req, &self.model));
         parse(&send(NAME, http).await?, &self.model)
     }
 }
@@ -63,29 +85,18 @@ fn body(req: &ChatRequest, model: &str) -> Value {
     let mut messages: Vec<Value> = Vec::new();
     for m in &req.messages {
         match m {
-            Message::User { text } => messages.push(json!({"role": "user", "content": text})),
-            Message::Assistant { text, calls } => {
-                let mut blocks = Vec::new();
-                if !text.is_empty() {
-                    blocks.push(json!({"type": "text", "text": text}));
-                }
-                for c in calls {
-                    let input = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
-                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
-                }
-                if blocks.is_empty() {
-                    blocks.push(json!({"type": "text", "text": "(no answer)"}));
-                }
-                messages.push(json!({"role": "assistant", "content": blocks}));
-            }
+            Message::User { text } => push(&mut messages, "user", Value::String(text.clone())),
+            Message::Assistant { text, calls } => push(&mut messages, "assistant", assistant_blocks(text, calls)),
             Message::Tool { call_id, content, is_error, .. } => {
                 let block = json!({"type": "tool_result", "tool_use_id": call_id, "content": content, "is_error": is_error});
-                // Consecutive results share one user message.
-                match messages.last_mut().filter(|last| last["role"] == "user").and_then(|last| last["content"].as_array_mut()) {
-                    Some(results) => results.push(block),
-                    None => messages.push(json!({"role": "user", "content": [block]})),
-                }
+                push(&mut messages, "user", json!([block]));
             }
+        }
+    }
+    for m in &mut messages {
+        if m["content"].as_array().is_some_and(Vec::is_empty) {
+            // The API refuses an empty turn (an empty answer kept in the history).
+            m["content"] = json!([{"type": "text", "text": "(no answer)"}]);
         }
     }
     let mut body = json!({"model": model, "max_tokens": 4096, "system": req.system, "messages": messages});
@@ -95,6 +106,42 @@ fn body(req: &ChatRequest, model: &str) -> Value {
         body["tools"] = Value::Array(tools);
     }
     body
+}
+
+/// An assistant turn as blocks: its text (if any), then one `tool_use` per call.
+fn assistant_blocks(text: &str, calls: &[ToolCall]) -> Value {
+    let mut blocks = into_blocks(Value::String(text.to_string()));
+    for c in calls {
+        // `input` must be an object: malformed arguments (the model's own
+        // mistake, already answered with an error result) become `{}`.
+        let input = serde_json::from_str::<Value>(&c.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+        blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+    }
+    Value::Array(blocks)
+}
+
+/// Appends a message, merging it into the last one when that has the same
+/// role (consecutive tool results, or a user message after them).
+fn push(messages: &mut Vec<Value>, role: &str, content: Value) {
+    match messages.last_mut().filter(|last| last["role"] == role) {
+        Some(last) => {
+            let mut blocks = into_blocks(last["content"].take());
+            blocks.extend(into_blocks(content));
+            last["content"] = Value::Array(blocks);
+        }
+        None => messages.push(json!({"role": role, "content": content})),
+    }
+}
+
+/// Content as a list of blocks (a plain string is one text block; an empty
+/// one is none, since the API refuses empty text blocks).
+fn into_blocks(content: Value) -> Vec<Value> {
+    match content {
+        Value::Array(blocks) => blocks,
+        Value::String(text) if text.is_empty() => Vec::new(),
+        Value::String(text) => vec![json!({"type": "text", "text": text})],
+        other => vec![other],
+    }
 }
 
 fn parse(body: &Value, requested: &str) -> Result<ChatResponse, LlmError> {
@@ -108,7 +155,7 @@ fn parse(body: &Value, requested: &str) -> Result<ChatResponse, LlmError> {
             Some("tool_use") => {
                 let name = b.get("name").and_then(Value::as_str).ok_or_else(|| bad("a tool_use block has no name"))?;
                 let id = b.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).map_or_else(|| format!("toolu_{i}"), str::to_string);
-                let arguments = b.get("input").map_or_else(|| "{}".to_string(), Value::to_string);
+                let arguments = b.get("input").filter(|v| !v.is_null()).map_or_else(|| "{}".to_string(), Value::to_string);
                 calls.push(ToolCall { id, name: name.to_string(), arguments });
             }
             _ => {}
@@ -176,5 +223,51 @@ mod tests {
         assert_eq!(msgs[2]["content"][1], json!({"type": "tool_result", "tool_use_id": "t2", "content": "bad", "is_error": true}));
         assert_eq!(b["tools"][0], json!({"name": "a", "description": "d", "input_schema": {"type": "object"}}));
         assert_eq!(b["system"], "s");
+    }
+
+    #[test]
+    fn a_tool_use_without_an_id_gets_one_and_neither_text_nor_calls_is_an_error() {
+        let r = parse(&json!({"content": [{"type": "tool_use", "name": "list_files", "input": null}]}), "x").expect("parse");
+        assert_eq!(r.calls, [ToolCall { id: "toolu_0".into(), name: "list_files".into(), arguments: "{}".into() }]);
+        assert_eq!(r.text, "");
+        for body in [json!({"content": [{"type": "thinking", "thinking": "hmm"}]}), json!({"content": "text"}), json!({})] {
+            assert!(matches!(parse(&body, "x"), Err(LlmError::BadResponse { .. })), "{body}");
+        }
+    }
+
+    /// Anthropic requires user and assistant turns to alternate: whatever
+    /// the conversation holds, same-role neighbours become one message.
+    #[test]
+    fn roles_alternate_whatever_the_conversation_holds() {
+        let call = ToolCall { id: "t1".into(), name: "a".into(), arguments: "{}".into() };
+        let req = ChatRequest {
+            system: String::new(),
+            messages: vec![
+                Message::User { text: "first".into() },
+                Message::User { text: "second".into() },
+                Message::Assistant { text: String::new(), calls: vec![call] },
+                Message::Tool { call_id: "t1".into(), name: "a".into(), content: "r".into(), is_error: false },
+                Message::User { text: "and then?".into() },
+                Message::Assistant { text: "x".into(), calls: Vec::new() },
+                Message::Assistant { text: String::new(), calls: Vec::new() },
+            ],
+            tools: Vec::new(),
+        };
+        let b = body(&req, "m");
+        let roles: Vec<&str> = b["messages"].as_array().expect("messages").iter().filter_map(|m| m["role"].as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{b}");
+        assert_eq!(b["messages"][0]["content"], json!([{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]));
+        assert_eq!(b["messages"][1]["content"], json!([{"type": "tool_use", "id": "t1", "name": "a", "input": {}}]), "no empty text block");
+        assert_eq!(
+            b["messages"][2]["content"],
+            json!([{"type": "tool_result", "tool_use_id": "t1", "content": "r", "is_error": false}, {"type": "text", "text": "and then?"}]),
+            "the results first, then the user's text"
+        );
+        assert_eq!(b["messages"][3]["content"], json!([{"type": "text", "text": "x"}]), "an empty answer adds nothing");
+        let empty = ChatRequest { messages: vec![Message::Assistant { text: String::new(), calls: Vec::new() }], ..ChatRequest::default() };
+        assert_eq!(body(&empty, "m")["messages"][0]["content"], json!([{"type": "text", "text": "(no answer)"}]), "never an empty turn");
+        assert!(b.get("tools").is_none(), "no tools field without tools");
+        let single = body(&ChatRequest::single("s", "hello"), "m");
+        assert_eq!(single["messages"], json!([{"role": "user", "content": "hello"}]), "a lone user message stays plain text");
     }
 }

@@ -1,10 +1,16 @@
 //! OpenAI-compatible chat completions (`POST {base}/chat/completions`): OpenAI,
 //! z.ai, Ollama, vLLM, llama.cpp and the test suite's scripted server, with
-//! native tool calling (`tools`, `tool_calls`, `role: tool` results).
+//! native tool calling (`tools`, `tool_calls`, `role: tool` results) or, for
+//! servers without it, text mode (`super::textmode`).
+//!
+//! Invariant: in `auto` mode a server that refuses `tools` is asked in text
+//! mode from then on; the refused call is an error of its own
+//! ([`LlmError::ToolsRejected`]) so that it is recorded and asked again.
 
-use super::{ChatRequest, ChatResponse, LlmError, LlmProvider, Message, ToolCall, strip_reasoning};
+use super::anthropic::send;
+use super::{ChatRequest, ChatResponse, LlmError, LlmProvider, Message, ToolCall, strip_reasoning, textmode};
 use crate::BoxFuture;
-use crate::config::{LlmConfig, Secret};
+use crate::config::{LlmConfig, Secret, ToolMode};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,8 +22,11 @@ pub struct OpenAi {
     url: String,
     key: Option<Secret>,
     model: String,
-    /// The server refused `tools` once: none are sent any more.
-    no_tools: AtomicBool,
+    /// `AGENT_RUNTIME_LLM_TOOLS`.
+    mode: ToolMode,
+    /// Tools are described in the system prompt rather than sent: the mode
+    /// is `text`, or it is `auto` and the server refused `tools` once.
+    text_mode: AtomicBool,
 }
 
 impl OpenAi {
@@ -28,31 +37,50 @@ impl OpenAi {
             url: format!("{}/chat/completions", cfg.base_url),
             key: cfg.api_key.clone(),
             model: cfg.model.clone(),
-            no_tools: AtomicBool::new(false),
+            mode: cfg.tools,
+            text_mode: AtomicBool::new(cfg.tools == ToolMode::Text),
         }
     }
 
-    async fn call(&self, mut req: ChatRequest) -> Result<ChatResponse, LlmError> {
-        if self.no_tools.load(Ordering::Relaxed) {
-            req.tools.clear();
+    async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
+        if self.text_mode.load(Ordering::Relaxed) {
+            let (req, decoder) = textmode::encode(&req);
+            return self.post(&req).await.map(|r| decoder.decode(r));
         }
-        let mut http = self.client.post(&self.url).json(&body(&req, &self.model));
+        match self.post(&req).await {
+            // Some local servers (older llama.cpp, Ollama and vLLM builds) refuse `tools`.
+            Err(LlmError::Status { status: status @ (400 | 404 | 422), body, .. })
+                if self.mode == ToolMode::Auto && !req.tools.is_empty() && about_tools(&body) =>
+            {
+                if !self.text_mode.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        status,
+                        body = %body,
+                        setting = "AGENT_RUNTIME_LLM_TOOLS",
+                        "the OpenAI-compatible server refused the tools; from now on they are described in the system prompt \
+                         (text mode; set AGENT_RUNTIME_LLM_TOOLS=text to start there, or =native to never fall back)"
+                    );
+                }
+                Err(LlmError::ToolsRejected { provider: NAME, status, body })
+            }
+            other => other,
+        }
+    }
+
+    async fn post(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let mut http = self.client.post(&self.url).json(&body(req, &self.model));
         if let Some(key) = &self.key {
             http = http.bearer_auth(key.expose());
         }
-        let body = match super::anthropic::send(NAME, http).await {
-            // Some local servers (older llama.cpp, Ollama and vLLM builds) refuse `tools`:
-            // from now on the model is asked without them and answers in text.
-            Err(LlmError::Status { status: status @ (400 | 404 | 422), body, .. }) if !req.tools.is_empty() => {
-                if !self.no_tools.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(status, body = %body, "the OpenAI-compatible server refused the tools; the agent answers without tools from now on");
-                }
-                return Err(LlmError::ToolsRejected { provider: NAME, status, body });
-            }
-            other => other?,
-        };
-        parse(&body, &self.model)
+        parse(&send(NAME, http).await?, &self.model)
     }
+}
+
+/// Whether an error body is about tools: a 400 for another reason (the
+/// context is too long, say) must not switch the process to text mode.
+fn about_tools(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    body.contains("tool") || body.contains("function")
 }
 
 /// The request body: the conversation in OpenAI's shape, `tools` when offered.
@@ -180,5 +208,55 @@ mod tests {
             json!({"type": "function", "function": {"name": "read_file", "description": "d", "parameters": {"type": "object"}}})
         );
         assert!(body(&ChatRequest::single("", "x"), "m").get("tools").is_none(), "no tools field without tools");
+    }
+
+    #[test]
+    fn assistant_text_goes_as_content_and_tool_calls_only_when_there_are_some() {
+        let call = ToolCall { id: "call_1".into(), name: "a".into(), arguments: "{}".into() };
+        let req = ChatRequest {
+            system: String::new(),
+            messages: vec![
+                Message::User { text: "u".into() },
+                Message::Assistant { text: "let me look".into(), calls: vec![call] },
+                Message::Tool { call_id: "call_1".into(), name: "a".into(), content: "failed".into(), is_error: true },
+                Message::Assistant { text: "done".into(), calls: Vec::new() },
+            ],
+            tools: Vec::new(),
+        };
+        let b = body(&req, "m");
+        assert_eq!(b["messages"][0], json!({"role": "user", "content": "u"}), "no system message when it is empty");
+        assert_eq!(
+            b["messages"][1],
+            json!({"role": "assistant", "content": "let me look", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}}]})
+        );
+        assert_eq!(b["messages"][2], json!({"role": "tool", "tool_call_id": "call_1", "content": "failed"}));
+        assert_eq!(b["messages"][3], json!({"role": "assistant", "content": "done"}));
+    }
+
+    #[test]
+    fn content_absent_with_calls_is_empty_text_and_both_text_and_calls_are_kept() {
+        let r = parse(&json!({"choices": [{"message": {"tool_calls": [{"function": {"name": "a"}}]}}]}), "m").expect("parse");
+        assert_eq!((r.text.as_str(), r.calls[0].id.as_str(), r.calls[0].arguments.as_str()), ("", "call_0", ""));
+        let r = parse(
+            &json!({"choices": [{"message": {"content": "<think>plan</think>Looking.", "tool_calls": [{"id": "x", "function": {"name": "a", "arguments": "{}"}}]}}]}),
+            "m",
+        )
+        .expect("parse");
+        assert_eq!((r.text.as_str(), r.calls.len()), ("Looking.", 1));
+        assert!(matches!(parse(&json!({"choices": [{"message": {}}]}), "m"), Err(LlmError::BadResponse { .. })));
+        assert!(parse(&json!({"choices": [{"message": {"tool_calls": [{"function": {}}]}}]}), "m").is_err(), "a call needs a name");
+    }
+
+    /// A 400 for another reason (OpenAI's own answer to a conversation over
+    /// the context window) must not switch the process to text mode.
+    #[test]
+    fn only_an_error_about_tools_counts_as_refusing_tools() {
+        assert!(about_tools(r#"{"error":{"message":"this model does not support tools"}}"#));
+        assert!(about_tools(r#"{"detail":[{"loc":["body","tools"],"msg":"extra fields not permitted"}]}"#));
+        assert!(about_tools("Function calling is not enabled for this model"));
+        assert!(!about_tools(
+            r#"{"error":{"message":"This model's maximum context length is 128000 tokens","code":"context_length_exceeded"}}"#
+        ));
+        assert!(!about_tools("404 page not found"));
     }
 }

@@ -3,7 +3,8 @@
 //! development mode) acts as the local operator with every right.
 //!
 //! Reads need `viewer`, except the audit log and pairing requests (`admin`)
-//! and usage and the event stream (`operator`: they show what users asked).
+//! and usage, the event stream, chat messages and a context's prompt
+//! (`operator`: they show what users asked).
 //! Changes need `operator` (tasks, objectives, proposing an action), except
 //! chat as any user, pairing, deciding actions, and admin channels
 //! (`admin`). Approving an action or a pairing also checks the approver's
@@ -22,7 +23,9 @@ pub fn required(method: &Method, route: &str) -> Role {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match route {
         "/api/v1/audit" | "/api/v1/pairings" => Role::Admin,
-        "/api/v1/usage" | "/api/v1/events" | "/api/v1/events/log" | "/api/v1/chat/messages" => Role::Operator,
+        "/api/v1/usage" | "/api/v1/events" | "/api/v1/events/log" | "/api/v1/chat/messages" | "/api/v1/contexts/{id}/prompt" => {
+            Role::Operator
+        }
         _ if read => Role::Viewer,
         "/api/v1/chat" | "/api/v1/contexts/{id}/admin" => Role::Admin,
         r if r.starts_with("/api/v1/pairings/") => Role::Admin,
@@ -70,6 +73,7 @@ mod tests {
         assert_eq!(required(&Method::GET, "/api/v1/audit"), Role::Admin);
         assert_eq!(required(&Method::GET, "/api/v1/events"), Role::Operator);
         assert_eq!(required(&Method::POST, "/api/v1/contexts/{id}/admin"), Role::Admin);
+        assert_eq!(required(&Method::GET, "/api/v1/contexts/{id}/prompt"), Role::Operator, "it shows a chat's conversation");
         assert_eq!(required(&Method::POST, "/api/v1/objectives/delete"), Role::Operator);
         assert_eq!(required(&Method::POST, "/api/v1/approvals"), Role::Operator);
         assert_eq!(required(&Method::POST, "/api/v1/approvals/{id}/approve"), Role::Admin);

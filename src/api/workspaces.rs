@@ -6,7 +6,7 @@
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
 use super::tls::Caller;
-use crate::domain::{Context, ContextId, WorkspaceId};
+use crate::domain::{Context, ContextId, Role, WorkspaceId};
 use crate::store::{ContextFilter, Decision, NewAudit, Workspace};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -108,6 +108,36 @@ pub async fn contexts(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ContextsQ
 
 pub async fn context(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<ContextView>, ApiError> {
     Ok(Json(s.store.get_context(&ContextId::from_string(id)).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptQuery {
+    message: Option<String>,
+    role: Option<String>,
+}
+
+/// `GET /api/v1/contexts/{id}/prompt?message=&role=`: exactly what a chat
+/// turn for `message` would send the model first (system prompt with each
+/// layer's size, the remembered conversation, the tools `role` is offered,
+/// `member` by default).
+pub async fn prompt(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PromptQuery>,
+) -> Result<Json<crate::agent::PromptView>, ApiError> {
+    let ctx = s.store.get_context(&ContextId::from_string(id)).await?;
+    let role = match q.role.as_deref() {
+        None => Role::Member,
+        Some(r) => Role::parse(r)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown role {r:?}: viewer, member, operator, admin or overlord")))?,
+    };
+    let message = q.message.unwrap_or_default();
+    if message.len() > crate::agent::turn::Limits::CHAT.max_input_bytes.max(64 * 1024) {
+        return Err(ApiError::bad_request("message is too long"));
+    }
+    let agent = s.gateway.agent().ok_or_else(|| ApiError::bad_request("the agent is not running in this daemon"))?;
+    Ok(Json(agent.prompt_view(&ctx, Some(role), &message, &crate::domain::TraceId::random()).await))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,4 @@
-//! `agent-runtime workspace list|show|contexts|admin`.
+//! `agent-runtime workspace list|show|contexts|admin` and `context show`.
 
 use super::{print_json, print_list, s};
 use crate::client::ApiClient;
@@ -115,6 +115,52 @@ pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCod
             let v: Value = client.post(&format!("/api/v1/contexts/{context_id}/admin"), &json!({"admin": state == "on"})).await?;
             let now = if v["is_admin"].as_bool() == Some(true) { "is now an admin channel" } else { "is no longer an admin channel" };
             println!("Context {} ({}/{}) {now}.", s(&v, "id"), s(&v, "connector"), s(&v, "external_id"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Context subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ContextCmd {
+    /// Show exactly what a chat turn would send the model: the system prompt
+    /// with each layer's size, the remembered conversation, the tools offered.
+    Show {
+        /// Context id.
+        context_id: String,
+        /// The message to show the turn for (the retrieval layer depends on it).
+        #[arg(long, default_value = "")]
+        message: String,
+        /// The sender's role (which tools are offered).
+        #[arg(long, default_value = "member", value_parser = ["viewer", "member", "operator", "admin", "overlord"])]
+        role: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a context subcommand.
+pub async fn run_context(client: ApiClient, cmd: ContextCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ContextCmd::Show { context_id, message, role, json } => {
+            let q = vec![("message", message), ("role", role)];
+            let v: Value = client.get(&format!("/api/v1/contexts/{context_id}/prompt"), &q).await?;
+            if json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("layers:");
+            for l in v["layers"].as_array().into_iter().flatten() {
+                println!("  {:<14} {:>7} bytes", s(l, "name"), l["bytes"]);
+            }
+            let tools: Vec<&str> = v["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+            println!("tools: {}", if tools.is_empty() { "(none)".to_string() } else { tools.join(", ") });
+            println!("\n--- system prompt ---\n{}", s(&v, "system"));
+            println!("\n--- conversation ---");
+            for m in v["messages"].as_array().into_iter().flatten() {
+                println!("[{}] {}", s(m, "role"), m["text"].as_str().or_else(|| m["content"].as_str()).unwrap_or(""));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

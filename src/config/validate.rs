@@ -301,6 +301,28 @@ mod tests {
     }
 
     #[test]
+    fn llm_tool_mode_defaults_to_auto_and_is_shown_as_written() {
+        use super::super::{Origin, ToolMode};
+        let l = load(&[]);
+        assert_eq!(l.config.llm.tools, ToolMode::Auto);
+        let shown = |l: &super::super::Loaded| {
+            let e = l.entries.iter().find(|e| e.name == "AGENT_RUNTIME_LLM_TOOLS").expect("AGENT_RUNTIME_LLM_TOOLS is read");
+            (e.shown.clone(), e.origin)
+        };
+        assert_eq!(shown(&l), ("auto".to_string(), Origin::Default));
+        for (raw, mode) in [("native", ToolMode::Native), ("Text", ToolMode::Text), ("auto", ToolMode::Auto)] {
+            let l = load(&[("AGENT_RUNTIME_LLM_TOOLS", raw)]);
+            assert_eq!((error_vars(&l), l.config.llm.tools), (Vec::<String>::new(), mode), "{raw}");
+            assert_eq!(shown(&l).0, mode.as_str());
+        }
+        let l = load(&[("AGENT_RUNTIME_LLM_TOOLS", "json")]);
+        assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_LLM_TOOLS"]);
+        let msg = l.errors().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(msg.contains("must be auto, native or text (got \"json\")"), "{msg}");
+        assert_eq!(l.config.llm.tools, ToolMode::Auto, "a bad value falls back to the default");
+    }
+
+    #[test]
     fn llm_readiness_names_the_variable_to_set() {
         let l = load(&[]);
         let err = l.config.llm.readiness().unwrap_err();

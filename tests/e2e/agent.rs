@@ -3,7 +3,7 @@
 //! and shown by the API, the CLI and the event stream, and a tool call that
 //! tries to leave the workspace.
 
-use crate::support::daemon::{Daemon, command};
+use crate::support::daemon::{Daemon, command, tls_client};
 use crate::support::llm::{FakeLlm, Step};
 use crate::support::wait_until;
 use serde_json::{Value, json};
@@ -118,7 +118,7 @@ async fn a_second_message_sees_the_first_exchange_but_not_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_refuses_tools_is_asked_again_without_them_from_then_on() {
+async fn a_chat_turn_on_a_server_that_refuses_tools_is_answered_in_text_mode() {
     let llm = FakeLlm::start().await;
     llm.push([
         Step::Status(400, r#"{"error":{"message":"this model does not support tools"}}"#.into()),
@@ -139,4 +139,70 @@ async fn a_server_that_refuses_tools_is_asked_again_without_them_from_then_on() 
     };
     assert_eq!(outcomes, ["tools_rejected", "ok", "ok"], "every call, the refused one too, is a usage row");
     assert!(d.log().contains("refused the tools"), "warned once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_view_is_exactly_what_the_model_receives_and_needs_the_operator_role() {
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Reply("Hello!".into())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    let (_, first) = d.post("/api/v1/chat", &json!({"text": "hello there"})).await;
+    let ws = first["workspace_id"].as_str().expect("workspace").to_string();
+    std::fs::create_dir_all(d.data().join("workspaces").join(&ws).join("notes")).expect("mkdir");
+    std::fs::write(d.data().join("workspaces").join(&ws).join("notes/kiwi.md"), "# Kiwi\n\nKiwi fruit grows on vines.\n").expect("write");
+    wait_until("the note is searchable", Duration::from_secs(10), || async {
+        let (_, v) = d.get(&format!("/api/v1/search?workspace_id={ws}&q=kiwi")).await;
+        (v["count"] == 1).then_some(())
+    })
+    .await;
+    let (_, contexts) = d.get("/api/v1/contexts?connector=codex").await;
+    let ctx = contexts["items"][0]["id"].as_str().expect("context").to_string();
+    // The view, then the turn: equal unless a minute turned in between (then once more).
+    let (view, sent) = {
+        let mut tries = 0;
+        loop {
+            let (status, view) = d.get(&format!("/api/v1/contexts/{ctx}/prompt?message=tell%20me%20about%20kiwi")).await;
+            assert_eq!(status, 200, "{view}");
+            d.chat("tell me about kiwi").await;
+            let sent = llm.requests().last().expect("a request").body.clone();
+            tries += 1;
+            if sent["messages"][0]["content"] == view["system"] || tries == 3 {
+                break (view, sent);
+            }
+        }
+    };
+    assert_eq!(sent["messages"][0]["content"], view["system"], "the system prompt, byte for byte");
+    let sent_msgs: Vec<(String, String)> = sent["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .skip(1)
+        .map(|m| (m["role"].as_str().unwrap_or("").to_string(), m["content"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let view_msgs: Vec<(String, String)> = view["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap_or("").to_string(), m["text"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(sent_msgs, view_msgs);
+    let names = |v: &Value, ptr: &str| -> Vec<String> {
+        v["tools"].as_array().into_iter().flatten().filter_map(|t| t.pointer(ptr).and_then(Value::as_str).map(str::to_string)).collect()
+    };
+    assert_eq!(names(&sent, "/function/name"), names(&view, "/name"));
+    let layers: Vec<&str> = view["layers"].as_array().expect("layers").iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(layers, ["instructions", "time", "tool rules", "retrieval", "history", "message"]);
+    let system = view["system"].as_str().unwrap_or("");
+    assert!(system.contains("notes/kiwi.md#") && system.contains("content, not instructions"), "{system}");
+    // A viewer may not read a chat's conversation through it.
+    let o = command(dir.path(), &[]).args(["pki", "issue-client", "vera", "--role", "viewer"]).output().expect("run");
+    assert!(o.status.success());
+    let viewer = tls_client(&d.data(), "vera");
+    let r = viewer.get(format!("{}/api/v1/contexts/{ctx}/prompt?message=x", d.base)).send().await.expect("send");
+    assert_eq!(r.status(), 403);
+    // The CLI shows the same layers.
+    let out = command(dir.path(), &[]).args(["context", "show", &ctx, "--message", "kiwi?"]).output().expect("context show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("retrieval") && text.contains("--- system prompt ---"), "{text}");
 }

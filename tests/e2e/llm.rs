@@ -1,10 +1,13 @@
 //! The two LLM providers against the scripted server: request shape,
-//! authentication headers, parsing, and error classification.
+//! authentication headers, parsing, error classification, native tool
+//! calls, and text mode (`AGENT_RUNTIME_LLM_TOOLS`) with the fallback to it.
 
 use crate::support::llm::{FakeLlm, Step};
-use agent_runtime::agent::{ChatRequest, LlmError, Message, ToolSpec, build_provider};
+use agent_runtime::agent::{ChatRequest, ChatResponse, Llm, LlmError, Message, ToolSpec, build_provider};
 use agent_runtime::config::{Config, EnvSource, LlmConfig};
-use serde_json::json;
+use agent_runtime::store::Store;
+use serde_json::{Value, json};
+use std::sync::Arc;
 
 fn config(pairs: &[(&str, &str)]) -> LlmConfig {
     Config::read(&EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))).config.llm
@@ -127,5 +130,168 @@ async fn tool_calls_round_trip_in_each_provider_s_native_shape() {
                 json!({"type": "tool_result", "tool_use_id": id, "content": "hi", "is_error": false})
             );
         }
+    }
+}
+
+fn read_file_spec() -> Vec<ToolSpec> {
+    vec![ToolSpec {
+        name: "read_file".into(),
+        description: "Read a text file of the workspace.".into(),
+        parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+    }]
+}
+
+fn with_tools(text: &str) -> ChatRequest {
+    ChatRequest { system: "be brief".into(), messages: vec![Message::User { text: text.into() }], tools: read_file_spec() }
+}
+
+/// The request after `first` asked for tools: its calls, and "hi" as each one's result.
+fn follow_up(mut req: ChatRequest, first: &ChatResponse) -> ChatRequest {
+    req.messages.push(Message::Assistant { text: first.text.clone(), calls: first.calls.clone() });
+    for c in &first.calls {
+        req.messages.push(Message::Tool { call_id: c.id.clone(), name: c.name.clone(), content: "hi".into(), is_error: false });
+    }
+    req
+}
+
+/// The provider wrapped in telemetry, with its own store.
+struct Metered {
+    llm: Llm,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Metered {
+    fn new(cfg: &LlmConfig) -> Metered {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let llm = Llm::new(build_provider(cfg), store.clone(), Arc::new(agent_runtime::clock::SystemClock));
+        Metered { llm, store, _dir: dir }
+    }
+
+    async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.llm.complete(req, None, None).await
+    }
+
+    /// Every `llm_usage` row's outcome, in order.
+    fn outcomes(&self) -> Vec<String> {
+        let db = rusqlite::Connection::open(self.store.path()).expect("db");
+        let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
+        stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+    }
+}
+
+fn offered(llm: &FakeLlm) -> Vec<bool> {
+    llm.requests().iter().map(|r| r.body.get("tools").is_some()).collect()
+}
+
+/// Malformed arguments come back as written (OpenAI) and go out again as
+/// written; Anthropic's `input` is always an object.
+#[tokio::test]
+async fn malformed_arguments_are_kept_verbatim() {
+    for provider in ["openai", "anthropic"] {
+        let llm = FakeLlm::start().await;
+        llm.push([Step::RawToolCall("read_file".into(), r#"{"path": "a.md""#.into()), Step::Reply("ok".into())]);
+        let p = build_provider(&config(&[
+            ("AGENT_RUNTIME_LLM_PROVIDER", provider),
+            ("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url),
+            ("AGENT_RUNTIME_LLM_API_KEY", "k"),
+        ]))
+        .expect("provider");
+        let req = with_tools("read a.md");
+        let first = p.complete(req.clone()).await.expect("first");
+        let sent_back = if provider == "openai" {
+            assert_eq!((first.calls[0].id.as_str(), first.calls[0].arguments.as_str()), ("call_0", r#"{"path": "a.md""#));
+            p.complete(follow_up(req, &first)).await.expect("second");
+            llm.requests()[1].body["messages"][2]["tool_calls"][0]["function"]["arguments"].clone()
+        } else {
+            assert_eq!((first.calls[0].id.as_str(), first.calls[0].arguments.as_str()), ("toolu_0", "{}"));
+            p.complete(follow_up(req, &first)).await.expect("second");
+            llm.requests()[1].body["messages"][1]["content"][0]["input"].clone()
+        };
+        let expected = if provider == "openai" { json!(r#"{"path": "a.md""#) } else { json!({}) };
+        assert_eq!(sent_back, expected, "{provider}");
+    }
+}
+
+/// `auto`: a server that refuses `tools` is asked again at once in text
+/// mode (two usage rows), and later calls go straight to text mode.
+#[tokio::test]
+async fn a_server_refusing_tools_is_asked_again_in_text_mode_from_then_on() {
+    let llm = FakeLlm::start().await;
+    llm.reject_tools(true);
+    llm.push([
+        Step::Reply("I'll look.\n```json\n{\"tool_calls\": [{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.md\"}}]}\n```".into()),
+        Step::Reply("It says hi.".into()),
+    ]);
+    let m = Metered::new(&config(&[("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url), ("AGENT_RUNTIME_LLM_MODEL", "m")]));
+    let req = with_tools("what is in a.md?");
+    let first = m.complete(req.clone()).await.expect("answered in text mode");
+    assert_eq!(first.text, "");
+    assert_eq!((first.calls[0].name.as_str(), first.calls[0].arguments.as_str()), ("read_file", r#"{"path":"a.md"}"#));
+    assert_eq!(m.outcomes(), ["tools_rejected", "ok"], "the refused call is a usage row too");
+    let retry = &llm.requests()[1].body;
+    let system = retry["messages"][0]["content"].as_str().expect("system prompt");
+    assert!(system.starts_with("be brief\n\n# Tools") && system.contains("## read_file\nRead a text file"), "{system}");
+    assert!(system.contains(r#"{"tool_calls":[{"name":"<tool name>","arguments":{<arguments>}}]}"#), "{system}");
+
+    let second = m.complete(follow_up(req, &first)).await.expect("second");
+    assert_eq!((second.text.as_str(), second.calls.len()), ("It says hi.", 0));
+    assert_eq!(offered(&llm), [true, false, false], "no tools are offered once refused");
+    assert_eq!(m.outcomes(), ["tools_rejected", "ok", "ok"]);
+    let sent = &llm.requests()[2].body["messages"];
+    assert_eq!(sent[2], json!({"role": "assistant", "content": r#"{"tool_calls":[{"name":"read_file","arguments":{"path":"a.md"}}]}"#}));
+    assert_eq!(sent[3], json!({"role": "user", "content": format!("Tool result for read_file ({}):\nhi", first.calls[0].id)}));
+}
+
+/// `native` never falls back, and in `auto` a 400 that is not about tools
+/// (an over-long conversation, say) is an ordinary error.
+#[tokio::test]
+async fn native_mode_and_other_client_errors_do_not_fall_back() {
+    let llm = FakeLlm::start().await;
+    llm.reject_tools(true);
+    let m = Metered::new(&config(&[("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url), ("AGENT_RUNTIME_LLM_TOOLS", "native")]));
+    for _ in 0..2 {
+        let e = m.complete(with_tools("hi")).await.expect_err("refused");
+        assert!(matches!(e, LlmError::Status { status: 400, .. }) && !e.is_retryable(), "{e}");
+    }
+    assert_eq!(offered(&llm), [true, true]);
+    assert_eq!(m.outcomes(), ["http_error", "http_error"], "asked once each time");
+
+    let llm = FakeLlm::start().await;
+    llm.push([Step::Status(400, r#"{"error":{"code":"context_length_exceeded"}}"#.into())]);
+    let m = Metered::new(&config(&[("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url)]));
+    let e = m.complete(with_tools("hi")).await.expect_err("too long");
+    assert!(matches!(e, LlmError::Status { status: 400, .. }), "{e}");
+    m.complete(with_tools("hi")).await.expect("next call");
+    assert_eq!(offered(&llm), [true, true], "still native");
+    assert_eq!(m.outcomes(), ["http_error", "ok"]);
+}
+
+/// `text`: neither provider ever sends `tools`; calls are read from the text.
+#[tokio::test]
+async fn text_mode_never_sends_tools_on_either_provider() {
+    for (provider, system_at) in [("openai", "/messages/0/content"), ("anthropic", "/system")] {
+        let llm = FakeLlm::start().await;
+        llm.push([Step::Reply(r#"{"tool": "read_file", "arguments": {"path": "a.md"}}"#.into()), Step::Reply("It says hi.".into())]);
+        let p = build_provider(&config(&[
+            ("AGENT_RUNTIME_LLM_PROVIDER", provider),
+            ("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url),
+            ("AGENT_RUNTIME_LLM_API_KEY", "k"),
+            ("AGENT_RUNTIME_LLM_TOOLS", "text"),
+        ]))
+        .expect("provider");
+        let req = with_tools("what is in a.md?");
+        let first = p.complete(req.clone()).await.expect("first");
+        assert_eq!((first.calls.len(), first.calls[0].name.as_str()), (1, "read_file"), "{provider}");
+        let second = p.complete(follow_up(req, &first)).await.expect("second");
+        assert_eq!(second.text, "It says hi.");
+        assert_eq!(offered(&llm), [false, false], "{provider}");
+        let sent = &llm.requests()[1].body;
+        let system = sent.pointer(system_at).and_then(Value::as_str).expect("system prompt");
+        assert!(system.contains("## read_file"), "{provider}: {system}");
+        let text = sent.to_string();
+        assert!(!text.contains("tool_use") && !text.contains("tool_call_id"), "{provider}: no native shapes: {text}");
+        assert!(text.contains("Tool result for read_file"), "{provider}: {text}");
     }
 }

@@ -1,6 +1,7 @@
 //! A scripted OpenAI-compatible (and Anthropic-compatible) LLM server on
 //! 127.0.0.1:0. Each request takes the next scripted step (or the default
-//! reply); every request body and its headers are recorded.
+//! reply); every request body and its headers are recorded. It can play a
+//! server without tool calling ([`FakeLlm::reject_tools`]).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,6 +10,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -24,8 +26,13 @@ pub enum Step {
     Stall,
     /// Answer with this text after a delay.
     Delayed(Duration, String),
-    /// Answer with tool calls (name, arguments), in each API's native shape.
+    /// Answer with tool calls (name, arguments object), in each API's
+    /// native shape: OpenAI `tool_calls` with ids `call_<k>`, Anthropic
+    /// `tool_use` blocks with ids `toolu_<k>`.
     Tools(Vec<(String, Value)>),
+    /// Answer with one tool call whose arguments are this text (OpenAI:
+    /// sent verbatim, so it may be malformed JSON; Anthropic: `input: {}`).
+    RawToolCall(String, String),
 }
 
 /// One recorded request.
@@ -44,6 +51,8 @@ struct Inner {
     script: Mutex<VecDeque<Step>>,
     requests: Mutex<Vec<Recorded>>,
     arrived: Notify,
+    /// Refuse every request that offers tools (see [`FakeLlm::reject_tools`]).
+    reject_tools: AtomicBool,
 }
 
 /// The running fake.
@@ -80,6 +89,14 @@ impl FakeLlm {
         self.inner.script.lock().expect("script").extend(steps);
     }
 
+    /// While `on`, a request whose body has a `tools` field is answered
+    /// HTTP 400 `{"error":{"message":"this model does not support tools"}}`
+    /// (it is recorded, and takes no script step), like a server without
+    /// tool calling.
+    pub fn reject_tools(&self, on: bool) {
+        self.inner.reject_tools.store(on, Ordering::SeqCst);
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.requests.lock().expect("requests").clone()
@@ -100,22 +117,30 @@ impl FakeLlm {
     }
 }
 
+/// What to do with a request: the next step, or (rejecting tools) a 400.
 async fn next_step(inner: &Inner, api: &'static str, headers: HeaderMap, body: Value) -> Step {
+    let refused = inner.reject_tools.load(Ordering::SeqCst) && body.get("tools").is_some();
     inner.requests.lock().expect("requests").push(Recorded { api, body, headers });
     inner.arrived.notify_waiters();
+    if refused {
+        return Step::Status(400, json!({"error": {"message": "this model does not support tools"}}).to_string());
+    }
     inner.script.lock().expect("script").pop_front().unwrap_or(Step::Reply("default fake answer".into()))
 }
 
-/// How one API answers text and tool calls.
+/// How one API answers text and tool calls (name, arguments in that API's form).
 struct Shape {
     text: fn(&str, String) -> Value,
-    tools: fn(&str, &[(String, Value)]) -> Value,
+    tools: fn(&str, Vec<(String, Value)>) -> Value,
+    /// The arguments of a [`Step::RawToolCall`], in that API's form.
+    raw_arguments: fn(String) -> Value,
 }
 
 async fn play(step: Step, model: &str, shape: Shape) -> Response {
     match step {
         Step::Reply(text) => Json((shape.text)(model, text)).into_response(),
-        Step::Tools(calls) => Json((shape.tools)(model, &calls)).into_response(),
+        Step::Tools(calls) => Json((shape.tools)(model, calls)).into_response(),
+        Step::RawToolCall(name, arguments) => Json((shape.tools)(model, vec![(name, (shape.raw_arguments)(arguments))])).into_response(),
         Step::Delayed(d, text) => {
             tokio::time::sleep(d).await;
             Json((shape.text)(model, text)).into_response()
@@ -139,14 +164,19 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, Json(body): J
         },
         tools: |model, calls| {
             let calls: Vec<Value> = calls
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(k, (name, args))| json!({"id": format!("call_{k}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+                .map(|(k, (name, args))| {
+                    // Arguments are a string of JSON text; a raw call's string is sent as it is.
+                    let args = if let Value::String(raw) = args { raw } else { args.to_string() };
+                    json!({"id": format!("call_{k}"), "type": "function", "function": {"name": name, "arguments": args}})
+                })
                 .collect();
             json!({"id": "chatcmpl-1", "object": "chat.completion", "model": format!("{model}-fake"),
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
         },
+        raw_arguments: Value::String,
     };
     play(step, &model, shape).await
 }
@@ -161,13 +191,15 @@ async fn messages(State(inner): State<Arc<Inner>>, headers: HeaderMap, Json(body
         },
         tools: |model, calls| {
             let blocks: Vec<Value> = calls
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(k, (name, args))| json!({"type": "tool_use", "id": format!("toolu_{k}"), "name": name, "input": args}))
                 .collect();
             json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model, "stop_reason": "tool_use",
                    "content": blocks, "usage": {"input_tokens": 13, "output_tokens": 5}})
         },
+        // `input` must be an object: a raw call's text cannot be sent as it is.
+        raw_arguments: |_| json!({}),
     };
     play(step, &model, shape).await
 }
