@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod knowledge;
+pub mod objectives;
 pub mod tasking;
 
 use super::ToolSpec;
@@ -290,6 +291,8 @@ impl Registry {
             Arc::new(tasking::CreateTask),
             Arc::new(tasking::LookupTask),
             Arc::new(tasking::ListTasks),
+            Arc::new(objectives::CreateObjective),
+            Arc::new(objectives::UpdateObjective),
         ];
         Self { tools }
     }

@@ -43,7 +43,18 @@ fn schemas_are_generated_objects_that_refuse_unknown_fields() {
     let names: Vec<&str> = reg.all().map(|t| t.name()).collect();
     assert_eq!(
         names,
-        ["search_workspace", "open_document", "list_files", "read_file", "write_file", "create_task", "lookup_task", "list_tasks"]
+        [
+            "search_workspace",
+            "open_document",
+            "list_files",
+            "read_file",
+            "write_file",
+            "create_task",
+            "lookup_task",
+            "list_tasks",
+            "create_objective",
+            "update_objective"
+        ]
     );
     for t in reg.all() {
         let s = t.parameters();
@@ -191,4 +202,37 @@ async fn tasks_are_looked_up_and_listed_in_the_turn_s_workspace_only() {
     assert!(e.to_string().contains("no task"), "{e}");
     let e = call(&f, "create_task", r#"{"title":"x","prompt":"do it"}"#).await.expect_err("no orchestrator");
     assert!(e.to_string().contains("cannot be queued"), "{e}");
+}
+
+#[tokio::test]
+async fn objectives_are_created_and_changed_in_the_turn_s_chat_only_and_not_too_often() {
+    let mut f = fixture(Role::Member).await;
+    let out = call(&f, "create_objective", r#"{"title":"Watch releases","prompt":"check the changelog","cron_expr":"@daily"}"#)
+        .await
+        .expect("create");
+    assert!(out.text.starts_with("Created. Objective obj_") && out.text.contains("(active)"), "{}", out.text);
+    let id = out.text.split_whitespace().nth(2).expect("id").to_string();
+    let list = f.env.store.list_objectives(&f.env.context.id, 10).await.expect("list");
+    assert_eq!((list.len(), list[0].created_by.as_deref()), (1, Some("user:u1")));
+    for (args, why) in [
+        (r#"{"title":"x","prompt":"y","cron_expr":"* * * * *"}"#, "more often than every 15 minutes"),
+        (r#"{"title":"x","prompt":"y","cron_expr":"@every 5m"}"#, "more often"),
+        (r#"{"title":"x","prompt":"y","cron_expr":"61 * * * *"}"#, "minute"),
+        (r#"{"title":"x","prompt":"y","timezone":"Mars/Base"}"#, "Mars/Base"),
+        (r#"{"title":"x","prompt":""}"#, "prompt must be"),
+    ] {
+        let e = call(&f, "create_objective", args).await.expect_err(args).to_string();
+        assert!(e.contains(why), "{args}: {e}");
+    }
+    let paused = call(&f, "update_objective", &format!(r#"{{"objective_id":"{id}","active":false}}"#)).await.expect("pause");
+    assert!(paused.text.contains("(paused)") && paused.text.contains("next run -"), "{}", paused.text);
+    let e = call(&f, "update_objective", &format!(r#"{{"objective_id":"{id}"}}"#)).await.expect_err("nothing");
+    assert!(e.to_string().contains("at least one"), "{e}");
+    let e = call(&f, "update_objective", r#"{"objective_id":"obj_elsewhere","active":true}"#).await.expect_err("unknown");
+    assert!(e.to_string().contains("no objective obj_elsewhere in this chat"), "{e}");
+    // Not for tasks: a task that could create objectives could multiply itself.
+    f.env.kind = TurnKind::Task;
+    let reg = Registry::builtin();
+    assert!(Registry::allowed(reg.get("create_objective").expect("tool").as_ref(), &f.env).is_err());
+    assert!(!reg.specs(&f.env).iter().any(|s| s.name.ends_with("_objective")));
 }
