@@ -144,6 +144,8 @@ pub struct Gateway {
     last_results: Arc<std::sync::Mutex<LastResults>>,
     /// The agent answering free text with tools (`None`: one plain model call).
     agent: Option<crate::agent::Agent>,
+    /// Shows a typing indicator in the chat while a turn runs.
+    typing: Option<crate::outbox::Publishers>,
 }
 
 /// The gateway's dependencies.
@@ -188,7 +190,14 @@ impl Gateway {
             retrieval: None,
             last_results: Arc::default(),
             agent: None,
+            typing: None,
         }
+    }
+
+    /// The gateway showing a typing indicator through `publishers` while an agent turn runs.
+    pub fn with_typing(mut self, publishers: crate::outbox::Publishers) -> Self {
+        self.typing = Some(publishers);
+        self
     }
 
     /// The agent answering free text, if any.
@@ -504,7 +513,24 @@ impl Gateway {
             "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request.".to_string()
         };
         if let Some(agent) = &self.agent {
-            let out = agent.chat_turn(ctx, t.actor.role, &t.msg.from_user_id, text, &t.msg.trace_id).await;
+            let turn = agent.chat_turn(ctx, t.actor.role, &t.msg.from_user_id, text, &t.msg.trace_id);
+            let out = match &self.typing {
+                Some(publishers) => {
+                    // Telegram shows "typing" for 5 s and Discord for 10 s: renewed every 4 s until the turn ends.
+                    let chat = &t.msg.chat;
+                    let keep_typing = async {
+                        loop {
+                            publishers.typing(chat).await;
+                            tokio::time::sleep(TYPING_EVERY).await;
+                        }
+                    };
+                    tokio::select! {
+                        out = turn => out,
+                        () = keep_typing => unreachable!("the typing loop never ends"),
+                    }
+                }
+                None => turn.await,
+            };
             return Some(match out.stop {
                 crate::agent::turn::Stop::Failed(e) => {
                     tracing::warn!(error = %e, "free-text agent turn failed");
@@ -525,6 +551,9 @@ impl Gateway {
         })
     }
 }
+
+/// How often the typing indicator is renewed while an agent turn runs.
+const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(4);
 
 fn rule_event(reason: &str) -> &'static str {
     if reason == "rate_limited" { "rate_limit.denied" } else { "channel_rule.denied" }

@@ -9,7 +9,7 @@
 use crate::BoxFuture;
 use crate::clock::SharedClock;
 use crate::config::OutboxConfig;
-use crate::domain::OutboundMessage;
+use crate::domain::{ChatRef, OutboundMessage};
 use crate::runtime::Supervisor;
 use crate::store::{RetryPolicy, Store, StoreError};
 use futures_util::StreamExt;
@@ -65,6 +65,12 @@ impl PublishError {
 pub trait Publisher: Send + Sync + 'static {
     /// Delivers one message.
     fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>>;
+
+    /// Shows the chat that an answer is being written (Telegram's and
+    /// Discord's typing indicator); best effort, nothing where there is none.
+    fn typing<'a>(&'a self, _chat: &'a ChatRef) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The publisher for chats without a platform connector (the API and CLI
@@ -122,6 +128,11 @@ impl Publishers {
     }
     fn get(&self, connector: &str) -> &Arc<dyn Publisher> {
         self.by_connector.get(connector).unwrap_or(&self.fallback)
+    }
+
+    /// Shows `chat` a typing indicator (best effort).
+    pub async fn typing(&self, chat: &ChatRef) {
+        self.get(&chat.connector).typing(chat).await;
     }
 }
 

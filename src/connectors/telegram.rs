@@ -135,6 +135,15 @@ impl Publisher for TelegramPublisher {
     fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
         Box::pin(self.deliver(msg))
     }
+
+    fn typing<'a>(&'a self, chat: &'a ChatRef) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Ok(id) = chat.external_id.parse::<i64>() else { return };
+            if let Err(e) = self.bot.send_chat_action(ChatId(id), teloxide::types::ChatAction::Typing).await {
+                tracing::debug!(error = %e, "telegram: sendChatAction failed");
+            }
+        })
+    }
 }
 
 /// The inbound side: polls, stores, acknowledges, hands stored messages on.

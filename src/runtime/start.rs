@@ -179,6 +179,7 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
             publishers = publishers.with(name, Arc::new(OfflinePublisher::new(name, why)));
         }
     }
+    let typing = publishers.clone();
     let outbox = Outbox {
         store: core.store.clone(),
         publishers,
@@ -203,7 +204,8 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
         Some(r) => gateway.with_retrieval(r.clone()),
         None => gateway,
     }
-    .with_agent(agent);
+    .with_agent(agent)
+    .with_typing(typing);
     Ok(Parts { llm, executors, outbox, gateway, telegram_bot, discord_rest })
 }
 

@@ -94,7 +94,8 @@ async fn slash_commands_are_published_and_answered_and_guild_text_follows_the_me
         llm.requests().iter().any(|r| r.body.to_string().contains("water the plants")).then_some(())
     })
     .await;
-    llm.push([Step::Reply("Hello from the model".into())]);
+    // (The answer takes a moment: the channel sees "typing" meanwhile.)
+    llm.push([Step::Delayed(Duration::from_millis(600), "Hello from the model".into())]);
     dc.push_message("500", Some(GUILD), bob.clone(), "just chatting among ourselves");
     dc.push_message("500", Some(GUILD), Author::bot("100000000000000009", "otherbot"), "<@900000000000000001> hello from a bot");
     let asked = dc.push_message("500", Some(GUILD), bob.clone(), &format!("<@{BOT_ID}> what is up?"));
@@ -102,6 +103,7 @@ async fn slash_commands_are_published_and_answered_and_guild_text_follows_the_me
     let sent = wait_for(&dc, "500", 2).await;
     assert_eq!(sent[0].content, "Hello from the model", "{:?}", contents(&sent));
     assert_eq!(sent[0].reference.as_deref(), Some(asked.as_str()), "guild replies answer the message");
+    assert!(dc.calls("trigger_typing") >= 1, "a typing indicator while the model answered");
     assert!(sent[1].content.contains("bob") || sent[1].content.to_lowercase().contains("role"), "{:?}", contents(&sent));
     let bodies: Vec<String> = llm.requests().iter().map(|r| r.body.to_string()).collect();
     assert_eq!(bodies.iter().filter(|b| b.contains("what is up?")).count(), 1);

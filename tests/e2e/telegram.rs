@@ -69,7 +69,9 @@ async fn commands_round_trip_with_the_menu_published_and_group_mention_rules() {
     // free text reaches the LLM only when it mentions the bot.
     let group = Chat::group(-100777, "Ops");
     let bob = User::new(51, "Bob");
-    llm.push([Step::Reply("Hello from the model".into())]);
+    // (The answer takes a moment: the chat sees "typing" meanwhile.)
+    llm.push([Step::Delayed(Duration::from_millis(600), "Hello from the model".into())]);
+    let typing_before = tg.calls("sendChatAction");
     tg.push_message(group.clone(), bob.clone(), "/help@other_bot");
     tg.push_message(group.clone(), bob.clone(), "just chatting among ourselves");
     let mention = tg.push_message(group.clone(), bob.clone(), "@agent_test_bot what is up?");
@@ -77,6 +79,7 @@ async fn commands_round_trip_with_the_menu_published_and_group_mention_rules() {
     let sent = wait_for(&tg, -100777, 2).await;
     assert_eq!(sent[0].text, "Hello from the model", "{:?}", texts(&sent));
     assert!(sent[0].reply_to.is_some(), "group replies answer the message");
+    assert!(tg.calls("sendChatAction") > typing_before, "a typing indicator while the model answered");
     assert!(sent[1].text.contains("Bob") || sent[1].text.to_lowercase().contains("role"), "{:?}", texts(&sent));
     // (The DM's task asks the model too; free text in the group only with the mention.)
     let asked: Vec<String> = llm.requests().iter().map(|r| r.body.to_string()).collect();
@@ -193,12 +196,17 @@ async fn long_replies_are_split_at_the_limit_and_rate_limits_are_honoured() {
     }
     let joined: Vec<&str> = parts.iter().flat_map(|p| p.text.split_whitespace()).collect();
     assert!(joined == long.split_whitespace().collect::<Vec<_>>(), "every word once, in order");
-    let db = d.db();
-    let (status, attempts, parts_sent): (String, i64, i64) = db
-        .query_row("SELECT status, attempts, parts_sent FROM outbox WHERE connector = 'telegram' ORDER BY id DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .expect("row");
+    // The fake has all four parts; the outbox records the delivery right after.
+    let (status, attempts, parts_sent): (String, i64, i64) = wait_until("the reply recorded as sent", Duration::from_secs(10), || async {
+        let row: (String, i64, i64) = d
+            .db()
+            .query_row("SELECT status, attempts, parts_sent FROM outbox WHERE connector = 'telegram' ORDER BY id DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("row");
+        (row.0 != "pending").then_some(row)
+    })
+    .await;
     assert_eq!((status.as_str(), attempts, parts_sent), ("sent", 1, 1), "the 429 is not an attempt; the first part was not resent");
 }
 

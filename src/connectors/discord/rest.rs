@@ -6,7 +6,7 @@
 use super::MAX_MESSAGE;
 use crate::BoxFuture;
 use crate::connectors::{char_len, split_message};
-use crate::domain::{Button, OutboundMessage};
+use crate::domain::{Button, ChatRef, OutboundMessage};
 use crate::gateway::Sink;
 use crate::outbox::{Delivered, PublishError, Publisher};
 use reqwest::Method;
@@ -187,5 +187,17 @@ impl DiscordPublisher {
 impl Publisher for DiscordPublisher {
     fn publish<'a>(&'a self, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<Delivered, PublishError>> {
         Box::pin(self.deliver(msg))
+    }
+
+    fn typing<'a>(&'a self, chat: &'a ChatRef) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let channel = chat.external_id.as_str();
+            if channel.is_empty() || !channel.bytes().all(|b| b.is_ascii_digit()) {
+                return;
+            }
+            if let Err(e) = self.rest.call(Method::POST, &format!("channels/{channel}/typing"), Value::Null, true).await {
+                tracing::debug!(error = %e.message, "discord: typing indicator failed");
+            }
+        })
     }
 }

@@ -40,6 +40,7 @@ fn route<'a>(
         ("POST", true, &["channels", c, "messages"]) => ("create_message", true, h(move |d| create_message(d, c, body))),
         ("GET", true, &["channels", c, "messages"]) => ("get_messages", true, h(move |d| get_messages(d, c, q))),
         ("PATCH", true, &["channels", c, "messages", m]) => ("edit_message", true, h(move |d| edit_message(d, c, m, body))),
+        ("POST", true, &["channels", _, "typing"]) => ("trigger_typing", true, h(|_| axum::http::StatusCode::NO_CONTENT.into_response())),
         ("POST", true, &["interactions", i, t, "callback"]) => ("interaction_callback", false, h(move |d| callback(d, i, t, body))),
         ("PATCH", true, &["webhooks", a, t, "messages", "@original"]) => ("edit_original", false, h(move |d| edit_original(d, a, t, body))),
         ("POST", true, &["webhooks", a, t]) => ("create_followup", false, h(move |d| followup(d, a, t, body))),
