@@ -223,7 +223,8 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
     let mut model = String::new();
     let mut tool_calls = 0u32;
     let mut failed: HashMap<String, String> = HashMap::new();
-    let specs = registry.specs(req.env);
+    // No tool calls allowed: none are offered (the model answers directly).
+    let specs = if req.limits.max_tool_calls == 0 { Vec::new() } else { registry.specs(req.env) };
     let finish = |text: String, stop: Stop, model: String, steps: Vec<Step>, turn: Vec<Message>| Outcome {
         text,
         stop,

@@ -187,6 +187,11 @@ async fn limits_end_the_turn_with_a_reply_that_says_which() {
     assert_eq!(r.outcomes(), ["model:tools", "list_files:ok", "list_files:error", "list_files:limit"]);
     assert!(out.text.contains("2 tool calls"), "{}", out.text);
 
+    let r = rig(Role::Member, vec![Ok(answer("direct"))]).await;
+    let out = r.turn("go", Limits { max_tool_calls: 0, ..Limits::CHAT }, CancellationToken::new()).await;
+    assert_eq!((out.text.as_str(), &out.stop), ("direct", &Stop::Answered));
+    assert!(r.requests()[0].tools.is_empty(), "no tool calls allowed: no tools offered");
+
     let r = rig(Role::Member, vec![]).await;
     let out = r.turn(&"x".repeat(13_000), Limits::CHAT, CancellationToken::new()).await;
     assert_eq!(out.stop, Stop::Limit(Limit::Input));
