@@ -21,9 +21,12 @@
 
 use super::{Daemon, SETTLE, cpu_secs, env_usize, median, percentile, quiesce, rss_kib, start_daemon, start_daemon_in};
 use agent_runtime::BoxFuture;
+use agent_runtime::actions::Requester;
 use agent_runtime::agent::tools::{Registry, ToolEnv, TurnKind};
 use agent_runtime::agent::turn::{self, NoSink, Stop, TurnRequest};
-use agent_runtime::agent::{Agent, AgentParts, ChatRequest, ChatResponse, Llm, LlmError, LlmProvider, Message, PromptBuilder, ToolCall};
+use agent_runtime::agent::{
+    Agent, AgentParts, ChatRequest, ChatResponse, ChatTurn, Llm, LlmError, LlmProvider, Message, PromptBuilder, ToolCall,
+};
 use agent_runtime::clock::{SharedClock, SystemClock};
 use agent_runtime::config::{Config, EnvSource};
 use agent_runtime::domain::{ChatKind, ChatRef, Context, Inbound, MessageKind, Role, TraceId};
@@ -223,6 +226,7 @@ async fn bed(files: usize, steps: usize) -> Bed {
         workspaces,
         retrieval: Some(retrieval.clone()),
         orchestrator: None,
+        desk: None,
         clock: clock.clone(),
         limits,
     });
@@ -282,7 +286,11 @@ async fn run_turns(b: &Bed, n: usize, first: usize, bare: bool, unknown: bool) -
             context: b.ctx.clone(),
             workspace_dir: b.wsdir.clone(),
             role: Role::Member,
-            actor: "user:u1".into(),
+            actor: "u1".into(),
+            requester: Requester { name: "user:u1".into(), user_id: None },
+            tell_origin: true,
+            desk: None,
+            admit_task: None,
             kind: TurnKind::Chat,
             trace_id: trace.clone(),
             store: b.store.clone(),
@@ -295,12 +303,24 @@ async fn run_turns(b: &Bed, n: usize, first: usize, bare: bool, unknown: bool) -
         let model_before = b.model.nanos.load(Ordering::Relaxed);
         let started = Instant::now();
         let outcome = match prompt {
-            None => b.agent.chat_turn(&b.ctx, Some(Role::Member), "user:u1", &text, &trace).await,
+            None => {
+                let requester = Requester { name: "user:u1".into(), user_id: None };
+                let t = ChatTurn {
+                    ctx: &b.ctx,
+                    role: Some(Role::Member),
+                    actor: "u1",
+                    requester,
+                    text: &text,
+                    trace: &trace,
+                    admit_task: None,
+                };
+                b.agent.chat_turn(t).await
+            }
             Some((system, history)) => {
                 let req = TurnRequest {
                     system,
                     history,
-                    input: text.clone(),
+                    input: Some(text.clone()),
                     limits: turn::Limits { max_steps: 50, max_tool_calls: 100, ..turn::Limits::CHAT },
                     env: &env,
                     cancel: CancellationToken::new(),

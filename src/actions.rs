@@ -3,10 +3,12 @@
 //! its canonical form (keys sorted, no whitespace) is stored with it; the
 //! executor runs only a payload whose hash still matches.
 
+mod desk;
 mod email;
 mod untrusted;
 mod webhook;
 
+pub use desk::{Desk, Proposal, Requester};
 pub use email::SendEmailExecutor;
 pub use untrusted::UntrustedTaskExecutor;
 pub use webhook::WebhookExecutor;

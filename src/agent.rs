@@ -8,6 +8,7 @@ mod anthropic;
 mod general;
 mod openai;
 mod prompt;
+pub mod resume;
 mod runner;
 mod textmode;
 pub mod tools;
@@ -15,7 +16,8 @@ pub mod turn;
 
 pub use general::GeneralExecutor;
 pub use prompt::PromptBuilder;
-pub use runner::{Agent, AgentLimits, AgentParts, LayerSize, PromptView, TASK_ROLE, TOOL_RULES};
+pub use resume::ResumeExecutor;
+pub use runner::{Agent, AgentLimits, AgentParts, ChatTurn, LayerSize, PromptView, TASK_ROLE, TOOL_RULES};
 
 use crate::BoxFuture;
 use crate::clock::SharedClock;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One message of a conversation with the model (after the system prompt).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Message {
     /// The user's text (or the runtime speaking for the user: a task's prompt).
@@ -55,7 +57,7 @@ pub enum Message {
 }
 
 /// A tool call the model asked for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCall {
     /// The provider's id for the call (`call_…`, `toolu_…`); generated when
     /// the provider gave none.
@@ -252,6 +254,28 @@ impl Llm {
         match self.complete_once(req.clone(), task, context).await {
             Err(LlmError::ToolsRejected { .. }) => self.complete_once(req, task, context).await,
             other => other,
+        }
+    }
+
+    /// Records a call the turn stopped waiting for (canceled, or out of
+    /// the turn's time): the provider may have spent tokens on it, which
+    /// are not known.
+    pub async fn record_abandoned(&self, task: Option<&TaskId>, context: Option<&ContextId>, waited: std::time::Duration, outcome: &str) {
+        let Ok(provider) = &self.provider else { return };
+        let record = UsageRecord {
+            at: self.clock.now_ms(),
+            provider: provider.name().to_string(),
+            model: provider.model().to_string(),
+            task_id: task.cloned(),
+            context_id: context.cloned(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            latency_ms: waited.as_millis() as u64,
+            outcome: outcome.to_string(),
+            error: Some("the turn stopped waiting for this call".into()),
+        };
+        if let Err(e) = self.store.record_usage(record).await {
+            tracing::warn!(error = %e, "could not record LLM usage");
         }
     }
 

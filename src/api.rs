@@ -14,6 +14,7 @@ mod pairings;
 mod retrieval;
 mod roles;
 mod target;
+pub use target::API_CONNECTOR;
 mod tasks;
 mod tls;
 mod usage;

@@ -27,6 +27,7 @@ pub use review::UNTRUSTED_TASK;
 pub use rules::{RateLimiter, Verdict};
 
 use crate::actions::ActionExecutors;
+use crate::actions::Requester;
 use crate::agent::{Llm, PromptBuilder};
 use crate::clock::SharedClock;
 use crate::config::GatewayConfig;
@@ -513,7 +514,18 @@ impl Gateway {
             "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request.".to_string()
         };
         if let Some(agent) = &self.agent {
-            let turn = agent.chat_turn(ctx, t.actor.role, &t.msg.from_user_id, text, &t.msg.trace_id);
+            let turn = agent.chat_turn(crate::agent::ChatTurn {
+                ctx,
+                role: t.actor.role,
+                actor: &t.msg.from_user_id,
+                requester: Requester {
+                    name: t.actor.audit_name(Some(&ctx.chat)),
+                    user_id: t.actor.user.as_ref().map(|u| u.id.to_string()),
+                },
+                text,
+                trace: &t.msg.trace_id,
+                admit_task: Some(self.task_gate(t)),
+            });
             let out = match &self.typing {
                 Some(publishers) => {
                     // Telegram shows "typing" for 5 s and Discord for 10 s: renewed every 4 s until the turn ends.
@@ -551,6 +563,30 @@ impl Gateway {
         })
     }
 }
+
+impl Gateway {
+    /// The `/task` rules for the tasks an agent turn queues for this
+    /// message's sender: the channel rules and the task rate limit (as if
+    /// they typed `/task`), and at most [`TASKS_PER_TURN`] per turn.
+    fn task_gate(&self, t: &Turn<'_>) -> crate::agent::tools::TaskGate {
+        let (rules, limiter, clock) = (self.config.rules.clone(), self.limiter.clone(), self.clock.clone());
+        let (actor, ctx, msg) = (t.actor.clone(), t.ctx.clone(), t.msg.clone());
+        let queued = std::sync::atomic::AtomicU32::new(0);
+        std::sync::Arc::new(move || {
+            if queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= TASKS_PER_TURN {
+                return Err(format!("at most {TASKS_PER_TURN} tasks may be queued in one turn"));
+            }
+            match rules::decide_command(&rules, &limiter, &actor, &ctx, &msg, perm::rule("task").cost, clock.now_ms()) {
+                Verdict::Allow => Ok(()),
+                Verdict::Silent(reason) => Err(format!("the chat's rules refuse new tasks from this person now ({reason})")),
+                Verdict::Notice(_, notice) => Err(notice),
+            }
+        })
+    }
+}
+
+/// Most tasks one agent turn may queue.
+pub const TASKS_PER_TURN: u32 = 3;
 
 /// How often the typing indicator is renewed while an agent turn runs.
 const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(4);

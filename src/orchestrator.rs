@@ -121,6 +121,12 @@ impl OrchestratorHandle {
         self
     }
 
+    /// Wakes the pool to claim work queued without [`OrchestratorHandle::submit`]
+    /// (the follow-up task the store queues when an approval is decided).
+    pub fn wake(&self) {
+        self.work_ready.notify_one();
+    }
+
     /// Persists a task (idempotent by run key) and wakes a worker. The task
     /// is durable when this returns.
     pub async fn submit(&self, task: NewTask) -> Result<Enqueued, StoreError> {

@@ -26,7 +26,7 @@ mod usage;
 mod workspaces;
 mod writer;
 
-pub use approvals::{Approval, ApprovalError, NewApproval, notice as approval_notice};
+pub use approvals::{Approval, ApprovalError, NewApproval, Resume, notice as approval_notice, resume_state};
 pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
 pub use chats::{Cursor, InboundRecord};
 pub use events::Event;

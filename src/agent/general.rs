@@ -40,7 +40,8 @@ impl GeneralExecutor {
             .map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))?;
         let out = self.agent.task_turn(task, &context, prompt, ctx.cancel.clone()).await;
         match out.stop {
-            Stop::Answered => {}
+            // Waiting for an approval: the task is done; a follow-up task continues once it is decided.
+            Stop::Answered | Stop::Awaiting(_) => {}
             Stop::Canceled => return Err(ExecError::permanent("canceled")),
             Stop::Failed(e) => return Err(ExecError { retryable: e.is_retryable(), message: e.to_string() }),
             // A task that stops at a limit failed: its reply says which limit.

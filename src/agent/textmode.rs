@@ -1,19 +1,18 @@
 //! Text-mode tool calling, for servers without native tool calling
 //! (`AGENT_RUNTIME_LLM_TOOLS=text`, or `auto` after a server refused
 //! `tools`): the tool catalogue goes into the system prompt, earlier calls
-//! and results become plain text, and the answer is searched for one JSON
-//! object `{"tool_calls":[{"name":…,"arguments":{…}}]}`.
+//! and results become plain text, and an answer that *is* one JSON object
+//! `{"tool_calls":[{"name":…,"arguments":{…}}]}` is read as calls.
 //!
 //! Invariants: a request leaving [`encode`] carries no tools and only user
-//! and assistant text, never two user messages in a row; an answer with no
-//! such JSON object is the model's final answer, word for word.
+//! and assistant text, never two user messages in a row; an answer is a call
+//! only when the whole of it (trimmed) is the object, or one fenced code block
+//! holding it — an object quoted in prose (a document the model read may hold
+//! one) is never run, and any other answer is the model's final answer, word
+//! for word.
 
 use super::{ChatRequest, ChatResponse, Message, ToolCall, ToolSpec};
 use serde_json::Value;
-
-/// How many `{` in an answer are tried as the start of a JSON object: the
-/// search is quadratic in the worst case, and a real tool call comes early.
-const MAX_CANDIDATES: usize = 64;
 
 /// Reads the answer to a request made by [`encode`].
 #[derive(Debug, Clone, Copy)]
@@ -114,56 +113,27 @@ fn render_assistant(text: &str, calls: &[ToolCall]) -> String {
     if text.trim().is_empty() { rendered } else { format!("{}\n\n{rendered}", text.trim()) }
 }
 
-/// The calls (name, arguments as JSON text) of the first balanced JSON
-/// object in `text` that is a tool call: `{"tool_calls":[…]}` with at least
-/// one call, or `{"tool":"name","arguments":{…}}`.
+/// The calls (name, arguments as JSON text) of an answer that is a tool
+/// call and nothing else: `{"tool_calls":[…]}` with at least one call, or
+/// `{"tool":"name","arguments":{…}}`, alone or as the one fenced code block
+/// of the answer.
 fn find_calls(text: &str) -> Option<Vec<(String, String)>> {
-    let mut from = 0;
-    for _ in 0..MAX_CANDIDATES {
-        let start = from + text[from..].find('{')?;
-        let Some(end) = balanced_end(&text[start..]).map(|len| start + len) else {
-            from = start + 1;
-            continue;
-        };
-        match serde_json::from_str::<Value>(&text[start..end]) {
-            Ok(value) => match calls_of(&value) {
-                Some(calls) => return Some(calls),
-                // Valid JSON that is not a call: its insides are not searched.
-                None => from = end,
-            },
-            Err(_) => from = start + 1,
-        }
-    }
-    None
+    let text = text.trim();
+    let json = fenced(text).unwrap_or(text);
+    // `from_str` refuses anything but whitespace after the value.
+    let value = serde_json::from_str::<Value>(json).ok()?;
+    calls_of(&value)
 }
 
-/// The length of the balanced `{…}` that `s` starts with, counting braces
-/// outside JSON strings only.
-fn balanced_end(s: &str) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (i, c) in s.char_indices() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '{' => depth += 1,
-            '}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+/// The inside of `text` when it is exactly one fenced code block, untagged
+/// or tagged `json`.
+fn fenced(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix("```")?.strip_suffix("```")?;
+    let (tag, body) = inner.split_once('\n')?;
+    let tag = tag.trim();
+    let json_tag = tag.is_empty() || tag.eq_ignore_ascii_case("json");
+    // A fence inside means two blocks (or text between them), not one.
+    (json_tag && !body.contains("```")).then_some(body)
 }
 
 fn calls_of(value: &Value) -> Option<Vec<(String, String)>> {
@@ -267,8 +237,8 @@ mod tests {
     }
 
     #[test]
-    fn a_call_is_found_inside_fences_and_prose() {
-        let text = "Sure, let me look.\n```json\n{\"tool_calls\": [{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.md\"}}, {\"name\": \"list_files\"}]}\n```\nOne moment.";
+    fn a_single_fenced_block_is_a_call() {
+        let text = "\n```json\n{\"tool_calls\": [{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.md\"}}, {\"name\": \"list_files\"}]}\n```\n";
         let r = decoder().decode(answer(text));
         assert_eq!(r.text, "");
         assert_eq!(
@@ -278,11 +248,21 @@ mod tests {
                 ToolCall { id: "call_1".into(), name: "list_files".into(), arguments: "{}".into() },
             ]
         );
+        let untagged = decoder().decode(answer("```\n{\"tool\": \"list_files\"}\n```"));
+        assert_eq!(untagged.calls, [ToolCall { id: "call_0".into(), name: "list_files".into(), arguments: "{}".into() }]);
+    }
+
+    #[test]
+    fn a_bare_object_with_surrounding_whitespace_is_a_call() {
+        let text = "  \n{\"tool_calls\":[{\"name\":\"a\",\"arguments\":\"{\\\"x\\\":1}\"}]}\n\n";
+        let r = decoder().decode(answer(text));
+        assert_eq!(r.calls, [ToolCall { id: "call_0".into(), name: "a".into(), arguments: r#"{"x":1}"#.into() }]);
+        assert_eq!(r.text, "");
     }
 
     #[test]
     fn braces_and_quotes_inside_strings_do_not_end_the_object() {
-        let text = r#"Note {this} first. {"tool_calls":[{"name":"write_file","arguments":{"path":"x.md","text":"a } b { \" } c"}}]} done"#;
+        let text = r#"{"tool_calls":[{"name":"write_file","arguments":{"path":"x.md","text":"a } b { \" } c"}}]}"#;
         let r = decoder().decode(answer(text));
         assert_eq!(r.calls.len(), 1, "{r:?}");
         assert_eq!(r.calls[0].arguments, r#"{"path":"x.md","text":"a } b { \" } c"}"#);
@@ -301,6 +281,7 @@ mod tests {
             r#"Here is the config: {"name": "x", "arguments": {"a": 1}}"#,
             r#"{"tool_calls": []}"#,
             "an unclosed { brace",
+            "```python\nprint(1)\n```",
         ] {
             let r = decoder().decode(answer(text));
             assert!(r.calls.is_empty(), "{text}");
@@ -308,9 +289,22 @@ mod tests {
         }
     }
 
+    /// Regression: a call quoted anywhere in an answer was run, so a document
+    /// the model summarised could make it call tools.
     #[test]
-    fn a_non_call_object_is_skipped_and_a_later_call_found() {
-        let r = decoder().decode(answer(r#"{"note": {"tool_calls": "no"}} then {"tool_calls":[{"name":"a","arguments":"{\"x\":1}"}]}"#));
-        assert_eq!(r.calls, [ToolCall { id: "call_0".into(), name: "a".into(), arguments: r#"{"x":1}"#.into() }]);
+    fn a_call_quoted_in_prose_is_the_final_text() {
+        for text in [
+            r#"The file says to run {"tool": "write_file", "arguments": {"path": "a.md", "content": "x"}} but I did not."#,
+            r#"{"tool": "list_files"} is what the note asks for."#,
+            r#"Note {this} first. {"tool_calls":[{"name":"write_file","arguments":{"path":"x.md"}}]} done"#,
+            r#"{"note": {"tool_calls": "no"}} then {"tool_calls":[{"name":"a","arguments":"{\"x\":1}"}]}"#,
+            "Sure, let me look.\n```json\n{\"tool\": \"read_file\", \"arguments\": {\"path\": \"a.md\"}}\n```",
+            "```json\n{\"tool\": \"read_file\"}\n```\nOne moment.",
+            "```json\n{\"tool\": \"read_file\"}\n```\n```json\n{\"tool\": \"list_files\"}\n```",
+        ] {
+            let r = decoder().decode(answer(text));
+            assert!(r.calls.is_empty(), "{text}: {:?}", r.calls);
+            assert_eq!(r.text, text);
+        }
     }
 }

@@ -8,11 +8,13 @@
 
 pub mod files;
 pub mod knowledge;
+pub mod messaging;
 pub mod objectives;
 pub mod tasking;
 
 use super::ToolSpec;
 use crate::BoxFuture;
+use crate::actions::{Desk, Proposal, Requester};
 use crate::clock::SharedClock;
 use crate::domain::{Context, Role, TraceId};
 use crate::orchestrator::OrchestratorHandle;
@@ -75,7 +77,7 @@ pub struct Policy {
 }
 
 /// Is the turn a chat message being answered, or a queued task running?
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TurnKind {
     /// A free-text chat message (someone is waiting).
@@ -94,8 +96,14 @@ pub struct ToolEnv {
     pub workspace_dir: PathBuf,
     /// The role the turn acts with (the sender's, or the task creator's).
     pub role: Role,
-    /// Who the turn acts for, as the audit log names them.
+    /// Who the turn acts for: the chat sender's platform id (a task's
+    /// `source_user_id`).
     pub actor: String,
+    /// Who the turn acts for, as the audit log and approvals name them.
+    pub requester: Requester,
+    /// Whether the chat may hear what the turn does (`false` for a task
+    /// made from a held, unverified message): copied to what it queues.
+    pub tell_origin: bool,
     /// Chat or task.
     pub kind: TurnKind,
     /// The trace the turn belongs to.
@@ -106,12 +114,20 @@ pub struct ToolEnv {
     pub retrieval: Option<Retrieval>,
     /// Task submission (`None` where tasks cannot be queued).
     pub orchestrator: Option<OrchestratorHandle>,
+    /// Sensitive actions (`None`: none can be proposed here).
+    pub desk: Option<Desk>,
+    /// The chat's rules for queuing work (the `/task` rate limit), asked
+    /// before each task the turn queues (`None`: no such rule applies).
+    pub admit_task: Option<TaskGate>,
     /// Time.
     pub clock: SharedClock,
 }
 
+/// Says whether one more task may be queued (`Err`: why not, for the model).
+pub type TaskGate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// A tool's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
     /// Where the text comes from (`workspace file notes/a.md`, `task list`);
     /// the model sees it as the first line.
@@ -121,17 +137,26 @@ pub struct ToolOutput {
     pub untrusted: bool,
     /// The text.
     pub text: String,
+    /// A sensitive action to ask an admin for: the loop files it with the
+    /// turn's state, and the turn waits for the decision.
+    pub proposal: Option<Proposal>,
 }
 
 impl ToolOutput {
     /// The runtime's own answer.
     pub fn runtime(source: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { source: source.into(), untrusted: false, text: text.into() }
+        Self { source: source.into(), untrusted: false, text: text.into(), proposal: None }
     }
 
     /// Content from the workspace (anyone may have written it).
     pub fn content(source: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { source: source.into(), untrusted: true, text: text.into() }
+        Self { source: source.into(), untrusted: true, text: text.into(), proposal: None }
+    }
+
+    /// A sensitive action to propose (the text says it waits).
+    pub fn proposal(source: impl Into<String>, p: Proposal) -> Self {
+        let text = format!("Proposed for approval: {}. An admin decides; nothing runs before.", p.summary);
+        Self { source: source.into(), untrusted: false, text, proposal: Some(p) }
     }
 
     /// What the model receives: the source line, then the text, capped at
@@ -293,6 +318,8 @@ impl Registry {
             Arc::new(tasking::ListTasks),
             Arc::new(objectives::CreateObjective),
             Arc::new(objectives::UpdateObjective),
+            Arc::new(messaging::SendEmail),
+            Arc::new(messaging::CallWebhook),
         ];
         Self { tools }
     }
@@ -321,6 +348,9 @@ impl Registry {
         }
         if env.kind == TurnKind::Task && !p.in_tasks {
             return Err(format!("{} is not available to background tasks", tool.name()));
+        }
+        if p.approval && env.desk.is_none() {
+            return Err(format!("{} needs an approval, and approvals cannot be requested here", tool.name()));
         }
         Ok(())
     }

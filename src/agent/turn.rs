@@ -11,10 +11,13 @@
 //! it is canceled (between steps, or inside a model or tool call). Every
 //! step is handed to a [`StepSink`] as it happens.
 
+use super::resume::ResumeState;
 use super::tools::{Registry, ToolEnv, ToolError, cap};
 use super::{ChatRequest, Llm, LlmError, Message, ToolCall};
 use crate::BoxFuture;
-use crate::domain::{ContextId, TaskId};
+use crate::actions::Proposal;
+use crate::domain::{ApprovalId, ContextId, TaskId};
+use crate::store::Approval;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -35,9 +38,11 @@ pub struct Limits {
 impl Limits {
     /// A chat turn (someone is waiting): the Go runtime's chat agent's limits.
     pub const CHAT: Limits = Limits { max_steps: 6, max_tool_calls: 6, max_duration: Duration::from_secs(120), max_input_bytes: 12_000 };
-    /// A task turn (in the background): the Go runtime's task worker's limits.
+    /// A task turn (in the background): the Go runtime's task worker's
+    /// limits; its input limit is the largest prompt a task can be created
+    /// with (the admin API's), so no accepted task fails for its size.
     pub const TASK: Limits =
-        Limits { max_steps: 50, max_tool_calls: 100, max_duration: Duration::from_secs(1200), max_input_bytes: 12_000 };
+        Limits { max_steps: 50, max_tool_calls: 100, max_duration: Duration::from_secs(1200), max_input_bytes: 256 * 1024 };
 }
 
 /// Which limit ended a turn.
@@ -65,6 +70,9 @@ pub enum Stop {
     Canceled,
     /// A model call failed (the turn cannot go on).
     Failed(LlmError),
+    /// A sensitive action waits for an admin's decision; a follow-up task
+    /// continues the turn once it is decided.
+    Awaiting(ApprovalId),
 }
 
 impl PartialEq for Stop {
@@ -72,6 +80,7 @@ impl PartialEq for Stop {
         match (self, other) {
             (Self::Answered, Self::Answered) | (Self::Canceled, Self::Canceled) => true,
             (Self::Limit(a), Self::Limit(b)) => a == b,
+            (Self::Awaiting(a), Self::Awaiting(b)) => a == b,
             (Self::Failed(a), Self::Failed(b)) => a.to_string() == b.to_string(),
             _ => false,
         }
@@ -89,8 +98,9 @@ pub struct Step {
     pub tool: Option<String>,
     /// The arguments, secrets redacted, at most 800 bytes.
     pub arguments: Option<String>,
-    /// `ok`, `error`, `refused`, `bad_arguments`, `unknown_tool`,
-    /// `repeated`, `limit`, `canceled`, `timeout`; for a model step `tools`
+    /// `ok`, `proposed` (an approval was asked for), `error`, `refused`,
+    /// `bad_arguments`, `unknown_tool`, `repeated`, `limit`, `canceled`,
+    /// `timeout`; for a model step `tools`
     /// (it asked for tools), `answer`, or its error class.
     pub outcome: String,
     /// The error or refusal, at most 800 bytes.
@@ -137,8 +147,9 @@ pub struct TurnRequest<'a> {
     pub system: String,
     /// Earlier messages of the conversation (oldest first).
     pub history: Vec<Message>,
-    /// The user's text (or the task's prompt).
-    pub input: String,
+    /// The user's text (or the task's prompt); `None` continues the
+    /// conversation in `history` (a turn resumed after an approval).
+    pub input: Option<String>,
     /// Limits.
     pub limits: Limits,
     /// The tools and who the turn acts for.
@@ -154,7 +165,12 @@ pub struct TurnRequest<'a> {
 /// Names of argument fields whose values never reach a log.
 const SECRET_KEYS: [&str; 8] = ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie"];
 
-/// The arguments as recorded: secret-looking fields replaced, capped.
+/// Fields holding bulk text (a file's or an email's content): the record
+/// keeps their size, not the text.
+const BULK_KEYS: [&str; 3] = ["content", "body", "text"];
+
+/// The arguments as recorded: secret-looking fields replaced, bulk text
+/// fields reduced to their size, unparseable text to its size, capped.
 pub fn redact(arguments: &str) -> String {
     fn walk(v: &mut serde_json::Value) {
         match v {
@@ -163,6 +179,9 @@ pub fn redact(arguments: &str) -> String {
                     let key = k.to_ascii_lowercase();
                     if SECRET_KEYS.iter().any(|s| key.contains(s)) {
                         *val = serde_json::Value::String("[redacted]".into());
+                    } else if BULK_KEYS.contains(&key.as_str()) && val.is_string() {
+                        let n = val.as_str().map_or(0, str::len);
+                        *val = serde_json::Value::String(format!("[{n} bytes]"));
                     } else {
                         walk(val);
                     }
@@ -177,11 +196,44 @@ pub fn redact(arguments: &str) -> String {
             walk(&mut v);
             v.to_string()
         }
-        Err(_) => arguments.to_string(),
+        // Unparseable text could hold anything, secrets included: only its size is kept.
+        Err(_) => format!("[unparseable, {} bytes]", arguments.len()),
     };
     let (s, cut) = cap(&shown, 800);
     if cut { format!("{s}…") } else { s.to_string() }
 }
+
+/// `s` with the text inside double quotes replaced by `…` (a parse error
+/// quotes the argument it could not take, which may be anything).
+fn hide_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut inside = false;
+    for c in s.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What the person is told when a turn waits for an approval.
+pub fn awaiting_reply(a: &Approval) -> String {
+    format!(
+        "I asked an admin to approve this: {} (`{}`). Nothing runs before: an admin approves with the button or /approve-action {}, \
+         or denies with /deny-action {}. I will continue here once it is decided.",
+        a.summary, a.id, a.id, a.id
+    )
+}
+
+/// The placeholder result of a call waiting for approval (replaced by the
+/// decision when the turn continues).
+pub const AWAITING_RESULT: &str = "Waiting for an admin's decision on this action.";
 
 fn short(s: &str) -> String {
     let (s, cut) = cap(s, 800);
@@ -219,7 +271,7 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
     let deadline = tokio::time::Instant::now() + req.limits.max_duration;
     let context: ContextId = req.env.context.id.clone();
     let mut steps: Vec<Step> = Vec::new();
-    let mut turn: Vec<Message> = vec![Message::User { text: req.input.clone() }];
+    let mut turn: Vec<Message> = req.input.iter().map(|text| Message::User { text: text.clone() }).collect();
     let mut model = String::new();
     let mut tool_calls = 0u32;
     let mut failed: HashMap<String, String> = HashMap::new();
@@ -233,7 +285,7 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
         messages: turn,
     };
 
-    if req.input.len() > req.limits.max_input_bytes {
+    if req.input.as_ref().is_some_and(|i| i.len() > req.limits.max_input_bytes) {
         return finish(limit_reply(Limit::Input, &req.limits, false), Stop::Limit(Limit::Input), model, steps, turn);
     }
     for _ in 0..req.limits.max_steps {
@@ -247,12 +299,14 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
         let answer = tokio::select! {
             r = llm.complete(call, req.task.as_ref(), Some(&context)) => r,
             _ = req.cancel.cancelled() => {
+                llm.record_abandoned(req.task.as_ref(), Some(&context), at.elapsed(), "canceled").await;
                 let step = Step { seq: steps.len() as u32 + 1, kind: "model", tool: None, arguments: None, outcome: "canceled".into(), detail: None, duration_ms: at.elapsed().as_millis() as u64, output_bytes: 0 };
                 req.sink.record(&step).await;
                 steps.push(step);
                 return finish("Canceled.".into(), Stop::Canceled, model, steps, turn);
             }
             _ = tokio::time::sleep_until(deadline) => {
+                llm.record_abandoned(req.task.as_ref(), Some(&context), at.elapsed(), "turn_timeout").await;
                 let step = Step { seq: steps.len() as u32 + 1, kind: "model", tool: None, arguments: None, outcome: "timeout".into(), detail: None, duration_ms: at.elapsed().as_millis() as u64, output_bytes: 0 };
                 req.sink.record(&step).await;
                 steps.push(step);
@@ -298,6 +352,8 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
         }
         turn.push(Message::Assistant { text: answer.text.clone(), calls: answer.calls.clone() });
         let mut limited = None;
+        // The one action of this step to ask an admin for: (call, tool, proposal).
+        let mut proposed: Option<(String, String, Proposal)> = None;
         for call in &answer.calls {
             let at = Instant::now();
             let mut step = Step {
@@ -343,10 +399,21 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
                             steps.push(step);
                             return finish("Canceled.".into(), Stop::Canceled, model, steps, turn);
                         }
-                        Some(Ok(out)) => {
-                            step.outcome = "ok".into();
-                            (out.render(), false)
-                        }
+                        Some(Ok(out)) => match out.proposal.clone() {
+                            Some(_) if proposed.is_some() => {
+                                step.outcome = "refused".into();
+                                ("Not proposed: another action of this step already waits for approval; propose this one after it is decided.".to_string(), true)
+                            }
+                            Some(p) => {
+                                step.outcome = "proposed".into();
+                                proposed = Some((call.id.clone(), call.name.clone(), p));
+                                (AWAITING_RESULT.to_string(), false)
+                            }
+                            None => {
+                                step.outcome = "ok".into();
+                                (out.render(), false)
+                            }
+                        },
                         Some(Err(e)) => {
                             step.outcome = match &e {
                                 ToolError::BadArguments { .. } => "bad_arguments",
@@ -355,7 +422,7 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
                             }
                             .into();
                             let text = e.to_string();
-                            step.detail = Some(short(&text));
+                            step.detail = Some(short(&hide_quoted(&text)));
                             failed.insert(sig, short(&text));
                             (text, true)
                         }
@@ -372,6 +439,20 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
             steps.push(step);
             turn.push(Message::Tool { call_id: call.id.clone(), name: call.name.clone(), content, is_error });
         }
+        if let Some((call_id, tool, p)) = proposed {
+            match propose(&req, &turn, call_id.clone(), tool, p).await {
+                Ok(a) => return finish(awaiting_reply(&a), Stop::Awaiting(a.id), model, steps, turn),
+                // Not filed (the store refused it): the model hears why.
+                Err(why) => {
+                    if let Some(Message::Tool { content, is_error, .. }) =
+                        turn.iter_mut().rev().find(|m| matches!(m, Message::Tool { call_id: id, .. } if *id == call_id))
+                    {
+                        *content = format!("Not proposed: {why}");
+                        *is_error = true;
+                    }
+                }
+            }
+        }
         if tokio::time::Instant::now() >= deadline {
             limited = Some(Limit::Time);
         }
@@ -380,6 +461,17 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
         }
     }
     finish(limit_reply(Limit::Steps, &req.limits, tool_calls > 0), Stop::Limit(Limit::Steps), model, steps, turn)
+}
+
+/// Files `p` for approval with the turn's state (the conversation so far,
+/// whose result for `call_id` the decision will replace).
+async fn propose(req: &TurnRequest<'_>, turn: &[Message], call_id: String, tool: String, p: Proposal) -> Result<Approval, String> {
+    let env = req.env;
+    let desk = env.desk.as_ref().ok_or("approvals cannot be requested here")?;
+    let mut messages = req.history.clone();
+    messages.extend(turn.iter().cloned());
+    let state = ResumeState::new(env, messages, call_id, tool);
+    desk.propose(&env.context, &env.requester, p, state.to_resume(env)?).await
 }
 
 #[cfg(test)]

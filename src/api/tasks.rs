@@ -145,6 +145,11 @@ pub async fn create(
             "kind objective is the scheduler's: create an objective (POST /api/v1/objectives) or run one now (POST /api/v1/objectives/{id}/run)",
         ));
     }
+    if kind == TaskKind::AgentResume {
+        return Err(ApiError::bad_request(
+            "kind agent_resume is the runtime's: it continues an agent turn once its approval is decided (POST /api/v1/approvals/{id}/approve)",
+        ));
+    }
     // Everything that can be refused is checked before a context is created.
     check_run_key(b.run_key.as_deref())?;
     let requester = caller.audit_name(None);

@@ -83,6 +83,9 @@ named_enum!(
         /// An objective's run: its prompt answered by the LLM, as `general`,
         /// with the run's outcome recorded on the objective.
         Objective => "objective",
+        /// An agent turn that waited for an approval, continued with the
+        /// decision; its answer is the notice to its chat.
+        AgentResume => "agent_resume",
     }
 );
 
@@ -172,7 +175,7 @@ pub struct NewTask {
 /// the others are kept for internal producers (objectives and schedules,
 /// approved actions, held untrusted messages, tasks the agent queued), so that no caller of the
 /// admin API can claim or pre-empt a key the runtime will use.
-pub const RESERVED_RUN_KEY_PREFIXES: [&str; 6] = ["inbox:", "objective:", "schedule:", "action:", "untrusted:", "agent:"];
+pub const RESERVED_RUN_KEY_PREFIXES: [&str; 7] = ["inbox:", "objective:", "schedule:", "action:", "untrusted:", "agent:", "resume:"];
 
 /// The reserved prefix `key` starts with (ignoring case and leading
 /// blanks), if any.

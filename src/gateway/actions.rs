@@ -103,6 +103,7 @@ impl Gateway {
             hashed,
             ttl_ms: self.config.approval_ttl.as_millis() as i64,
             tell_requester: verified,
+            resume: None,
         };
         let a = self.store.request_approval(new, now).await?;
         self.outbox_ready.notify_one();
@@ -162,6 +163,7 @@ impl Gateway {
             .then(|| notice(&a.chat, format!("Action `{}` ({}) was approved: {} — {}", a.id, a.summary, outcome.0, outcome.1)));
         let a = self.store.finish_execution(&a.id, outcome.0, outcome.1, tell, self.clock.now_ms()).await?;
         self.outbox_ready.notify_one();
+        self.orchestrator.wake();
         Ok(a)
     }
 
@@ -184,6 +186,7 @@ impl Gateway {
             .then(|| notice(&a.chat, format!("Action `{}` ({}) was denied: {reason}", a.id, a.summary)));
         let a = self.store.deny_approval(&a.id, actor.audit_name(chat), chat.cloned(), reason, tell, self.clock.now_ms()).await??;
         self.outbox_ready.notify_one();
+        self.orchestrator.wake();
         Ok(a)
     }
 
@@ -204,6 +207,7 @@ impl Gateway {
         let n = self.store.expire_approvals(self.clock.now_ms()).await?;
         if n > 0 {
             self.outbox_ready.notify_one();
+            self.orchestrator.wake();
         }
         Ok(n)
     }

@@ -1,7 +1,7 @@
 //! The text of task outcome notices (pure; the store writes them to the
 //! outbox in the transaction that records the outcome).
 
-use crate::domain::{Task, TaskStatus};
+use crate::domain::{Task, TaskKind, TaskStatus};
 
 const SUMMARY_MAX: usize = 1200;
 
@@ -19,6 +19,10 @@ fn cut(s: &str, max: usize) -> String {
 /// The notice for a task that reached a final status.
 pub fn render_notice(task: &Task) -> String {
     match task.status {
+        // An agent turn continued after an approval: its answer is the reply.
+        TaskStatus::Succeeded if task.kind == TaskKind::AgentResume => {
+            task.result_summary.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "(no answer)".into())
+        }
         TaskStatus::Succeeded => {
             let summary = task.result_summary.as_deref().unwrap_or("(no output)");
             let mut text = format!("Task `{}` succeeded: {}\n\n{}", task.id, task.title, cut(summary, SUMMARY_MAX));

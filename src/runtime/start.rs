@@ -17,9 +17,9 @@
 use super::lock::DataLock;
 use super::loops::{expire_loop, heartbeat_loop, reload_on_sighup, write_state_file};
 use super::{Restart, ServeError, Supervisor, mkdir, tls_files};
-use crate::actions::{ActionExecutors, SendEmailExecutor, UntrustedTaskExecutor, WebhookExecutor};
+use crate::actions::{ActionExecutors, Desk, SendEmailExecutor, UntrustedTaskExecutor, WebhookExecutor};
 use crate::agent::tools::Registry;
-use crate::agent::{Agent, AgentParts, GeneralExecutor, Llm, PromptBuilder, build_provider};
+use crate::agent::{Agent, AgentParts, GeneralExecutor, Llm, PromptBuilder, ResumeExecutor, build_provider};
 use crate::api::{ApiState, TlsState, router, serve as serve_api, serve_tls};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -134,6 +134,9 @@ pub(super) struct Parts {
 pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
     let llm = Llm::new(build_provider(&config.llm), core.store.clone(), core.clock.clone());
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, core.workspaces.clone());
+    let smtp = config.connectors.smtp.as_ref().map(SmtpSender::new).transpose().map_err(ServeError::Setup)?;
+    let actions = action_executors(config, &core.orchestrator, smtp.as_ref())?;
+    let desk = Desk::new(actions.clone(), core.store.clone(), core.clock.clone(), config.gateway.approval_ttl, core.outbox_ready.clone());
     let agent = Agent::new(AgentParts {
         llm: llm.clone(),
         prompts: prompts.clone(),
@@ -142,22 +145,24 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
         workspaces: core.workspaces.clone(),
         retrieval: core.retrieval.clone(),
         orchestrator: Some(core.orchestrator.clone()),
+        desk: Some(desk),
         clock: core.clock.clone(),
         limits: config.agent,
     });
     let general = GeneralExecutor::new(agent.clone(), core.store.clone(), core.workspaces.clone(), core.clock.clone());
     let general = Arc::new(general);
+    let resume = Arc::new(ResumeExecutor::new(agent.clone(), core.store.clone()));
     // An objective's run is answered as a general task; its outcome is recorded on the objective.
     let executors = Executors::default()
         .with(TaskKind::General, general.clone())
         .with(TaskKind::Objective, general)
+        .with(TaskKind::AgentResume, resume)
         .with(TaskKind::Noop, Arc::new(NoopExecutor));
     let telegram_bot = config.connectors.telegram.as_ref().map(telegram::bot).transpose().map_err(ServeError::Setup)?;
     let discord_rest = match &config.connectors.discord {
         Some(d) => Some(discord::DiscordRest::new(&d.api_base, d.token.expose()).map_err(ServeError::Setup)?),
         None => None,
     };
-    let smtp = config.connectors.smtp.as_ref().map(SmtpSender::new).transpose().map_err(ServeError::Setup)?;
     let mut publishers = Publishers::default();
     if let Some(bot) = &telegram_bot {
         publishers = publishers.with(telegram::NAME, Arc::new(telegram::TelegramPublisher::new(bot.clone())));
@@ -198,7 +203,7 @@ pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
         clock: core.clock.clone(),
         config: config.gateway.clone(),
         outbox_ready: core.outbox_ready.clone(),
-        actions: action_executors(config, &core.orchestrator, smtp.as_ref())?,
+        actions,
     });
     let gateway = match &core.retrieval {
         Some(r) => gateway.with_retrieval(r.clone()),

@@ -9,7 +9,7 @@ use super::filter::Filter;
 use super::outbox::{NewOutbound, insert};
 use super::{Store, StoreError};
 use crate::clock::UnixMillis;
-use crate::domain::{ApprovalId, Button, ChatRef, ContextId, MessageKind, OutboxStatus};
+use crate::domain::{ApprovalId, Button, ChatRef, ContextId, MessageKind, NewTask, OutboxStatus, TaskId, TaskKind, TraceId, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -55,10 +55,17 @@ pub struct Approval {
     /// Whether the requesting chat may be told anything about it (`false`
     /// for an unverified sender: no notice of any kind goes back).
     pub tell_requester: bool,
+    /// An agent turn waiting for the decision: its saved state (the agent's
+    /// format; the conversation, so never shown by the API).
+    #[serde(skip)]
+    pub resume_json: Option<String>,
+    /// The task that continues that turn once the request is decided.
+    pub resume_task_id: Option<TaskId>,
 }
 
 const COLUMNS: &str = "id, context_id, connector, external_id, requester, requester_user_id, action_type, target, summary, \
-    payload_json, payload_hash, status, approver, reason, expires_at, execution_status, execution_result, executed_at, created_at, tell_requester";
+    payload_json, payload_hash, status, approver, reason, expires_at, execution_status, execution_result, executed_at, created_at, tell_requester, \
+    resume_json, resume_task_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
@@ -81,6 +88,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         executed_at: r.get(17)?,
         created_at: r.get(18)?,
         tell_requester: r.get(19)?,
+        resume_json: r.get(20)?,
+        resume_task_id: r.get::<_, Option<String>>(21)?.map(TaskId::from_string),
     })
 }
 
@@ -113,6 +122,34 @@ pub struct NewApproval {
     /// Whether the requesting chat is told (not when its sender is
     /// unauthenticated: an answer could go to a forged address).
     pub tell_requester: bool,
+    /// The saved state of an agent turn that continues once the request is
+    /// decided (approved and run, denied or expired), in a follow-up task.
+    pub resume: Option<Resume>,
+}
+
+/// An agent turn waiting for a decision.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The turn's state (opaque to the store).
+    pub state_json: String,
+    /// Who the follow-up task acts for (as the turn did).
+    pub source_user_id: Option<String>,
+    /// Whether the chat hears the follow-up's answer.
+    pub tell_origin: bool,
+    /// The turn's trace.
+    pub trace_id: TraceId,
+}
+
+/// Attempts a follow-up task gets (a model error may pass).
+const RESUME_MAX_ATTEMPTS: u32 = 3;
+
+/// What the store keeps of [`Resume`] besides the agent's state.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct ResumeHead {
+    source_user_id: Option<String>,
+    tell_origin: bool,
+    trace_id: String,
+    state: serde_json::Value,
 }
 
 /// Why an approval step was refused (each → a chat reply / 4xx).
@@ -176,7 +213,47 @@ fn expire(c: &Connection, a: &Approval, now: UnixMillis) -> Result<(), StoreErro
         let body = format!("Action `{}` ({}) expired without approval; it was not run.", a.id, a.summary);
         insert(c, &notice(&a.chat, body), OutboxStatus::Pending, now)?;
     }
+    queue_resume(c, a, "expired", now)?;
     Ok(())
+}
+
+/// Queues the follow-up task of a decided request that an agent turn waits
+/// for (once: its run key is the request's), in the caller's transaction.
+fn queue_resume(c: &Connection, a: &Approval, outcome: &str, now: UnixMillis) -> Result<(), StoreError> {
+    let Some(json) = &a.resume_json else { return Ok(()) };
+    let Ok(head) = serde_json::from_str::<ResumeHead>(json) else {
+        tracing::warn!(approval = %a.id, "an approval's saved agent turn cannot be read; it will not continue");
+        return Ok(());
+    };
+    let workspace: String =
+        c.prepare_cached("SELECT workspace_id FROM contexts WHERE id = ?1")?.query_row([a.context_id.as_str()], |r| r.get(0))?;
+    let new = NewTask {
+        workspace_id: WorkspaceId::from_string(workspace),
+        context_id: a.context_id.clone(),
+        kind: TaskKind::AgentResume,
+        title: crate::domain::title_from(&format!("Continue after {} was {outcome}: {}", a.id, a.summary), crate::domain::TASK_TITLE_MAX),
+        prompt: format!("Continue the conversation: action {} ({}) was {outcome}.", a.id, a.summary),
+        run_key: Some(format!("resume:{}", a.id)),
+        source_user_id: head.source_user_id,
+        trace_id: TraceId::from_string(head.trace_id),
+        tell_origin: head.tell_origin,
+    };
+    let queued = super::tasks::insert_task(c, &new, RESUME_MAX_ATTEMPTS, now)?;
+    c.execute("UPDATE approvals SET resume_task_id = ?2 WHERE id = ?1", params![a.id.as_str(), queued.task.id.as_str()])?;
+    Ok(())
+}
+
+/// The stored form of a [`Resume`].
+fn resume_json(r: &Resume) -> Result<String, StoreError> {
+    let state: serde_json::Value =
+        serde_json::from_str(&r.state_json).map_err(|e| StoreError::Conflict(format!("an agent turn's state is not JSON: {e}")))?;
+    let head = ResumeHead { source_user_id: r.source_user_id.clone(), tell_origin: r.tell_origin, trace_id: r.trace_id.to_string(), state };
+    serde_json::to_string(&head).map_err(|e| StoreError::Conflict(format!("an agent turn's state cannot be stored: {e}")))
+}
+
+/// The agent's state of a stored resume (the inverse of [`resume_json`]).
+pub fn resume_state(stored: &str) -> Option<String> {
+    serde_json::from_str::<ResumeHead>(stored).ok().map(|h| h.state.to_string())
 }
 
 /// Loads a request that must still be pending and unexpired.
@@ -196,13 +273,14 @@ impl Store {
     /// Stores a new pending request with its `approval.requested` audit row
     /// and notices to the requesting chat and every admin channel, in one write.
     pub async fn request_approval(&self, new: NewApproval, now: UnixMillis) -> Result<Approval, StoreError> {
+        let resume = new.resume.as_ref().map(resume_json).transpose()?;
         self.write(move |c| {
             let tx: &Connection = c;
             let id = ApprovalId::random();
             tx.execute(
                 "INSERT INTO approvals (id, context_id, connector, external_id, requester, requester_user_id, action_type, target, \
-                 summary, payload_json, payload_hash, status, expires_at, created_at, updated_at, tell_requester) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?13, ?14)",
+                 summary, payload_json, payload_hash, status, expires_at, created_at, updated_at, tell_requester, resume_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?13, ?14, ?15)",
                 params![
                     id.as_str(),
                     new.context_id.as_str(),
@@ -217,7 +295,8 @@ impl Store {
                     new.payload_hash,
                     now + new.ttl_ms,
                     now,
-                    new.tell_requester
+                    new.tell_requester,
+                    resume
                 ],
             )?;
             let audit = NewAudit {
@@ -371,7 +450,8 @@ impl Store {
             if let Some(m) = notice.filter(|m| may_tell(&a, m)) {
                 insert(tx, &m, OutboxStatus::Pending, now)?;
             }
-            Ok(a)
+            queue_resume(tx, &a, "approved", now)?;
+            Ok(get(tx, a.id.as_str())?.unwrap_or(a))
         })
         .await
     }
@@ -409,6 +489,7 @@ impl Store {
             if let Some(m) = notice.filter(|m| may_tell(&a, m)) {
                 insert(tx, &m, OutboxStatus::Pending, now)?;
             }
+            queue_resume(tx, &a, "denied", now)?;
             Ok(Ok(get(tx, a.id.as_str())?.unwrap_or(a)))
         })
         .await
@@ -433,12 +514,29 @@ impl Store {
     /// `interrupted` (not retried: the action may have happened).
     pub async fn interrupt_running_executions(&self, now: UnixMillis) -> Result<usize, StoreError> {
         self.write(move |c| {
-            Ok(c.execute(
+            let sql = format!("SELECT {COLUMNS} FROM approvals WHERE execution_status = 'running'");
+            let running: Vec<Approval> = c.prepare_cached(&sql)?.query_map([], from_row)?.collect::<Result<_, _>>()?;
+            c.execute(
                 "UPDATE approvals SET execution_status = 'interrupted', \
                  execution_result = 'the runtime stopped while this action was executing; it was not retried', updated_at = ?1 \
                  WHERE execution_status = 'running'",
                 [now],
-            )?)
+            )?;
+            // A waiting agent turn goes on, told the action may or may not have happened.
+            for a in &running {
+                queue_resume(c, a, "interrupted", now)?;
+            }
+            Ok(running.len())
+        })
+        .await
+    }
+
+    /// The request whose decision a follow-up task continues.
+    pub async fn approval_resumed_by(&self, task: &TaskId) -> Result<Approval, StoreError> {
+        let task = task.clone();
+        self.read(move |c| {
+            let sql = format!("SELECT {COLUMNS} FROM approvals WHERE resume_task_id = ?1");
+            c.prepare_cached(&sql)?.query_row([task.as_str()], from_row).optional()?.ok_or(StoreError::NotFound("approval"))
         })
         .await
     }

@@ -366,6 +366,12 @@ CREATE INDEX agent_steps_by_task ON agent_steps (task_id, id) WHERE task_id IS N
 CREATE INDEX agent_steps_by_trace ON agent_steps (trace_id, id);
 CREATE INDEX inbox_by_context ON inbox (context_id, id);
 "#,
+    // 10: approvals that resume an agent turn: the turn's saved state and the follow-up task.
+    r#"
+ALTER TABLE approvals ADD COLUMN resume_json TEXT;
+ALTER TABLE approvals ADD COLUMN resume_task_id TEXT;
+CREATE UNIQUE INDEX approvals_by_resume_task ON approvals (resume_task_id) WHERE resume_task_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version this binary brings a database to.

@@ -206,3 +206,103 @@ async fn the_prompt_view_is_exactly_what_the_model_receives_and_needs_the_operat
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("retrieval") && text.contains("--- system prompt ---"), "{text}");
 }
+
+/// Issue 18, approvals that resume: the model's `call_webhook` becomes an
+/// approval bound to its payload; a plain "yes" decides nothing; the admin's
+/// button runs the webhook once and the agent's follow-up answer reaches the
+/// chat; a denied proposal continues with the denial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_action_runs_once_and_the_agent_continues_in_the_chat_and_a_denial_is_said() {
+    use crate::approvals::receiver;
+    use crate::support::telegram::{Chat, FakeTelegram, User};
+    use std::sync::atomic::Ordering;
+    const TOKEN: &str = "123456:TEST-agent-token";
+    let tg = FakeTelegram::start(TOKEN).await;
+    let llm = FakeLlm::start().await;
+    let (hook, calls) = receiver().await;
+    let mut env = llm_env(&llm);
+    env.extend([
+        ("AGENT_RUNTIME_TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("AGENT_RUNTIME_TELEGRAM_API_BASE", tg.base_url().to_string()),
+        ("AGENT_RUNTIME_TELEGRAM_POLL_SECONDS", "2".into()),
+        ("AGENT_RUNTIME_OUTBOX_RETRY_BASE_SECONDS", "1".into()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &env).await;
+    let (admins, boss, dm, ann) = (Chat::group(-1001, "Admins"), User::new(1, "Boss"), Chat::private(77), User::new(77, "Ann"));
+    d.link("telegram", "1", "admin").await;
+    d.link("telegram", "77", "member").await;
+    tg.push_message(admins.clone(), boss.clone(), "/admin-channel enable");
+    let sent_to = |chat: i64, n: usize| {
+        let tg = &tg;
+        async move {
+            wait_until(&format!("{n} message(s) to {chat}"), Duration::from_secs(20), || async {
+                let s = tg.sent_to(chat);
+                (s.len() >= n).then_some(s)
+            })
+            .await
+        }
+    };
+    sent_to(-1001, 1).await;
+
+    let args = json!({"url": hook, "payload": {"text": "deploy v2"}, "purpose": "tell the deploy channel"});
+    llm.push([
+        Step::Tools(vec![("call_webhook".into(), args)]),
+        Step::Reply("An admin has to approve it first.".into()),
+        Step::Reply("Done: the deploy channel was told.".into()),
+    ]);
+    tg.push_message(dm.clone(), ann.clone(), "please tell the deploy channel about v2");
+    // The chat hears the request notice and the turn's reply naming the request.
+    let got = sent_to(77, 2).await;
+    let reply = got.iter().find(|m| m.text.starts_with("I asked an admin")).unwrap_or_else(|| panic!("{got:?}"));
+    let id = reply.text.split('`').nth(1).expect("the request's id").to_string();
+    assert!(id.starts_with("act_") && reply.text.contains(&format!("/approve-action {id}")), "{}", reply.text);
+    let notice = sent_to(-1001, 2).await.pop().expect("the admins' notice");
+    assert!(notice.text.contains("deploy v2") && notice.text.contains(&hook), "admins see exactly what runs: {}", notice.text);
+    assert!(notice.reply_markup.is_some(), "with buttons");
+
+    // A plain "yes" is a message like any other: the model answers it, nothing runs.
+    tg.push_message(dm.clone(), ann.clone(), "yes");
+    let got = sent_to(77, 3).await;
+    assert_eq!(got[2].text, "An admin has to approve it first.");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no webhook without an admin's decision");
+
+    tg.push_callback(admins.clone(), boss.clone(), notice.message_id, &format!("approve:{id}"));
+    let got = sent_to(77, 4).await;
+    assert!(got.iter().any(|m| m.text == "Done: the deploy channel was told."), "{:?}", got.iter().map(|m| &m.text).collect::<Vec<_>>());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "run once");
+    let reqs = llm.requests();
+    let last = reqs.last().expect("the follow-up's request").body["messages"].clone();
+    let msgs = last.as_array().expect("messages");
+    assert_eq!(msgs.iter().filter(|m| m["role"] == "user").count(), 1, "the continuation adds no user message: {last}");
+    let result = msgs.iter().find(|m| m["role"] == "tool").expect("the call's result");
+    let text = result["content"].as_str().unwrap_or("");
+    assert!(text.contains("Approved by") && text.contains("got ") && text.contains("run once"), "{text}");
+    let (_, a) = d.get(&format!("/api/v1/approvals/{id}")).await;
+    assert_eq!((a["status"].as_str(), a["execution_status"].as_str()), (Some("approved"), Some("succeeded")), "{a}");
+    let task = a["resume_task_id"].as_str().expect("the follow-up task").to_string();
+    let (_, t) = d.get(&format!("/api/v1/tasks/{task}")).await;
+    assert_eq!((t["kind"].as_str(), t["status"].as_str()), (Some("agent_resume"), Some("succeeded")), "{t}");
+    assert!(a.get("resume_json").is_none(), "the saved conversation is not shown by the API");
+
+    // Denied: the agent continues with the denial and says so; nothing runs.
+    let args = json!({"url": hook, "payload": {"text": "deploy v3"}, "purpose": "tell them about v3"});
+    llm.push([Step::Tools(vec![("call_webhook".into(), args)]), Step::Reply("The admin denied it, so I did not post.".into())]);
+    tg.push_message(dm.clone(), ann.clone(), "and v3 too");
+    let got = sent_to(77, 6).await;
+    let reply = got.iter().rev().find(|m| m.text.starts_with("I asked an admin")).expect("the second request");
+    let id = reply.text.split('`').nth(1).expect("id").to_string();
+    let notice = wait_until("the second notice", Duration::from_secs(20), || async {
+        tg.sent_to(-1001).into_iter().rev().find(|m| m.text.contains(&id) && m.reply_markup.is_some())
+    })
+    .await;
+    tg.push_callback(admins.clone(), boss.clone(), notice.message_id, &format!("deny:{id}"));
+    wait_until("the denial's follow-up", Duration::from_secs(20), || async {
+        tg.sent_to(77).iter().any(|m| m.text == "The admin denied it, so I did not post.").then_some(())
+    })
+    .await;
+    let reqs = llm.requests();
+    let last = reqs.last().expect("request").body["messages"].to_string();
+    assert!(last.contains("Denied by") && last.contains("It was not run"), "{last}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the denied action never ran");
+}

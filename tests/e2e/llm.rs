@@ -221,7 +221,7 @@ async fn a_server_refusing_tools_is_asked_again_in_text_mode_from_then_on() {
     let llm = FakeLlm::start().await;
     llm.reject_tools(true);
     llm.push([
-        Step::Reply("I'll look.\n```json\n{\"tool_calls\": [{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.md\"}}]}\n```".into()),
+        Step::Reply("```json\n{\"tool_calls\": [{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.md\"}}]}\n```".into()),
         Step::Reply("It says hi.".into()),
     ]);
     let m = Metered::new(&config(&[("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url), ("AGENT_RUNTIME_LLM_MODEL", "m")]));

@@ -21,14 +21,34 @@ pub const MIN_INTERVAL_MINUTES: i64 = 15;
 /// Longest objective prompt.
 pub const MAX_PROMPT_BYTES: usize = 8 * 1024;
 
-/// The schedule, checked: parses, and fires no more often than allowed.
-fn schedule(cron: &str, tz: &str, now: i64) -> Result<Option<i64>, ToolError> {
-    let s = Schedule::parse(cron, tz).map_err(|e| ToolError::BadArguments { tool: "create_objective", reason: e })?;
-    let next = s.upcoming(now, 3);
-    if next.windows(2).any(|w| w[1] - w[0] < MIN_INTERVAL_MINUTES * 60_000) {
-        return Err(ToolError::Refused(format!("{cron:?} runs more often than every {MIN_INTERVAL_MINUTES} minutes")));
+/// How far the gaps between runs are checked, from the first run: a week
+/// holds every weekday's pattern, and the extra day the step from the last
+/// day of one week into the next.
+const CHECK_SPAN_MS: i64 = 8 * 24 * 3_600_000;
+
+/// Most runs looked at: a span holding more runs than this has a gap shorter
+/// than the minimum (pigeonhole), so it is refused without looking further.
+const MAX_CHECKED_RUNS: usize = (CHECK_SPAN_MS / (MIN_INTERVAL_MINUTES * 60_000)) as usize + 1;
+
+/// The schedule, checked: parses, and fires no more often than allowed;
+/// its first run after `now`.
+fn schedule(tool: &'static str, cron: &str, tz: &str, now: i64) -> Result<Option<i64>, ToolError> {
+    let s = Schedule::parse(cron, tz).map_err(|reason| ToolError::BadArguments { tool, reason })?;
+    let too_often = || ToolError::Refused(format!("{cron:?} runs more often than every {MIN_INTERVAL_MINUTES} minutes"));
+    let Some(first) = s.next_after(now) else { return Ok(None) };
+    // The span starts at the first run rather than now, so a schedule that
+    // only runs on some days of the month (`*/5 * 1 * *`) has a whole day of
+    // runs checked, however far away that day is.
+    let end = first.saturating_add(CHECK_SPAN_MS);
+    let mut prev = first;
+    for _ in 0..MAX_CHECKED_RUNS {
+        let Some(next) = s.next_after(prev).filter(|n| *n <= end) else { return Ok(Some(first)) };
+        if next - prev < MIN_INTERVAL_MINUTES * 60_000 {
+            return Err(too_often());
+        }
+        prev = next;
     }
-    Ok(next.first().copied())
+    Err(too_often())
 }
 
 fn audit(env: &ToolEnv, event: &'static str, id: &ObjectiveId, reason: String) -> NewAudit {
@@ -87,7 +107,7 @@ impl TypedTool for CreateObjective {
             let cron = args.cron_expr.unwrap_or_else(|| "0 */6 * * *".to_string());
             let tz = args.timezone.unwrap_or_else(|| "UTC".to_string());
             let now = env.clock.now_ms();
-            let next_run_at = schedule(&cron, &tz, now)?;
+            let next_run_at = schedule(Self::NAME, &cron, &tz, now)?;
             let title =
                 if args.title.trim().is_empty() { title_from(prompt, TASK_TITLE_MAX) } else { title_from(&args.title, TASK_TITLE_MAX) };
             let new = NewObjective {
@@ -208,7 +228,7 @@ impl TypedTool for UpdateObjective {
                 changed.push(if a { "active" } else { "paused" });
             }
             if o.trigger_type == "schedule" && reschedule {
-                o.next_run_at = schedule(o.cron_expr.as_deref().unwrap_or_default(), &o.timezone, now)?;
+                o.next_run_at = schedule(Self::NAME, o.cron_expr.as_deref().unwrap_or_default(), &o.timezone, now)?;
             }
             if !o.active {
                 o.next_run_at = None;
@@ -217,5 +237,60 @@ impl TypedTool for UpdateObjective {
             let saved = env.store.save_objective(o, row, now).await.map_err(failed)?;
             Ok(ToolOutput::runtime("update_objective", format!("Updated. {}", describe(&saved))))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s).expect("time").timestamp_millis()
+    }
+
+    fn check(cron: &str, tz: &str, now: &str) -> Result<Option<i64>, ToolError> {
+        schedule("create_objective", cron, tz, at(now))
+    }
+
+    fn refused(cron: &str, tz: &str, now: &str) -> bool {
+        match check(cron, tz, now) {
+            Err(ToolError::Refused(reason)) => reason.contains("more often than every 15 minutes"),
+            other => panic!("{cron}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schedules_no_tighter_than_fifteen_minutes_are_accepted_with_their_first_run() {
+        // 2026-12-02 is a Wednesday.
+        let now = "2026-12-02T10:17:00Z";
+        assert_eq!(check("*/15 * * * *", "UTC", now).expect("*/15"), Some(at("2026-12-02T10:30:00Z")));
+        assert_eq!(check("0 9 * * 1-5", "UTC", now).expect("weekdays"), Some(at("2026-12-03T09:00:00Z")));
+        for cron in ["0 */6 * * *", "@hourly", "@every 15m", "0,30 9-17 * * *", "0 9 1 * *"] {
+            assert!(check(cron, "UTC", now).is_ok(), "{cron}");
+        }
+        // Every 15 minutes by the real clock through the autumn change in Berlin (25 October 2026).
+        assert!(check("*/15 * * * *", "Europe/Berlin", "2026-10-24T12:00:00Z").is_ok());
+    }
+
+    #[test]
+    fn schedules_tighter_than_fifteen_minutes_anywhere_in_the_week_are_refused() {
+        // Regression: only the first three runs were checked, and from 10:00
+        // those are 10:15, 10:30, 10:45 — the minute-by-minute runs after them were not.
+        assert!(refused("0,15,30,45-59 * * * *", "UTC", "2026-12-02T10:00:00Z"));
+        assert!(refused("*/5 * * * *", "UTC", "2026-12-02T10:17:00Z"));
+        assert!(refused("@every 10m", "UTC", "2026-12-02T10:17:00Z"));
+        // Tight on Wednesdays only, seen from a Thursday.
+        assert!(refused("0,5 9 * * 3", "UTC", "2026-12-03T10:00:00Z"));
+        // Tight only from Tuesday 23:55 to Wednesday 00:00; from Wednesday
+        // 01:00 the first runs (Wed 23:00, Wed 23:55, Tue 00:00) are far apart.
+        assert!(refused("0,55 0,23 * * 2,3", "UTC", "2026-12-02T01:00:00Z"));
+        // Every 5 minutes on the 1st only: the first run is four weeks away.
+        assert!(refused("*/5 * 1 * *", "UTC", "2026-12-02T10:17:00Z"));
+    }
+
+    #[test]
+    fn a_bad_schedule_names_the_tool_that_was_called() {
+        let e = schedule("update_objective", "61 * * * *", "UTC", 0).expect_err("bad");
+        assert!(matches!(&e, ToolError::BadArguments { tool: "update_objective", reason } if reason.contains("minute")), "{e}");
     }
 }

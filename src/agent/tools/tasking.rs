@@ -2,9 +2,12 @@
 //!
 //! A task the agent queues belongs to the turn's context and is the turn's
 //! person's (`source_user_id`), so their role and the task rules apply to it
-//! as if they had typed `/task`. Its run key is derived from the turn's trace
-//! and the task's text: a turn that runs again after a crash queues nothing
-//! twice.
+//! as if they had typed `/task`: the chat's rules and the task rate limit
+//! (asked through [`ToolEnv::admit_task`]), at most a few per turn. Only chat
+//! turns queue tasks (a task that could would multiply itself). What the
+//! turn's chat may hear, the task's chat may hear (`tell_origin` is
+//! copied). Its run key is derived from the turn's trace and the task's
+//! text: a turn that runs again after a crash queues nothing twice.
 
 use super::{Policy, ToolClass, ToolEnv, ToolError, ToolOutput, TypedTool};
 use crate::BoxFuture;
@@ -40,7 +43,7 @@ impl TypedTool for CreateTask {
     const DESCRIPTION: &'static str =
         "Queue a background task in this chat's workspace: it runs later with its own turn, and its result is reported to this chat.";
     const CLASS: ToolClass = ToolClass::Tasking;
-    const POLICY: Policy = Policy { min_role: Role::Member, in_tasks: true, approval: false };
+    const POLICY: Policy = Policy { min_role: Role::Member, in_tasks: false, approval: false };
 
     fn run<'a>(&'a self, env: &'a ToolEnv, args: CreateArgs) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
@@ -54,6 +57,9 @@ impl TypedTool for CreateTask {
             let title =
                 if args.title.trim().is_empty() { title_from(prompt, TASK_TITLE_MAX) } else { title_from(&args.title, TASK_TITLE_MAX) };
             let orchestrator = env.orchestrator.as_ref().ok_or_else(|| ToolError::Failed("tasks cannot be queued here".into()))?;
+            if let Some(admit) = &env.admit_task {
+                admit().map_err(ToolError::Refused)?;
+            }
             let digest = ring::digest::digest(&ring::digest::SHA256, format!("{title}\n{prompt}").as_bytes());
             let short: String = digest.as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect();
             let new = NewTask {
@@ -65,7 +71,7 @@ impl TypedTool for CreateTask {
                 run_key: Some(format!("agent:{}:{short}", env.trace_id)),
                 source_user_id: Some(env.actor.clone()),
                 trace_id: env.trace_id.clone(),
-                tell_origin: true,
+                tell_origin: env.tell_origin,
             };
             let queued = orchestrator.submit(new).await.map_err(store_error)?;
             let again = if queued.created { "" } else { " (already queued by this turn)" };

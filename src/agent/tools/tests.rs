@@ -22,6 +22,10 @@ pub(crate) async fn fixture(role: Role) -> Fixture {
         workspace_dir: root.clone(),
         role,
         actor: "user:u1".into(),
+        requester: crate::actions::Requester { name: "user:u1".into(), user_id: None },
+        tell_origin: true,
+        desk: None,
+        admit_task: None,
         kind: TurnKind::Chat,
         trace_id: TraceId::random(),
         store,
@@ -53,7 +57,9 @@ fn schemas_are_generated_objects_that_refuse_unknown_fields() {
             "lookup_task",
             "list_tasks",
             "create_objective",
-            "update_objective"
+            "update_objective",
+            "send_email",
+            "call_webhook"
         ]
     );
     for t in reg.all() {

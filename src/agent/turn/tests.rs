@@ -77,7 +77,7 @@ impl Rig {
         let req = TurnRequest {
             system: "sys".into(),
             history: Vec::new(),
-            input: input.into(),
+            input: Some(input.into()),
             limits,
             env: &self.f.env,
             cancel,
@@ -268,5 +268,82 @@ fn secrets_in_arguments_are_redacted_and_long_ones_cut() {
         r#"{"api_key":"[redacted]","headers":{"Authorization":"[redacted]"},"url":"x"}"#
     );
     assert!(redact(&format!("\"{}\"", "a".repeat(2000))).ends_with('…'));
-    assert_eq!(redact("{broken"), "{broken");
+    assert_eq!(redact(r#"{"token": "sk-123"#), "[unparseable, 17 bytes]", "broken JSON could hold anything");
+    assert_eq!(
+        redact(r#"{"path":"a.md","content":"private text"}"#),
+        r#"{"content":"[12 bytes]","path":"a.md"}"#,
+        "file and email text is kept as its size"
+    );
+    assert_eq!(hide_quoted(r#"invalid type: string "sk-secret", expected u32"#), r#"invalid type: string "…", expected u32"#);
+}
+
+/// A rig whose turns may ask for webhooks (the real executor validates).
+async fn rig_with_desk(role: Role, answers: Vec<Result<ChatResponse, LlmError>>) -> Rig {
+    let mut r = rig(role, answers).await;
+    let webhook = crate::actions::WebhookExecutor::new(Duration::from_secs(5)).expect("client");
+    let executors = crate::actions::ActionExecutors::default().with("webhook", Arc::new(webhook));
+    let desk = crate::actions::Desk::new(
+        executors,
+        r.f.env.store.clone(),
+        r.f.env.clock.clone(),
+        Duration::from_secs(600),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    r.f.env.desk = Some(desk);
+    r
+}
+
+#[tokio::test]
+async fn a_sensitive_call_becomes_one_approval_with_the_turn_saved_and_the_decision_queues_the_continuation() {
+    let hook = r#"{"url":"https://hooks.test/deploy","payload":{"v":1},"purpose":"deploy v1"}"#;
+    let other = r#"{"url":"https://hooks.test/other","payload":{},"purpose":"another"}"#;
+    let r = rig_with_desk(Role::Member, vec![Ok(calls(&[("list_files", "{}"), ("call_webhook", hook), ("call_webhook", other)]))]).await;
+    let out = r.turn("deploy v1 please", Limits::CHAT, CancellationToken::new()).await;
+    let Stop::Awaiting(id) = &out.stop else { panic!("the turn waits: {:?}", out.stop) };
+    assert!(out.text.contains(id.as_str()) && out.text.contains("/approve-action"), "{}", out.text);
+    assert_eq!(r.requests().len(), 1, "no model call after the proposal");
+    assert_eq!(r.outcomes(), ["model:tools", "list_files:ok", "call_webhook:proposed", "call_webhook:refused"]);
+    let store = &r.f.env.store;
+    let a = store.get_approval(id).await.expect("stored");
+    assert_eq!((a.status.as_str(), a.action_type.as_str(), a.target.as_str()), ("pending", "webhook", "https://hooks.test/deploy"));
+    assert_eq!(a.payload_json, r#"{"v":1}"#, "exactly the model's payload is bound");
+    assert_eq!(a.requester, "user:u1");
+    let state = crate::agent::resume::ResumeState::of(&a).expect("the turn is saved");
+    assert_eq!(state.messages.first(), Some(&Message::User { text: "deploy v1 please".into() }));
+    assert_eq!((state.call_id.as_str(), state.tool.as_str(), state.role.as_str()), ("c1", "call_webhook", "member"));
+    assert!(a.resume_task_id.is_none(), "nothing continues before a decision");
+    // A denial queues the continuation, once, in the same write.
+    let denied = store.deny_approval(id, "user:boss".into(), None, "not today".into(), None, 5).await.expect("store").expect("pending");
+    let task_id = denied.resume_task_id.clone().expect("a follow-up task");
+    let task = store.get_task(&task_id).await.expect("task");
+    assert_eq!((task.kind, task.run_key.clone()), (crate::domain::TaskKind::AgentResume, Some(format!("resume:{id}"))));
+    assert_eq!((task.source_user_id.as_deref(), task.tell_origin), (Some("user:u1"), true));
+    assert_eq!(store.approval_resumed_by(&task_id).await.expect("found").id, *id);
+    let (text, failed) = crate::agent::resume::decision_text(&denied);
+    assert!(failed && text.contains("Denied by user:boss (not today)"), "{text}");
+}
+
+#[tokio::test]
+async fn a_bad_sensitive_call_is_an_error_for_the_model_and_nothing_is_filed() {
+    let bad = r#"{"url":"file:///etc/passwd","payload":{},"purpose":"x"}"#;
+    let r = rig_with_desk(Role::Member, vec![Ok(calls(&[("call_webhook", bad)])), Ok(answer("That URL cannot be used."))]).await;
+    let out = r.turn("post it", Limits::CHAT, CancellationToken::new()).await;
+    assert_eq!(out.stop, Stop::Answered);
+    assert_eq!(r.outcomes(), ["model:tools", "call_webhook:bad_arguments", "model:answer"]);
+    assert!(r.f.env.store.list_approvals(None, None, 10).await.expect("list").is_empty());
+    let seen = &r.requests()[1].messages;
+    assert!(matches!(&seen[2], Message::Tool { content, is_error: true, .. } if content.contains("http")), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_viewer_or_a_turn_without_approvals_is_not_offered_sensitive_tools() {
+    let hook = r#"{"url":"https://hooks.test/x","payload":{},"purpose":"x"}"#;
+    let r = rig_with_desk(Role::Viewer, vec![Ok(calls(&[("call_webhook", hook)])), Ok(answer("I cannot."))]).await;
+    r.turn("post it", Limits::CHAT, CancellationToken::new()).await;
+    assert!(!r.requests()[0].tools.iter().any(|t| t.name == "call_webhook" || t.name == "send_email"));
+    assert_eq!(r.outcomes(), ["model:tools", "call_webhook:refused", "model:answer"]);
+    let none = rig(Role::Admin, vec![Ok(answer("hi"))]).await;
+    none.turn("hi", Limits::CHAT, CancellationToken::new()).await;
+    assert!(!none.requests()[0].tools.iter().any(|t| t.name == "call_webhook"), "no desk: no approvals, not offered");
+    assert!(r.f.env.store.list_approvals(None, None, 10).await.expect("list").is_empty());
 }
