@@ -17,7 +17,7 @@ pub mod turn;
 pub use general::GeneralExecutor;
 pub use prompt::PromptBuilder;
 pub use resume::ResumeExecutor;
-pub use runner::{Agent, AgentLimits, AgentParts, ChatTurn, LayerSize, PromptView, TASK_ROLE, TOOL_RULES};
+pub use runner::{Agent, AgentLimits, AgentParts, ChatTurn, LayerSize, PromptView, TASK_ROLE};
 
 use crate::BoxFuture;
 use crate::clock::SharedClock;

@@ -10,6 +10,7 @@ pub mod files;
 pub mod knowledge;
 pub mod messaging;
 pub mod objectives;
+pub mod skills;
 pub mod tasking;
 
 use super::ToolSpec;
@@ -310,6 +311,7 @@ impl Registry {
         let tools: Vec<Arc<dyn Tool>> = vec![
             Arc::new(knowledge::SearchWorkspace),
             Arc::new(knowledge::OpenDocument),
+            Arc::new(skills::ReadSkill),
             Arc::new(files::ListFiles),
             Arc::new(files::ReadFile),
             Arc::new(files::WriteFile),

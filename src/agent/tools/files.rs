@@ -6,9 +6,10 @@
 //! with `openat(O_NOFOLLOW)`, so a symbolic link anywhere in it is refused
 //! rather than followed — there is no window between a check and an open
 //! for a link to be swapped in. Hidden parts (`.git`, `.env`) are out of
-//! reach. The runtime's own folders (`logs/`, `tasks/`, `inbox/`) and the
-//! prompt layers in `context/` can be read but not written: a document the
-//! agent read must not be able to rewrite its instructions. Writes go to a
+//! reach. The runtime's own folders (`logs/`, `tasks/`, `inbox/`), the
+//! prompt layers in `context/` and the skills in `skills/` can be read but
+//! not written: a document the agent read must not be able to rewrite its
+//! instructions. Writes go to a
 //! temp file of their own (a fresh random name, created exclusively) renamed
 //! into place, mode 0600, at most [`MAX_WRITE_BYTES`]. A read returns no
 //! more than fits in one tool result, so the offset it says to read on from
@@ -45,8 +46,9 @@ pub const DEFAULT_READ_BYTES: u64 = 8 * 1024;
 /// Most entries `list_files` shows.
 pub const MAX_LIST: usize = 200;
 
-/// Folders the agent reads but never writes.
-const READ_ONLY: [&str; 1] = ["context"];
+/// Folders the agent reads but never writes: the prompt files and the
+/// skills (a skill the agent could write would steer every later turn).
+const READ_ONLY: [&str; 2] = ["context", "skills"];
 
 /// A checked workspace-relative path, split into parts.
 fn parts(rel: &str) -> Result<Vec<String>, ToolError> {
@@ -69,12 +71,12 @@ fn writable(parts: &[String]) -> Result<(), ToolError> {
     Ok(())
 }
 
-fn io_error(what: &str, e: impl std::fmt::Display) -> ToolError {
+pub(super) fn io_error(what: &str, e: impl std::fmt::Display) -> ToolError {
     ToolError::Failed(format!("{what}: {e}"))
 }
 
 /// Opens the workspace folder (creating it for a write).
-fn open_root(dir: &Path, create: bool) -> Result<OwnedFd, ToolError> {
+pub(super) fn open_root(dir: &Path, create: bool) -> Result<OwnedFd, ToolError> {
     if create {
         std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create the workspace folder", e))?;
     }
@@ -88,7 +90,7 @@ fn open_root(dir: &Path, create: bool) -> Result<OwnedFd, ToolError> {
 }
 
 /// Opens folder `name` in `dir` without following a link (creating it if asked).
-fn open_dir(dir: &OwnedFd, name: &str, shown: &str, create: bool) -> Result<OwnedFd, ToolError> {
+pub(super) fn open_dir(dir: &OwnedFd, name: &str, shown: &str, create: bool) -> Result<OwnedFd, ToolError> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(dir, name, flags, Mode::empty()) {
         Ok(fd) => Ok(fd),
@@ -104,7 +106,7 @@ fn open_dir(dir: &OwnedFd, name: &str, shown: &str, create: bool) -> Result<Owne
 }
 
 /// An open error, said plainly: a link is refused, a missing path is not found.
-fn refusal(shown: &str, e: Errno, what: &str) -> ToolError {
+pub(super) fn refusal(shown: &str, e: Errno, what: &str) -> ToolError {
     match e {
         Errno::LOOP | Errno::MLINK => ToolError::Refused(format!("{shown} is a symbolic link; links are not followed")),
         Errno::NOTDIR => ToolError::Refused(format!("{shown} is not a {what}")),
@@ -348,7 +350,7 @@ pub struct WriteFile;
 impl TypedTool for WriteFile {
     type Args = WriteArgs;
     const NAME: &'static str = "write_file";
-    const DESCRIPTION: &'static str = "Write a text file in the workspace (replace it, or `append`). Not allowed under logs/, tasks/, inbox/ or context/, nor hidden names; links are not followed.";
+    const DESCRIPTION: &'static str = "Write a text file in the workspace (replace it, or `append`). Not allowed under logs/, tasks/, inbox/, context/ or skills/, nor hidden names; links are not followed.";
     const CLASS: ToolClass = ToolClass::Workspace;
     const POLICY: Policy = Policy { min_role: Role::Member, in_tasks: true, approval: false };
 

@@ -50,6 +50,7 @@ fn schemas_are_generated_objects_that_refuse_unknown_fields() {
         [
             "search_workspace",
             "open_document",
+            "read_skill",
             "list_files",
             "read_file",
             "write_file",
@@ -169,6 +170,8 @@ async fn paths_leaving_the_workspace_or_through_links_are_refused_and_nothing_is
         "tasks/r.md",
         "inbox/a",
         "context/SYSTEM_PROMPT.md",
+        "skills/common/approvals.md",
+        "skills/new-skill.md",
     ] {
         let args = serde_json::json!({"path": path, "content": "pwned"}).to_string();
         let e = call(&f, "write_file", &args).await.expect_err(path);
@@ -241,4 +244,17 @@ async fn objectives_are_created_and_changed_in_the_turn_s_chat_only_and_not_too_
     let reg = Registry::builtin();
     assert!(Registry::allowed(reg.get("create_objective").expect("tool").as_ref(), &f.env).is_err());
     assert!(!reg.specs(&f.env).iter().any(|s| s.name.ends_with("_objective")));
+}
+
+#[tokio::test]
+async fn read_skill_reads_by_name_and_refuses_paths_and_unknown_fields() {
+    let f = fixture(Role::Viewer).await;
+    let o = call(&f, "read_skill", r#"{"name":"scheduling"}"#).await.expect("a shipped skill");
+    assert!(o.render().starts_with("[source: skill scheduling (built in)]\n# Queue work"), "{}", o.render());
+    for bad in [r#"{"name":"../../etc/passwd"}"#, r#"{"name":"scheduling","path":"x"}"#, r#"{}"#, r#"{"name":"a/b"}"#] {
+        let e = call(&f, "read_skill", bad).await.expect_err(bad);
+        assert!(matches!(e, ToolError::BadArguments { tool: "read_skill", .. }), "{bad}: {e}");
+    }
+    let e = call(&f, "read_skill", r#"{"name":"nope"}"#).await.expect_err("unknown");
+    assert!(e.to_string().contains("no skill named nope; the skills here are: approvals, scheduling"), "{e}");
 }
