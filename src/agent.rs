@@ -219,18 +219,34 @@ pub fn build_provider(cfg: &LlmConfig) -> Result<Arc<dyn LlmProvider>, String> {
     })
 }
 
+/// Model calls in flight at once unless configured
+/// (`AGENT_RUNTIME_LLM_MAX_CONCURRENT_CALLS`).
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 16;
+
 /// The provider plus telemetry: every call is recorded in `llm_usage`.
+/// At most so many calls are in flight at once (the rest wait, cancelably):
+/// each holds a request body, a connection and a response being parsed, so
+/// a burst of turns costs memory and provider rate limit in proportion to
+/// this, not to the burst.
 #[derive(Clone)]
 pub struct Llm {
     provider: Result<Arc<dyn LlmProvider>, String>,
     store: Store,
     clock: SharedClock,
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Llm {
-    /// Wraps a provider (or the reason there is none).
+    /// Wraps a provider (or the reason there is none), with
+    /// [`DEFAULT_MAX_CONCURRENT_CALLS`].
     pub fn new(provider: Result<Arc<dyn LlmProvider>, String>, store: Store, clock: SharedClock) -> Self {
-        Self { provider, store, clock }
+        Self { provider, store, clock, gate: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_CALLS)) }
+    }
+
+    /// At most `n` (at least 1) calls in flight at once.
+    pub fn with_max_concurrent_calls(mut self, n: usize) -> Self {
+        self.gate = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     /// Whether a provider is configured.
@@ -281,6 +297,8 @@ impl Llm {
 
     async fn complete_once(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
         let provider = self.provider.as_ref().map_err(|why| LlmError::NotConfigured(why.clone()))?;
+        // Never closed, so the permit always comes; waiting is not latency.
+        let _permit = self.gate.acquire().await.map_err(|_| LlmError::NotConfigured("the model gate is closed".into()))?;
         let started = Instant::now();
         let result = provider.complete(req).await;
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -371,6 +389,67 @@ mod tests {
             run(vec![Err(LlmError::Status { provider: "scripted", status: 400, body: "bad".into() }), ok("never asked")]).await;
         assert_eq!(outcomes, ["http_error"]);
         assert!(matches!(result, Err(LlmError::Status { status: 400, .. })));
+    }
+
+    /// A provider that holds each call until released, counting how many
+    /// are in flight at once.
+    struct Held {
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        release: tokio::sync::Notify,
+    }
+
+    impl LlmProvider for Held {
+        fn name(&self) -> &'static str {
+            "held"
+        }
+        fn model(&self) -> &str {
+            "m"
+        }
+        fn complete(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            Box::pin(async move {
+                let n = self.now.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(n, SeqCst);
+                self.release.notified().await;
+                self.now.fetch_sub(1, SeqCst);
+                ok("done")
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn no_more_calls_are_in_flight_than_allowed_and_the_rest_wait_their_turn() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let held = Arc::new(Held { now: 0.into(), most: 0.into(), release: tokio::sync::Notify::new() });
+        let provider: Arc<dyn LlmProvider> = held.clone();
+        let llm = Llm::new(Ok(provider), store, Arc::new(crate::clock::SystemClock)).with_max_concurrent_calls(2);
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let llm = llm.clone();
+                tokio::spawn(async move { llm.complete(ChatRequest::single("s", "u"), None, None).await })
+            })
+            .collect();
+        // Release one call at a time until all five are done.
+        let mut done = 0;
+        for _ in 0..1000 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            assert!(held.now.load(SeqCst) <= 2, "at most 2 in flight");
+            if held.now.load(SeqCst) > 0 {
+                held.release.notify_one();
+            }
+            done = calls.iter().filter(|c| c.is_finished()).count();
+            if done == 5 {
+                break;
+            }
+        }
+        assert_eq!(done, 5, "every call got its turn");
+        for c in calls {
+            assert_eq!(c.await.expect("join").expect("answer").text, "done");
+        }
+        assert_eq!(held.most.load(SeqCst), 2, "the gate was full at some point, never over");
     }
 
     #[test]

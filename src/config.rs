@@ -273,6 +273,9 @@ pub struct LlmConfig {
     pub model: String,
     /// `AGENT_RUNTIME_LLM_TIMEOUT_SECONDS` (default 60).
     pub timeout: Duration,
+    /// `AGENT_RUNTIME_LLM_MAX_CONCURRENT_CALLS` (default 16): model calls in
+    /// flight at once; more wait their turn (cancelable while waiting).
+    pub max_concurrent_calls: usize,
     /// `AGENT_RUNTIME_LLM_TOOLS` (default `auto`): native tool calling, or
     /// tools described in the system prompt (text mode).
     pub tools: ToolMode,
@@ -629,6 +632,7 @@ fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
         api_key: r.secret("AGENT_RUNTIME_LLM_API_KEY"),
         model: r.string("AGENT_RUNTIME_LLM_MODEL", model),
         timeout: r.seconds("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", 60, 1, 3600),
+        max_concurrent_calls: r.int("AGENT_RUNTIME_LLM_MAX_CONCURRENT_CALLS", 16, 1, 1024) as usize,
         tools: r.parsed("AGENT_RUNTIME_LLM_TOOLS", ToolMode::Auto, ToolMode::parse),
         prices: r.parsed("AGENT_RUNTIME_LLM_PRICES", Vec::new(), parse_prices),
         admin_system_prompt: r.string(

@@ -132,7 +132,8 @@ pub(super) struct Parts {
 /// Phase 2: the LLM, the executors, the platform clients and publishers,
 /// and the gateway.
 pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
-    let llm = Llm::new(build_provider(&config.llm), core.store.clone(), core.clock.clone());
+    let llm = Llm::new(build_provider(&config.llm), core.store.clone(), core.clock.clone())
+        .with_max_concurrent_calls(config.llm.max_concurrent_calls);
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, core.workspaces.clone());
     let smtp = config.connectors.smtp.as_ref().map(SmtpSender::new).transpose().map_err(ServeError::Setup)?;
     let actions = action_executors(config, &core.orchestrator, smtp.as_ref())?;
