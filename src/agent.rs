@@ -2,7 +2,11 @@
 //! completions, Anthropic messages), system prompt composition, usage
 //! telemetry, and the executor for `general` tasks.
 //!
-//! Invariant: every provider call, successful or not, leaves an `llm_usage` row.
+//! Invariants: every call attempt leaves an `llm_usage` row — a provider
+//! call, successful or not, and a call the budget or the kill switch
+//! refused before the provider was asked (outcome `budget` or `paused`,
+//! zero tokens); no provider is asked while the switch is on or a limit is
+//! reached (`crate::budget`).
 
 mod anthropic;
 mod general;
@@ -161,6 +165,15 @@ pub enum LlmError {
         /// What was wrong.
         message: String,
     },
+    /// A budget limit is reached; the provider was not asked → usage
+    /// outcome `budget`, the task fails (not retried), the chat is told.
+    #[error("{0}")]
+    Budget(crate::budget::Exceeded),
+    /// The kill switch is on (`agent pause`); the provider was not asked →
+    /// usage outcome `paused`; a task goes back to the queue, its attempt
+    /// not counted, and runs after `agent resume`.
+    #[error("the agent is paused by an admin: no model calls until it is resumed")]
+    Paused,
 }
 
 impl LlmError {
@@ -170,7 +183,7 @@ impl LlmError {
         match self {
             Self::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
             Self::Timeout(_) | Self::Transport { .. } => true,
-            Self::NotConfigured(_) | Self::BadResponse { .. } | Self::ToolsRejected { .. } => false,
+            Self::NotConfigured(_) | Self::BadResponse { .. } | Self::ToolsRejected { .. } | Self::Budget(_) | Self::Paused => false,
         }
     }
 
@@ -182,6 +195,8 @@ impl LlmError {
             Self::Transport { .. } => "transport",
             Self::BadResponse { .. } => "bad_response",
             Self::ToolsRejected { .. } => "tools_rejected",
+            Self::Budget(_) => "budget",
+            Self::Paused => "paused",
         }
     }
 }
@@ -225,12 +240,24 @@ pub struct Llm {
     provider: Result<Arc<dyn LlmProvider>, String>,
     store: Store,
     clock: SharedClock,
+    budget: Option<crate::budget::Budget>,
 }
 
 impl Llm {
     /// Wraps a provider (or the reason there is none).
     pub fn new(provider: Result<Arc<dyn LlmProvider>, String>, store: Store, clock: SharedClock) -> Self {
-        Self { provider, store, clock }
+        Self { provider, store, clock, budget: None }
+    }
+
+    /// Checks `budget` (limits and the kill switch) before every call.
+    pub fn with_budget(mut self, budget: crate::budget::Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The budget and the kill switch, when they are checked.
+    pub fn budget(&self) -> Option<&crate::budget::Budget> {
+        self.budget.as_ref()
     }
 
     /// Whether a provider is configured.
@@ -279,8 +306,49 @@ impl Llm {
         }
     }
 
+    /// Records a call the budget or the switch refused (no provider call,
+    /// zero tokens) and, for a limit, tells the admins once a day.
+    async fn refuse(
+        &self,
+        provider: &dyn LlmProvider,
+        budget: &crate::budget::Budget,
+        refusal: crate::budget::Refusal,
+        task: Option<&TaskId>,
+        context: Option<&ContextId>,
+    ) -> LlmError {
+        let error = match refusal {
+            crate::budget::Refusal::Paused => LlmError::Paused,
+            crate::budget::Refusal::Over(e) => {
+                budget.notify(&e).await;
+                LlmError::Budget(e)
+            }
+        };
+        let record = UsageRecord {
+            at: self.clock.now_ms(),
+            provider: provider.name().to_string(),
+            model: provider.model().to_string(),
+            task_id: task.cloned(),
+            context_id: context.cloned(),
+            prompt_tokens: Some(0),
+            completion_tokens: Some(0),
+            latency_ms: 0,
+            outcome: error.class().to_string(),
+            error: Some(error.to_string()),
+        };
+        crate::metrics::metrics().llm_call(&record.provider, &record.model, &record.outcome, 0, 0, std::time::Duration::ZERO);
+        if let Err(e) = self.store.record_usage(record).await {
+            tracing::warn!(error = %e, "could not record LLM usage");
+        }
+        error
+    }
+
     async fn complete_once(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
         let provider = self.provider.as_ref().map_err(|why| LlmError::NotConfigured(why.clone()))?;
+        if let Some(budget) = &self.budget
+            && let Err(refusal) = budget.check(task, context).await
+        {
+            return Err(self.refuse(provider.as_ref(), budget, refusal, task, context).await);
+        }
         let started = Instant::now();
         let result = provider.complete(req).await;
         let latency_ms = started.elapsed().as_millis() as u64;

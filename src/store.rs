@@ -11,6 +11,7 @@
 
 mod approvals;
 mod audit;
+mod budget;
 mod chats;
 mod events;
 mod filter;
@@ -28,6 +29,7 @@ mod writer;
 
 pub use approvals::{Approval, ApprovalError, NewApproval, Resume, notice as approval_notice, resume_state};
 pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
+pub use budget::{ContextBudget, ModelTokens, Spend, SpendQuery, SwitchState};
 pub use chats::{Cursor, InboundRecord};
 pub use events::Event;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};

@@ -372,6 +372,30 @@ ALTER TABLE approvals ADD COLUMN resume_json TEXT;
 ALTER TABLE approvals ADD COLUMN resume_task_id TEXT;
 CREATE UNIQUE INDEX approvals_by_resume_task ON approvals (resume_task_id) WHERE resume_task_id IS NOT NULL;
 "#,
+    // 11: budgets and the kill switch: per-context daily limits, the pause
+    // switch, once-a-day admin notices, and indexes for the spend sums.
+    r#"
+CREATE TABLE context_budgets (
+    context_id TEXT PRIMARY KEY REFERENCES contexts(id) ON DELETE CASCADE,
+    daily_tokens INTEGER CHECK (daily_tokens IS NULL OR daily_tokens > 0),
+    daily_usd REAL CHECK (daily_usd IS NULL OR daily_usd > 0),
+    set_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE agent_switch (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    paused INTEGER NOT NULL,
+    reason TEXT,
+    set_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE budget_notices (
+    key TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX llm_usage_by_context ON llm_usage (context_id, at) WHERE context_id IS NOT NULL;
+CREATE INDEX llm_usage_by_task ON llm_usage (task_id) WHERE task_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version this binary brings a database to.
