@@ -201,6 +201,16 @@ impl LlmError {
     }
 }
 
+/// A task's failed model call as the task's outcome: paused → given back to
+/// the queue (the attempt not counted); a budget limit → failed for good
+/// with the reason; others retried when they may succeed later.
+pub(crate) fn exec_error(e: &LlmError) -> crate::orchestrator::ExecError {
+    match e {
+        LlmError::Paused => crate::orchestrator::ExecError::released(e.to_string()),
+        _ => crate::orchestrator::ExecError { retryable: e.is_retryable(), message: e.to_string(), released: false },
+    }
+}
+
 /// A chat-completion API.
 pub trait LlmProvider: Send + Sync + 'static {
     /// The provider name recorded in `llm_usage`.

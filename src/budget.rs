@@ -162,9 +162,7 @@ pub enum Refusal {
 
 /// The first limit in `limits` that `spent` reaches (tokens before USD).
 pub fn first_over(scope: &Scope, limits: Limits, spent_tokens: u64, spent_usd: f64, resets_at: Option<UnixMillis>) -> Option<Exceeded> {
-    let over = |unit, spent: f64, limit: f64| {
-        (spent >= limit).then(|| Exceeded { scope: scope.clone(), unit, spent, limit, resets_at })
-    };
+    let over = |unit, spent: f64, limit: f64| (spent >= limit).then(|| Exceeded { scope: scope.clone(), unit, spent, limit, resets_at });
     limits
         .tokens
         .and_then(|l| over(Unit::Tokens, spent_tokens as f64, l as f64))
@@ -236,12 +234,7 @@ impl Budget {
     ) -> Result<Self, StoreError> {
         let switch = Switch::default();
         switch.set(store.switch_state().await?.is_some_and(|s| s.paused));
-        let contexts = store
-            .context_budgets()
-            .await?
-            .into_iter()
-            .map(|b| (b.context_id.clone(), Limits::from(&b)))
-            .collect();
+        let contexts = store.context_budgets().await?.into_iter().map(|b| (b.context_id.clone(), Limits::from(&b))).collect();
         let inner = Inner { config, prices, store, clock, switch, contexts: Mutex::new(contexts), outbox_ready };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -347,7 +340,8 @@ impl Budget {
         let mut contexts = Vec::with_capacity(with_limits.len());
         for (id, limits) in with_limits {
             let rows = p.store.spend(SpendQuery { since, context: Some(id.clone()), ..SpendQuery::default() }).await?.context;
-            contexts.push(ContextStanding { context_id: id, standing: Standing { tokens: tokens(&rows), usd: usd(&p.prices, &rows), limits } });
+            contexts
+                .push(ContextStanding { context_id: id, standing: Standing { tokens: tokens(&rows), usd: usd(&p.prices, &rows), limits } });
         }
         contexts.sort_by(|a, b| a.context_id.cmp(&b.context_id));
         Ok(Report {

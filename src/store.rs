@@ -40,7 +40,7 @@ pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
 pub use stats::StateCounts;
 pub use steps::{MAX_STEPS_SHOWN, NewStep, StepRow};
-pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
+pub use tasks::{CancelOutcome, Claim, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageTotals};
 pub use workspaces::{ContextFilter, Workspace};
 

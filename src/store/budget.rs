@@ -104,8 +104,9 @@ impl Store {
     /// Every context's limits.
     pub async fn context_budgets(&self) -> Result<Vec<ContextBudget>, StoreError> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT context_id, daily_tokens, daily_usd, set_by, updated_at FROM context_budgets ORDER BY context_id")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT context_id, daily_tokens, daily_usd, set_by, updated_at FROM context_budgets ORDER BY context_id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(ContextBudget {
                     context_id: ContextId::from_string(r.get::<_, String>(0)?),
@@ -192,9 +193,10 @@ impl Store {
     /// Returns whether it was queued now.
     pub async fn notify_admins_once(&self, key: String, body: String, now: UnixMillis) -> Result<bool, StoreError> {
         self.write(move |c| {
-            let fresh = c.prepare_cached("INSERT INTO budget_notices (key, at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")?.execute(
-                params![key, now],
-            )? > 0;
+            let fresh = c
+                .prepare_cached("INSERT INTO budget_notices (key, at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")?
+                .execute(params![key, now])?
+                > 0;
             if fresh {
                 for chat in super::chats::admin_chats(c)? {
                     super::outbox::insert(c, &super::approvals::notice(&chat, body.clone()), crate::domain::OutboxStatus::Pending, now)?;
