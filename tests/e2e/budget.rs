@@ -6,7 +6,7 @@
 use crate::support::daemon::{Daemon, command, tls_client};
 use crate::support::llm::{FakeLlm, Step, llm_env};
 use crate::support::wait_until;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
