@@ -193,6 +193,7 @@ async fn only_admins_pause_from_chat_or_api_and_the_pause_survives_a_restart() {
     assert!(llm.requests().is_empty());
     let status = say(&d, "team", "boss", "/agent status").await;
     assert!(status.contains("PAUSED (by user:"), "{status}");
+    assert!(say(&d, "team", "mia", "/status").await.contains("PAUSED by an admin"), "members see it in /status");
 
     assert!(d.terminate().await.success(), "{}", d.log());
     let d = Daemon::start(dir.path(), &llm_env(Some(&llm))).await;
