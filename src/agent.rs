@@ -451,6 +451,62 @@ mod tests {
         assert!(matches!(result, Err(LlmError::Status { status: 400, .. })));
     }
 
+    /// The Llm with a budget checked, over a provider that counts its calls.
+    async fn with_budget(config: crate::config::BudgetConfig, pause: bool) -> (Vec<String>, Result<ChatResponse, LlmError>, usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let budget = crate::budget::Budget::load(store.clone(), clock.clone(), config, Arc::new(Vec::new()), notify).await.expect("budget");
+        if pause {
+            budget.set_paused(true, None, "test".into()).await.expect("pause");
+        }
+        let five = |text: &str| {
+            Ok(ChatResponse {
+                text: text.into(),
+                model: "m".into(),
+                prompt_tokens: Some(5),
+                completion_tokens: Some(0),
+                ..ChatResponse::default()
+            })
+        };
+        let script = Arc::new(Scripted(Mutex::new(vec![five("one"), five("two")].into())));
+        let llm = Llm::new(Ok(script.clone() as Arc<dyn LlmProvider>), store.clone(), clock).with_budget(budget);
+        let first = llm.complete(ChatRequest::single("s", "u"), None, None).await;
+        let result = if first.is_ok() { llm.complete(ChatRequest::single("s", "u"), None, None).await } else { first };
+        let db = rusqlite::Connection::open(store.path()).expect("db");
+        let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
+        let outcomes = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+        let left = script.0.lock().expect("script").len();
+        (outcomes, result, left)
+    }
+
+    #[tokio::test]
+    async fn a_call_over_budget_or_paused_never_reaches_the_provider_and_leaves_a_row() {
+        let (outcomes, result, left) = with_budget(crate::config::BudgetConfig::default(), true).await;
+        assert_eq!(outcomes, ["paused"]);
+        assert!(matches!(result, Err(LlmError::Paused)));
+        assert_eq!(left, 2, "the provider was not asked");
+        let (outcomes, result, left) = with_budget(crate::config::BudgetConfig::default(), false).await;
+        assert_eq!((outcomes.len(), left), (2, 0), "no limit, no refusal");
+        assert!(result.is_ok());
+        // Each answer reports 5 tokens: the second call would start at the limit of 5.
+        let (outcomes, result, left) =
+            with_budget(crate::config::BudgetConfig { daily_tokens: Some(5), ..Default::default() }, false).await;
+        assert_eq!((outcomes, left), (vec!["ok".to_string(), "budget".to_string()], 1));
+        assert!(matches!(result, Err(LlmError::Budget(_))));
+        let err = LlmError::Budget(crate::budget::Exceeded {
+            scope: crate::budget::Scope::Global,
+            unit: crate::budget::Unit::Tokens,
+            spent: 1.0,
+            limit: 1.0,
+            resets_at: None,
+        });
+        assert!(!err.is_retryable() && err.class() == "budget");
+        assert!(!LlmError::Paused.is_retryable() && LlmError::Paused.class() == "paused");
+        assert!(exec_error(&LlmError::Paused).released && !exec_error(&err).released && !exec_error(&err).retryable);
+    }
+
     #[test]
     fn reasoning_blocks_are_removed() {
         assert_eq!(strip_reasoning("<think>hmm</think>Answer"), "Answer");

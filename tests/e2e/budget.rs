@@ -161,6 +161,10 @@ async fn pause_stops_a_running_task_within_one_step_and_resume_finishes_it() {
     let (_, audit) = d.get("/api/v1/audit?event=agent.").await;
     let events: Vec<&str> = audit["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(events, ["agent.resumed", "agent.paused"], "{audit}");
+    let (_, log) = d.get("/api/v1/events/log?after=0&types=agent.paused,agent.resumed").await;
+    let kinds: Vec<&str> = log["items"].as_array().expect("items").iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["agent.paused", "agent.resumed"], "{log}");
+    assert_eq!(log["items"][0]["data"]["by"], "cert:local-admin", "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
