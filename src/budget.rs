@@ -4,7 +4,9 @@
 //! limit, and the pause switch that stops every model call at once.
 //!
 //! Invariants: a call that would start at or over a limit is not made; the
-//! check reads the store only when some limit applies (no limit, no read);
+//! check reads the store only when some limit applies (no limit, no read),
+//! and then only the day's rollup (`llm_spend_daily`, kept by the write that
+//! records each call) and the task's own rows, never a scan of the day;
 //! the switch's in-memory flag is set only after its row is committed, so a
 //! restart comes back in the state last reported. Days are UTC days.
 

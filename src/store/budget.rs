@@ -20,11 +20,12 @@ pub struct ModelTokens {
     pub completion: u64,
 }
 
-/// What to sum: today's calls (from `since`) globally and of a context,
-/// and a task's calls of all time.
+/// What to sum: one day's calls globally and of a context (from the
+/// `llm_spend_daily` rollup, a few rows per model), and a task's calls of
+/// all time (from `llm_usage` by task: a task has few rows).
 #[derive(Debug, Clone, Default)]
 pub struct SpendQuery {
-    /// The start of the day (UTC), inclusive.
+    /// The start of the UTC day (midnight, unix ms).
     pub since: UnixMillis,
     /// Sum every call of the day.
     pub global: bool,
@@ -80,6 +81,7 @@ fn by_model(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<M
 }
 
 const SUMS: &str = "SELECT model, COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM llm_usage";
+const DAILY: &str = "SELECT model, prompt_tokens, completion_tokens FROM llm_spend_daily WHERE day = ?1 AND context_id = ?2 ORDER BY model";
 
 impl Store {
     /// The sums `q` asks for, in one read (each on its index).
@@ -87,11 +89,10 @@ impl Store {
         self.read(move |c| {
             let mut out = Spend::default();
             if q.global {
-                out.global = by_model(c, &format!("{SUMS} WHERE at >= ?1 GROUP BY model"), params![q.since])?;
+                out.global = by_model(c, DAILY, params![q.since, ""])?;
             }
             if let Some(ctx) = &q.context {
-                out.context =
-                    by_model(c, &format!("{SUMS} WHERE context_id = ?1 AND at >= ?2 GROUP BY model"), params![ctx.as_str(), q.since])?;
+                out.context = by_model(c, DAILY, params![q.since, ctx.as_str()])?;
             }
             if let Some(task) = &q.task {
                 out.task = by_model(c, &format!("{SUMS} WHERE task_id = ?1 GROUP BY model"), params![task.as_str()])?;
@@ -233,13 +234,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("m.sqlite")).expect("store");
         let (a, b) = (ContextId::from_string("a"), ContextId::from_string("b"));
-        store.record_usage(usage(999, "m1", Some(&a), (1000, 1000))).await.expect("yesterday");
-        store.record_usage(usage(1000, "m1", Some(&a), (10, 5))).await.expect("u");
-        store.record_usage(usage(1001, "m1", Some(&b), (1, 1))).await.expect("u");
-        store.record_usage(usage(1002, "m2", Some(&a), (7, 0))).await.expect("u");
-        let s = store.spend(SpendQuery { since: 1000, global: true, context: Some(a), task: None }).await.expect("spend");
+        const DAY: UnixMillis = 86_400_000;
+        store.record_usage(usage(DAY - 1, "m1", Some(&a), (1000, 1000))).await.expect("yesterday");
+        store.record_usage(usage(DAY, "m1", Some(&a), (10, 5))).await.expect("u");
+        store.record_usage(usage(DAY + 1, "m1", Some(&b), (1, 1))).await.expect("u");
+        store.record_usage(usage(2 * DAY - 1, "m2", Some(&a), (7, 0))).await.expect("u");
+        store.record_usage(usage(2 * DAY, "m2", Some(&a), (100, 0))).await.expect("tomorrow");
+        let s = store.spend(SpendQuery { since: DAY, global: true, context: Some(a), task: None }).await.expect("spend");
         let t = |m: &str, p, c| ModelTokens { model: m.into(), prompt: p, completion: c };
-        assert_eq!(s.global, vec![t("m1", 11, 6), t("m2", 7, 0)], "the day starts at `since`");
+        assert_eq!(s.global, vec![t("m1", 11, 6), t("m2", 7, 0)], "the UTC day that starts at `since`");
         assert_eq!(s.context, vec![t("m1", 10, 5), t("m2", 7, 0)]);
         assert!(s.task.is_empty(), "not asked");
     }
