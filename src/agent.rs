@@ -2,7 +2,11 @@
 //! completions, Anthropic messages), system prompt composition, usage
 //! telemetry, and the executor for `general` tasks.
 //!
-//! Invariant: every provider call, successful or not, leaves an `llm_usage` row.
+//! Invariants: every call attempt leaves an `llm_usage` row — a provider
+//! call, successful or not, and a call the budget or the kill switch
+//! refused before the provider was asked (outcome `budget` or `paused`,
+//! zero tokens); no provider is asked while the switch is on or a limit is
+//! reached (`crate::budget`).
 
 mod anthropic;
 mod general;
@@ -161,6 +165,15 @@ pub enum LlmError {
         /// What was wrong.
         message: String,
     },
+    /// A budget limit is reached; the provider was not asked → usage
+    /// outcome `budget`, the task fails (not retried), the chat is told.
+    #[error("{0}")]
+    Budget(crate::budget::Exceeded),
+    /// The kill switch is on (`agent pause`); the provider was not asked →
+    /// usage outcome `paused`; a task goes back to the queue, its attempt
+    /// not counted, and runs after `agent resume`.
+    #[error("the agent is paused by an admin: no model calls until it is resumed")]
+    Paused,
 }
 
 impl LlmError {
@@ -170,7 +183,7 @@ impl LlmError {
         match self {
             Self::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
             Self::Timeout(_) | Self::Transport { .. } => true,
-            Self::NotConfigured(_) | Self::BadResponse { .. } | Self::ToolsRejected { .. } => false,
+            Self::NotConfigured(_) | Self::BadResponse { .. } | Self::ToolsRejected { .. } | Self::Budget(_) | Self::Paused => false,
         }
     }
 
@@ -182,7 +195,19 @@ impl LlmError {
             Self::Transport { .. } => "transport",
             Self::BadResponse { .. } => "bad_response",
             Self::ToolsRejected { .. } => "tools_rejected",
+            Self::Budget(_) => "budget",
+            Self::Paused => "paused",
         }
+    }
+}
+
+/// A task's failed model call as the task's outcome: paused → given back to
+/// the queue (the attempt not counted); a budget limit → failed for good
+/// with the reason; others retried when they may succeed later.
+pub(crate) fn exec_error(e: &LlmError) -> crate::orchestrator::ExecError {
+    match e {
+        LlmError::Paused => crate::orchestrator::ExecError::released(e.to_string()),
+        _ => crate::orchestrator::ExecError { retryable: e.is_retryable(), message: e.to_string(), released: false },
     }
 }
 
@@ -234,19 +259,31 @@ pub struct Llm {
     store: Store,
     clock: SharedClock,
     gate: Arc<tokio::sync::Semaphore>,
+    budget: Option<crate::budget::Budget>,
 }
 
 impl Llm {
     /// Wraps a provider (or the reason there is none), with
     /// [`DEFAULT_MAX_CONCURRENT_CALLS`].
     pub fn new(provider: Result<Arc<dyn LlmProvider>, String>, store: Store, clock: SharedClock) -> Self {
-        Self { provider, store, clock, gate: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_CALLS)) }
+        Self { provider, store, clock, gate: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_CALLS)), budget: None }
     }
 
     /// At most `n` (at least 1) calls in flight at once.
     pub fn with_max_concurrent_calls(mut self, n: usize) -> Self {
         self.gate = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
         self
+    }
+
+    /// Checks `budget` (limits and the kill switch) before every call.
+    pub fn with_budget(mut self, budget: crate::budget::Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The budget and the kill switch, when they are checked.
+    pub fn budget(&self) -> Option<&crate::budget::Budget> {
+        self.budget.as_ref()
     }
 
     /// Whether a provider is configured.
@@ -295,10 +332,53 @@ impl Llm {
         }
     }
 
+    /// Records a call the budget or the switch refused (no provider call,
+    /// zero tokens) and, for a limit, tells the admins once a day.
+    async fn refuse(
+        &self,
+        provider: &dyn LlmProvider,
+        budget: &crate::budget::Budget,
+        refusal: crate::budget::Refusal,
+        task: Option<&TaskId>,
+        context: Option<&ContextId>,
+    ) -> LlmError {
+        let error = match refusal {
+            crate::budget::Refusal::Paused => LlmError::Paused,
+            crate::budget::Refusal::Over(e) => {
+                budget.notify(&e).await;
+                LlmError::Budget(e)
+            }
+        };
+        let record = UsageRecord {
+            at: self.clock.now_ms(),
+            provider: provider.name().to_string(),
+            model: provider.model().to_string(),
+            task_id: task.cloned(),
+            context_id: context.cloned(),
+            prompt_tokens: Some(0),
+            completion_tokens: Some(0),
+            latency_ms: 0,
+            outcome: error.class().to_string(),
+            error: Some(error.to_string()),
+        };
+        crate::metrics::metrics().llm_call(&record.provider, &record.model, &record.outcome, 0, 0, std::time::Duration::ZERO);
+        if let Err(e) = self.store.record_usage(record).await {
+            tracing::warn!(error = %e, "could not record LLM usage");
+        }
+        error
+    }
+
     async fn complete_once(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
         let provider = self.provider.as_ref().map_err(|why| LlmError::NotConfigured(why.clone()))?;
         // Never closed, so the permit always comes; waiting is not latency.
+        // The budget is checked after the wait: a pause or a limit reached
+        // meanwhile still stops the call.
         let _permit = self.gate.acquire().await.map_err(|_| LlmError::NotConfigured("the model gate is closed".into()))?;
+        if let Some(budget) = &self.budget
+            && let Err(refusal) = budget.check(task, context).await
+        {
+            return Err(self.refuse(provider.as_ref(), budget, refusal, task, context).await);
+        }
         let started = Instant::now();
         let result = provider.complete(req).await;
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -450,6 +530,62 @@ mod tests {
             assert_eq!(c.await.expect("join").expect("answer").text, "done");
         }
         assert_eq!(held.most.load(SeqCst), 2, "the gate was full at some point, never over");
+    }
+
+    /// The Llm with a budget checked, over a provider that counts its calls.
+    async fn with_budget(config: crate::config::BudgetConfig, pause: bool) -> (Vec<String>, Result<ChatResponse, LlmError>, usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let budget = crate::budget::Budget::load(store.clone(), clock.clone(), config, Arc::new(Vec::new()), notify).await.expect("budget");
+        if pause {
+            budget.set_paused(true, None, "test".into()).await.expect("pause");
+        }
+        let five = |text: &str| {
+            Ok(ChatResponse {
+                text: text.into(),
+                model: "m".into(),
+                prompt_tokens: Some(5),
+                completion_tokens: Some(0),
+                ..ChatResponse::default()
+            })
+        };
+        let script = Arc::new(Scripted(Mutex::new(vec![five("one"), five("two")].into())));
+        let llm = Llm::new(Ok(script.clone() as Arc<dyn LlmProvider>), store.clone(), clock).with_budget(budget);
+        let first = llm.complete(ChatRequest::single("s", "u"), None, None).await;
+        let result = if first.is_ok() { llm.complete(ChatRequest::single("s", "u"), None, None).await } else { first };
+        let db = rusqlite::Connection::open(store.path()).expect("db");
+        let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
+        let outcomes = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+        let left = script.0.lock().expect("script").len();
+        (outcomes, result, left)
+    }
+
+    #[tokio::test]
+    async fn a_call_over_budget_or_paused_never_reaches_the_provider_and_leaves_a_row() {
+        let (outcomes, result, left) = with_budget(crate::config::BudgetConfig::default(), true).await;
+        assert_eq!(outcomes, ["paused"]);
+        assert!(matches!(result, Err(LlmError::Paused)));
+        assert_eq!(left, 2, "the provider was not asked");
+        let (outcomes, result, left) = with_budget(crate::config::BudgetConfig::default(), false).await;
+        assert_eq!((outcomes.len(), left), (2, 0), "no limit, no refusal");
+        assert!(result.is_ok());
+        // Each answer reports 5 tokens: the second call would start at the limit of 5.
+        let (outcomes, result, left) =
+            with_budget(crate::config::BudgetConfig { daily_tokens: Some(5), ..Default::default() }, false).await;
+        assert_eq!((outcomes, left), (vec!["ok".to_string(), "budget".to_string()], 1));
+        assert!(matches!(result, Err(LlmError::Budget(_))));
+        let err = LlmError::Budget(crate::budget::Exceeded {
+            scope: crate::budget::Scope::Global,
+            unit: crate::budget::Unit::Tokens,
+            spent: 1.0,
+            limit: 1.0,
+            resets_at: None,
+        });
+        assert!(!err.is_retryable() && err.class() == "budget");
+        assert!(!LlmError::Paused.is_retryable() && LlmError::Paused.class() == "paused");
+        assert!(exec_error(&LlmError::Paused).released && !exec_error(&err).released && !exec_error(&err).retryable);
     }
 
     #[test]

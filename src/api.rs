@@ -3,6 +3,7 @@
 //! explicitly enabled ([`serve`]).
 
 mod approvals;
+mod budget;
 mod chat;
 mod error;
 mod events;
@@ -115,6 +116,10 @@ pub fn router(state: ApiState, http: &HttpConfig) -> Router {
         .route("/api/v1/retrieval/rebuild", post(retrieval::rebuild))
         .route("/api/v1/audit", get(approvals::audit))
         .route("/api/v1/usage", get(usage::usage))
+        .route("/api/v1/agent", get(budget::status))
+        .route("/api/v1/agent/pause", post(budget::pause))
+        .route("/api/v1/agent/resume", post(budget::resume))
+        .route("/api/v1/contexts/{id}/budget", post(budget::set_context))
         .route("/api/v1/events", get(events::stream).layer(sse))
         .route("/api/v1/events/log", get(events::log))
         .route("/api/v1/pairings", get(pairings::list))

@@ -1,8 +1,9 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
-//! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `pki`,
+//! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `agent`, `pki`,
 //! `config check`, `version`, `completions`. Everything but `serve`, `pki`
 //! and `config` talks to a running daemon through its API.
 
+mod agent;
 mod approval;
 mod chat;
 mod config_check;
@@ -74,7 +75,7 @@ pub enum Cmd {
     /// Workspaces and contexts (chats); make a chat an admin channel.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
-    /// Inspect a context (chat): what the agent sends the model.
+    /// Inspect a context (chat): what the agent sends the model; set its daily budget.
     #[command(subcommand)]
     Context(workspace::ContextCmd),
     /// Search a workspace's markdown (the built-in index): words, "a phrase", prefix*, -word.
@@ -106,6 +107,9 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The kill switch: stop or restart every model call; the spend against the budgets.
+    #[command(subcommand)]
+    Agent(agent::AgentCmd),
     /// The admin API's local PKI: init, issue-client, show.
     #[command(subcommand)]
     Pki(pki::PkiCmd),
@@ -147,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Pki(cmd) => pki::run(cmd),
         Cmd::Audit(cmd) => report::audit(client(&cli.conn)?, cmd).await,
         Cmd::Usage { days, json } => report::usage(client(&cli.conn)?, days, json).await,
+        Cmd::Agent(cmd) => agent::run(client(&cli.conn)?, cmd).await,
         Cmd::Serve => serve().await,
         Cmd::Chat(args) => chat::run(client(&cli.conn)?, args).await,
         Cmd::Task(cmd) => task::run(client(&cli.conn)?, cmd).await,

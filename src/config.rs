@@ -284,6 +284,8 @@ pub struct LlmConfig {
     /// (for the cost in `/api/v1/usage`; a name also prices the provider's
     /// longer names that start with it; models without a price show none).
     pub prices: Vec<ModelPrice>,
+    /// Spending limits checked before every model call (docs/budgets.md).
+    pub budget: BudgetConfig,
     /// `AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT`.
     pub admin_system_prompt: String,
     /// `AGENT_RUNTIME_LLM_PUBLIC_SYSTEM_PROMPT`.
@@ -309,6 +311,20 @@ impl LlmConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// Spending limits of the model (unset or 0: no limit). Days are UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BudgetConfig {
+    /// `AGENT_RUNTIME_LLM_DAILY_TOKENS`: prompt + completion tokens of all
+    /// calls in one UTC day.
+    pub daily_tokens: Option<u64>,
+    /// `AGENT_RUNTIME_LLM_DAILY_USD`: USD of all priced calls in one UTC day
+    /// (prices from `AGENT_RUNTIME_LLM_PRICES`; unpriced models cost nothing).
+    pub daily_usd: Option<f64>,
+    /// `AGENT_RUNTIME_LLM_TASK_TOKENS`: tokens one task may use, all its
+    /// attempts together.
+    pub task_tokens: Option<u64>,
 }
 
 /// System prompt and SOUL files, layered global → workspace → context.
@@ -618,6 +634,14 @@ fn parse_prices(raw: &str) -> Result<Vec<ModelPrice>, String> {
         .collect()
 }
 
+/// A USD amount: finite, not negative; 0 is no limit.
+pub fn parse_usd(raw: &str) -> Result<Option<f64>, String> {
+    match raw.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok((v > 0.0).then_some(v)),
+        _ => Err("must be a USD amount such as 5 or 0.50 (0: no limit)".to_string()),
+    }
+}
+
 fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
     let enabled = r.bool("AGENT_RUNTIME_LLM_ENABLED", true);
     let provider = r.parsed("AGENT_RUNTIME_LLM_PROVIDER", ProviderKind::OpenAi, ProviderKind::parse);
@@ -635,6 +659,11 @@ fn read_llm(r: &mut Reader<'_>) -> LlmConfig {
         max_concurrent_calls: r.int("AGENT_RUNTIME_LLM_MAX_CONCURRENT_CALLS", 16, 1, 1024) as usize,
         tools: r.parsed("AGENT_RUNTIME_LLM_TOOLS", ToolMode::Auto, ToolMode::parse),
         prices: r.parsed("AGENT_RUNTIME_LLM_PRICES", Vec::new(), parse_prices),
+        budget: BudgetConfig {
+            daily_tokens: Some(r.int("AGENT_RUNTIME_LLM_DAILY_TOKENS", 0, 0, u64::MAX / 2)).filter(|&t| t > 0),
+            daily_usd: r.parsed("AGENT_RUNTIME_LLM_DAILY_USD", None, parse_usd),
+            task_tokens: Some(r.int("AGENT_RUNTIME_LLM_TASK_TOKENS", 0, 0, u64::MAX / 2)).filter(|&t| t > 0),
+        },
         admin_system_prompt: r.string(
             "AGENT_RUNTIME_LLM_ADMIN_SYSTEM_PROMPT",
             "You are assisting admin operators. Prioritize security, approvals, and operational clarity.",

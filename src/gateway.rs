@@ -16,15 +16,17 @@ mod replies;
 mod review;
 mod rules;
 mod search;
+mod switch;
 
 pub use actions::{ActionError, ProposedAction};
 pub use admin::{StartedPairing, token_hash};
-pub use command::{COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
+pub use command::{AgentOp, COMMANDS, Command, CommandSpec, Parsed, PromptOp, parse, usage};
 pub use dispatch::Dispatcher;
 pub use intake::{Intake, Refusal, Sink, Stopped};
 pub use perm::{Denial, Rule, check, rule};
 pub use review::UNTRUSTED_TASK;
 pub use rules::{RateLimiter, Verdict};
+pub use switch::{SwitchError, describe as describe_budget};
 
 use crate::actions::ActionExecutors;
 use crate::actions::Requester;
@@ -478,6 +480,7 @@ impl Gateway {
             Command::PendingActions => actions::pending(self, t).await,
             Command::ApproveAction { id } => actions::approve_command(self, t, &id).await,
             Command::DenyAction { id, reason } => actions::deny_command(self, t, &id, reason).await,
+            Command::Agent(op) => Ok(switch::command(self, t, op).await),
         };
         match result {
             Ok(reply) => (reply, None),
@@ -509,6 +512,10 @@ impl Gateway {
             return Some(
                 "I answer commands here; try /help. (Free-text answers need a language model, and none is configured.)".to_string(),
             );
+        }
+        // The kill switch: answered without building a prompt or asking the model.
+        if self.is_paused() {
+            return Some(switch::PAUSED_REPLY.to_string());
         }
         let unreachable = || {
             "I could not reach the language model just now. Please try again in a moment, or use /task to queue the request.".to_string()
@@ -544,10 +551,10 @@ impl Gateway {
                 None => turn.await,
             };
             return Some(match out.stop {
-                crate::agent::turn::Stop::Failed(e) => {
+                crate::agent::turn::Stop::Failed(e) => refused(&e).unwrap_or_else(|| {
                     tracing::warn!(error = %e, "free-text agent turn failed");
                     unreachable()
-                }
+                }),
                 _ => out.text,
             });
         }
@@ -556,10 +563,10 @@ impl Gateway {
         Some(match self.llm.complete(req, None, Some(&ctx.id)).await {
             Ok(answer) if !answer.text.is_empty() => answer.text,
             Ok(_) => "(the model returned an empty answer)".to_string(),
-            Err(e) => {
+            Err(e) => refused(&e).unwrap_or_else(|| {
                 tracing::warn!(error = %e, "free-text LLM reply failed");
                 unreachable()
-            }
+            }),
         })
     }
 }
@@ -582,6 +589,16 @@ impl Gateway {
                 Verdict::Notice(_, notice) => Err(notice),
             }
         })
+    }
+}
+
+/// The reply when the budget or the kill switch refused the model call
+/// (the person is told why, not that the model is unreachable).
+fn refused(e: &crate::agent::LlmError) -> Option<String> {
+    match e {
+        crate::agent::LlmError::Budget(b) => Some(format!("I cannot answer now: {b}. An admin has been told.")),
+        crate::agent::LlmError::Paused => Some(switch::PAUSED_REPLY.to_string()),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`clock`]: the injected time source (leases, backoff and expiry read it).
 //! - [`store`]: the only module with SQL — migrations, one writer thread, typed methods.
 //! - [`orchestrator`]: durable task queue, worker pool, leases, retries, cancel.
+//! - [`budget`]: daily and per-task spending limits and the kill switch, checked before every model call.
 //! - [`agent`]: LLM providers (OpenAI-compatible, Anthropic), prompts, the `general` executor.
 //! - [`gateway`]: chat text → `Command`, permissions, pairing, approvals, channel rules, replies, chat logs.
 //! - [`actions`]: sensitive actions run after approval (payload hashing, the webhook executor).
@@ -26,6 +27,7 @@
 pub mod actions;
 pub mod agent;
 pub mod api;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -50,16 +50,24 @@ pub struct ExecError {
     pub message: String,
     /// Whether another attempt may succeed (timeouts, 429, 5xx).
     pub retryable: bool,
+    /// Not a failure: the attempt could not run now (the kill switch is
+    /// on); the task goes back to the queue and the attempt does not count.
+    pub released: bool,
 }
 
 impl ExecError {
     /// A failure worth retrying.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { message: message.into(), retryable: true }
+        Self { message: message.into(), retryable: true, released: false }
     }
     /// A failure that will not go away by retrying.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), retryable: false }
+        Self { message: message.into(), retryable: false, released: false }
+    }
+    /// An attempt that could not run now: the task goes back to the queue,
+    /// the attempt not counted (the model is paused).
+    pub fn released(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: true, released: true }
     }
 }
 
@@ -105,12 +113,23 @@ pub struct OrchestratorHandle {
     outbox_ready: Arc<Notify>,
     running: Arc<Mutex<HashMap<TaskId, CancellationToken>>>,
     health: Option<crate::health::Health>,
+    switch: Option<crate::budget::Switch>,
 }
 
 impl OrchestratorHandle {
     /// A handle over `store`; `outbox_ready` is poked whenever notices were queued.
     pub fn new(store: Store, clock: SharedClock, config: OrchestratorConfig, notify: NotifyConfig, outbox_ready: Arc<Notify>) -> Self {
-        Self { store, clock, config, notify, work_ready: Arc::new(Notify::new()), outbox_ready, running: Arc::default(), health: None }
+        Self {
+            store,
+            clock,
+            config,
+            notify,
+            work_ready: Arc::new(Notify::new()),
+            outbox_ready,
+            running: Arc::default(),
+            health: None,
+            switch: None,
+        }
     }
 
     /// Reports the pool's health (component `orchestrator`, a beat per
@@ -119,6 +138,17 @@ impl OrchestratorHandle {
         health.register_periodic("orchestrator", (self.config.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5)));
         self.health = Some(health);
         self
+    }
+
+    /// Leaves tasks that call the model in the queue while `switch` is on.
+    pub fn with_switch(mut self, switch: crate::budget::Switch) -> Self {
+        self.switch = Some(switch);
+        self
+    }
+
+    /// Whether the pool leaves tasks that call the model in the queue now.
+    fn model_paused(&self) -> bool {
+        self.switch.as_ref().is_some_and(crate::budget::Switch::is_paused)
     }
 
     /// Wakes the pool to claim work queued without [`OrchestratorHandle::submit`]

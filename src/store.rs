@@ -11,6 +11,7 @@
 
 mod approvals;
 mod audit;
+mod budget;
 mod chats;
 mod events;
 mod filter;
@@ -28,6 +29,7 @@ mod writer;
 
 pub use approvals::{Approval, ApprovalError, NewApproval, Resume, notice as approval_notice, resume_state};
 pub use audit::{AuditEvent, AuditFilter, AuditWho, Decision, NewAudit};
+pub use budget::{ContextBudget, ModelTokens, Spend, SpendQuery, SwitchState};
 pub use chats::{Cursor, InboundRecord};
 pub use events::Event;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
@@ -38,7 +40,7 @@ pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
 pub use stats::StateCounts;
 pub use steps::{MAX_STEPS_SHOWN, NewStep, StepRow};
-pub use tasks::{CancelOutcome, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
+pub use tasks::{CancelOutcome, Claim, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageTotals};
 pub use workspaces::{ContextFilter, Workspace};
 

@@ -43,7 +43,7 @@ impl GeneralExecutor {
             // Waiting for an approval: the task is done; a follow-up task continues once it is decided.
             Stop::Answered | Stop::Awaiting(_) => {}
             Stop::Canceled => return Err(ExecError::permanent("canceled")),
-            Stop::Failed(e) => return Err(ExecError { retryable: e.is_retryable(), message: e.to_string() }),
+            Stop::Failed(e) => return Err(super::exec_error(&e)),
             // A task that stops at a limit failed: its reply says which limit.
             Stop::Limit(_) => return Err(ExecError::permanent(out.text)),
         }

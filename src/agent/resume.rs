@@ -142,7 +142,7 @@ impl ResumeExecutor {
         match out.stop {
             Stop::Answered | Stop::Awaiting(_) => {}
             Stop::Canceled => return Err(ExecError::permanent("canceled")),
-            Stop::Failed(e) => return Err(ExecError { retryable: e.is_retryable(), message: e.to_string() }),
+            Stop::Failed(e) => return Err(super::exec_error(&e)),
             Stop::Limit(_) => return Err(ExecError::permanent(out.text)),
         }
         let (answer, cut) = cap(out.text.trim(), ANSWER_BYTES);

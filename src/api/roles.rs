@@ -23,11 +23,16 @@ pub fn required(method: &Method, route: &str) -> Role {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match route {
         "/api/v1/audit" | "/api/v1/pairings" => Role::Admin,
-        "/api/v1/usage" | "/api/v1/events" | "/api/v1/events/log" | "/api/v1/chat/messages" | "/api/v1/contexts/{id}/prompt" => {
-            Role::Operator
-        }
+        "/api/v1/usage"
+        | "/api/v1/agent"
+        | "/api/v1/events"
+        | "/api/v1/events/log"
+        | "/api/v1/chat/messages"
+        | "/api/v1/contexts/{id}/prompt" => Role::Operator,
         _ if read => Role::Viewer,
         "/api/v1/chat" | "/api/v1/contexts/{id}/admin" => Role::Admin,
+        // The kill switch and the budgets stop or limit everyone's model calls.
+        "/api/v1/agent/pause" | "/api/v1/agent/resume" | "/api/v1/contexts/{id}/budget" => Role::Admin,
         r if r.starts_with("/api/v1/pairings/") => Role::Admin,
         "/api/v1/approvals/{id}/approve" | "/api/v1/approvals/{id}/deny" => Role::Admin,
         _ => Role::Operator,
@@ -77,6 +82,10 @@ mod tests {
         assert_eq!(required(&Method::POST, "/api/v1/objectives/delete"), Role::Operator);
         assert_eq!(required(&Method::POST, "/api/v1/approvals"), Role::Operator);
         assert_eq!(required(&Method::POST, "/api/v1/approvals/{id}/approve"), Role::Admin);
+        assert_eq!(required(&Method::POST, "/api/v1/agent/pause"), Role::Admin, "the kill switch stops everyone");
+        assert_eq!(required(&Method::POST, "/api/v1/agent/resume"), Role::Admin);
+        assert_eq!(required(&Method::POST, "/api/v1/contexts/{id}/budget"), Role::Admin);
+        assert_eq!(required(&Method::GET, "/api/v1/agent"), Role::Operator, "spend, like usage");
         assert_eq!(required(&Method::GET, "/metrics"), Role::Viewer);
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /api/v1/usage?since=&until=`: LLM calls, errors, tokens, latency and
-//! cost per UTC day, provider and model, from `llm_usage`.
+//! cost per UTC day, provider and model, from `llm_usage`; and today's
+//! spend against the budget limits with the kill switch's state.
 
 use super::ApiState;
 use super::error::{ApiError, ApiQuery};
@@ -40,6 +41,9 @@ pub struct UsageOut {
     until: i64,
     items: Vec<UsageRow>,
     totals: Sum,
+    /// Today's spend against the limits, and the kill switch (`null` when
+    /// this runtime checks no budget).
+    budget: Option<crate::budget::Report>,
 }
 
 /// Rounded to a millionth of a dollar (no float noise in the JSON).
@@ -75,5 +79,10 @@ pub async fn usage(State(s): State<ApiState>, ApiQuery(q): ApiQuery<UsageQuery>)
         })
         .collect();
     totals.cost_usd = micro_usd(totals.cost_usd);
-    Ok(Json(UsageOut { since, until, items, totals }))
+    let budget = match s.gateway.budget_report().await {
+        Ok(r) => Some(r),
+        Err(crate::gateway::SwitchError::Unavailable) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(UsageOut { since, until, items, totals, budget }))
 }

@@ -98,5 +98,8 @@ pub async fn usage(client: ApiClient, days: u32, json: bool) -> anyhow::Result<E
         t["cost_usd"].as_f64().unwrap_or(0.0),
         t["priced_calls"]
     );
+    if v["budget"].is_object() {
+        super::agent::budget_lines(&v["budget"]).iter().for_each(|l| println!("{l}"));
+    }
     Ok(ExitCode::SUCCESS)
 }

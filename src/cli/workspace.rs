@@ -138,11 +138,26 @@ pub enum ContextCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Set a chat's daily budget (admin): model calls for it stop at the
+    /// limit until the next UTC day. 0 or leaving a flag out: no such limit.
+    Budget {
+        /// Context id.
+        context_id: String,
+        /// Tokens per UTC day.
+        #[arg(long)]
+        daily_tokens: Option<u64>,
+        /// USD per UTC day (at AGENT_RUNTIME_LLM_PRICES).
+        #[arg(long)]
+        daily_usd: Option<f64>,
+    },
 }
 
 /// Runs a context subcommand.
 pub async fn run_context(client: ApiClient, cmd: ContextCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        ContextCmd::Budget { context_id, daily_tokens, daily_usd } => {
+            return super::agent::set_context_budget(client, &context_id, daily_tokens, daily_usd).await;
+        }
         ContextCmd::Show { context_id, message, role, json } => {
             let q = vec![("message", message), ("role", role)];
             let v: Value = client.get(&format!("/api/v1/contexts/{context_id}/prompt"), &q).await?;

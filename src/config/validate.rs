@@ -232,6 +232,29 @@ mod tests {
     }
 
     #[test]
+    fn budgets_parse_zero_is_no_limit_and_a_bad_one_names_the_variable() {
+        let l = load(&[]);
+        assert_eq!(l.config.llm.budget, crate::config::BudgetConfig::default(), "no limits unless set");
+        let l = load(&[
+            ("AGENT_RUNTIME_LLM_DAILY_TOKENS", "100000"),
+            ("AGENT_RUNTIME_LLM_DAILY_USD", "2.50"),
+            ("AGENT_RUNTIME_LLM_TASK_TOKENS", "0"),
+        ]);
+        assert_eq!(error_vars(&l), Vec::<String>::new());
+        let b = l.config.llm.budget;
+        assert_eq!((b.daily_tokens, b.daily_usd, b.task_tokens), (Some(100_000), Some(2.5), None));
+        for (var, bad) in [
+            ("AGENT_RUNTIME_LLM_DAILY_TOKENS", "-1"),
+            ("AGENT_RUNTIME_LLM_DAILY_TOKENS", "lots"),
+            ("AGENT_RUNTIME_LLM_DAILY_USD", "-2"),
+            ("AGENT_RUNTIME_LLM_DAILY_USD", "NaN"),
+            ("AGENT_RUNTIME_LLM_TASK_TOKENS", "1.5"),
+        ] {
+            assert_eq!(error_vars(&load(&[(var, bad)])), vec![var], "{var}={bad}");
+        }
+    }
+
+    #[test]
     fn zero_concurrency_is_out_of_range() {
         let l = load(&[("AGENT_RUNTIME_DEFAULT_CONCURRENCY", "0")]);
         assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_DEFAULT_CONCURRENCY"]);

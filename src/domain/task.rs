@@ -89,6 +89,14 @@ named_enum!(
     }
 );
 
+impl TaskKind {
+    /// Whether its executor calls the model (such tasks wait while the
+    /// kill switch is on: the pool does not claim them).
+    pub fn uses_model(self) -> bool {
+        matches!(self, Self::General | Self::Objective | Self::AgentResume)
+    }
+}
+
 named_enum!(
     /// What an objective does about scheduled times missed while the runtime was down.
     CatchUp, "catch_up", {

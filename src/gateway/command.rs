@@ -88,6 +88,19 @@ pub enum Command {
         /// Priority and/or due window as typed.
         rest: Vec<String>,
     },
+    /// `/agent pause [reason]|resume|status`: the kill switch (admins).
+    Agent(AgentOp),
+}
+
+/// What `/agent` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOp {
+    /// Stop every model call, with an optional reason.
+    Pause(Option<String>),
+    /// Allow model calls again.
+    Resume,
+    /// Show the switch and today's spend against the limits.
+    Status,
 }
 
 /// What `/prompt` does.
@@ -124,6 +137,7 @@ impl Command {
             Self::ApproveAction { .. } => "approve-action",
             Self::DenyAction { .. } => "deny-action",
             Self::Route { .. } => "route",
+            Self::Agent(_) => "agent",
         }
     }
 }
@@ -163,6 +177,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "route",
         usage: "/route <task-id> <question|issue|task|moderation|noise> [p1|p2|p3] [due-window like 2h or 1d]",
         about: "set a task's class, priority and due time (admin channels)",
+    },
+    CommandSpec {
+        name: "agent",
+        usage: "/agent pause [reason] | /agent resume | /agent status",
+        about: "stop or restart every model call at once, or show the switch and today's spend",
     },
 ];
 
@@ -287,6 +306,12 @@ fn command(name: &str, args: &str) -> Result<Command, &'static str> {
             },
             _ => return Err("route"),
         },
+        "agent" => match words.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+            Some("pause") => Command::Agent(AgentOp::Pause(rest_after(1))),
+            Some("resume") if words.len() == 1 => Command::Agent(AgentOp::Resume),
+            Some("status") if words.len() == 1 => Command::Agent(AgentOp::Status),
+            _ => return Err("agent"),
+        },
         _ => return Err(""),
     })
 }
@@ -312,6 +337,17 @@ mod tests {
         for t in ["/approve-action act_1", "/task approve ABCD2345", "approve ABCD2345", "/deny-action latest"] {
             assert_eq!(redact_secrets(t), None, "{t}");
         }
+    }
+
+    #[test]
+    fn agent_takes_pause_resume_or_status() {
+        assert_eq!(parse("/agent pause", None), Parsed::Command(Command::Agent(AgentOp::Pause(None))));
+        assert_eq!(parse("/agent PAUSE spend spike", None), Parsed::Command(Command::Agent(AgentOp::Pause(Some("spend spike".into())))));
+        assert_eq!(parse("/agent resume", None), Parsed::Command(Command::Agent(AgentOp::Resume)));
+        assert_eq!(parse("/agent status", None), Parsed::Command(Command::Agent(AgentOp::Status)));
+        assert_eq!(parse("/agent", None), Parsed::Usage("agent"));
+        assert_eq!(parse("/agent resume now", None), Parsed::Usage("agent"));
+        assert_eq!(parse("agent pause", None), Parsed::Text("agent pause".into()), "no slash, no command");
     }
 
     #[test]

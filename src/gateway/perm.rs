@@ -46,6 +46,8 @@ pub fn rule(name: &str) -> Rule {
         "cancel" => Rule { cost: Cost::Write, ..role(Role::Member) },
         "route" => Rule { admin_context: true, cost: Cost::Write, ..role(Role::Admin) },
         "pending-actions" => role(Role::Admin),
+        // The kill switch: any admin, from any chat (a spend spike should be stoppable from where it is seen).
+        "agent" => Rule { cost: Cost::Write, ..role(Role::Admin) },
         // admin-channel, prompt, approve, deny, approve-action, deny-action
         _ => Rule { cost: Cost::Write, ..role(Role::Admin) },
     }

@@ -59,7 +59,7 @@ pub(super) async fn status(g: &Gateway, ctx: &Context) -> Result<String, StoreEr
         ctx.id,
         if ctx.is_admin { " (admin)" } else { "" },
         tasks,
-        g.llm.describe(),
+        if g.is_paused() { format!("{} — PAUSED by an admin (/agent status)", g.llm.describe()) } else { g.llm.describe() },
         search_status(g, &ctx.workspace_id),
     ))
 }

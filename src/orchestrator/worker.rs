@@ -17,7 +17,7 @@
 use super::{ExecContext, Executors, OrchestratorHandle};
 use crate::domain::{Task, TaskId};
 use crate::runtime::Supervisor;
-use crate::store::{FinishOutcome, Finished, LeaseState, StoreError};
+use crate::store::{Claim, FinishOutcome, Finished, LeaseState, StoreError};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use std::collections::VecDeque;
@@ -181,7 +181,7 @@ impl Coordinator {
                 round += 1;
                 let owner = format!("{}/r{round}", self.instance);
                 s.asked += want;
-                let claim = (want > 0).then_some((h.config.lease, want as u32));
+                let claim = (want > 0).then_some(Claim { lease: h.config.lease, limit: want as u32, without_model: h.model_paused() });
                 let write = h.store.finish_many_and_claim(
                     std::mem::take(&mut s.pending),
                     owner.clone(),
@@ -308,6 +308,7 @@ impl Runner {
             res = run => match res {
                 Ok(Ok(out)) => FinishOutcome::Succeeded { summary: out.summary, result_path: out.result_path },
                 Ok(Err(e)) if cancel.is_cancelled() => { tracing::debug!(error = %e, "executor stopped after cancel"); FinishOutcome::Canceled }
+                Ok(Err(e)) if e.released => { tracing::info!(reason = %e.message, "attempt given back"); FinishOutcome::Released { reason: "the agent is paused" } }
                 Ok(Err(e)) => FinishOutcome::Failed { error: e.message, retryable: e.retryable },
                 Err(_) => FinishOutcome::Failed { error: "executor panicked".into(), retryable: false },
             },

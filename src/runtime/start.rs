@@ -21,6 +21,7 @@ use crate::actions::{ActionExecutors, Desk, SendEmailExecutor, UntrustedTaskExec
 use crate::agent::tools::Registry;
 use crate::agent::{Agent, AgentParts, GeneralExecutor, Llm, PromptBuilder, ResumeExecutor, build_provider};
 use crate::api::{ApiState, TlsState, router, serve as serve_api, serve_tls};
+use crate::budget::Budget;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::connectors::email::smtp::SmtpSender;
@@ -58,6 +59,8 @@ pub(super) struct Core {
     pub scheduler: Scheduler,
     /// The markdown index (`None`: turned off, or it could not open).
     pub retrieval: Option<Retrieval>,
+    /// Spending limits and the kill switch.
+    pub budget: Budget,
 }
 
 /// Phase 1: opens the store under `lock` and recovers what the previous
@@ -79,9 +82,15 @@ pub(super) async fn open(config: &Config, _lock: &DataLock) -> Result<Core, Serv
     // store's first beat, and that start-up transition was never logged).
     let first_view = health.snapshot();
     let outbox_ready = Arc::new(Notify::new());
+    let prices = Arc::new(config.llm.prices.clone());
+    let budget = Budget::load(store.clone(), clock.clone(), config.llm.budget, prices, outbox_ready.clone()).await?;
+    if budget.switch().is_paused() {
+        tracing::warn!("the agent is paused (agent pause): no model calls until `agent-runtime agent resume`");
+    }
     let orchestrator =
         OrchestratorHandle::new(store.clone(), clock.clone(), config.orchestrator.clone(), config.notify, outbox_ready.clone())
-            .with_health(health.clone());
+            .with_health(health.clone())
+            .with_switch(budget.switch().clone());
     orchestrator.recover_at_start().await?;
     let interrupted = store.interrupt_running_executions(clock.now_ms()).await?;
     if interrupted > 0 {
@@ -99,7 +108,7 @@ pub(super) async fn open(config: &Config, _lock: &DataLock) -> Result<Core, Serv
         health.disabled(crate::workspace::watch::COMPONENT, "AGENT_RUNTIME_WATCH_ENABLED=false: workspace changes fire nothing");
     }
     let retrieval = open_retrieval(config, &health);
-    Ok(Core { store, clock, health, first_view, workspaces, outbox_ready, orchestrator, scheduler, retrieval })
+    Ok(Core { store, clock, health, first_view, workspaces, outbox_ready, orchestrator, scheduler, retrieval, budget })
 }
 
 /// Opens the markdown index (building it from the workspaces happens once
@@ -133,7 +142,8 @@ pub(super) struct Parts {
 /// and the gateway.
 pub(super) fn build(config: &Config, core: &Core) -> Result<Parts, ServeError> {
     let llm = Llm::new(build_provider(&config.llm), core.store.clone(), core.clock.clone())
-        .with_max_concurrent_calls(config.llm.max_concurrent_calls);
+        .with_max_concurrent_calls(config.llm.max_concurrent_calls)
+        .with_budget(core.budget.clone());
     let prompts = PromptBuilder::new(config.prompts.clone(), &config.llm, core.workspaces.clone());
     let smtp = config.connectors.smtp.as_ref().map(SmtpSender::new).transpose().map_err(ServeError::Setup)?;
     let actions = action_executors(config, &core.orchestrator, smtp.as_ref())?;

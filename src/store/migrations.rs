@@ -372,6 +372,44 @@ ALTER TABLE approvals ADD COLUMN resume_json TEXT;
 ALTER TABLE approvals ADD COLUMN resume_task_id TEXT;
 CREATE UNIQUE INDEX approvals_by_resume_task ON approvals (resume_task_id) WHERE resume_task_id IS NOT NULL;
 "#,
+    // 11: budgets and the kill switch: per-context daily limits, the pause
+    // switch, once-a-day admin notices, the daily spend rollup (context ''
+    // holds every call; backfilled from llm_usage) and the task index.
+    r#"
+CREATE TABLE llm_spend_daily (
+    day INTEGER NOT NULL,
+    context_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    PRIMARY KEY (day, context_id, model)
+) WITHOUT ROWID;
+INSERT INTO llm_spend_daily (day, context_id, model, prompt_tokens, completion_tokens)
+    SELECT at - (at % 86400000), '', model, COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+    FROM llm_usage GROUP BY at - (at % 86400000), model;
+INSERT INTO llm_spend_daily (day, context_id, model, prompt_tokens, completion_tokens)
+    SELECT at - (at % 86400000), context_id, model, COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+    FROM llm_usage WHERE context_id IS NOT NULL AND context_id != '' GROUP BY at - (at % 86400000), context_id, model;
+CREATE TABLE context_budgets (
+    context_id TEXT PRIMARY KEY REFERENCES contexts(id) ON DELETE CASCADE,
+    daily_tokens INTEGER CHECK (daily_tokens IS NULL OR daily_tokens > 0),
+    daily_usd REAL CHECK (daily_usd IS NULL OR daily_usd > 0),
+    set_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE agent_switch (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    paused INTEGER NOT NULL,
+    reason TEXT,
+    set_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE budget_notices (
+    key TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX llm_usage_by_task ON llm_usage (task_id) WHERE task_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version this binary brings a database to.
@@ -407,5 +445,35 @@ mod tests {
         assert_eq!(v, LATEST);
         c.pragma_update(None, "user_version", LATEST + 1).expect("bump");
         assert!(matches!(apply(&mut c), Err(StoreError::SchemaTooNew { .. })));
+    }
+
+    #[test]
+    fn step_11_backfills_the_daily_spend_from_earlier_usage() {
+        let mut c = Connection::open_in_memory().expect("open");
+        for (i, sql) in STEPS.iter().enumerate().take(10) {
+            c.execute_batch(sql).expect("step");
+            c.pragma_update(None, "user_version", (i + 1) as i64).expect("version");
+        }
+        let day = 86_400_000i64;
+        for (at, ctx, p) in [(day + 5, Some("a"), 10), (day + 6, None, 3), (2 * day, Some("a"), 100)] {
+            c.execute(
+                "INSERT INTO llm_usage (at, provider, model, context_id, prompt_tokens, completion_tokens, latency_ms, outcome) \
+                 VALUES (?1, 'p', 'm', ?2, ?3, 1, 1, 'ok')",
+                rusqlite::params![at, ctx, p],
+            )
+            .expect("usage");
+        }
+        apply(&mut c).expect("to latest");
+        let row = |d: i64, ctx: &str| -> (i64, i64) {
+            c.query_row(
+                "SELECT prompt_tokens, completion_tokens FROM llm_spend_daily WHERE day = ?1 AND context_id = ?2 AND model = 'm'",
+                rusqlite::params![d, ctx],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row")
+        };
+        assert_eq!(row(day, ""), (13, 2), "every call of the day");
+        assert_eq!(row(day, "a"), (10, 1), "the context's");
+        assert_eq!(row(2 * day, ""), (100, 1));
     }
 }

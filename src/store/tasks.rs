@@ -3,7 +3,7 @@
 
 mod leases;
 
-pub use leases::{FinishOutcome, Finished, LeaseState, RetryPolicy};
+pub use leases::{Claim, FinishOutcome, Finished, LeaseState, RetryPolicy};
 
 use super::filter::Filter;
 use super::{Store, StoreError, found};

@@ -56,6 +56,19 @@ impl Store {
                 u.outcome,
                 u.error
             ])?;
+            // The day's spend, kept up to date for the budget check (every call under context '', and the call's context).
+            if u.prompt_tokens.is_some() || u.completion_tokens.is_some() {
+                let day = u.at - u.at.rem_euclid(86_400_000);
+                let mut up = c.prepare_cached(
+                    "INSERT INTO llm_spend_daily (day, context_id, model, prompt_tokens, completion_tokens) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (day, context_id, model) DO UPDATE SET prompt_tokens = prompt_tokens + ?4, completion_tokens = completion_tokens + ?5",
+                )?;
+                let (p, k) = (u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0));
+                up.execute(params![day, "", u.model, p, k])?;
+                if let Some(ctx) = u.context_id.as_ref().filter(|c| !c.as_str().is_empty()) {
+                    up.execute(params![day, ctx.as_str(), u.model, p, k])?;
+                }
+            }
             Ok(())
         })
         .await

@@ -467,3 +467,38 @@ async fn a_prefetched_task_stuck_behind_a_long_one_is_given_back_and_runs_once()
     assert_eq!(task.attempts, 1, "a release does not count as an attempt");
     assert_eq!(exec.runs.lock().expect("runs").get(&quick), Some(&1), "ran exactly once");
 }
+
+/// Issue 18, item 5: while the kill switch is on the pool leaves tasks that
+/// call the model in the queue (no claim, no attempt) and still runs the
+/// others; `resume` and a wake start them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_paused_the_pool_claims_no_task_that_calls_the_model() {
+    let f = fixture().await;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let budget = agent_runtime::budget::Budget::load(
+        f.store.clone(),
+        clock.clone(),
+        agent_runtime::config::BudgetConfig::default(),
+        Arc::new(Vec::new()),
+        Arc::new(Notify::new()),
+    )
+    .await
+    .expect("budget");
+    budget.set_paused(true, None, "test".into()).await.expect("pause");
+    let exec = Arc::new(Counting::default());
+    let h = handle(&f.store, clock, pool_config(2, LEASE, 3)).with_switch(budget.switch().clone());
+    let sup = Supervisor::new();
+    let executors = Executors::default().with(TaskKind::Noop, exec.clone()).with(TaskKind::General, exec.clone());
+    let pool = spawn_pool(h.clone(), executors, &sup);
+    let general = h.submit(new_task(&f.ctx, TaskKind::General, None)).await.expect("general").task.id;
+    let noop = h.submit(new_task(&f.ctx, TaskKind::Noop, None)).await.expect("noop").task.id;
+    // The noop task, queued after the general one, runs: the pool claimed past the general task.
+    wait_status(&f.store, &noop, TaskStatus::Succeeded).await;
+    let events: Vec<String> = f.store.task_events(&general).await.expect("events").into_iter().map(|e| e.event).collect();
+    assert_eq!(events, ["created"], "never claimed while paused");
+    budget.set_paused(false, None, "test".into()).await.expect("resume");
+    h.wake();
+    wait_status(&f.store, &general, TaskStatus::Succeeded).await;
+    assert_eq!(f.store.get_task(&general).await.expect("task").attempts, 1);
+    pool.drain(Duration::from_secs(5)).await;
+}

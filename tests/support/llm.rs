@@ -33,6 +33,9 @@ pub enum Step {
     /// Answer with one tool call whose arguments are this text (OpenAI:
     /// sent verbatim, so it may be malformed JSON; Anthropic: `input: {}`).
     RawToolCall(String, String),
+    /// Hold the request until the gate is opened ([`Notify::notify_one`]),
+    /// then play the inner step: a test acts while a model call is in flight.
+    Held(Arc<Notify>, Box<Step>),
 }
 
 /// One recorded request.
@@ -137,6 +140,13 @@ struct Shape {
 }
 
 async fn play(step: Step, model: &str, shape: Shape) -> Response {
+    let step = match step {
+        Step::Held(gate, inner) => {
+            gate.notified().await;
+            *inner
+        }
+        other => other,
+    };
     match step {
         Step::Reply(text) => Json((shape.text)(model, text)).into_response(),
         Step::Tools(calls) => Json((shape.tools)(model, calls)).into_response(),
@@ -150,6 +160,7 @@ async fn play(step: Step, model: &str, shape: Shape) -> Response {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+        Step::Held(..) => (StatusCode::INTERNAL_SERVER_ERROR, "a held step inside a held step").into_response(),
     }
 }
 

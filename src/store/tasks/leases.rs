@@ -7,9 +7,21 @@ use super::super::outbox::{Notifier, queue_task_notices};
 use super::super::{Store, StoreError, found};
 use super::{TASK_COLUMNS, add_event, load_task, task_from_row};
 use crate::clock::UnixMillis;
-use crate::domain::{Task, TaskId, TaskStatus};
+use crate::domain::{Task, TaskId, TaskKind, TaskStatus};
 use rusqlite::{Connection, params};
 use std::time::Duration;
+
+/// What the pool's round claims: up to `limit` tasks under `lease`; none
+/// that call the model when `without_model` (the kill switch is on).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    /// The lease length.
+    pub lease: Duration,
+    /// Most tasks.
+    pub limit: u32,
+    /// Leave tasks whose kind calls the model in the queue.
+    pub without_model: bool,
+}
 
 /// Exponential backoff between attempts: `base × 2^(attempt-1)`, capped at `max`.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +137,7 @@ impl Store {
         &self,
         finished: Vec<Finished>,
         owner: String,
-        claim_next: Option<(Duration, u32)>,
+        claim_next: Option<Claim>,
         retry: RetryPolicy,
         notifier: Notifier,
         now: UnixMillis,
@@ -139,7 +151,8 @@ impl Store {
                 }
             }
             let claimed = match claim_next {
-                Some((lease, limit)) if limit > 0 => claim(c, &owner, now, lease, limit)?,
+                Some(k) if k.limit > 0 && k.without_model => claim_filtered(c, &owner, now, k.lease, k.limit, true)?,
+                Some(k) if k.limit > 0 => claim(c, &owner, now, k.lease, k.limit)?,
                 _ => Vec::new(),
             };
             Ok((results, claimed))
@@ -253,11 +266,30 @@ fn finish_one(c: &Connection, f: &Finished, retry: RetryPolicy, notifier: &Notif
 
 /// Claims up to `limit` claimable tasks for `worker`.
 fn claim(c: &Connection, worker: &str, now: UnixMillis, lease: Duration, limit: u32) -> Result<Vec<Task>, StoreError> {
+    claim_filtered(c, worker, now, lease, limit, false)
+}
+
+/// Claims up to `limit` claimable tasks for `worker`, none of a kind that
+/// calls the model when `without_model`.
+fn claim_filtered(
+    c: &Connection,
+    worker: &str,
+    now: UnixMillis,
+    lease: Duration,
+    limit: u32,
+    without_model: bool,
+) -> Result<Vec<Task>, StoreError> {
     let expires = now + lease.as_millis() as i64;
+    let kinds = if without_model {
+        let model: Vec<String> = TaskKind::ALL.iter().filter(|k| k.uses_model()).map(|k| format!("'{}'", k.as_str())).collect();
+        format!(" AND kind NOT IN ({})", model.join(", "))
+    } else {
+        String::new()
+    };
     let sql = format!(
         "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2, \
          started_at = ?3, updated_at = ?3, version = version + 1, error = NULL \
-         WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?3 ORDER BY not_before, created_at LIMIT ?4) \
+         WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?3{kinds} ORDER BY not_before, created_at LIMIT ?4) \
          RETURNING {TASK_COLUMNS}"
     );
     let tasks: Vec<Task> =
