@@ -457,8 +457,8 @@ async fn loop_bench(runs: usize) {
     for (label, k, ms) in [
         ("whole chat turn (same turns)", "turn", true),
         ("prompt assembly: `system_prompt(ctx, Some(msg))` + `history` (once per turn)", "prompt", false),
-        ("— system prompt (instructions + time + tool rules + retrieval)", "system", false),
-        ("— — instructions layer alone (`PromptBuilder::system_prompt`: 6 prompt files looked for)", "instructions", false),
+        ("— system prompt (defaults, prompt files, override, skills, time, retrieval)", "system", false),
+        ("— — defaults + prompt files + override (`PromptBuilder::system_prompt`: 6 prompt files looked for)", "instructions", false),
         ("— — retrieval layer's search alone (3 hits)", "search", false),
         ("— history (6 exchanges from the store)", "history", false),
         ("loop without tools: same turns, every call to an unknown tool, per step", "step_unknown", false),

@@ -123,12 +123,17 @@ impl FakeLlm {
 /// What to do with a request: the next step, or (rejecting tools) a 400.
 async fn next_step(inner: &Inner, api: &'static str, headers: HeaderMap, body: Value) -> Step {
     let refused = inner.reject_tools.load(Ordering::SeqCst) && body.get("tools").is_some();
+    // The step is taken before the request is recorded: a test that waits
+    // for a request and then scripts the next answer never hands that
+    // answer to the request it waited for.
+    let step = if refused {
+        Step::Status(400, json!({"error": {"message": "this model does not support tools"}}).to_string())
+    } else {
+        inner.script.lock().expect("script").pop_front().unwrap_or(Step::Reply("default fake answer".into()))
+    };
     inner.requests.lock().expect("requests").push(Recorded { api, body, headers });
     inner.arrived.notify_waiters();
-    if refused {
-        return Step::Status(400, json!({"error": {"message": "this model does not support tools"}}).to_string());
-    }
-    inner.script.lock().expect("script").pop_front().unwrap_or(Step::Reply("default fake answer".into()))
+    step
 }
 
 /// How one API answers text and tool calls (name, arguments in that API's form).
