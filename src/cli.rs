@@ -4,6 +4,7 @@
 //! and `config` talks to a running daemon through its API.
 
 mod agent;
+pub use agent::budget_lines;
 mod approval;
 mod chat;
 mod config_check;

@@ -324,7 +324,9 @@ pub enum Loaded {
     /// Audit rows.
     Audit(Vec<AuditRow>),
     /// Usage rows.
-    Usage(Vec<UsageRow>),
+    /// Usage rows, and the budget report as lines (`cli::budget_lines`;
+    /// empty when the runtime checks no budget).
+    Usage(Vec<UsageRow>, Vec<String>),
     /// Messages to the console's chat.
     ChatMessages(Vec<ChatMessage>),
     /// Past events (the activity backlog on connect).
@@ -478,6 +480,9 @@ pub struct App {
     pub audit: List<AuditRow>,
     /// Usage rows, newest day first.
     pub usage: List<UsageRow>,
+    /// The kill switch and today's spend against the limits, a fact a
+    /// line (`agent: running`, `today (… UTC): …`); empty: no budget.
+    pub budget: Vec<String>,
     /// The console's chat: what was said (`true`: by us) and answered.
     pub chat: Vec<(bool, String)>,
     /// The newest chat message seen.
@@ -543,6 +548,7 @@ impl App {
             contexts: List::default(),
             audit: List::default(),
             usage: List::default(),
+            budget: Vec::new(),
             chat: Vec::new(),
             chat_after: 0,
             activity: VecDeque::new(),

@@ -80,7 +80,11 @@ pub async fn load(client: &ApiClient, r: Resource, task_status: Option<&str>) ->
             Loaded::Contexts(all)
         }
         Resource::Audit => Loaded::Audit(items::<AuditRow>(client.get("/api/v1/audit", &q(&[("limit", "500")])).await?, "events")),
-        Resource::Usage => Loaded::Usage(items::<UsageRow>(client.get("/api/v1/usage", &[]).await?, "items")),
+        Resource::Usage => {
+            let v: Value = client.get("/api/v1/usage", &[]).await?;
+            let budget = if v["budget"].is_object() { crate::cli::budget_lines(&v["budget"]) } else { Vec::new() };
+            Loaded::Usage(items::<UsageRow>(v, "items"), budget)
+        }
         Resource::ChatMessages => {
             let v: Value = client.get("/api/v1/chat/messages", &q(&[("external_id", CHAT_ID), ("limit", "500")])).await?;
             Loaded::ChatMessages(items::<ChatMessage>(v, "items"))

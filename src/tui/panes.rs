@@ -73,6 +73,18 @@ pub fn overview(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
         None => {
             work.push(field("today", format!("{calls} LLM calls, ${cost:.4}"), theme));
             work.push(field("tokens", format!("{tin} in, {tout} out"), theme));
+            // The switch, and the day's spend against the global limits.
+            for line in app.budget.iter().take(2) {
+                if let Some(state) = line.strip_prefix("agent: ") {
+                    let style = theme.state(if state.starts_with("PAUSED") { "stale" } else { "healthy" });
+                    work.push(Line::from(vec![
+                        Span::styled(format!("{:<10} ", "agent"), theme.dim()),
+                        Span::styled(state.to_string(), style),
+                    ]));
+                } else if let Some((_, spend)) = line.split_once("): ") {
+                    work.push(field("budget", spend.to_string(), theme));
+                }
+            }
         }
     }
     f.render_widget(Paragraph::new(work).wrap(Wrap { trim: true }).block(Block::bordered().title(" Work ")), right);
@@ -230,7 +242,8 @@ pub fn usage(f: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let items = &app.usage.items;
     let calls: i64 = items.iter().map(|u| u.calls).sum();
     let cost: f64 = items.iter().filter_map(|u| u.cost_usd).sum::<f64>() + 0.0;
-    let title = format!(" Usage, last 30 days: {calls} calls · ${cost:.4} ");
+    let paused = app.budget.first().is_some_and(|l| l.starts_with("agent: PAUSED"));
+    let title = format!(" Usage, last 30 days: {calls} calls · ${cost:.4}{} ", if paused { " · agent PAUSED" } else { "" });
     if items.is_empty() {
         return note(f, area, title, empty_text(&app.usage, "no LLM calls in the last 30 days"), theme);
     }

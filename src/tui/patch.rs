@@ -65,7 +65,10 @@ pub fn loaded(app: &mut App, data: Loaded) -> Vec<Cmd> {
             app.contexts.set(items);
         }
         Loaded::Audit(items) => app.audit.set(items),
-        Loaded::Usage(items) => app.usage.set(items),
+        Loaded::Usage(items, budget) => {
+            app.usage.set(items);
+            app.budget = budget;
+        }
         Loaded::ChatMessages(items) => {
             for m in items {
                 if m.id > app.chat_after {
@@ -192,6 +195,8 @@ pub fn event(app: &mut App, e: Event) -> Vec<Cmd> {
             stale(app, Resource::Gauges);
         }
         "health" => stale(app, Resource::Heartbeat),
+        // `agent.paused` / `agent.resumed`: the switch is in the usage report.
+        "agent" => stale(app, Resource::Usage),
         "message" => {
             if data["connector"] == "codex" && data["external_id"] == CHAT_ID {
                 stale(app, Resource::ChatMessages);

@@ -166,16 +166,22 @@ pub fn sample(role: &str) -> App {
             reason: Some("approved".into()),
             subject: Some("act_0c4411".into()),
         }]),
-        Loaded::Usage(vec![UsageRow {
-            day: "2026-12-05".into(),
-            provider: "openai".into(),
-            model: "gpt-4o-mini".into(),
-            calls: 42,
-            errors: 1,
-            prompt_tokens: 51_200,
-            completion_tokens: 8_100,
-            cost_usd: Some(0.0125),
-        }]),
+        Loaded::Usage(
+            vec![UsageRow {
+                day: "2026-12-05".into(),
+                provider: "openai".into(),
+                model: "gpt-4o-mini".into(),
+                calls: 42,
+                errors: 1,
+                prompt_tokens: 51_200,
+                completion_tokens: 8_100,
+                cost_usd: Some(0.0125),
+            }],
+            vec![
+                "agent: PAUSED by cert:ops at 2026-12-05T09:00:00Z: cost spike".into(),
+                "today (2026-12-05 UTC): 59300 of 100000 tokens, $0.0125 (no limit)".into(),
+            ],
+        ),
         Loaded::ChatMessages(vec![ChatMessage { id: 3, kind: "reply".into(), body: "Task queued: `0193a1b2`".into(), created_at: NOW }]),
         Loaded::Backlog(
             (1..=5)
@@ -448,6 +454,19 @@ fn events_patch_lists_and_a_burst_costs_one_refetch_per_second() {
     );
     assert_eq!(app.tasks.items.len(), before + 1);
     assert_eq!(&*app.tasks.items[0].label, "Summarise the release notes #99");
+}
+
+#[test]
+fn the_switch_s_events_refetch_the_usage_report_and_a_resume_clears_paused() {
+    let mut app = sample("overlord");
+    app.view = View::Overview;
+    assert!(app.budget[0].starts_with("agent: PAUSED"));
+    update(&mut app, event(300, "agent.resumed", json!({"by": "cert:ops"})));
+    assert_eq!(update(&mut app, Msg::Tick(NOW + 1_000)), vec![Cmd::Load(Resource::Usage)], "the report is fetched again");
+    update(&mut app, Msg::Loaded(Loaded::Usage(Vec::new(), vec!["agent: running".into()])));
+    assert_eq!(app.budget, ["agent: running"]);
+    let text = super::render_text(&app, 80, 24, super::render::Theme { color: false });
+    assert!(text.contains("agent      running") && !text.contains("PAUSED"), "{text}");
 }
 
 #[test]
