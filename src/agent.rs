@@ -310,12 +310,10 @@ impl Llm {
         }
     }
 
-    /// Records a call the turn stopped waiting for (canceled, or out of
-    /// the turn's time): the provider may have spent tokens on it, which
-    /// are not known.
-    pub async fn record_abandoned(&self, task: Option<&TaskId>, context: Option<&ContextId>, waited: std::time::Duration, outcome: &str) {
-        let Ok(provider) = &self.provider else { return };
-        let record = UsageRecord {
+    /// A usage row for a call to `provider` (its configured model, no
+    /// tokens known, no latency): the callers fill in what they know.
+    fn usage_row(&self, provider: &dyn LlmProvider, task: Option<&TaskId>, context: Option<&ContextId>, outcome: &str) -> UsageRecord {
+        UsageRecord {
             at: self.clock.now_ms(),
             provider: provider.name().to_string(),
             model: provider.model().to_string(),
@@ -323,13 +321,37 @@ impl Llm {
             context_id: context.cloned(),
             prompt_tokens: None,
             completion_tokens: None,
-            latency_ms: waited.as_millis() as u64,
+            latency_ms: 0,
             outcome: outcome.to_string(),
-            error: Some("the turn stopped waiting for this call".into()),
-        };
-        if let Err(e) = self.store.record_usage(record).await {
+            error: None,
+        }
+    }
+
+    /// Counts the call in the metrics and stores its row (a failure to
+    /// store is logged: the call has happened either way).
+    async fn record(&self, row: UsageRecord) {
+        crate::metrics::metrics().llm_call(
+            &row.provider,
+            &row.model,
+            &row.outcome,
+            row.prompt_tokens.unwrap_or(0),
+            row.completion_tokens.unwrap_or(0),
+            std::time::Duration::from_millis(row.latency_ms),
+        );
+        if let Err(e) = self.store.record_usage(row).await {
             tracing::warn!(error = %e, "could not record LLM usage");
         }
+    }
+
+    /// Records a call the turn stopped waiting for (canceled, or out of
+    /// the turn's time): the provider may have spent tokens on it, which
+    /// are not known.
+    pub async fn record_abandoned(&self, task: Option<&TaskId>, context: Option<&ContextId>, waited: std::time::Duration, outcome: &str) {
+        let Ok(provider) = &self.provider else { return };
+        let mut row = self.usage_row(provider.as_ref(), task, context, outcome);
+        row.latency_ms = waited.as_millis() as u64;
+        row.error = Some("the turn stopped waiting for this call".into());
+        self.record(row).await;
     }
 
     /// Records a call the budget or the switch refused (no provider call,
@@ -349,22 +371,9 @@ impl Llm {
                 LlmError::Budget(e)
             }
         };
-        let record = UsageRecord {
-            at: self.clock.now_ms(),
-            provider: provider.name().to_string(),
-            model: provider.model().to_string(),
-            task_id: task.cloned(),
-            context_id: context.cloned(),
-            prompt_tokens: Some(0),
-            completion_tokens: Some(0),
-            latency_ms: 0,
-            outcome: error.class().to_string(),
-            error: Some(error.to_string()),
-        };
-        crate::metrics::metrics().llm_call(&record.provider, &record.model, &record.outcome, 0, 0, std::time::Duration::ZERO);
-        if let Err(e) = self.store.record_usage(record).await {
-            tracing::warn!(error = %e, "could not record LLM usage");
-        }
+        let mut row = self.usage_row(provider, task, context, error.class());
+        (row.prompt_tokens, row.completion_tokens, row.error) = (Some(0), Some(0), Some(error.to_string()));
+        self.record(row).await;
         error
     }
 
@@ -381,34 +390,14 @@ impl Llm {
         }
         let started = Instant::now();
         let result = provider.complete(req).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        let (model, prompt_tokens, completion_tokens) = match &result {
-            Ok(r) => (r.model.clone(), r.prompt_tokens, r.completion_tokens),
-            Err(_) => (provider.model().to_string(), None, None),
-        };
-        let record = UsageRecord {
-            at: self.clock.now_ms(),
-            provider: provider.name().to_string(),
-            model,
-            task_id: task.cloned(),
-            context_id: context.cloned(),
-            prompt_tokens,
-            completion_tokens,
-            latency_ms,
-            outcome: result.as_ref().map_or_else(|e| e.class().to_string(), |_| "ok".to_string()),
-            error: result.as_ref().err().map(ToString::to_string),
-        };
-        crate::metrics::metrics().llm_call(
-            &record.provider,
-            &record.model,
-            &record.outcome,
-            record.prompt_tokens.unwrap_or(0),
-            record.completion_tokens.unwrap_or(0),
-            started.elapsed(),
-        );
-        if let Err(e) = self.store.record_usage(record).await {
-            tracing::warn!(error = %e, "could not record LLM usage");
+        let outcome = result.as_ref().map_or_else(LlmError::class, |_| "ok");
+        let mut row = self.usage_row(provider.as_ref(), task, context, outcome);
+        row.latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(r) => (row.model, row.prompt_tokens, row.completion_tokens) = (r.model.clone(), r.prompt_tokens, r.completion_tokens),
+            Err(e) => row.error = Some(e.to_string()),
         }
+        self.record(row).await;
         result
     }
 }
@@ -442,10 +431,14 @@ mod tests {
         let provider: Arc<dyn LlmProvider> = Arc::new(Scripted(Mutex::new(script.into())));
         let llm = Llm::new(Ok(provider), store.clone(), Arc::new(crate::clock::SystemClock));
         let result = llm.complete(ChatRequest::single("s", "u"), None, None).await;
+        (outcomes(&store), result)
+    }
+
+    /// The outcomes of the usage rows, oldest first.
+    fn outcomes(store: &Store) -> Vec<String> {
         let db = rusqlite::Connection::open(store.path()).expect("db");
         let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
-        let outcomes = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
-        (outcomes, result)
+        stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
     }
 
     fn ok(text: &str) -> Result<ChatResponse, LlmError> {
@@ -555,11 +548,8 @@ mod tests {
         let llm = Llm::new(Ok(script.clone() as Arc<dyn LlmProvider>), store.clone(), clock).with_budget(budget);
         let first = llm.complete(ChatRequest::single("s", "u"), None, None).await;
         let result = if first.is_ok() { llm.complete(ChatRequest::single("s", "u"), None, None).await } else { first };
-        let db = rusqlite::Connection::open(store.path()).expect("db");
-        let mut stmt = db.prepare("SELECT outcome FROM llm_usage ORDER BY id").expect("prepare");
-        let outcomes = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
         let left = script.0.lock().expect("script").len();
-        (outcomes, result, left)
+        (outcomes(&store), result, left)
     }
 
     #[tokio::test]

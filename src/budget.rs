@@ -172,7 +172,7 @@ pub fn first_over(scope: &Scope, limits: Limits, spent_tokens: u64, spent_usd: f
 }
 
 /// One limit and what was spent against it today.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Standing {
     /// Tokens spent today.
     pub tokens: u64,
@@ -180,6 +180,22 @@ pub struct Standing {
     pub usd: f64,
     /// The limits (`null`: none).
     pub limits: Limits,
+}
+
+impl Standing {
+    /// `1200 of 1000 tokens, $0.5000 (no limit)`: the spend against each
+    /// limit, as the chat, the CLI and the console say it.
+    pub fn describe(&self) -> String {
+        let tokens = match self.limits.tokens {
+            Some(l) => format!("{} of {l} tokens", self.tokens),
+            None => format!("{} tokens (no limit)", self.tokens),
+        };
+        let usd = match self.limits.usd {
+            Some(l) => format!("${:.4} of ${l:.2}", self.usd),
+            None => format!("${:.4} (no limit)", self.usd),
+        };
+        format!("{tokens}, {usd}")
+    }
 }
 
 /// Spend against the limits, for `/api/v1/usage` and `agent-runtime usage`.

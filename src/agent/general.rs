@@ -4,9 +4,10 @@
 //! workspace.
 
 use super::Agent;
-use super::turn::Stop;
+use super::turn::{Outcome, Stop};
 use crate::BoxFuture;
 use crate::clock::SharedClock;
+use crate::domain::{Context, Task};
 use crate::orchestrator::{ExecContext, ExecError, ExecOutput, Executor};
 use crate::store::Store;
 use crate::workspace::{TaskResult, Workspaces};
@@ -33,20 +34,9 @@ impl GeneralExecutor {
         if prompt.is_empty() {
             return Err(ExecError::permanent("the task has neither a prompt nor a title"));
         }
-        let context = self
-            .store
-            .get_context(&task.context_id)
-            .await
-            .map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))?;
+        let context = context_of(&self.store, task).await?;
         let out = self.agent.task_turn(task, &context, prompt, ctx.cancel.clone()).await;
-        match out.stop {
-            // Waiting for an approval: the task is done; a follow-up task continues once it is decided.
-            Stop::Answered | Stop::Awaiting(_) => {}
-            Stop::Canceled => return Err(ExecError::permanent("canceled")),
-            Stop::Failed(e) => return Err(super::exec_error(&e)),
-            // A task that stops at a limit failed: its reply says which limit.
-            Stop::Limit(_) => return Err(ExecError::permanent(out.text)),
-        }
+        ended(&out)?;
         let result = TaskResult { task, model: &out.model, output: &out.text, completed_at: self.clock.now_ms() };
         let path = self
             .workspaces
@@ -54,6 +44,23 @@ impl GeneralExecutor {
             .await
             .map_err(|e| ExecError::retryable(format!("cannot write the result file: {e}")))?;
         Ok(ExecOutput { summary: summarize(&out.text), result_path: Some(path) })
+    }
+}
+
+/// The task's context (a store error is worth a retry).
+pub(super) async fn context_of(store: &Store, task: &Task) -> Result<Context, ExecError> {
+    store.get_context(&task.context_id).await.map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))
+}
+
+/// Whether a task's turn ended as a task succeeds: with an answer, or
+/// waiting for an approval (a follow-up task continues once it is
+/// decided). A limit fails the task, its reply saying which.
+pub(super) fn ended(out: &Outcome) -> Result<(), ExecError> {
+    match &out.stop {
+        Stop::Answered | Stop::Awaiting(_) => Ok(()),
+        Stop::Canceled => Err(ExecError::permanent("canceled")),
+        Stop::Failed(e) => Err(super::exec_error(e)),
+        Stop::Limit(_) => Err(ExecError::permanent(out.text.clone())),
     }
 }
 

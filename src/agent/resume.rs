@@ -10,7 +10,6 @@
 
 use super::Agent;
 use super::tools::{ToolEnv, TurnKind};
-use super::turn::Stop;
 use super::{Message, tools::cap};
 use crate::BoxFuture;
 use crate::domain::Role;
@@ -133,18 +132,9 @@ impl ResumeExecutor {
             e => ExecError::retryable(format!("cannot load the approval: {e}")),
         })?;
         let state = ResumeState::of(&a).map_err(ExecError::permanent)?;
-        let context = self
-            .store
-            .get_context(&task.context_id)
-            .await
-            .map_err(|e| ExecError::retryable(format!("cannot load the task's context: {e}")))?;
+        let context = super::general::context_of(&self.store, task).await?;
         let out = self.agent.resume_turn(task, &context, &a, &state, ctx.cancel.clone()).await;
-        match out.stop {
-            Stop::Answered | Stop::Awaiting(_) => {}
-            Stop::Canceled => return Err(ExecError::permanent("canceled")),
-            Stop::Failed(e) => return Err(super::exec_error(&e)),
-            Stop::Limit(_) => return Err(ExecError::permanent(out.text)),
-        }
+        super::general::ended(&out)?;
         let (answer, cut) = cap(out.text.trim(), ANSWER_BYTES);
         Ok(ExecOutput { summary: if cut { format!("{answer}…") } else { answer.to_string() }, result_path: None })
     }

@@ -196,6 +196,12 @@ impl Agent {
         Self { inner: Arc::new(parts) }
     }
 
+    /// Where a turn in `ctx` (of task `task_id`, if any) records its steps.
+    fn sink(&self, task_id: Option<TaskId>, ctx: &Context, trace: &TraceId) -> StoreSink {
+        let p = &self.inner;
+        StoreSink { store: p.store.clone(), clock: p.clock.clone(), task_id, context: ctx.clone(), trace_id: trace.clone() }
+    }
+
     /// The model.
     pub fn llm(&self) -> &Llm {
         &self.inner.llm
@@ -302,8 +308,7 @@ impl Agent {
         let env = self.env(ctx, who, TurnKind::Chat, trace);
         let none = Registry::of(Vec::new());
         let registry = if role.is_some() { &p.registry } else { &none };
-        let sink =
-            StoreSink { store: p.store.clone(), clock: p.clock.clone(), task_id: None, context: ctx.clone(), trace_id: trace.clone() };
+        let sink = self.sink(None, ctx, trace);
         let req = TurnRequest {
             system: self.system_prompt(ctx, Some(text)).await,
             history: self.history(ctx, trace).await,
@@ -388,13 +393,7 @@ impl Agent {
         let p = &self.inner;
         let who = self.task_who(task).await;
         let env = self.env(ctx, who, TurnKind::Task, &task.trace_id);
-        let sink = StoreSink {
-            store: p.store.clone(),
-            clock: p.clock.clone(),
-            task_id: Some(task.id.clone()),
-            context: ctx.clone(),
-            trace_id: task.trace_id.clone(),
-        };
+        let sink = self.sink(Some(task.id.clone()), ctx, &task.trace_id);
         let req = TurnRequest {
             system: self.system_prompt(ctx, Some(input)).await,
             history: Vec::new(),
@@ -418,13 +417,7 @@ impl Agent {
         who.role = state.role(who.role);
         let env = self.env(ctx, who, TurnKind::Task, &task.trace_id);
         let (outcome, failed) = decision_text(a);
-        let sink = StoreSink {
-            store: p.store.clone(),
-            clock: p.clock.clone(),
-            task_id: Some(task.id.clone()),
-            context: ctx.clone(),
-            trace_id: task.trace_id.clone(),
-        };
+        let sink = self.sink(Some(task.id.clone()), ctx, &task.trace_id);
         let req = TurnRequest {
             system: self.system_prompt(ctx, None).await,
             history: state.messages_with(&outcome, failed),
@@ -436,5 +429,97 @@ impl Agent {
             sink: &sink,
         };
         turn::run(&p.llm, &p.registry, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ChatRef, NewTask, TaskKind};
+    use crate::store::{AuditWho, NewPairing};
+
+    /// An agent over a real store (no model: only who a task acts as is asked).
+    async fn agent(dir: &std::path::Path) -> (Agent, Store) {
+        let store = Store::open(&dir.join("meta.sqlite")).expect("store");
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let config = crate::config::Config::read(&crate::config::EnvSource::default()).config;
+        let workspaces = Workspaces::new(dir.join("ws"));
+        let agent = Agent::new(AgentParts {
+            llm: Llm::new(Err("no model in this test".into()), store.clone(), clock.clone()),
+            prompts: PromptBuilder::new(config.prompts.clone(), &config.llm, workspaces.clone()),
+            registry: Registry::builtin(),
+            store: store.clone(),
+            workspaces,
+            retrieval: None,
+            orchestrator: None,
+            desk: None,
+            clock,
+            limits: AgentLimits::default(),
+        });
+        (agent, store)
+    }
+
+    /// Links telegram user `uid` with `role`, as an approved pairing does.
+    async fn link(store: &Store, uid: &str, role: Role) {
+        let who = || AuditWho { actor: "test".into(), chat: None };
+        let new = NewPairing {
+            token_hash: format!("hash-{uid}"),
+            token_hint: "hint".into(),
+            connector: "telegram".into(),
+            connector_user_id: uid.into(),
+            display_name: uid.into(),
+            ttl_ms: 60_000,
+            max_per_window: 5,
+        };
+        store.start_pairing(new, who(), 1).await.expect("store").expect("pairing");
+        store.approve_pairing(format!("hash-{uid}"), who(), Role::Admin, role, 2).await.expect("store").expect("approved");
+    }
+
+    #[tokio::test]
+    async fn a_task_acts_as_its_person_at_most_a_member_and_as_viewer_when_its_words_may_be_anyone_s() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (agent, store) = agent(dir.path()).await;
+        let ctx = store.ensure_context(&ChatRef::new("telegram", "77").expect("chat"), "DM", 1).await.expect("context");
+        let new = NewTask {
+            workspace_id: ctx.workspace_id.clone(),
+            context_id: ctx.id.clone(),
+            kind: TaskKind::General,
+            title: "t".into(),
+            prompt: "p".into(),
+            run_key: None,
+            source_user_id: Some("77".into()),
+            trace_id: TraceId::random(),
+            tell_origin: true,
+        };
+        let base = store.enqueue_task(new, 3, 1).await.expect("task").task;
+        assert_eq!(base.source_connector.as_deref(), Some("telegram"));
+        link(&store, "77", Role::Admin).await;
+        let role_of = |tell_origin: bool, connector: Option<&str>, uid: Option<&str>| {
+            let mut t = base.clone();
+            (t.tell_origin, t.source_connector, t.source_user_id) = (tell_origin, connector.map(str::to_string), uid.map(str::to_string));
+            let agent = agent.clone();
+            async move { agent.task_who(&t).await.role }
+        };
+        assert_eq!(role_of(true, Some("telegram"), Some("77")).await, Role::Member, "an admin's task acts as a member");
+        assert_eq!(
+            role_of(false, Some("telegram"), Some("77")).await,
+            Role::Viewer,
+            "a held, unverified message's task: its words may be anyone's"
+        );
+        assert_eq!(role_of(true, Some("telegram"), Some("99")).await, Role::Viewer, "a person not linked");
+        assert_eq!(role_of(true, Some(crate::api::API_CONNECTOR), Some("ops")).await, Role::Member, "the admin API's chat");
+        assert_eq!(role_of(true, None, None).await, Role::Member, "an objective's or the API's task");
+        // The role is looked up when the task runs: a demotion applies at once.
+        let user = store.lookup_user("telegram", "77").await.expect("lookup").expect("linked");
+        store.set_user_role(&user.id, Role::Viewer).await.expect("demote");
+        assert_eq!(role_of(true, Some("telegram"), Some("77")).await, Role::Viewer);
+        // A viewer's task is offered no tool that writes, queues or asks for an action.
+        let who = agent.task_who(&base).await;
+        let env = agent.env(&ctx, who, TurnKind::Task, &base.trace_id);
+        let offered: Vec<String> = agent.inner.registry.specs(&env).into_iter().map(|s| s.name).collect();
+        for name in ["write_file", "create_task", "create_objective", "send_email", "call_webhook"] {
+            assert!(!offered.contains(&name.to_string()), "{name} offered to {offered:?}");
+        }
+        assert!(offered.contains(&"read_file".to_string()), "{offered:?}");
     }
 }

@@ -5,7 +5,7 @@
 //! certificate's admin, or the local operator over plain loopback HTTP.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiQuery, decision_status};
+use super::error::{ApiError, ApiJson, ApiJsonOrDefault, ApiQuery, decision_status};
 use super::target::{API_CONNECTOR, context_for};
 use super::tls::Caller;
 use crate::domain::{ApprovalId, ChatRef};
@@ -125,15 +125,8 @@ pub async fn deny(
     State(s): State<ApiState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    ApiJsonOrDefault(decided): ApiJsonOrDefault<DecideIn>,
 ) -> Result<Json<Approval>, ApiError> {
-    let body =
-        body.map_err(|rej| ApiError { status: rej.status(), message: format!("cannot read the request body: {}", rej.body_text()) })?;
-    let decided: DecideIn = if body.iter().all(u8::is_ascii_whitespace) {
-        DecideIn::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
     let reason = decided.reason.filter(|r| !r.trim().is_empty());
     Ok(Json(s.gateway.deny_action(&actor, None, &id, reason).await?))
 }

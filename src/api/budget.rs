@@ -4,7 +4,7 @@
 //! `POST /api/v1/contexts/{id}/budget` (a context's daily limits, admin).
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ApiJsonOrDefault};
 use super::tls::Caller;
 use crate::budget::{Limits, Report};
 use crate::domain::ContextId;
@@ -38,12 +38,11 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Report>, ApiError>
 }
 
 /// The body is optional (`{"reason": "…"}`); an empty one pauses without a reason.
-pub async fn pause(State(s): State<ApiState>, Caller(actor): Caller, body: axum::body::Bytes) -> Result<Json<Report>, ApiError> {
-    let input: PauseIn = if body.iter().all(u8::is_ascii_whitespace) {
-        PauseIn::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?
-    };
+pub async fn pause(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    ApiJsonOrDefault(input): ApiJsonOrDefault<PauseIn>,
+) -> Result<Json<Report>, ApiError> {
     let reason = input.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if reason.as_ref().is_some_and(|r| r.len() > REASON_MAX) {
         return Err(ApiError::bad_request(format!("reason is longer than {REASON_MAX} bytes")));

@@ -82,14 +82,34 @@ impl From<GatewayError> for ApiError {
 /// unknown field, bad type); a body over the limit → 413.
 pub struct ApiJson<T>(pub T);
 
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|rej| ApiError { status: rej.status(), message: format!("cannot read the request body: {}", rej.body_text()) })
+}
+
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|rej| ApiError { status: rej.status(), message: format!("cannot read the request body: {}", rej.body_text()) })?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+        parse_body(&body_bytes(req, state).await?).map(ApiJson)
+    }
+}
+
+/// An optional JSON body: empty (or only blanks) is `T::default()`,
+/// anything else is read as [`ApiJson`] reads it.
+pub struct ApiJsonOrDefault<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrDefault<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) { Ok(Self(T::default())) } else { parse_body(&bytes).map(Self) }
     }
 }
 

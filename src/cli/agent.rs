@@ -57,13 +57,9 @@ pub async fn set_context_budget(client: ApiClient, context_id: &str, tokens: Opt
     Ok(ExitCode::SUCCESS)
 }
 
+/// A standing as the API sent it, described (one the CLI cannot read says so).
 fn standing(v: &Value) -> String {
-    let tokens = v["tokens"].as_u64().unwrap_or(0);
-    let usd = v["usd"].as_f64().unwrap_or(0.0);
-    let limits = &v["limits"];
-    let t = limits["tokens"].as_u64().map_or_else(|| format!("{tokens} tokens (no limit)"), |l| format!("{tokens} of {l} tokens"));
-    let u = limits["usd"].as_f64().map_or_else(|| format!("${usd:.4} (no limit)"), |l| format!("${usd:.4} of ${l:.2}"));
-    format!("{t}, {u}")
+    serde_json::from_value::<crate::budget::Standing>(v.clone()).map_or_else(|e| format!("(unreadable: {e})"), |s| s.describe())
 }
 
 /// The switch and the spend against the limits, one fact a line (a

@@ -6,7 +6,7 @@
 
 use super::command::AgentOp;
 use super::{Gateway, Turn};
-use crate::budget::{Budget, Limits, Report, Standing};
+use crate::budget::{Budget, Limits, Report};
 use crate::clock::rfc3339;
 use crate::domain::ContextId;
 use crate::store::{StoreError, SwitchState};
@@ -77,18 +77,6 @@ pub(super) async fn command(g: &Gateway, t: &mut Turn<'_>, op: AgentOp) -> Strin
     })
 }
 
-fn standing(s: &Standing) -> String {
-    let tokens = match s.limits.tokens {
-        Some(l) => format!("{} of {l} tokens", s.tokens),
-        None => format!("{} tokens (no limit)", s.tokens),
-    };
-    let usd = match s.limits.usd {
-        Some(l) => format!("${:.2} of ${l:.2}", s.usd),
-        None => format!("${:.2} (no limit)", s.usd),
-    };
-    format!("{tokens}, {usd}")
-}
-
 /// The switch and today's spend, for `/agent status`.
 pub fn describe(r: &Report) -> String {
     let mut out = match (&r.switch, r.paused) {
@@ -98,12 +86,12 @@ pub fn describe(r: &Report) -> String {
         }
         _ => "The agent is running.".to_string(),
     };
-    out.push_str(&format!("\nToday ({} UTC): {}.", r.day, standing(&r.global)));
+    out.push_str(&format!("\nToday ({} UTC): {}.", r.day, r.global.describe()));
     if let Some(t) = r.task_tokens {
         out.push_str(&format!("\nEach task: at most {t} tokens."));
     }
     for c in &r.contexts {
-        out.push_str(&format!("\nContext `{}`: {}.", c.context_id, standing(&c.standing)));
+        out.push_str(&format!("\nContext `{}`: {}.", c.context_id, c.standing.describe()));
     }
     out
 }

@@ -55,6 +55,38 @@ async fn a_chat_turn_writes_a_file_with_a_tool_and_answers() {
     assert_eq!(n, 3, "{events}");
 }
 
+/// A model that asks for many tasks in one turn gets three; the fourth call
+/// is refused with the reason, and nothing else is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_chat_turn_queues_at_most_three_tasks() {
+    let llm = FakeLlm::start().await;
+    let call = |i: usize| ("create_task".to_string(), json!({"title": format!("part {i}"), "prompt": format!("do part {i}")}));
+    // The three tasks start at once and ask the model too: every answer after the calls is the same.
+    llm.push([Step::Tools((1..=4).map(call).collect())]);
+    llm.push((0..4).map(|_| Step::Reply("Queued three.".into())));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &llm_env(&llm)).await;
+    let (status, v) = d.post("/api/v1/chat", &json!({"text": "split the work into four tasks"})).await;
+    assert_eq!((status, v["reply"].as_str()), (200, Some("Queued three.")), "{v}");
+    let reqs = llm.requests();
+    let turn = reqs
+        .iter()
+        .find(|r| r.body["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["role"] == "tool")))
+        .expect("the turn's second call");
+    let results: Vec<String> = turn.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(results[..3].iter().all(|r| r.contains("Task queued: ")), "{results:?}");
+    assert!(results[3].contains("at most 3 tasks may be queued in one turn"), "{results:?}");
+    let queued: i64 = d.db().query_row("SELECT COUNT(*) FROM tasks WHERE run_key LIKE 'agent:%'", [], |r| r.get(0)).expect("count");
+    assert_eq!(queued, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_s_steps_are_shown_by_the_api_and_the_cli_and_escapes_are_refused() {
     let llm = FakeLlm::start().await;
@@ -276,8 +308,11 @@ async fn an_approved_action_runs_once_and_the_agent_continues_in_the_chat_and_a_
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no webhook without an admin's decision");
 
     tg.push_callback(admins.clone(), boss.clone(), notice.message_id, &format!("approve:{id}"));
-    let got = sent_to(77, 4).await;
-    assert!(got.iter().any(|m| m.text == "Done: the deploy channel was told."), "{:?}", got.iter().map(|m| &m.text).collect::<Vec<_>>());
+    // The chat hears the decision and, from the follow-up task, the agent's answer (in either order).
+    let got = sent_to(77, 5).await;
+    let texts: Vec<&str> = got.iter().map(|m| m.text.as_str()).collect();
+    assert!(texts.contains(&"Done: the deploy channel was told."), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains(&format!("`{id}`")) && t.contains("was approved: succeeded")), "{texts:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "run once");
     let reqs = llm.requests();
     let last = reqs.last().expect("the follow-up's request").body["messages"].clone();
@@ -297,9 +332,14 @@ async fn an_approved_action_runs_once_and_the_agent_continues_in_the_chat_and_a_
     let args = json!({"url": hook, "payload": {"text": "deploy v3"}, "purpose": "tell them about v3"});
     llm.push([Step::Tools(vec![("call_webhook".into(), args)]), Step::Reply("The admin denied it, so I did not post.".into())]);
     tg.push_message(dm.clone(), ann.clone(), "and v3 too");
-    let got = sent_to(77, 6).await;
-    let reply = got.iter().rev().find(|m| m.text.starts_with("I asked an admin")).expect("the second request");
+    let first = id;
+    let reply = wait_until("the second request's reply", Duration::from_secs(20), || async {
+        let asked: Vec<_> = tg.sent_to(77).into_iter().filter(|m| m.text.starts_with("I asked an admin")).collect();
+        (asked.len() == 2).then(|| asked[1].clone())
+    })
+    .await;
     let id = reply.text.split('`').nth(1).expect("id").to_string();
+    assert_ne!(id, first, "a new request");
     let notice = wait_until("the second notice", Duration::from_secs(20), || async {
         tg.sent_to(-1001).into_iter().rev().find(|m| m.text.contains(&id) && m.reply_markup.is_some())
     })

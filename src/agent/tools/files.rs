@@ -106,13 +106,30 @@ pub(super) fn open_dir(dir: &OwnedFd, name: &str, shown: &str, create: bool) -> 
 }
 
 /// An open error, said plainly: a link is refused, a missing path is not found.
-pub(super) fn refusal(shown: &str, e: Errno, what: &str) -> ToolError {
+fn refusal(shown: &str, e: Errno, what: &str) -> ToolError {
     match e {
         Errno::LOOP | Errno::MLINK => ToolError::Refused(format!("{shown} is a symbolic link; links are not followed")),
         Errno::NOTDIR => ToolError::Refused(format!("{shown} is not a {what}")),
         Errno::NOENT => ToolError::Failed(format!("{shown} does not exist")),
         other => io_error(&format!("cannot open {shown}"), other),
     }
+}
+
+/// Opens regular file `name` in `dir` for reading without following a
+/// link; the file and its size (`None`: there is no such file).
+pub(super) fn open_regular(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<(std::fs::File, u64)>, ToolError> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(refusal(shown, e, "file")),
+    };
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| io_error(&format!("cannot read {shown}"), e))?;
+    if !meta.is_file() {
+        return Err(ToolError::Refused(format!("{shown} is not a regular file")));
+    }
+    Ok(Some((file, meta.len())))
 }
 
 /// Walks to the folder holding the last part; returns it and the last part.
@@ -236,14 +253,7 @@ fn read(root: &Path, args: &ReadArgs) -> Result<ToolOutput, ToolError> {
     let parts = parts(&args.path)?;
     let shown = parts.join("/");
     let (dir, last) = walk_to_parent(root, &parts, false)?;
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(&dir, last.as_str(), flags, Mode::empty()).map_err(|e| refusal(&shown, e, "file"))?;
-    let mut file = std::fs::File::from(fd);
-    let meta = file.metadata().map_err(|e| io_error(&format!("cannot read {shown}"), e))?;
-    if !meta.is_file() {
-        return Err(ToolError::Refused(format!("{shown} is not a regular file")));
-    }
-    let size = meta.len();
+    let (mut file, size) = open_regular(&dir, &last, &shown)?.ok_or_else(|| ToolError::Failed(format!("{shown} does not exist")))?;
     let source = format!("workspace file {shown}");
     let room = text_room(&source, size);
     if room < MIN_READ_ROOM {

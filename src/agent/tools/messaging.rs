@@ -6,10 +6,10 @@
 //! runs once), denies, or the request expires, a follow-up task continues
 //! the turn with that outcome and answers the chat.
 
-use super::{Policy, ToolClass, ToolEnv, ToolError, ToolOutput, TypedTool, cap};
+use super::{Policy, ToolClass, ToolEnv, ToolError, ToolOutput, TypedTool};
 use crate::BoxFuture;
 use crate::actions::Proposal;
-use crate::domain::Role;
+use crate::domain::{Role, title_from};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -22,10 +22,11 @@ fn checked(tool: &'static str, env: &ToolEnv, p: Proposal) -> Result<ToolOutput,
     Ok(ToolOutput::proposal(tool, p))
 }
 
+/// `text` on one line, at most [`SUMMARY_BYTES`], "…" when cut.
 fn summary(text: String) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let (s, cut) = cap(&one_line, SUMMARY_BYTES);
-    if cut { format!("{s}…") } else { s.to_string() }
+    let line = title_from(&text, usize::MAX);
+    let short = title_from(&line, SUMMARY_BYTES);
+    if short.len() < line.len() { format!("{short}…") } else { short }
 }
 
 /// Arguments of `send_email`.

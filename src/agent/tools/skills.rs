@@ -16,13 +16,12 @@
 //! following links, and only regular `.md` files of at most
 //! [`MAX_SKILL_BYTES`] are read.
 
-use super::files::{io_error, open_dir, open_root, refusal};
+use super::files::{io_error, open_dir, open_regular, open_root};
 use super::{Policy, ToolClass, ToolEnv, ToolError, ToolOutput, TypedTool, cap};
 use crate::BoxFuture;
 use crate::domain::{Context, Role};
 use crate::workspace::sanitize_segment;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
-use rustix::io::Errno;
+use rustix::fs::{AtFlags, Dir, FileType};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::io::Read;
@@ -130,23 +129,13 @@ fn open_folder(root: &Path, parts: &[String]) -> Result<Option<OwnedFd>, ToolErr
 /// Reads at most `max` bytes of regular file `name` in `dir` without
 /// following a link (`None`: it is not there).
 fn read_file(dir: &OwnedFd, name: &str, shown: &str, max: usize) -> Result<Option<(Vec<u8>, u64)>, ToolError> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(refusal(shown, e, "file")),
-    };
-    let file = std::fs::File::from(fd);
-    let meta = file.metadata().map_err(|e| io_error(&format!("cannot read {shown}"), e))?;
-    if !meta.is_file() {
-        return Err(ToolError::Refused(format!("{shown} is not a regular file")));
-    }
+    let Some((file, size)) = open_regular(dir, name, shown)? else { return Ok(None) };
     let mut buf = Vec::new();
     file.take(max as u64).read_to_end(&mut buf).map_err(|e| io_error(&format!("cannot read {shown}"), e))?;
     if buf.contains(&0) {
         return Err(ToolError::Refused(format!("{shown} is not a text file")));
     }
-    Ok(Some((buf, meta.len())))
+    Ok(Some((buf, size)))
 }
 
 /// The `.md` skills of one folder, by name.
