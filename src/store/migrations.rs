@@ -1,6 +1,11 @@
 //! Forward-only, numbered schema migrations. Each step runs in its own
 //! transaction together with the `user_version` bump; a step is never edited
 //! once released — add a new one instead.
+//!
+//! Before a new step lands, `scripts/schema-fixture.sh` (with the binary of
+//! the current version) writes `tests/fixtures/schema-<LATEST>.sqlite`; the
+//! upgrade test (`tests/e2e/upgrade.rs`) starts a daemon on every fixture and
+//! checks that it migrates and serves the data.
 
 use super::StoreError;
 use rusqlite::Connection;

@@ -31,3 +31,4 @@ mod sweep;
 mod telegram;
 mod tls;
 mod tui;
+mod upgrade;
