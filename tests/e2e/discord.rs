@@ -1,7 +1,8 @@
 //! The Discord connector through the real binary against the fake Discord
 //! (REST v10 and the gateway): slash commands, mention rules, attachments,
 //! approval buttons, splitting, rate limits, permanent errors, a dropped
-//! connection (RESUME), a refused RESUME (catch-up) and a crash.
+//! connection (RESUME), a refused RESUME (catch-up), a crash, and a crash
+//! between Discord taking an answer and the outbox marking it sent (nonce).
 
 use crate::approvals::receiver;
 use crate::support::daemon::Daemon;
@@ -313,8 +314,8 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     assert!(dc.calls("get_messages") >= 1, "caught up through REST history");
 
     // Down hard: what is said while the runtime is gone is answered once after it starts again. (Killed only
-    // once the answers so far are marked sent: a kill between Discord taking a message and the outbox marking
-    // it sent resends it — the outbox delivers at least once.)
+    // once the answers so far are marked sent; a kill between Discord taking a message and the outbox marking
+    // it sent is the nonce test's case.)
     let db = d.db();
     wait_until("the answers marked sent", Duration::from_secs(10), || async {
         let pending: i64 =
@@ -329,7 +330,7 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     let sent = wait_for(&dc, "1100", 3).await;
     assert!(sent[2].content.contains("Workspace") || sent[2].content.contains("workspace"), "{:?}", contents(&sent));
     assert_eq!(inbox_count(&d), 4, "every message stored once");
-    // Stopped only once that answer is marked sent, as above (a kill in between resends it: at least once).
+    // Stopped only once that answer is marked sent, as above.
     let db = d.db();
     wait_until("the answers marked sent", Duration::from_secs(10), || async {
         let pending: i64 =
@@ -345,6 +346,44 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     assert_eq!(sent.len(), 4, "nothing answered twice after another restart: {:?}", contents(&sent));
     assert!(sent[3].content.contains("ann") || sent[3].content.to_lowercase().contains("role"), "{:?}", contents(&sent));
     assert_eq!(inbox_count(&d), 5, "the four before, stored once, and the last");
+}
+
+/// Exactly once across a crash: Discord took the answer but the daemon was killed
+/// before it heard back (so before the outbox marked it sent). The restarted
+/// daemon sends it again with the same nonce and `enforce_nonce`, and Discord
+/// answers with the message it already made: the channel shows it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_discord_taking_an_answer_and_the_outbox_marking_it_sent_posts_it_once() {
+    let dc = FakeDiscord::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = env(&dc, None);
+    let mut d = start(dir.path(), &dc, &e).await;
+    dc.fail_next("create_message", 1, Fault::TakenNoAnswer);
+    dc.push_message("1200", None, Author::user("100000000000000001", "ann"), "/help");
+    let taken = wait_for(&dc, "1200", 1).await;
+    assert!(taken[0].content.starts_with("Commands:"), "{:?}", contents(&taken));
+    let status: String =
+        d.db().query_row("SELECT status FROM outbox WHERE external_id = '1200'", [], |r| r.get(0)).expect("the answer's outbox row");
+    assert_ne!(status, "sent", "killed before the outbox heard back");
+    d.kill9();
+
+    let d = start(dir.path(), &dc, &e).await;
+    let db = d.db();
+    wait_until("the answer marked sent after the restart", Duration::from_secs(15), || async {
+        let s: String = db.query_row("SELECT status FROM outbox WHERE external_id = '1200'", [], |r| r.get(0)).ok()?;
+        (s == "sent").then_some(())
+    })
+    .await;
+    let posts = dc.requests_log().iter().filter(|(_, m, p, _)| m == "POST" && p.ends_with("/channels/1200/messages")).count();
+    assert_eq!(posts, 2, "sent again after the restart");
+    assert_eq!(dc.nonce_hits(), 1, "Discord recognised the resend by its nonce");
+    let history = dc.history("1200");
+    let answers = history.iter().filter(|m| m["author"]["id"] == BOT_ID).count();
+    assert_eq!(answers, 1, "the channel shows the answer once: {history:?}");
+    assert_eq!(dc.sent().iter().filter(|s| s.channel_id == "1200").count(), 1);
+    let platform_id: String =
+        db.query_row("SELECT platform_message_id FROM outbox WHERE external_id = '1200'", [], |r| r.get(0)).expect("platform id");
+    assert_eq!(platform_id, taken[0].message_id, "the row points at the one message");
 }
 
 fn outbound(channel: &str, body: &str, reply_to: Option<String>, parts_sent: u32) -> OutboundMessage {

@@ -83,6 +83,10 @@ pub enum Fault {
     Status(u16, Value),
     /// The normal answer (queue it first to fault a later request).
     Pass,
+    /// The request takes effect (a message is created) but no answer ever
+    /// comes: what a client sees when it is killed, or its connection
+    /// drops, between Discord taking a message and the reply.
+    TakenNoAnswer,
 }
 
 /// A message the client created (`POST channels/{id}/messages`, or an
@@ -328,6 +332,8 @@ impl FakeDiscord {
         resumes -> usize = |d| d.gw.resumes;
         /// `d.intents` of the last accepted IDENTIFY.
         intents -> Option<u64> = |d| d.gw.intents;
+        /// Message creates answered with an earlier message (same nonce, `enforce_nonce`).
+        nonce_hits -> usize = |d| d.nonce_hits;
     }
 
     /// Waits until at least `n` messages were sent; panics after `timeout`.

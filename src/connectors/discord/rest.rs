@@ -113,6 +113,25 @@ fn components(buttons: &[Button]) -> Value {
     json!([{"type": 1, "components": row}])
 }
 
+/// Adds a nonce naming part `part` of outbox row `msg` to a channel message,
+/// with `enforce_nonce`: Discord then answers a second create with the same
+/// nonce (from the same bot, within a few minutes) with the message it
+/// already made, so the outbox's resend after a crash between the send and
+/// the mark-sent does not post twice. The nonce is at most 25 characters:
+/// the row id, the row's creation time (so a restored or fresh database
+/// reusing ids does not collide) and the part.
+fn nonce(msg: &OutboundMessage, part: usize) -> impl Fn(Value) -> Value {
+    let mut nonce = format!("{}.{}.{part}", msg.id.0, msg.created_at.rem_euclid(1_000_000_000));
+    if nonce.len() > 25 {
+        nonce = format!("{}.{part}", msg.id.0);
+    }
+    move |mut body| {
+        body["nonce"] = json!(nonce);
+        body["enforce_nonce"] = json!(true);
+        body
+    }
+}
+
 /// A permanent refusal of an edit or interaction response (the message is
 /// gone, not ours, or the token expired): the answer is sent as a message instead.
 fn gone(e: &PublishError) -> bool {
@@ -149,6 +168,9 @@ impl DiscordPublisher {
         let mut delivered = None;
         for (i, part) in parts.into_iter().enumerate().skip(msg.parts_sent as usize) {
             let mut body = json!({"content": part, "allowed_mentions": {"parse": []}});
+            // A resend of this part (after a crash between Discord taking it and the
+            // outbox marking it sent) returns the message already created.
+            let once = nonce(msg, i);
             if i == last && !msg.options.buttons.is_empty() {
                 body["components"] = components(&msg.options.buttons);
             }
@@ -163,7 +185,7 @@ impl DiscordPublisher {
                     match self.rest.call(method, &path, body.clone(), false).await {
                         Err(e) if gone(&e) => {
                             tracing::debug!(error = %e.message, "the interaction expired; answering with a message");
-                            self.rest.call(Method::POST, &format!("channels/{channel}/messages"), body, true).await
+                            self.rest.call(Method::POST, &format!("channels/{channel}/messages"), once(body), true).await
                         }
                         other => other,
                     }
@@ -172,7 +194,7 @@ impl DiscordPublisher {
                     if let (0, Some(to)) = (i, reply_to) {
                         body["message_reference"] = json!({"message_id": to, "fail_if_not_exists": false});
                     }
-                    self.rest.call(Method::POST, &format!("channels/{channel}/messages"), body, true).await
+                    self.rest.call(Method::POST, &format!("channels/{channel}/messages"), once(body), true).await
                 }
             };
             match sent {

@@ -14,6 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+/// How long Discord remembers a nonce ("the past few minutes").
+const NONCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 type Handler<'a> = Box<dyn FnOnce(&mut Data) -> Response + 'a>;
 
 fn h<'a>(f: impl FnOnce(&mut Data) -> Response + 'a) -> Handler<'a> {
@@ -63,20 +66,25 @@ pub(super) async fn rest_handler(
 ) -> Response {
     let arrived = Instant::now();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (kind, auth, handler) = route(&inner, &method, uri.path(), &q, &body);
-    let authorized = !auth || headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bot {}", inner.token));
-    let mut d = inner.lock();
-    *d.calls.entry(kind.to_string()).or_default() += 1;
-    let resp = if !authorized {
-        err(401, 0, "401: Unauthorized")
-    } else if let Some(fault) = d.faults.get_mut(kind).and_then(VecDeque::pop_front).filter(|f| !matches!(f, Fault::Pass)) {
-        fault_response(fault)
-    } else {
-        handler(&mut d)
+    let (resp, hang) = {
+        let (kind, auth, handler) = route(&inner, &method, uri.path(), &q, &body);
+        let authorized = !auth || headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bot {}", inner.token));
+        let mut d = inner.lock();
+        *d.calls.entry(kind.to_string()).or_default() += 1;
+        let fault = if authorized { d.faults.get_mut(kind).and_then(VecDeque::pop_front) } else { None };
+        let hang = matches!(fault, Some(Fault::TakenNoAnswer));
+        let resp = match fault {
+            _ if !authorized => err(401, 0, "401: Unauthorized"),
+            None | Some(Fault::Pass | Fault::TakenNoAnswer) => handler(&mut d),
+            Some(fault) => fault_response(fault),
+        };
+        d.log.push((arrived, method.to_string(), uri.path().to_string(), resp.status().as_u16()));
+        (resp, hang)
     };
-    d.log.push((arrived, method.to_string(), uri.path().to_string(), resp.status().as_u16()));
-    drop(d);
     inner.changed.notify_waiters();
+    if hang {
+        std::future::pending::<()>().await;
+    }
     resp
 }
 
@@ -104,6 +112,22 @@ fn create_message(d: &mut Data, channel: &str, body: &Value) -> Response {
     if let Some(r) = check_content(body, true) {
         return r;
     }
+    // `nonce` (an integer, or a string of at most 25 characters) is echoed in
+    // the message; with `enforce_nonce`, a message the same author created
+    // with that nonce in the last few minutes is returned instead of a new one.
+    let nonce = match &body["nonce"] {
+        Value::Null => None,
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if s.chars().count() <= 25 => Some(s.clone()),
+        _ => return form_err(json!({"nonce": field_err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")})),
+    };
+    if let (Some(n), Some(true)) = (&nonce, body["enforce_nonce"].as_bool()) {
+        let known = d.nonces.get(n).filter(|(_, _, at)| at.elapsed() < NONCE_WINDOW).map(|(c, id, _)| (c.clone(), id.clone()));
+        if let Some(existing) = known.and_then(|(c, id)| d.find(&c, &id).cloned()) {
+            d.nonce_hits += 1;
+            return Json(existing).into_response();
+        }
+    }
     let reference = &body["message_reference"];
     let Some(ref_id) = id_str(&reference["message_id"]) else {
         return Json(new_bot_message(d, channel, body, None, json!({}))).into_response();
@@ -125,8 +149,16 @@ fn new_bot_message(d: &mut Data, channel: &str, body: &Value, interaction_token:
     if let Some(c) = &components {
         extra["components"] = c.clone();
     }
+    if let Some(n) = body.get("nonce").filter(|n| !n.is_null()) {
+        extra["nonce"] = n.clone();
+    }
+
+    let nonce = extra.get("nonce").and_then(id_str);
     let m = d.store_message(channel, bot_user(), &content, extra);
     let (channel_id, message_id) = (channel.to_string(), m["id"].as_str().unwrap_or_default().to_string());
+    if let Some(n) = nonce {
+        d.nonces.insert(n, (channel_id.clone(), message_id.clone(), Instant::now()));
+    }
     let reference = id_str(&body["message_reference"]["message_id"]);
     d.sent.push(Sent { channel_id, message_id, content, components, reference, interaction_token });
     m
@@ -322,7 +354,7 @@ fn fault_response(fault: Fault) -> Response {
     let (retry_after, global) = match fault {
         Fault::Status(code, body) => return (StatusCode::from_u16(code).expect("valid fault status"), Json(body)).into_response(),
         Fault::RateLimited { retry_after_secs, global } => (retry_after_secs, global),
-        Fault::Pass => unreachable!("Fault::Pass is answered normally"),
+        Fault::Pass | Fault::TakenNoAnswer => unreachable!("answered by the handler"),
     };
     let body = json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": global});
     let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();

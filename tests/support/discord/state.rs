@@ -33,6 +33,10 @@ pub(super) struct Data {
     pub(super) faults: HashMap<String, VecDeque<Fault>>,
     pub(super) log: Vec<(Instant, String, String, u16)>,
     pub(super) gw: Gw,
+    /// Nonce → (channel, message id, when) of the bot's messages created with one.
+    pub(super) nonces: HashMap<String, (String, String, Instant)>,
+    /// Creates answered with an earlier message because of `enforce_nonce`.
+    pub(super) nonce_hits: usize,
 }
 
 impl Data {
