@@ -151,7 +151,7 @@ impl LlmProvider for Scripted {
     fn model(&self) -> &str {
         "scripted-model"
     }
-    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
         let started = Instant::now();
         let k = req.messages.iter().filter(|m| matches!(m, Message::Tool { .. })).count();
         let search = req.messages.iter().find_map(|m| if let Message::Tool { content, .. } = m { Some(content.as_str()) } else { None });

@@ -76,11 +76,12 @@ pub struct ToolCall {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ToolSpec {
     /// The name the model calls it by.
-    pub name: String,
+    pub name: std::borrow::Cow<'static, str>,
     /// What it does, for the model.
-    pub description: String,
-    /// JSON Schema of its arguments (an object schema).
-    pub parameters: serde_json::Value,
+    pub description: std::borrow::Cow<'static, str>,
+    /// JSON Schema of its arguments (an object schema), shared: made once
+    /// per tool, not per turn.
+    pub parameters: std::sync::Arc<serde_json::Value>,
 }
 
 /// One request: the system prompt, the conversation so far, the tools offered.
@@ -218,7 +219,7 @@ pub trait LlmProvider: Send + Sync + 'static {
     /// The configured model.
     fn model(&self) -> &str;
     /// One completion of the conversation in `req`: text, tool calls, or both.
-    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>>;
+    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
 }
 
 /// Removes `<think>…</think>` blocks and ```` ```think ```` fences some models emit.
@@ -303,8 +304,8 @@ impl Llm {
     /// refused the tools ([`LlmError::ToolsRejected`]; the provider has
     /// switched to text mode) is asked once more at once; both calls are
     /// recorded, and the answer is the second call's.
-    pub async fn complete(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
-        match self.complete_once(req.clone(), task, context).await {
+    pub async fn complete(&self, req: &ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
+        match self.complete_once(req, task, context).await {
             Err(LlmError::ToolsRejected { .. }) => self.complete_once(req, task, context).await,
             other => other,
         }
@@ -377,7 +378,7 @@ impl Llm {
         error
     }
 
-    async fn complete_once(&self, req: ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
+    async fn complete_once(&self, req: &ChatRequest, task: Option<&TaskId>, context: Option<&ContextId>) -> Result<ChatResponse, LlmError> {
         let provider = self.provider.as_ref().map_err(|why| LlmError::NotConfigured(why.clone()))?;
         // Never closed, so the permit always comes; waiting is not latency.
         // The budget is checked after the wait: a pause or a limit reached
@@ -418,7 +419,7 @@ mod tests {
         fn model(&self) -> &str {
             "m"
         }
-        fn complete(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+        fn complete<'a>(&'a self, _: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
             let next = self.0.lock().expect("script").pop_front().unwrap_or_else(|| Err(LlmError::NotConfigured("out of script".into())));
             Box::pin(async move { next })
         }
@@ -430,7 +431,7 @@ mod tests {
         let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
         let provider: Arc<dyn LlmProvider> = Arc::new(Scripted(Mutex::new(script.into())));
         let llm = Llm::new(Ok(provider), store.clone(), Arc::new(crate::clock::SystemClock));
-        let result = llm.complete(ChatRequest::single("s", "u"), None, None).await;
+        let result = llm.complete(&ChatRequest::single("s", "u"), None, None).await;
         (outcomes(&store), result)
     }
 
@@ -479,7 +480,7 @@ mod tests {
         fn model(&self) -> &str {
             "m"
         }
-        fn complete(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+        fn complete<'a>(&'a self, _: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
             use std::sync::atomic::Ordering::SeqCst;
             Box::pin(async move {
                 let n = self.now.fetch_add(1, SeqCst) + 1;
@@ -502,7 +503,7 @@ mod tests {
         let calls: Vec<_> = (0..5)
             .map(|_| {
                 let llm = llm.clone();
-                tokio::spawn(async move { llm.complete(ChatRequest::single("s", "u"), None, None).await })
+                tokio::spawn(async move { llm.complete(&ChatRequest::single("s", "u"), None, None).await })
             })
             .collect();
         // Release one call at a time until all five are done.
@@ -546,8 +547,8 @@ mod tests {
         };
         let script = Arc::new(Scripted(Mutex::new(vec![five("one"), five("two")].into())));
         let llm = Llm::new(Ok(script.clone() as Arc<dyn LlmProvider>), store.clone(), clock).with_budget(budget);
-        let first = llm.complete(ChatRequest::single("s", "u"), None, None).await;
-        let result = if first.is_ok() { llm.complete(ChatRequest::single("s", "u"), None, None).await } else { first };
+        let first = llm.complete(&ChatRequest::single("s", "u"), None, None).await;
+        let result = if first.is_ok() { llm.complete(&ChatRequest::single("s", "u"), None, None).await } else { first };
         let left = script.0.lock().expect("script").len();
         (outcomes(&store), result, left)
     }

@@ -560,7 +560,7 @@ impl Gateway {
         }
         let system = self.prompts.system_prompt(ctx).await;
         let req = crate::agent::ChatRequest::single(system, text);
-        Some(match self.llm.complete(req, None, Some(&ctx.id)).await {
+        Some(match self.llm.complete(&req, None, Some(&ctx.id)).await {
             Ok(answer) if !answer.text.is_empty() => answer.text,
             Ok(_) => "(the model returned an empty answer)".to_string(),
             Err(e) => refused(&e).unwrap_or_else(|| {

@@ -58,12 +58,12 @@ impl Anthropic {
         }
     }
 
-    async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
+    async fn call(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         if self.text_mode {
-            let (req, decoder) = textmode::encode(&req);
+            let (req, decoder) = textmode::encode(req);
             return self.post(&req).await.map(|r| decoder.decode(r));
         }
-        self.post(&req).await
+        self.post(req).await
     }
 
     async fn post(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
@@ -180,7 +180,7 @@ impl LlmProvider for Anthropic {
     fn model(&self) -> &str {
         &self.model
     }
-    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
         Box::pin(self.call(req))
     }
 }
@@ -212,7 +212,7 @@ mod tests {
                 Message::Tool { call_id: "t1".into(), name: "a".into(), content: "one".into(), is_error: false },
                 Message::Tool { call_id: "t2".into(), name: "b".into(), content: "bad".into(), is_error: true },
             ],
-            tools: vec![crate::agent::ToolSpec { name: "a".into(), description: "d".into(), parameters: json!({"type": "object"}) }],
+            tools: vec![crate::agent::ToolSpec { name: "a".into(), description: "d".into(), parameters: json!({"type": "object"}).into() }],
         };
         let b = body(&req, "m");
         let msgs = b["messages"].as_array().expect("messages");

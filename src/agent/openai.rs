@@ -42,12 +42,12 @@ impl OpenAi {
         }
     }
 
-    async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
+    async fn call(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         if self.text_mode.load(Ordering::Relaxed) {
-            let (req, decoder) = textmode::encode(&req);
+            let (req, decoder) = textmode::encode(req);
             return self.post(&req).await.map(|r| decoder.decode(r));
         }
-        match self.post(&req).await {
+        match self.post(req).await {
             // Some local servers (older llama.cpp, Ollama and vLLM builds) refuse `tools`.
             Err(LlmError::Status { status: status @ (400 | 404 | 422), body, .. })
                 if self.mode == ToolMode::Auto && !req.tools.is_empty() && about_tools(&body) =>
@@ -154,7 +154,7 @@ impl LlmProvider for OpenAi {
     fn model(&self) -> &str {
         &self.model
     }
-    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
         Box::pin(self.call(req))
     }
 }
@@ -196,7 +196,7 @@ mod tests {
                 Message::Assistant { text: String::new(), calls: r.calls.clone() },
                 Message::Tool { call_id: "call_a".into(), name: "read_file".into(), content: "[source: x]\nhi".into(), is_error: false },
             ],
-            tools: vec![ToolSpec { name: "read_file".into(), description: "d".into(), parameters: json!({"type": "object"}) }],
+            tools: vec![ToolSpec { name: "read_file".into(), description: "d".into(), parameters: json!({"type": "object"}).into() }],
         };
         let b = body(&req, "m");
         assert_eq!(b["messages"][0], json!({"role": "system", "content": "s"}));

@@ -516,7 +516,7 @@ mod tests {
         // A viewer's task is offered no tool that writes, queues or asks for an action.
         let who = agent.task_who(&base).await;
         let env = agent.env(&ctx, who, TurnKind::Task, &base.trace_id);
-        let offered: Vec<String> = agent.inner.registry.specs(&env).into_iter().map(|s| s.name).collect();
+        let offered: Vec<String> = agent.inner.registry.specs(&env).into_iter().map(|s| s.name.into_owned()).collect();
         for name in ["write_file", "create_task", "create_objective", "send_email", "call_webhook"] {
             assert!(!offered.contains(&name.to_string()), "{name} offered to {offered:?}");
         }

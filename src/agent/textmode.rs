@@ -168,9 +168,9 @@ mod tests {
 
     fn spec(name: &str) -> ToolSpec {
         ToolSpec {
-            name: name.into(),
-            description: format!("does {name}"),
-            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+            name: name.to_string().into(),
+            description: format!("does {name}").into(),
+            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}}).into(),
         }
     }
 

@@ -291,6 +291,10 @@ pub fn cap(s: &str, max: usize) -> (&str, bool) {
 #[derive(Clone)]
 pub struct Registry {
     tools: Vec<Arc<dyn Tool>>,
+    /// Each tool's offer to the model, made once: every turn's request
+    /// shares these (a turn holds the list while it waits for the model, so
+    /// a copy per turn cost ~ the schemas' size times the turns in flight).
+    specs: Vec<ToolSpec>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -323,12 +327,16 @@ impl Registry {
             Arc::new(messaging::SendEmail),
             Arc::new(messaging::CallWebhook),
         ];
-        Self { tools }
+        Self::of(tools)
     }
 
-    /// A registry of exactly these tools (tests).
+    /// A registry of exactly these tools.
     pub fn of(tools: Vec<Arc<dyn Tool>>) -> Self {
-        Self { tools }
+        let specs = tools
+            .iter()
+            .map(|t| ToolSpec { name: t.name().into(), description: t.description().into(), parameters: Arc::new(t.parameters()) })
+            .collect();
+        Self { tools, specs }
     }
 
     /// The tool named `name`.
@@ -359,11 +367,7 @@ impl Registry {
 
     /// The tools offered to the model in `env`'s turn: only those it may use.
     pub fn specs(&self, env: &ToolEnv) -> Vec<ToolSpec> {
-        self.tools
-            .iter()
-            .filter(|t| Self::allowed(t.as_ref(), env).is_ok())
-            .map(|t| ToolSpec { name: t.name().to_string(), description: t.description().to_string(), parameters: t.parameters() })
-            .collect()
+        self.tools.iter().zip(&self.specs).filter(|(t, _)| Self::allowed(t.as_ref(), env).is_ok()).map(|(_, spec)| spec.clone()).collect()
     }
 }
 

@@ -271,12 +271,18 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
     let deadline = tokio::time::Instant::now() + req.limits.max_duration;
     let context: ContextId = req.env.context.id.clone();
     let mut steps: Vec<Step> = Vec::new();
-    let mut turn: Vec<Message> = req.input.iter().map(|text| Message::User { text: text.clone() }).collect();
     let mut model = String::new();
     let mut tool_calls = 0u32;
     let mut failed: HashMap<String, String> = HashMap::new();
     // No tool calls allowed: none are offered (the model answers directly).
     let specs = if req.limits.max_tool_calls == 0 { Vec::new() } else { registry.specs(req.env) };
+    // One request for the whole turn: the history, then the turn's own
+    // messages (`request.messages[start..]`) as they come. Each step sends it
+    // as it stands; nothing is copied per step (200 turns waiting for the
+    // model held three copies of their conversations each).
+    let mut request = ChatRequest { system: req.system.clone(), messages: req.history.clone(), tools: specs };
+    let start = request.messages.len();
+    request.messages.extend(req.input.iter().map(|text| Message::User { text: text.clone() }));
     let finish = |text: String, stop: Stop, model: String, steps: Vec<Step>, turn: Vec<Message>| Outcome {
         text,
         stop,
@@ -286,24 +292,27 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
     };
 
     if req.input.as_ref().is_some_and(|i| i.len() > req.limits.max_input_bytes) {
-        return finish(limit_reply(Limit::Input, &req.limits, false), Stop::Limit(Limit::Input), model, steps, turn);
+        return finish(
+            limit_reply(Limit::Input, &req.limits, false),
+            Stop::Limit(Limit::Input),
+            model,
+            steps,
+            request.messages.split_off(start),
+        );
     }
     for _ in 0..req.limits.max_steps {
         if req.cancel.is_cancelled() {
-            return finish("Canceled.".into(), Stop::Canceled, model, steps, turn);
+            return finish("Canceled.".into(), Stop::Canceled, model, steps, request.messages.split_off(start));
         }
-        let mut messages = req.history.clone();
-        messages.extend(turn.iter().cloned());
-        let call = ChatRequest { system: req.system.clone(), messages, tools: specs.clone() };
         let at = Instant::now();
         let answer = tokio::select! {
-            r = llm.complete(call, req.task.as_ref(), Some(&context)) => r,
+            r = llm.complete(&request, req.task.as_ref(), Some(&context)) => r,
             _ = req.cancel.cancelled() => {
                 llm.record_abandoned(req.task.as_ref(), Some(&context), at.elapsed(), "canceled").await;
                 let step = Step { seq: steps.len() as u32 + 1, kind: "model", tool: None, arguments: None, outcome: "canceled".into(), detail: None, duration_ms: at.elapsed().as_millis() as u64, output_bytes: 0 };
                 req.sink.record(&step).await;
                 steps.push(step);
-                return finish("Canceled.".into(), Stop::Canceled, model, steps, turn);
+                return finish("Canceled.".into(), Stop::Canceled, model, steps, request.messages.split_off(start));
             }
             _ = tokio::time::sleep_until(deadline) => {
                 llm.record_abandoned(req.task.as_ref(), Some(&context), at.elapsed(), "turn_timeout").await;
@@ -311,7 +320,7 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
                 req.sink.record(&step).await;
                 steps.push(step);
                 let ran = tool_calls > 0;
-                return finish(limit_reply(Limit::Time, &req.limits, ran), Stop::Limit(Limit::Time), model, steps, turn);
+                return finish(limit_reply(Limit::Time, &req.limits, ran), Stop::Limit(Limit::Time), model, steps, request.messages.split_off(start));
             }
         };
         let answer = match answer {
@@ -329,7 +338,7 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
                 };
                 req.sink.record(&step).await;
                 steps.push(step);
-                return finish(String::new(), Stop::Failed(e), model, steps, turn);
+                return finish(String::new(), Stop::Failed(e), model, steps, request.messages.split_off(start));
             }
         };
         model = answer.model.clone();
@@ -347,10 +356,10 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
         steps.push(step);
         if answer.calls.is_empty() {
             let text = if answer.text.trim().is_empty() { "(the model returned an empty answer)".to_string() } else { answer.text.clone() };
-            turn.push(Message::Assistant { text: answer.text, calls: Vec::new() });
-            return finish(text, Stop::Answered, model, steps, turn);
+            request.messages.push(Message::Assistant { text: answer.text, calls: Vec::new() });
+            return finish(text, Stop::Answered, model, steps, request.messages.split_off(start));
         }
-        turn.push(Message::Assistant { text: answer.text.clone(), calls: answer.calls.clone() });
+        request.messages.push(Message::Assistant { text: answer.text.clone(), calls: answer.calls.clone() });
         let mut limited = None;
         // The one action of this step to ask an admin for: (call, tool, proposal).
         let mut proposed: Option<(String, String, Proposal)> = None;
@@ -397,7 +406,7 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
                             step.duration_ms = at.elapsed().as_millis() as u64;
                             req.sink.record(&step).await;
                             steps.push(step);
-                            return finish("Canceled.".into(), Stop::Canceled, model, steps, turn);
+                            return finish("Canceled.".into(), Stop::Canceled, model, steps, request.messages.split_off(start));
                         }
                         Some(Ok(out)) => match out.proposal.clone() {
                             Some(_) if proposed.is_some() => {
@@ -430,22 +439,24 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
                 }
             } else {
                 step.outcome = "unknown_tool".into();
-                let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                let names: Vec<&str> = request.tools.iter().map(|s| s.name.as_ref()).collect();
                 (format!("There is no tool named {:?}. The tools are: {}.", short(&call.name), names.join(", ")), true)
             };
             step.duration_ms = at.elapsed().as_millis() as u64;
             step.output_bytes = content.len() as u64;
             req.sink.record(&step).await;
             steps.push(step);
-            turn.push(Message::Tool { call_id: call.id.clone(), name: call.name.clone(), content, is_error });
+            request.messages.push(Message::Tool { call_id: call.id.clone(), name: call.name.clone(), content, is_error });
         }
         if let Some((call_id, tool, p)) = proposed {
-            match propose(&req, &turn, call_id.clone(), tool, p).await {
-                Ok(a) => return finish(awaiting_reply(&a), Stop::Awaiting(a.id), model, steps, turn),
+            match propose(&req, &request.messages[start..], call_id.clone(), tool, p).await {
+                Ok(a) => return finish(awaiting_reply(&a), Stop::Awaiting(a.id), model, steps, request.messages.split_off(start)),
                 // Not filed (the store refused it): the model hears why.
                 Err(why) => {
-                    if let Some(Message::Tool { content, is_error, .. }) =
-                        turn.iter_mut().rev().find(|m| matches!(m, Message::Tool { call_id: id, .. } if *id == call_id))
+                    if let Some(Message::Tool { content, is_error, .. }) = request.messages[start..]
+                        .iter_mut()
+                        .rev()
+                        .find(|m| matches!(m, Message::Tool { call_id: id, .. } if *id == call_id))
                     {
                         *content = format!("Not proposed: {why}");
                         *is_error = true;
@@ -457,10 +468,16 @@ pub async fn run(llm: &Llm, registry: &Registry, req: TurnRequest<'_>) -> Outcom
             limited = Some(Limit::Time);
         }
         if let Some(limit) = limited {
-            return finish(limit_reply(limit, &req.limits, true), Stop::Limit(limit), model, steps, turn);
+            return finish(limit_reply(limit, &req.limits, true), Stop::Limit(limit), model, steps, request.messages.split_off(start));
         }
     }
-    finish(limit_reply(Limit::Steps, &req.limits, tool_calls > 0), Stop::Limit(Limit::Steps), model, steps, turn)
+    finish(
+        limit_reply(Limit::Steps, &req.limits, tool_calls > 0),
+        Stop::Limit(Limit::Steps),
+        model,
+        steps,
+        request.messages.split_off(start),
+    )
 }
 
 /// Files `p` for approval with the turn's state (the conversation so far,

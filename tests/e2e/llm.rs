@@ -27,7 +27,7 @@ async fn openai_sends_bearer_system_and_user_and_parses_usage() {
         ("AGENT_RUNTIME_LLM_MODEL", "m"),
     ]))
     .expect("provider");
-    let r = p.complete(req()).await.expect("complete");
+    let r = p.complete(&req()).await.expect("complete");
     assert_eq!((r.text.as_str(), r.prompt_tokens, r.completion_tokens), ("hi there", Some(11), Some(7)));
     let sent = &llm.requests()[0];
     assert_eq!(sent.headers["authorization"], "Bearer sk-test");
@@ -45,7 +45,7 @@ async fn anthropic_sends_its_headers_and_parses_text_blocks() {
         ("AGENT_RUNTIME_LLM_API_KEY", "ak"),
     ]))
     .expect("provider");
-    let r = p.complete(req()).await.expect("complete");
+    let r = p.complete(&req()).await.expect("complete");
     assert_eq!(
         (r.text.as_str(), r.model.as_str(), r.prompt_tokens, r.completion_tokens),
         ("bonjour", "claude-3-5-sonnet-latest", Some(13), Some(5))
@@ -69,13 +69,13 @@ async fn statuses_timeouts_and_garbage_are_classified() {
     ]);
     let p = build_provider(&config(&[("AGENT_RUNTIME_LLM_BASE_URL", &llm.base_url), ("AGENT_RUNTIME_LLM_TIMEOUT_SECONDS", "1")]))
         .expect("provider");
-    let e = p.complete(req()).await.expect_err("429");
+    let e = p.complete(&req()).await.expect_err("429");
     assert!(matches!(e, LlmError::Status { status: 429, .. }) && e.is_retryable(), "{e}");
-    let e = p.complete(req()).await.expect_err("401");
+    let e = p.complete(&req()).await.expect_err("401");
     assert!(matches!(e, LlmError::Status { status: 401, .. }) && !e.is_retryable(), "{e}");
-    let e = p.complete(req()).await.expect_err("garbage");
+    let e = p.complete(&req()).await.expect_err("garbage");
     assert!(matches!(e, LlmError::BadResponse { .. }) && !e.is_retryable(), "{e}");
-    let e = p.complete(req()).await.expect_err("stall");
+    let e = p.complete(&req()).await.expect_err("stall");
     assert!(matches!(e, LlmError::Timeout(_)) && e.is_retryable(), "{e}");
 }
 
@@ -98,9 +98,9 @@ async fn tool_calls_round_trip_in_each_provider_s_native_shape() {
             ("AGENT_RUNTIME_LLM_API_KEY", "k"),
         ]))
         .expect("provider");
-        let tools = vec![ToolSpec { name: "read_file".into(), description: "read".into(), parameters: json!({"type": "object"}) }];
+        let tools = vec![ToolSpec { name: "read_file".into(), description: "read".into(), parameters: json!({"type": "object"}).into() }];
         let mut req = ChatRequest { system: "s".into(), messages: vec![Message::User { text: "what is in a.md?".into() }], tools };
-        let first = p.complete(req.clone()).await.expect("first");
+        let first = p.complete(&req).await.expect("first");
         assert_eq!(first.calls.len(), 1, "{provider}");
         assert_eq!((first.calls[0].name.as_str(), first.calls[0].arguments.as_str()), ("read_file", r#"{"path":"a.md"}"#), "{provider}");
         req.messages.push(Message::Assistant { text: first.text.clone(), calls: first.calls.clone() });
@@ -110,7 +110,7 @@ async fn tool_calls_round_trip_in_each_provider_s_native_shape() {
             content: "hi".into(),
             is_error: false,
         });
-        let second = p.complete(req).await.expect("second");
+        let second = p.complete(&req).await.expect("second");
         assert_eq!(second.text, "it says hi");
         let sent = &llm.requests()[1];
         assert_eq!(sent.api, api);
@@ -137,7 +137,7 @@ fn read_file_spec() -> Vec<ToolSpec> {
     vec![ToolSpec {
         name: "read_file".into(),
         description: "Read a text file of the workspace.".into(),
-        parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+        parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}).into(),
     }]
 }
 
@@ -170,7 +170,7 @@ impl Metered {
     }
 
     async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.llm.complete(req, None, None).await
+        self.llm.complete(&req, None, None).await
     }
 
     /// Every `llm_usage` row's outcome, in order.
@@ -199,14 +199,14 @@ async fn malformed_arguments_are_kept_verbatim() {
         ]))
         .expect("provider");
         let req = with_tools("read a.md");
-        let first = p.complete(req.clone()).await.expect("first");
+        let first = p.complete(&req).await.expect("first");
         let sent_back = if provider == "openai" {
             assert_eq!((first.calls[0].id.as_str(), first.calls[0].arguments.as_str()), ("call_0", r#"{"path": "a.md""#));
-            p.complete(follow_up(req, &first)).await.expect("second");
+            p.complete(&follow_up(req, &first)).await.expect("second");
             llm.requests()[1].body["messages"][2]["tool_calls"][0]["function"]["arguments"].clone()
         } else {
             assert_eq!((first.calls[0].id.as_str(), first.calls[0].arguments.as_str()), ("toolu_0", "{}"));
-            p.complete(follow_up(req, &first)).await.expect("second");
+            p.complete(&follow_up(req, &first)).await.expect("second");
             llm.requests()[1].body["messages"][1]["content"][0]["input"].clone()
         };
         let expected = if provider == "openai" { json!(r#"{"path": "a.md""#) } else { json!({}) };
@@ -282,9 +282,9 @@ async fn text_mode_never_sends_tools_on_either_provider() {
         ]))
         .expect("provider");
         let req = with_tools("what is in a.md?");
-        let first = p.complete(req.clone()).await.expect("first");
+        let first = p.complete(&req).await.expect("first");
         assert_eq!((first.calls.len(), first.calls[0].name.as_str()), (1, "read_file"), "{provider}");
-        let second = p.complete(follow_up(req, &first)).await.expect("second");
+        let second = p.complete(&follow_up(req, &first)).await.expect("second");
         assert_eq!(second.text, "It says hi.");
         assert_eq!(offered(&llm), [false, false], "{provider}");
         let sent = &llm.requests()[1].body;

@@ -113,7 +113,7 @@ fn results_name_their_source_and_are_capped() {
 #[tokio::test]
 async fn tools_are_offered_by_role_and_turn_kind() {
     let mut f = fixture(Role::Viewer).await;
-    let offered = |f: &Fixture| Registry::builtin().specs(&f.env).into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let offered = |f: &Fixture| Registry::builtin().specs(&f.env).into_iter().map(|s| s.name.into_owned()).collect::<Vec<_>>();
     let viewer = offered(&f);
     assert!(viewer.contains(&"read_file".to_string()) && !viewer.contains(&"write_file".to_string()), "{viewer:?}");
     assert!(!viewer.contains(&"create_task".to_string()));

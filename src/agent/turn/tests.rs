@@ -21,8 +21,8 @@ impl LlmProvider for Script {
     fn model(&self) -> &str {
         "m"
     }
-    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
-        self.seen.lock().expect("seen").push(req);
+    fn complete<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        self.seen.lock().expect("seen").push(req.clone());
         let next = self.answers.lock().expect("answers").pop_front();
         let stall = self.stall;
         Box::pin(async move {
