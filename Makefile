@@ -52,6 +52,7 @@ uninstall: ## Remove what `make install` installed (not the data directory)
 check-ops: ## Check ops/: the systemd unit and the Dockerfile (no container engine needed)
 	CARGO_TARGET_DIR=$(TARGET_DIR) ops/check-unit.sh
 	CARGO_TARGET_DIR=$(TARGET_DIR) ops/check-dockerfile.py
+	ops/check-alerts.py
 
 # The e2e tests start a real Dovecot (IMAP) and a real aiosmtpd (SMTP) per
 # test. Installs them only when missing (Debian, as root); silent otherwise.
