@@ -68,9 +68,9 @@ test-deps: ## Install the test peers (dovecot-imapd, python aiosmtpd) and system
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-aiosmtpd; }; \
 	  python3 -c 'import aiosmtpd' || { echo "test-deps: python3 still cannot import aiosmtpd" >&2; exit 1; }; \
 	}
-	@command -v systemd-analyze >/dev/null 2>&1 && python3 -c 'import yaml' >/dev/null 2>&1 || { \
-	  echo "test-deps: installing systemd (systemd-analyze, for ops/check-unit.sh) and python3-yaml"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd python3-yaml; \
+	@command -v systemd-analyze >/dev/null 2>&1 && /usr/bin/python3 -c 'import yaml, seccomp' >/dev/null 2>&1 || { \
+	  echo "test-deps: installing systemd (systemd-analyze), python3-yaml and python3-seccomp for make check-ops"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd python3-yaml python3-seccomp; \
 	}
 
 unit:

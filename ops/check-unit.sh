@@ -9,12 +9,14 @@
 #    must be there.
 # 3. With a built binary (AGENT_RUNTIME_BIN, default target/debug/agent-runtime):
 #    the real daemon started the way the unit starts it, minus what needs
-#    systemd itself (seccomp filter, mount namespaces): an unprivileged user
-#    with no capabilities, no_new_privs, W^X memory (PR_SET_MDWE, the kernel's
-#    MemoryDenyWriteExecute), the unit's UMask and Environment. It must
-#    re-execute itself (GLIBC_TUNABLES) under those with the same PID, answer
-#    /readyz, create its files private, survive ExecReload's SIGHUP (TLS
-#    files re-read) and stop with exit 0 on SIGTERM.
+#    systemd itself (mount namespaces): an unprivileged user with no
+#    capabilities, no_new_privs, the unit's UMask and Environment, and its
+#    seccomp settings (SystemCallFilter, SystemCallArchitectures,
+#    RestrictAddressFamilies, MemoryDenyWriteExecute) rebuilt as systemd
+#    applies them by ops/sandbox-exec.py, after a self-test that they bite.
+#    It must re-execute itself (GLIBC_TUNABLES) under those with the same
+#    PID, answer /readyz, create its files private, survive ExecReload's
+#    SIGHUP (TLS files re-read) and stop with exit 0 on SIGTERM.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,6 +73,13 @@ if [[ $(id -u) -ne 0 ]] || ! command -v setpriv >/dev/null || ! command -v pytho
     say "needs root, setpriv and python3 to drop to an unprivileged user: skipped the daemon check"
     exit 0
 fi
+# systemd's MemoryDenyWriteExecute (seccomp) also refuses any mprotect that
+# adds PROT_EXEC, which an executable stack or text relocations would need.
+if command -v readelf >/dev/null; then
+    readelf -lW "$bin" | grep -q 'GNU_STACK.* RW ' || fail "$bin asks for an executable stack (MemoryDenyWriteExecute would refuse it)"
+    if readelf -dW "$bin" | grep -q TEXTREL; then fail "$bin has text relocations (MemoryDenyWriteExecute would refuse them)"; fi
+    say "binary: no executable stack, no text relocations"
+fi
 umask_value=$(sed -n 's/^UMask=//p' "$unit")
 data="$work/state"
 # The unprivileged user must reach its files under the (0700) temp dir.
@@ -89,22 +98,21 @@ env_args+=("AGENT_RUNTIME_DATA_DIR=$data" "AGENT_RUNTIME_ENV_FILE=$work/agent-ru
     "AGENT_RUNTIME_LLM_PROVIDER=none" "AGENT_RUNTIME_WATCH_ENABLED=false")
 : >"$work/agent-runtime.env"
 chmod 0644 "$work/agent-runtime.env"
-cat >"$work/mdwe-exec.py" <<'EOF'
-# Sets PR_SET_MDWE (refuse memory that is or becomes writable and executable;
-# kept across fork and execve), then executes the program.
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:
-    sys.exit("prctl(PR_SET_MDWE): errno %d (kernel before 6.3?)" % ctypes.get_errno())
-os.execv(sys.argv[1], sys.argv[1:])
-EOF
+# The unit's seccomp settings as systemd applies them (ops/sandbox-exec.py),
+# from copies the unprivileged user can read.
+install -m 0755 "$here/sandbox-exec.py" "$work/sandbox-exec.py"
+install -m 0644 "$unit" "$work/agent-runtime.service"
+probe=$(env -i PATH=/usr/bin:/bin setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \
+    /usr/bin/python3 "$work/sandbox-exec.py" "$work/agent-runtime.service" --self-test 2>&1) \
+    || fail "the sandbox does not refuse what the unit forbids: $probe"
+say "sandbox self-test: W^X mapping, AF_NETLINK and setuid refused as the unit would: ${probe//$'\n'/ }"
 log="$work/serve.log"
 (
     cd "$data"
     umask "$umask_value"
     exec env -i PATH=/usr/bin:/bin HOME="$work/home" "${env_args[@]}" \
         setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
-        python3 "$work/mdwe-exec.py" "$work/agent-runtime" serve
+        /usr/bin/python3 "$work/sandbox-exec.py" "$work/agent-runtime.service" "$work/agent-runtime" serve
 ) >"$log" 2>&1 &
 daemon_pid=$!
 ready=
@@ -121,7 +129,8 @@ grep -qa '^AGENT_RUNTIME_MALLOC_TUNED=1$' <(tr '\0' '\n' <"/proc/$daemon_pid/env
     || fail "the daemon did not re-execute itself with GLIBC_TUNABLES: $(cat "$log")"
 recorded=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$data/agent-runtime/serve.json")
 [[ $recorded == "$daemon_pid" ]] || fail "serve.json records pid $recorded, not the started $daemon_pid: the PID changed"
-say "daemon: ready as uid 65534 without capabilities, no_new_privs and W^X; re-executed with the same PID $daemon_pid"
+say "daemon: ready as uid 65534 without capabilities, with no_new_privs; re-executed with the same PID $daemon_pid"
+say "daemon: $(grep -m1 '^sandbox-exec:' "$log")"
 loose=$(find "$data" -perm /077 -printf '%m %p\n')
 [[ -z $loose ]] || fail "with UMask=$umask_value these are readable by others: $loose"
 say "daemon: every file it created is private (UMask=$umask_value)"
