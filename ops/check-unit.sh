@@ -28,8 +28,10 @@ say() { echo "check-unit: $*"; }
 command -v systemd-analyze >/dev/null || fail "systemd-analyze not found (Debian: apt-get install systemd; make test-deps does)"
 work=$(mktemp -d)
 daemon_pid=
+llm_pid=
 cleanup() {
     if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then kill -KILL "$daemon_pid" 2>/dev/null || true; fi
+    if [[ -n $llm_pid ]]; then kill "$llm_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -93,9 +95,16 @@ probe_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 # dir (its StateDirectory), ports free on this machine, no .env file.
 env_args=()
 while IFS= read -r line; do env_args+=("$line"); done < <(sed -n 's/^Environment=//p' "$unit")
+# A model to call (ops/fake-llm.py), so one agent turn makes an outgoing
+# HTTP request from inside the sandbox.
+/usr/bin/python3 "$here/fake-llm.py" >"$work/llm.port" &
+llm_pid=$!
+for _ in $(seq 1 50); do [[ -s $work/llm.port ]] && break; sleep 0.1; done
+llm_port=$(cat "$work/llm.port")
+[[ -n $llm_port ]] || fail "the fake model did not start"
 env_args+=("AGENT_RUNTIME_DATA_DIR=$data" "AGENT_RUNTIME_ENV_FILE=$work/agent-runtime.env"
     "AGENT_RUNTIME_HTTP_ADDR=127.0.0.1:0" "AGENT_RUNTIME_HEALTH_ADDR=127.0.0.1:$probe_port"
-    "AGENT_RUNTIME_LLM_PROVIDER=none" "AGENT_RUNTIME_WATCH_ENABLED=false")
+    "AGENT_RUNTIME_LLM_BASE_URL=http://127.0.0.1:$llm_port/v1")
 : >"$work/agent-runtime.env"
 chmod 0644 "$work/agent-runtime.env"
 # The unit's seccomp settings as systemd applies them (ops/sandbox-exec.py),
@@ -131,6 +140,10 @@ recorded=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"
 [[ $recorded == "$daemon_pid" ]] || fail "serve.json records pid $recorded, not the started $daemon_pid: the PID changed"
 say "daemon: ready as uid 65534 without capabilities, with no_new_privs; re-executed with the same PID $daemon_pid"
 say "daemon: $(grep -m1 '^sandbox-exec:' "$log")"
+reply=$(env -i PATH=/usr/bin:/bin AGENT_RUNTIME_DATA_DIR="$data" "$work/agent-runtime" chat -m ping 2>&1) \
+    || fail "a chat turn failed: $reply $(cat "$log")"
+[[ $reply == *"pong from the fake model"* ]] || fail "the agent's turn did not reach the model: $reply"
+say "daemon: a chat turn called the model over HTTP from inside the sandbox (watcher and index on)"
 loose=$(find "$data" -perm /077 -printf '%m %p\n')
 [[ -z $loose ]] || fail "with UMask=$umask_value these are readable by others: $loose"
 say "daemon: every file it created is private (UMask=$umask_value)"
@@ -146,3 +159,8 @@ wait "$daemon_pid" || rc=$?
 daemon_pid=
 [[ $rc -eq 0 ]] || fail "SIGTERM: exit $rc, not 0: $(cat "$log")"
 say "daemon: SIGTERM drained and exited 0"
+# Something the sandbox refused and the daemon only logged would show here.
+if grep -E ' ERROR |Operation not permitted|os error 1\)|Address family not supported' "$log"; then
+    fail "the daemon logged errors under the sandbox (above)"
+fi
+say "daemon: no error in its log"
