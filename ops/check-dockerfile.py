@@ -214,8 +214,15 @@ def check_static():
         fail(f"compose.yaml must publish the admin port as 127.0.0.1:{http_port}:{http_port}, not {ports}")
     if not any(str(v).endswith(":" + volume) for v in svc.get("volumes", [])):
         fail(f"compose.yaml must mount a volume on {volume}")
-    if not svc.get("env_file"):
+    env_files = svc.get("env_file")
+    if not env_files:
         fail("compose.yaml must read an env_file")
+    # It holds secrets next to the checkout: git must ignore it.
+    for f in [env_files] if isinstance(env_files, str) else env_files:
+        path = (HERE / (f if isinstance(f, str) else f["path"])).relative_to(REPO)
+        ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", str(path)], capture_output=True)
+        if ignored.returncode == 1:
+            fail(f"compose.yaml's env file {path} (secrets) is not in .gitignore")
     say(f"compose.yaml: one service, admin port on 127.0.0.1:{http_port} only, volume on {volume}, env_file")
     return env, int(uid), int(gid or uid), volume
 
