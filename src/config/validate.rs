@@ -298,6 +298,80 @@ mod tests {
         }
     }
 
+    /// Issue 19, item 7: `.env.example` lists every variable the code reads,
+    /// once, commented out, and nothing else; each default written in it is
+    /// the real default (the file with every line uncommented reads exactly
+    /// as no file at all).
+    #[test]
+    fn env_example_lists_every_variable_once_with_its_real_default() {
+        use std::collections::BTreeSet;
+        let example = include_str!("../../.env.example");
+        // Read outside `Config::read`, each checked to be read where named.
+        let outside = [
+            (super::super::ENV_FILE_VAR, "src/config/source.rs", include_str!("source.rs")),
+            ("AGENT_RUNTIME_LOG", "src/main.rs", include_str!("../main.rs")),
+            ("AGENT_RUNTIME_TUI_STATS", "src/tui.rs", include_str!("../tui.rs")),
+        ];
+        for (name, file, text) in outside {
+            assert!(text.contains(&format!("\"{name}\"")), "{file} no longer reads {name}: drop it from this list");
+        }
+        let mut known: BTreeSet<&str> = load(&[]).entries.iter().map(|e| e.name).collect();
+        known.extend(outside.iter().map(|(n, _, _)| *n));
+
+        let mut listed = Vec::new();
+        let mut uncommented = Vec::new();
+        for (i, line) in example.lines().enumerate() {
+            let trimmed = line.trim();
+            let (commented, body) = match trimmed.strip_prefix('#') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, trimmed),
+            };
+            let Some((name, value)) = body.split_once('=') else { continue };
+            if !name.starts_with("AGENT_RUNTIME_") || name.contains(char::is_whitespace) {
+                continue;
+            }
+            listed.push(name.to_string());
+            if !commented {
+                uncommented.push(format!("line {}: {name}", i + 1));
+            }
+            assert!(!value.starts_with(' '), ".env.example line {}: no space after '=' ({line})", i + 1);
+        }
+        assert_eq!(uncommented, Vec::<String>::new(), "every line of .env.example is commented out, so a copy changes nothing");
+        let set: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+        assert_eq!(set.len(), listed.len(), "a variable is listed twice in .env.example: {listed:?}");
+        let missing: Vec<_> = known.difference(&set).collect();
+        assert!(missing.is_empty(), "read by the code but missing from .env.example: {missing:?}");
+        let unknown: Vec<_> = set.difference(&known).collect();
+        assert!(unknown.is_empty(), ".env.example names variables nothing reads: {unknown:?}");
+
+        // Uncomment every line: the defaults written must be the defaults.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("env");
+        let uncomment = |l: &str| match l.strip_prefix('#') {
+            Some(v) if v.starts_with("AGENT_RUNTIME_") && v.contains('=') => v.to_string(),
+            _ => l.to_string(),
+        };
+        let body: String = example.lines().map(|l| uncomment(l) + "\n").collect();
+        std::fs::write(&file, body).expect("write");
+        // No variable from the environment on either side, so the data dir
+        // is `./data` too (only checked for writability, never created).
+        let nothing = || EnvSource::from_pairs(Vec::<(String, String)>::new());
+        let mut src = nothing();
+        src.merge_dotenv(&file).expect(".env.example parses as a .env file");
+        let with_file = Config::read(&src);
+        assert_eq!(error_vars(&with_file), Vec::<String>::new(), "the defaults in .env.example are valid values");
+        let plain = Config::read(&nothing());
+        assert_eq!(plain.entries.len(), with_file.entries.len());
+        for (a, b) in plain.entries.iter().zip(&with_file.entries) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.shown, b.shown, "{}: .env.example's value is not the default", a.name);
+        }
+        let unused: Vec<_> =
+            with_file.problems.iter().filter(|p| p.message.starts_with("not used by this version")).map(|p| p.variable.as_str()).collect();
+        let outside: Vec<_> = outside.iter().map(|(n, _, _)| *n).collect();
+        assert!(unused.iter().all(|v| outside.contains(v)), "`config check` calls these unused: {unused:?}");
+    }
+
     /// Issue 14, item 12: `pairing start --help`, `docs/api.md` and the
     /// OpenAPI document named `AGENT_RUNTIME_GATEWAY_PAIRING_TTL_SECONDS`,
     /// a variable nothing reads. Every variable a user is pointed to must be
