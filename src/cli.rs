@@ -3,6 +3,23 @@
 //! `config check`, `version`, `completions`. Everything but `serve`, `pki`
 //! and `config` talks to a running daemon through its API.
 
+/// `println!` that ends the process quietly when stdout's reader went away (`out.rs`).
+macro_rules! outln {
+    () => {
+        $crate::cli::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` that ends the process quietly when stdout's reader went away (`out.rs`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::out::text(format_args!($($arg)*))
+    };
+}
+
 mod agent;
 pub use agent::budget_lines;
 mod approval;
@@ -10,6 +27,7 @@ mod chat;
 mod config_check;
 mod events;
 mod objective;
+pub mod out;
 mod pairing;
 mod pki;
 mod report;
@@ -141,11 +159,14 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Version => {
-            println!("agent-runtime {}", crate::VERSION);
+            outln!("agent-runtime {}", crate::VERSION);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "agent-runtime", &mut std::io::stdout());
+            // Into memory first: the generator panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "agent-runtime", &mut script);
+            out::bytes(&script);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
@@ -198,7 +219,7 @@ fn client(conn: &Conn) -> anyhow::Result<ApiClient> {
 
 /// Prints `value` as pretty JSON.
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// Prints a list answer: the whole JSON with `--json`; else `header`, one
@@ -209,14 +230,14 @@ fn print_list(v: &serde_json::Value, json: bool, key: &str, header: &str, noun: 
         return print_json(v);
     }
     let items = v[key].as_array().map(Vec::as_slice).unwrap_or_default();
-    println!("{header}");
+    outln!("{header}");
     for item in items {
-        println!("{}", row(item));
+        outln!("{}", row(item));
     }
-    println!("{} {noun}(s)", items.len());
+    outln!("{} {noun}(s)", items.len());
     for (field, flag) in [("next_before", "--before"), ("next_after", "--after")] {
         if let Some(next) = v[field].as_str().map(str::to_string).or_else(|| v[field].as_i64().map(|n| n.to_string())) {
-            println!("more: {flag} {next}");
+            outln!("more: {flag} {next}");
         }
     }
 }
@@ -224,7 +245,7 @@ fn print_list(v: &serde_json::Value, json: bool, key: &str, header: &str, noun: 
 /// Prints `label` and a string field of an API object, when it is present.
 fn print_if(label: &str, v: &serde_json::Value, key: &str) {
     if let Some(x) = v.get(key).and_then(serde_json::Value::as_str) {
-        println!("{label}{x}");
+        outln!("{label}{x}");
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn run(client: ApiClient, cmd: AgentCmd) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&v);
     } else {
-        budget_lines(&v).iter().for_each(|l| println!("{l}"));
+        budget_lines(&v).iter().for_each(|l| outln!("{l}"));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -53,7 +53,7 @@ pub async fn run(client: ApiClient, cmd: AgentCmd) -> anyhow::Result<ExitCode> {
 pub async fn set_context_budget(client: ApiClient, context_id: &str, tokens: Option<u64>, usd: Option<f64>) -> anyhow::Result<ExitCode> {
     let v: Value =
         client.post(&format!("/api/v1/contexts/{context_id}/budget"), &json!({ "daily_tokens": tokens, "daily_usd": usd })).await?;
-    budget_lines(&v).iter().for_each(|l| println!("{l}"));
+    budget_lines(&v).iter().for_each(|l| outln!("{l}"));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -55,13 +55,13 @@ fn chat(v: &Value) -> String {
 }
 
 fn print_approval(a: &Value) {
-    println!("id:        {}", s(a, "id"));
-    println!("status:    {} (execution {})", s(a, "status"), s(a, "execution_status"));
-    println!("action:    {} → {}", s(a, "action_type"), s(a, "target"));
-    println!("summary:   {}", s(a, "summary"));
-    println!("requester: {} in {}", s(a, "requester"), chat(a));
-    println!("payload:   {} (sha256 {})", s(a, "payload_json"), s(a, "payload_hash"));
-    println!("expires:   {}", at(a, "expires_at"));
+    outln!("id:        {}", s(a, "id"));
+    outln!("status:    {} (execution {})", s(a, "status"), s(a, "execution_status"));
+    outln!("action:    {} → {}", s(a, "action_type"), s(a, "target"));
+    outln!("summary:   {}", s(a, "summary"));
+    outln!("requester: {} in {}", s(a, "requester"), chat(a));
+    outln!("payload:   {} (sha256 {})", s(a, "payload_json"), s(a, "payload_hash"));
+    outln!("expires:   {}", at(a, "expires_at"));
     print_if("decided:   by ", a, "approver");
     print_if("reason:    ", a, "reason");
     print_if("result:    ", a, "execution_result");
@@ -89,7 +89,7 @@ pub async fn run(client: ApiClient, cmd: ApprovalCmd) -> anyhow::Result<ExitCode
                 print_json(&v);
             } else {
                 let result = v.get("execution_result").and_then(Value::as_str).unwrap_or("");
-                println!("Approved {}: {} {result}", s(&v, "id"), s(&v, "execution_status"));
+                outln!("Approved {}: {} {result}", s(&v, "id"), s(&v, "execution_status"));
             }
         }
         ApprovalCmd::Deny { id, reason, json } => {
@@ -98,7 +98,7 @@ pub async fn run(client: ApiClient, cmd: ApprovalCmd) -> anyhow::Result<ExitCode
                 None => json!({}),
             };
             let v: Value = client.post(&format!("/api/v1/approvals/{id}/deny"), &body).await?;
-            if json { print_json(&v) } else { println!("Denied {}: {}", s(&v, "id"), s(&v, "reason")) }
+            if json { print_json(&v) } else { outln!("Denied {}: {}", s(&v, "id"), s(&v, "reason")) }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -42,21 +42,21 @@ pub fn run(cmd: PkiCmd) -> anyhow::Result<ExitCode> {
         PkiCmd::Init => match pki::init(&dir)? {
             InitOutcome::Created => {
                 let (cert, key) = dir.client(pki::LOCAL_ADMIN);
-                println!("Created the PKI in {}:", dir.dir.display());
-                println!("  CA:      {}", dir.ca_cert().display());
-                println!("  server:  {} (localhost, 127.0.0.1, ::1)", dir.server_cert().display());
-                println!("  client:  {} + {} (local-admin, overlord)", cert.display(), key.display());
+                outln!("Created the PKI in {}:", dir.dir.display());
+                outln!("  CA:      {}", dir.ca_cert().display());
+                outln!("  server:  {} (localhost, 127.0.0.1, ::1)", dir.server_cert().display());
+                outln!("  client:  {} + {} (local-admin, overlord)", cert.display(), key.display());
             }
-            InitOutcome::Existing => println!("A CA exists already in {}; nothing changed.", dir.dir.display()),
+            InitOutcome::Existing => outln!("A CA exists already in {}; nothing changed.", dir.dir.display()),
         },
         PkiCmd::IssueClient { name, role, days } => {
             let role =
                 Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role:?} (overlord, admin, operator, member or viewer)"))?;
             let (cert, key) = pki::issue_client(&dir, &name, role, days)?;
-            println!("Issued a client certificate for {name} ({role}, {days} days):");
-            println!("  certificate: {}", cert.display());
-            println!("  key:         {} (keep it secret; 0600)", key.display());
-            println!("Use it with: agent-runtime --cert {} --key {} task list", cert.display(), key.display());
+            outln!("Issued a client certificate for {name} ({role}, {days} days):");
+            outln!("  certificate: {}", cert.display());
+            outln!("  key:         {} (keep it secret; 0600)", key.display());
+            outln!("Use it with: agent-runtime --cert {} --key {} task list", cert.display(), key.display());
         }
         PkiCmd::Show { json } => {
             let mut files = vec![dir.ca_cert(), dir.server_cert()];
@@ -74,9 +74,14 @@ pub fn run(cmd: PkiCmd) -> anyhow::Result<ExitCode> {
                 print_json(&serde_json::to_value(&infos)?);
             } else {
                 for i in infos {
-                    println!(
+                    outln!(
                         "{}\n  subject: {}\n  issuer:  {}\n  valid:   {} .. {}\n  sha256:  {}",
-                        i.file, i.subject, i.issuer, i.not_before, i.not_after, i.sha256
+                        i.file,
+                        i.subject,
+                        i.issuer,
+                        i.not_before,
+                        i.not_after,
+                        i.sha256
                     );
                 }
             }
