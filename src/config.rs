@@ -5,6 +5,7 @@
 mod agent;
 mod connectors;
 mod gateway;
+mod log;
 mod reader;
 mod source;
 mod validate;
@@ -15,6 +16,7 @@ pub use source::{DotEnvError, ENV_FILE_VAR, EnvSource, Origin};
 use crate::domain::{NotifyPolicy, UnknownValue};
 pub use connectors::{ConnectorsConfig, DiscordConfig, EmailConfig, MailTls, SmtpConfig, TelegramConfig, is_loopback_host};
 pub use gateway::{ChannelRules, GatewayConfig};
+pub use log::{LogConfig, LogFormat};
 use reader::Reader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ pub struct Config {
     pub retrieval: crate::retrieval::RetrievalConfig,
     /// The agent's turn limits.
     pub agent: crate::agent::AgentLimits,
+    /// Logging.
+    pub log: LogConfig,
 }
 
 /// The scheduler that fires objectives, and the workspace watcher.
@@ -578,6 +582,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         scheduler,
         retrieval,
         agent: agent::read(r),
+        log: log::read(r),
     }
 }
 
