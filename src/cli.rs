@@ -1,6 +1,6 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
 //! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `agent`, `pki`,
-//! `config check`, `version`, `completions`. Everything but `serve`, `pki`
+//! `config check`, `version`, `man`, `completions`. Everything but `serve`, `pki`
 //! and `config` talks to a running daemon through its API.
 
 /// `println!` that ends the process quietly when stdout's reader went away (`out.rs`).
@@ -135,8 +135,17 @@ pub enum Cmd {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
-    /// Print the version.
-    Version,
+    /// Print the version; --json adds the git commit, the database schema version and the built-in features.
+    Version {
+        /// Print JSON: version, git_commit (null when built without git), schema_version, features.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write man pages into DIR: agent-runtime.1 and one page per subcommand (agent-runtime-task-list.1, ...).
+    Man {
+        /// The directory (created if missing), e.g. /usr/local/share/man/man1.
+        dir: std::path::PathBuf,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -158,10 +167,8 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Version => {
-            outln!("agent-runtime {}", crate::VERSION);
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Version { json } => version(json),
+        Cmd::Man { dir } => man(&dir),
         Cmd::Completions { shell } => {
             // Into memory first: the generator panics on a failed write.
             let mut script = Vec::new();
@@ -189,6 +196,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Tui(args) => crate::tui::run(client(&cli.conn)?, args).await,
         Cmd::Health { json } => events::health(client(&cli.conn)?, json).await,
     }
+}
+
+/// What this binary is built with, for `version --json`: the chat doors,
+/// model APIs and admin features compiled in (there are no Cargo features;
+/// each is always present and turned on by configuration).
+const BUILT_IN: &[&str] =
+    &["telegram", "discord", "email-imap", "email-smtp", "openai", "anthropic", "admin-mtls", "retrieval", "tui", "log-json"];
+
+fn version(json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(&serde_json::json!({
+            "version": crate::VERSION,
+            "git_commit": option_env!("AGENT_RUNTIME_GIT_COMMIT"),
+            "schema_version": crate::store::SCHEMA_VERSION,
+            "features": BUILT_IN,
+        }));
+    } else {
+        outln!("agent-runtime {}", crate::VERSION);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+    // The pages clap_mangen writes: the command and every visible subcommand, recursively.
+    fn pages(cmd: &clap::Command) -> usize {
+        1 + cmd.get_subcommands().filter(|c| !c.is_hide_set() && c.get_name() != "help").map(pages).sum::<usize>()
+    }
+    let pages = pages(&Cli::command());
+    outln!("{pages} man page(s) in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve() -> anyhow::Result<ExitCode> {

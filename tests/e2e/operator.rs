@@ -57,3 +57,38 @@ async fn json_log_format_writes_one_object_per_line_and_a_bad_format_is_refused(
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("error: AGENT_RUNTIME_LOG_FORMAT: must be text or json"), "{out}");
 }
+
+#[test]
+fn version_json_names_the_schema_and_man_writes_a_page_per_subcommand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = command(dir.path(), &[]).args(["version", "--json"]).output().expect("version");
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // The last migration step: what `PRAGMA user_version` says after a daemon migrates.
+    assert_eq!(v["schema_version"], agent_runtime::store::SCHEMA_VERSION, "{v}");
+    assert!(v["features"].as_array().is_some_and(|f| f.iter().any(|x| x == "telegram")), "{v}");
+    assert!(v["git_commit"].is_string() || v["git_commit"].is_null(), "{v}");
+
+    let man = dir.path().join("man/man1");
+    let o = command(dir.path(), &[]).args(["man"]).arg(&man).output().expect("man");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let top = std::fs::read_to_string(man.join("agent-runtime.1")).expect("top page");
+    assert!(top.starts_with(".ie") || top.contains(".TH"), "{top}");
+    for sub in ["serve", "task", "approval", "config", "completions"] {
+        assert!(top.contains(sub), "agent-runtime.1 does not mention {sub}");
+    }
+    for page in ["agent-runtime-task-list.1", "agent-runtime-approval-approve.1", "agent-runtime-config-check.1", "agent-runtime-man.1"] {
+        assert!(man.join(page).is_file(), "{page} missing");
+    }
+    let list = std::fs::read_to_string(man.join("agent-runtime-task-list.1")).expect("page");
+    assert!(list.contains("agent\\-runtime\\-task\\-list") || list.contains("agent-runtime-task-list"), "{list}");
+    let written = std::fs::read_dir(&man).expect("dir").count();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("{written} man page(s)")), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // A path that cannot be a directory: a clear error, exit 1, nothing else touched.
+    std::fs::write(dir.path().join("file"), "x").expect("write");
+    let o = command(dir.path(), &[]).args(["man", "file/sub"]).output().expect("man");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot create file/sub"), "{}", String::from_utf8_lossy(&o.stderr));
+}
