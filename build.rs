@@ -27,6 +27,6 @@ fn main() {
         }
     }
     if let Some(commit) = given.or_else(|| git(&["rev-parse", "--short=12", "HEAD"])) {
-        println!("cargo:rustc-env=AGENT_RUNTIME_GIT_COMMIT={commit}");
+        println!("cargo:rustc-env=BUILT_FROM_GIT_COMMIT={commit}");
     }
 }

@@ -208,7 +208,7 @@ fn version(json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&serde_json::json!({
             "version": crate::VERSION,
-            "git_commit": option_env!("AGENT_RUNTIME_GIT_COMMIT"),
+            "git_commit": option_env!("BUILT_FROM_GIT_COMMIT"),
             "schema_version": crate::store::SCHEMA_VERSION,
             "features": BUILT_IN,
         }));
