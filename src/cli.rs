@@ -232,8 +232,13 @@ fn man(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve() -> anyhow::Result<ExitCode> {
-    let config = match Config::load() {
-        Ok(c) => c,
+    let config = match Config::load_with_warnings() {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                tracing::warn!(variable = %w.variable, "{}", w.message);
+            }
+            c
+        }
         Err(e) => {
             eprintln!("agent-runtime: {e}\nRun `agent-runtime config check` for the full picture.");
             return Ok(ExitCode::from(EXIT_CONFIG));

@@ -189,7 +189,7 @@ pub struct OrchestratorConfig {
 }
 
 /// Which LLM API to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions (`openai`, `z.ai`, `local`, `ollama`).
     OpenAi,
@@ -251,6 +251,13 @@ impl ToolMode {
             Self::Native => "native",
             Self::Text => "text",
         }
+    }
+}
+
+// `config check` shows a default through `Debug`: as the operator writes it.
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -427,9 +434,16 @@ pub enum ConfigError {
 impl Config {
     /// Reads the process environment and `.env`, and fails on any error.
     pub fn load() -> Result<Config, ConfigError> {
+        Self::load_with_warnings().map(|(config, _)| config)
+    }
+
+    /// Like [`Config::load`], also returning the warnings (unknown
+    /// variables with a did-you-mean, superseded ones) for `serve` to log:
+    /// the same findings `config check` prints.
+    pub fn load_with_warnings() -> Result<(Config, Vec<Problem>), ConfigError> {
         let loaded = Self::read(&EnvSource::load()?);
         let errors: Vec<Problem> = loaded.errors().cloned().collect();
-        if errors.is_empty() { Ok(loaded.config) } else { Err(ConfigError::Invalid(errors)) }
+        if errors.is_empty() { Ok((loaded.config, loaded.problems)) } else { Err(ConfigError::Invalid(errors)) }
     }
 
     /// Reads every variable from `src`, collecting all problems.
@@ -503,7 +517,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         soul_context_rel: r.string("AGENT_RUNTIME_SOUL_CONTEXT_REL_PATH", "context/agents/{context_id}/SOUL.md"),
     };
     let notify = NotifyConfig {
-        policy: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_POLICY", NotifyPolicy::Both, policy),
+        policy: r.parsed_as("AGENT_RUNTIME_TASK_NOTIFY_POLICY", NotifyPolicy::Both, NotifyPolicy::Both.as_str(), policy),
         success: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_SUCCESS_POLICY", None, |s| policy(s).map(Some)),
         failure: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_FAILURE_POLICY", None, |s| policy(s).map(Some)),
     };

@@ -92,3 +92,30 @@ fn version_json_names_the_schema_and_man_writes_a_page_per_subcommand() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot create file/sub"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_unknown_variables_with_a_suggestion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into()), ("AGENT_RUNTIME_LLM_MODLE", "x".into())]).await;
+    d.terminate().await;
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains("AGENT_RUNTIME_LLM_MODLE")).unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(line.contains("WARN") && line.contains("did you mean AGENT_RUNTIME_LLM_MODEL?"), "{line}");
+    assert!(!log.contains("variable=AGENT_RUNTIME_LOG "), "AGENT_RUNTIME_LOG is read, not unknown:\n{log}");
+
+    // `config check` shows what the operator typed, each variable once.
+    let o = command(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "openai".into()), ("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", "member".into())])
+        .args(["config", "check"])
+        .output()
+        .expect("check");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let value = |name: &str| {
+        let lines: Vec<&str> = out.lines().filter(|l| l.split_whitespace().next() == Some(name)).collect();
+        assert_eq!(lines.len(), 1, "{name}:\n{out}");
+        lines[0].split(" = ").nth(1).and_then(|v| v.split("  [").next()).unwrap_or_default().to_string()
+    };
+    assert_eq!(value("AGENT_RUNTIME_LLM_PROVIDER"), "openai");
+    assert_eq!(value("AGENT_RUNTIME_GATEWAY_GUEST_ROLE"), "member");
+    assert_eq!(value("AGENT_RUNTIME_EMAIL_CA_FILE"), "(unset)");
+    assert_eq!(value("AGENT_RUNTIME_SMTP_TLS"), "starttls");
+}
