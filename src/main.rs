@@ -36,6 +36,11 @@ fn main() -> ExitCode {
         let _ = agent_runtime::memory::tune_allocator();
     }
     if matches!(cli.command, agent_runtime::cli::Cmd::Serve) {
+        // Everything `serve` creates is the operator's alone, like the PKI:
+        // the database (SQLite gives -wal/-shm the database's mode), chat
+        // logs, workspaces, staged attachments, the index, serve.json.
+        // Files 0600 and directories 0700 whatever umask was inherited.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         // Before any thread: may restart the process with the malloc settings.
         // The data directory's lock is taken after it (`runtime::run`): std
         // opens files close-on-exec, so a lock taken before would not survive.

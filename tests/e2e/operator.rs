@@ -119,3 +119,50 @@ async fn serve_logs_unknown_variables_with_a_suggestion() {
     assert_eq!(value("AGENT_RUNTIME_EMAIL_CA_FILE"), "(unset)");
     assert_eq!(value("AGENT_RUNTIME_SMTP_TLS"), "starttls");
 }
+
+/// Every file and directory under `root` with any group or other permission bit.
+fn shared_paths(root: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).expect("stat");
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            out.push(format!("{} {mode:o}", p.display()));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).expect("read_dir").map(|e| e.expect("entry").path()));
+        }
+    }
+    out
+}
+
+// Issue 19: the database, chat logs and workspaces were created 0644/0755
+// (the runner's umask); only the PKI was private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_the_daemon_creates_is_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
+    assert!(d.chat("/help").await.contains("/task"));
+    let data = d.data();
+    let names: Vec<String> = walk_names(&data);
+    for must in ["meta.sqlite", "meta.sqlite-wal", "meta.sqlite-shm", "workspaces"] {
+        assert!(names.iter().any(|n| n.ends_with(must)), "{must} not created: {names:?}");
+    }
+    assert!(names.iter().any(|n| n.contains("workspaces/") && n.ends_with(".md")), "no chat log: {names:?}");
+    let shared = shared_paths(&data);
+    assert!(shared.is_empty(), "readable by others: {shared:?}");
+}
+
+fn walk_names(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        out.push(p.strip_prefix(root).unwrap_or(&p).display().to_string());
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).expect("read_dir").map(|e| e.expect("entry").path()));
+        }
+    }
+    out
+}
