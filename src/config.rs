@@ -138,6 +138,11 @@ pub struct HttpConfig {
     /// that signs admin client certificates and the server's certificate
     /// and key. Unset: the local PKI under `<data>/pki`, created on first start.
     pub tls_files: Option<TlsFiles>,
+    /// `AGENT_RUNTIME_TLS_SANS` (default none): more names (DNS names or IP
+    /// addresses, comma-separated) for the local PKI's server certificate,
+    /// to serve off loopback; a missing one reissues the server certificate
+    /// at start (same CA).
+    pub tls_sans: Vec<String>,
     /// `AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS` (default 10).
     pub handshake_timeout: Duration,
     /// `AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS` (default 256): authenticated
@@ -491,6 +496,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         max_body_bytes: r.int("AGENT_RUNTIME_HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20) as usize,
         plain_http: r.bool("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", false),
         tls_files,
+        tls_sans: r.parsed("AGENT_RUNTIME_TLS_SANS", Vec::new(), parse_sans),
         handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
         max_connections: r.int("AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS", 256, 1, 65_536) as usize,
         max_handshakes: r.int("AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES", 64, 1, 4096) as usize,
@@ -598,6 +604,15 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         agent: agent::read(r),
         log: log::read(r),
     }
+}
+
+/// Comma-separated names for the server certificate, each checked.
+fn parse_sans(raw: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
+    for n in &names {
+        crate::pki::valid_san(n)?;
+    }
+    Ok(names)
 }
 
 /// Comma-separated workspace-relative globs (checked; kept as typed for `config check`).

@@ -12,9 +12,16 @@ use std::process::ExitCode;
 /// PKI subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PkiCmd {
-    /// Create the CA, the server certificate (localhost, 127.0.0.1, ::1) and
-    /// the local-admin client certificate, unless a CA exists.
-    Init,
+    /// Create the CA, the server certificate (localhost, 127.0.0.1, ::1 and
+    /// every --san) and the local-admin client certificate, unless a CA
+    /// exists; with --san on an existing PKI, reissue the server certificate
+    /// (same CA) when a name is missing.
+    Init {
+        /// Another name for the server certificate, to serve off loopback: a
+        /// DNS name or an IP address (repeatable; see also AGENT_RUNTIME_TLS_SANS).
+        #[arg(long = "san", value_name = "NAME|IP")]
+        sans: Vec<String>,
+    },
     /// Issue a client certificate for an admin (CN = name, OU = role).
     IssueClient {
         /// The admin's name (1-64 of A-Z a-z 0-9 . _ -); also the file name.
@@ -34,21 +41,38 @@ pub enum PkiCmd {
     },
 }
 
+/// `pki init [--san ...]`: every name is checked before anything is written.
+fn init(dir: &PkiDir, sans: &[String]) -> anyhow::Result<()> {
+    for name in sans {
+        pki::valid_san(name).map_err(|e| anyhow::anyhow!("--san: {e}; nothing changed"))?;
+    }
+    let outcome = pki::init(dir)?;
+    let added = pki::ensure_server_names(dir, sans)?;
+    let names = pki::server_names(&dir.server_cert())?.join(", ");
+    match outcome {
+        InitOutcome::Created => {
+            let (cert, key) = dir.client(pki::LOCAL_ADMIN);
+            outln!("Created the PKI in {}:", dir.dir.display());
+            outln!("  CA:      {}", dir.ca_cert().display());
+            outln!("  server:  {} ({names})", dir.server_cert().display());
+            outln!("  client:  {} + {} (local-admin, overlord)", cert.display(), key.display());
+        }
+        InitOutcome::Existing if added.is_empty() => outln!("A CA exists already in {}; nothing changed.", dir.dir.display()),
+        InitOutcome::Existing => {
+            outln!("A CA exists already in {}; reissued the server certificate with {}:", dir.dir.display(), added.join(", "));
+            outln!("  server:  {} ({names})", dir.server_cert().display());
+            outln!("Restart the daemon or send it SIGHUP to use it; clients keep trusting the same CA.");
+        }
+    }
+    Ok(())
+}
+
 /// Runs a PKI subcommand against the configured data dir.
 pub fn run(cmd: PkiCmd) -> anyhow::Result<ExitCode> {
     let loaded = Config::read(&crate::config::EnvSource::load()?);
     let dir = PkiDir::new(loaded.config.paths.pki_dir());
     match cmd {
-        PkiCmd::Init => match pki::init(&dir)? {
-            InitOutcome::Created => {
-                let (cert, key) = dir.client(pki::LOCAL_ADMIN);
-                outln!("Created the PKI in {}:", dir.dir.display());
-                outln!("  CA:      {}", dir.ca_cert().display());
-                outln!("  server:  {} (localhost, 127.0.0.1, ::1)", dir.server_cert().display());
-                outln!("  client:  {} + {} (local-admin, overlord)", cert.display(), key.display());
-            }
-            InitOutcome::Existing => outln!("A CA exists already in {}; nothing changed.", dir.dir.display()),
-        },
+        PkiCmd::Init { sans } => init(&dir, &sans)?,
         PkiCmd::IssueClient { name, role, days } => {
             let role =
                 Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role:?} (overlord, admin, operator, member or viewer)"))?;

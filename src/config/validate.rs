@@ -75,6 +75,13 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
             }
         }
     }
+    if http.tls_files.is_some() && !http.tls_sans.is_empty() {
+        r.problem(
+            Severity::Warning,
+            "AGENT_RUNTIME_TLS_SANS",
+            "ignored: the server certificate is AGENT_RUNTIME_ADMIN_TLS_SERVER_CERT_FILE, not the local PKI's; put the names in that certificate",
+        );
+    }
     if config.orchestrator.retry_base > config.orchestrator.retry_max {
         r.problem(Severity::Error, "AGENT_RUNTIME_TASK_RETRY_BASE_SECONDS", "must not exceed AGENT_RUNTIME_TASK_RETRY_MAX_SECONDS");
     }

@@ -166,3 +166,89 @@ fn walk_names(root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+// Issue 19: every TLS failure read "cannot reach agent-runtime ... (is `agent-runtime serve` running?)".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_tls_failures_instead_of_calling_the_daemon_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every address: the local CLI still finds it over loopback (serve.json), 127.0.0.2 is not in the certificate.
+    let d =
+        Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into()), ("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:0".into())]).await;
+    let port = d.base.rsplit(':').next().expect("port").to_string();
+    assert!(d.base.starts_with("https://127.0.0.1:"), "{}", d.base);
+    let other = tempfile::tempdir().expect("tempdir");
+    let o = command(other.path(), &[]).args(["pki", "init"]).output().expect("pki init");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let opki = other.path().join("data/pki");
+    let run = |args: &[&str]| {
+        let o = command(dir.path(), &[]).args(args).output().expect("run");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let ok = command(dir.path(), &[]).args(["task", "list"]).output().expect("run");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let err = run(&["--ca", opki.join("ca.pem").to_str().expect("utf-8"), "task", "list"]);
+    assert!(err.contains("TLS with agent-runtime") && err.contains("unknown CA") && !err.contains("serve` running"), "{err}");
+    let err = run(&["--api-url", &format!("https://127.0.0.2:{port}"), "task", "list"]);
+    assert!(err.contains("not valid for 127.0.0.2") && err.contains("name mismatch") && !err.contains("serve` running"), "{err}");
+    let (cert, key) = (opki.join("clients/local-admin.pem"), opki.join("clients/local-admin-key.pem"));
+    let err = run(&["--cert", cert.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8"), "task", "list"]);
+    assert!(err.contains("refused this client's certificate") && !err.contains("serve` running"), "{err}");
+    // Bound to every address with a loopback-only certificate: said at start.
+    assert!(d.log().contains("listening on every address, but the server certificate names only loopback"), "{}", d.log());
+    // Nobody listening is still "cannot reach".
+    let err = run(&["--api-url", "https://127.0.0.1:9", "task", "list"]);
+    assert!(err.contains("cannot reach agent-runtime"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_added_to_the_server_certificate_let_clients_connect_off_loopback() {
+    // `pki init --san`: a bad name changes nothing; good ones are in the certificate.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = command(dir.path(), &[]).args(["pki", "init", "--san", "agent.example.com", "--san", "not a name"]).output().expect("init");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--san: \"not a name\" is neither an IP address nor a DNS name; nothing changed"));
+    assert!(!dir.path().join("data/pki").exists(), "nothing created");
+    let o = command(dir.path(), &[]).args(["pki", "init", "--san", "agent.example.com", "--san", "192.0.2.7"]).output().expect("init");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cert = dir.path().join("data/pki/server.pem");
+    let names = agent_runtime::pki::server_names(&cert).expect("names");
+    for n in ["localhost", "127.0.0.1", "::1", "agent.example.com", "192.0.2.7"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
+    }
+    let ca = std::fs::read(dir.path().join("data/pki/ca.pem")).expect("ca");
+
+    // AGENT_RUNTIME_TLS_SANS at start: the server certificate is reissued by the same CA; a client reaching
+    // the daemon by the added address passes the name check.
+    let d = Daemon::start(
+        dir.path(),
+        &[
+            ("AGENT_RUNTIME_LLM_PROVIDER", "none".into()),
+            ("AGENT_RUNTIME_HTTP_ADDR", "0.0.0.0:0".into()),
+            ("AGENT_RUNTIME_TLS_SANS", "127.0.0.2, agent.example.com".into()),
+        ],
+    )
+    .await;
+    assert_eq!(std::fs::read(dir.path().join("data/pki/ca.pem")).expect("ca"), ca, "same CA");
+    let names = agent_runtime::pki::server_names(&cert).expect("names");
+    assert!(names.iter().any(|x| x == "127.0.0.2") && names.iter().any(|x| x == "192.0.2.7"), "{names:?}");
+    let log = d.log();
+    assert!(log.contains("reissued the server certificate") && !log.contains("names only loopback"), "{log}");
+    let port = d.base.rsplit(':').next().expect("port").to_string();
+    let o = command(dir.path(), &[]).args(["--api-url", &format!("https://127.0.0.2:{port}"), "task", "list"]).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A bad name in the variable: serve refuses to start, naming it.
+    let o = command(dir.path(), &[("AGENT_RUNTIME_TLS_SANS", "ok.example,bad name".into())])
+        .arg("config")
+        .arg("check")
+        .output()
+        .expect("check");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("error: AGENT_RUNTIME_TLS_SANS: \"bad name\" is neither"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
