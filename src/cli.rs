@@ -82,7 +82,7 @@ pub enum Cmd {
     /// List, show, create and cancel tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
-    /// List, show, approve and deny sensitive action requests.
+    /// List, show, propose, approve and deny sensitive action requests.
     #[command(subcommand)]
     Approval(approval::ApprovalCmd),
     /// Start, look up, approve and deny pairing requests (linking chat identities to users).
@@ -285,6 +285,15 @@ fn print_list(v: &serde_json::Value, json: bool, key: &str, header: &str, noun: 
             outln!("more: {flag} {next}");
         }
     }
+}
+
+/// An id as one URL path segment: anything but letters, digits and `-_.~`
+/// percent-encoded, so `task show a/b` reaches the task route and gets "not
+/// a valid task id" rather than "no such endpoint".
+fn seg(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 /// Prints `label` and a string field of an API object, when it is present.

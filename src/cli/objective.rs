@@ -214,7 +214,7 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
             });
         }
         ObjectiveCmd::Show { id, json } => {
-            let v: Value = client.get(&format!("/api/v1/objectives/{id}"), &[]).await?;
+            let v: Value = client.get(&format!("/api/v1/objectives/{}", super::seg(&id)), &[]).await?;
             if json { print_json(&v) } else { print_objective(&v) }
         }
         ObjectiveCmd::Create { context_id, title, prompt, cron, event, filter, at, catch_up, timezone, paused, json } => {
@@ -284,7 +284,7 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
         ObjectiveCmd::Runs { id, limit, before, json } => {
             let mut q = vec![("limit", limit.to_string())];
             q.extend(before.map(|b| ("before", b.to_string())));
-            let v: Value = client.get(&format!("/api/v1/objectives/{id}/runs"), &q).await?;
+            let v: Value = client.get(&format!("/api/v1/objectives/{}/runs", super::seg(&id)), &q).await?;
             let header = format!(
                 "{:<8}  {:<20}  {:<9}  {:<10}  {:>9}  {:<40}  ERROR / PATH",
                 "RUN", "SCHEDULED", "TRIGGER", "OUTCOME", "MS", "TASK"
@@ -303,7 +303,7 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
             });
         }
         ObjectiveCmd::Run { id } => {
-            let v: Value = client.post(&format!("/api/v1/objectives/{id}/run"), &json!({})).await?;
+            let v: Value = client.post(&format!("/api/v1/objectives/{}/run", super::seg(&id)), &json!({})).await?;
             outln!("Objective {} fired now: task {}.", s(&v, "objective_id"), s(&v, "task_id"));
         }
     }

@@ -111,7 +111,7 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             });
         }
         TaskCmd::Show { id, json } => {
-            let v: Value = client.get(&format!("/api/v1/tasks/{id}"), &[]).await?;
+            let v: Value = client.get(&format!("/api/v1/tasks/{}", super::seg(&id)), &[]).await?;
             if json {
                 print_json(&v);
             } else {
@@ -153,7 +153,7 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             }
         }
         TaskCmd::Retry { id, json } => {
-            let v: Value = client.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await?;
+            let v: Value = client.post(&format!("/api/v1/tasks/{}/retry", super::seg(&id)), &json!({})).await?;
             if json {
                 print_json(&v);
             } else {
@@ -161,7 +161,7 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             }
         }
         TaskCmd::Cancel { id, json } => {
-            let v: Value = client.post(&format!("/api/v1/tasks/{id}/cancel"), &json!({})).await?;
+            let v: Value = client.post(&format!("/api/v1/tasks/{}/cancel", super::seg(&id)), &json!({})).await?;
             if json {
                 print_json(&v);
             } else if s(&v, "outcome") == "canceled" {

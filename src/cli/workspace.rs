@@ -84,7 +84,7 @@ pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCod
             });
         }
         WorkspaceCmd::Show { id, json } => {
-            let v: Value = client.get(&format!("/api/v1/workspaces/{id}"), &[]).await?;
+            let v: Value = client.get(&format!("/api/v1/workspaces/{}", super::seg(&id)), &[]).await?;
             if json {
                 print_json(&v);
             } else {
@@ -112,7 +112,8 @@ pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCod
             }
         }
         WorkspaceCmd::Admin { context_id, state } => {
-            let v: Value = client.post(&format!("/api/v1/contexts/{context_id}/admin"), &json!({"admin": state == "on"})).await?;
+            let v: Value =
+                client.post(&format!("/api/v1/contexts/{}/admin", super::seg(&context_id)), &json!({"admin": state == "on"})).await?;
             let now = if v["is_admin"].as_bool() == Some(true) { "is now an admin channel" } else { "is no longer an admin channel" };
             outln!("Context {} ({}/{}) {now}.", s(&v, "id"), s(&v, "connector"), s(&v, "external_id"));
         }
@@ -160,7 +161,7 @@ pub async fn run_context(client: ApiClient, cmd: ContextCmd) -> anyhow::Result<E
         }
         ContextCmd::Show { context_id, message, role, json } => {
             let q = vec![("message", message), ("role", role)];
-            let v: Value = client.get(&format!("/api/v1/contexts/{context_id}/prompt"), &q).await?;
+            let v: Value = client.get(&format!("/api/v1/contexts/{}/prompt", super::seg(&context_id)), &q).await?;
             if json {
                 print_json(&v);
                 return Ok(ExitCode::SUCCESS);

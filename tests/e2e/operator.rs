@@ -252,3 +252,72 @@ async fn names_added_to_the_server_certificate_let_clients_connect_off_loopback(
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+// Issue 19: `task show 01a2` was a 404 while `/cancel 01a2` worked, and a malformed id read "no such endpoint".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_id_verb_takes_a_unique_prefix_and_a_malformed_id_is_named() {
+    // One worker held by a model call that never answers: the second task stays queued.
+    let llm = crate::support::llm::FakeLlm::start().await;
+    llm.push([crate::support::llm::Step::Stall]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("AGENT_RUNTIME_LLM_BASE_URL", llm.base_url.clone()), ("AGENT_RUNTIME_DEFAULT_CONCURRENCY", "1".into())];
+    let d = Daemon::start(dir.path(), &env).await;
+    let cli = |args: &[&str]| command(dir.path(), &[]).args(args).output().expect("run");
+    let out = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let create = |title: &str| {
+        let o = cli(&["task", "create", title, "--json"]);
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["task"]["id"].as_str().expect("id").to_string()
+    };
+    let a = create("first");
+    llm.wait_for_requests(1, std::time::Duration::from_secs(10)).await;
+    let b = create("second");
+    // UUID v7: tasks made in the same second share their first hex digits.
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    assert!(common >= 4, "{a} {b}");
+
+    let unique = &b[..common + 1];
+    let o = cli(&["task", "show", unique]);
+    assert!(o.status.success() && out(&o).contains(&b) && out(&o).contains("queued"), "{}", out(&o));
+    let o = cli(&["task", "cancel", unique]);
+    assert!(o.status.success() && out(&o).contains("canceled"), "{}", out(&o));
+    let o = cli(&["task", "retry", unique]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    let o = cli(&["task", "show", &a[..common]]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).contains(&format!("{} matches 2 tasks; give more of the id (HTTP 409)", &a[..common])), "{}", out(&o));
+    for bad in ["abc", "a/b", "zzzz-not-hex", "../../metrics"] {
+        let o = cli(&["task", "show", bad]);
+        assert!(out(&o).contains("not a valid task id") && !out(&o).contains("no such endpoint"), "{bad}: {}", out(&o));
+    }
+    let o = cli(&["task", "show", "ffffffff"]);
+    assert!(out(&o).contains("no task ffffffff (HTTP 404)"), "{}", out(&o));
+
+    // `approval propose`: the certificate's own request; then show and approve by prefix.
+    let o = cli(&["approval", "propose", "webhook", "http://127.0.0.1:9/hook", "--summary", "ping", "--payload", "[1]"]);
+    assert!(!o.status.success() && out(&o).contains("--payload must be a JSON object; nothing proposed"), "{}", out(&o));
+    let o = cli(&[
+        "approval",
+        "propose",
+        "webhook",
+        "http://127.0.0.1:9/hook",
+        "--summary",
+        "ping the hook",
+        "--payload",
+        r#"{"n": 1}"#,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let id = v["id"].as_str().expect("id").to_string();
+    assert_eq!((v["status"].as_str(), v["requester"].as_str()), (Some("pending"), Some("cert:local-admin")), "{v}");
+    let o = cli(&["approval", "show", &id[..10]]);
+    assert!(o.status.success() && out(&o).contains(&id) && out(&o).contains("ping the hook"), "{}", out(&o));
+    let o = cli(&["approval", "show", "act_xyz!"]);
+    assert!(out(&o).contains("not a valid approval id"), "{}", out(&o));
+    let o = cli(&["approval", "deny", &id[4..12], "--reason", "not now"]);
+    assert!(o.status.success() && out(&o).contains(&format!("Denied {id}")), "{}", out(&o));
+    drop(d);
+}
