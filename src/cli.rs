@@ -57,8 +57,9 @@ pub struct Cli {
 /// How client verbs reach the daemon.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
-    /// Admin API base URL for client commands (default: the address of the
-    /// local `serve`, recorded in its data dir, else http://127.0.0.1:8080).
+    /// Admin API base URL for client commands (default: the URL the local
+    /// `serve` recorded in its data dir, else https://<AGENT_RUNTIME_HTTP_ADDR>,
+    /// i.e. https://127.0.0.1:8080; http:// with AGENT_RUNTIME_ADMIN_PLAIN_HTTP).
     #[arg(long, global = true, env = "AGENT_RUNTIME_ADMIN_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
     /// Client certificate for the admin API (default: <data>/pki/clients/local-admin.pem).
@@ -108,9 +109,9 @@ pub enum Cmd {
     Tui(crate::tui::TuiArgs),
     /// The event log (task, approval, message, pairing, objective and health changes); --follow streams it live.
     Events(events::EventsArgs),
-    /// Component health (the heartbeat); exits 1 unless everything is healthy.
+    /// Component health (the heartbeat); exits 1 unless everything is healthy (with --json too).
     Health {
-        /// Print JSON.
+        /// Print JSON (the exit status is the same).
         #[arg(long)]
         json: bool,
     },

@@ -126,9 +126,11 @@ async fn follow(client: &ApiClient, types: &[(&str, String)], last: &mut i64, js
 /// `agent-runtime health`: the heartbeat.
 pub async fn health(client: ApiClient, json: bool) -> anyhow::Result<ExitCode> {
     let v: Value = client.get("/api/v1/heartbeat", &[]).await?;
+    // The same status with --json: scripts read the JSON and branch on the exit code.
+    let status = if v["overall"] == "healthy" { ExitCode::SUCCESS } else { ExitCode::from(1) };
     if json {
         print_json(&v);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status);
     }
     outln!("overall: {}", v["overall"].as_str().unwrap_or("-"));
     outln!("{:<22}  {:<9}  {:<20}  DETAIL", "COMPONENT", "STATE", "LAST BEAT");
@@ -137,6 +139,5 @@ pub async fn health(client: ApiClient, json: bool) -> anyhow::Result<ExitCode> {
         let detail = c["error"].as_str().or(c["message"].as_str()).unwrap_or("");
         outln!("{:<22}  {:<9}  {:<20}  {detail}", c["name"].as_str().unwrap_or("-"), c["state"].as_str().unwrap_or("-"), beat);
     }
-    let healthy = v["overall"] == "healthy";
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(status)
 }
