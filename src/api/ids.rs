@@ -1,8 +1,8 @@
 //! Ids in API paths: a full id or a unique prefix of at least four
 //! characters, the rule chat's `/cancel` and `/approve` follow. The shape is
-//! checked first: a malformed id is 400 "not a valid ... id", never a 404
-//! that reads like a wrong endpoint; an ambiguous prefix is 409 saying how
-//! many match.
+//! checked first: a malformed id is 404 "not a valid ... id", never the
+//! "no such endpoint" of a wrong path; an ambiguous prefix is 409 saying
+//! how many match.
 
 use super::ApiState;
 use super::error::ApiError;
@@ -14,8 +14,10 @@ const MIN_PREFIX: usize = 4;
 /// How many matches an ambiguous prefix reports exactly.
 const COUNT_UP_TO: u32 = 10;
 
+// 404 like an unknown id (every `{id}` route answers an id that names
+// nothing the same way), with a message that says why.
 fn invalid(kind: &str, raw: &str, shape: &str) -> ApiError {
-    ApiError::bad_request(format!("not a valid {kind} id: {raw:?} ({shape}, or a unique prefix of at least {MIN_PREFIX} characters)"))
+    ApiError::not_found(format!("not a valid {kind} id: {raw:?} ({shape}, or a unique prefix of at least {MIN_PREFIX} characters)"))
 }
 
 fn pick<T>(mut found: Vec<T>, kind: &str, raw: &str) -> Result<T, ApiError> {
