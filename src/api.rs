@@ -8,6 +8,7 @@ mod chat;
 mod error;
 mod events;
 mod guard;
+mod ids;
 mod intake;
 mod layers;
 mod objectives;

@@ -1,7 +1,24 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
 //! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `agent`, `pki`,
-//! `config check`, `version`, `completions`. Everything but `serve`, `pki`
+//! `config check`, `version`, `man`, `completions`. Everything but `serve`, `pki`
 //! and `config` talks to a running daemon through its API.
+
+/// `println!` that ends the process quietly when stdout's reader went away (`out.rs`).
+macro_rules! outln {
+    () => {
+        $crate::cli::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` that ends the process quietly when stdout's reader went away (`out.rs`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::out::text(format_args!($($arg)*))
+    };
+}
 
 mod agent;
 pub use agent::budget_lines;
@@ -10,6 +27,7 @@ mod chat;
 mod config_check;
 mod events;
 mod objective;
+pub mod out;
 mod pairing;
 mod pki;
 mod report;
@@ -39,8 +57,9 @@ pub struct Cli {
 /// How client verbs reach the daemon.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
-    /// Admin API base URL for client commands (default: the address of the
-    /// local `serve`, recorded in its data dir, else http://127.0.0.1:8080).
+    /// Admin API base URL for client commands (default: the URL the local
+    /// `serve` recorded in its data dir, else https://<AGENT_RUNTIME_HTTP_ADDR>,
+    /// i.e. https://127.0.0.1:8080; http:// with AGENT_RUNTIME_ADMIN_PLAIN_HTTP).
     #[arg(long, global = true, env = "AGENT_RUNTIME_ADMIN_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
     /// Client certificate for the admin API (default: <data>/pki/clients/local-admin.pem).
@@ -64,7 +83,7 @@ pub enum Cmd {
     /// List, show, create and cancel tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
-    /// List, show, approve and deny sensitive action requests.
+    /// List, show, propose, approve and deny sensitive action requests.
     #[command(subcommand)]
     Approval(approval::ApprovalCmd),
     /// Start, look up, approve and deny pairing requests (linking chat identities to users).
@@ -90,9 +109,9 @@ pub enum Cmd {
     Tui(crate::tui::TuiArgs),
     /// The event log (task, approval, message, pairing, objective and health changes); --follow streams it live.
     Events(events::EventsArgs),
-    /// Component health (the heartbeat); exits 1 unless everything is healthy.
+    /// Component health (the heartbeat); exits 1 unless everything is healthy (with --json too).
     Health {
-        /// Print JSON.
+        /// Print JSON (the exit status is the same).
         #[arg(long)]
         json: bool,
     },
@@ -117,8 +136,17 @@ pub enum Cmd {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
-    /// Print the version.
-    Version,
+    /// Print the version; --json adds the git commit, the database schema version and the built-in features.
+    Version {
+        /// Print JSON: version, git_commit (null when built without git), schema_version, features.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write man pages into DIR: agent-runtime.1 and one page per subcommand (agent-runtime-task-list.1, ...).
+    Man {
+        /// The directory (created if missing), e.g. /usr/local/share/man/man1.
+        dir: std::path::PathBuf,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -140,12 +168,13 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Version => {
-            println!("agent-runtime {}", crate::VERSION);
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Version { json } => version(json),
+        Cmd::Man { dir } => man(&dir),
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "agent-runtime", &mut std::io::stdout());
+            // Into memory first: the generator panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "agent-runtime", &mut script);
+            out::bytes(&script);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
@@ -170,9 +199,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What this binary is built with, for `version --json`: the chat doors,
+/// model APIs and admin features compiled in (there are no Cargo features;
+/// each is always present and turned on by configuration).
+const BUILT_IN: &[&str] =
+    &["telegram", "discord", "email-imap", "email-smtp", "openai", "anthropic", "admin-mtls", "retrieval", "tui", "log-json"];
+
+fn version(json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(&serde_json::json!({
+            "version": crate::VERSION,
+            "git_commit": option_env!("BUILT_FROM_GIT_COMMIT"),
+            "schema_version": crate::store::SCHEMA_VERSION,
+            "features": BUILT_IN,
+        }));
+    } else {
+        outln!("agent-runtime {}", crate::VERSION);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+    // The pages clap_mangen writes: the command and every visible subcommand, recursively.
+    fn pages(cmd: &clap::Command) -> usize {
+        1 + cmd.get_subcommands().filter(|c| !c.is_hide_set() && c.get_name() != "help").map(pages).sum::<usize>()
+    }
+    let pages = pages(&Cli::command());
+    outln!("{pages} man page(s) in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn serve() -> anyhow::Result<ExitCode> {
-    let config = match Config::load() {
-        Ok(c) => c,
+    let config = match Config::load_with_warnings() {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                tracing::warn!(variable = %w.variable, "{}", w.message);
+            }
+            c
+        }
         Err(e) => {
             eprintln!("agent-runtime: {e}\nRun `agent-runtime config check` for the full picture.");
             return Ok(ExitCode::from(EXIT_CONFIG));
@@ -198,7 +265,7 @@ fn client(conn: &Conn) -> anyhow::Result<ApiClient> {
 
 /// Prints `value` as pretty JSON.
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// Prints a list answer: the whole JSON with `--json`; else `header`, one
@@ -209,22 +276,31 @@ fn print_list(v: &serde_json::Value, json: bool, key: &str, header: &str, noun: 
         return print_json(v);
     }
     let items = v[key].as_array().map(Vec::as_slice).unwrap_or_default();
-    println!("{header}");
+    outln!("{header}");
     for item in items {
-        println!("{}", row(item));
+        outln!("{}", row(item));
     }
-    println!("{} {noun}(s)", items.len());
+    outln!("{} {noun}(s)", items.len());
     for (field, flag) in [("next_before", "--before"), ("next_after", "--after")] {
         if let Some(next) = v[field].as_str().map(str::to_string).or_else(|| v[field].as_i64().map(|n| n.to_string())) {
-            println!("more: {flag} {next}");
+            outln!("more: {flag} {next}");
         }
     }
+}
+
+/// An id as one URL path segment: anything but letters, digits and `-_.~`
+/// percent-encoded, so `task show a/b` reaches the task route and gets "not
+/// a valid task id" rather than "no such endpoint".
+fn seg(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 /// Prints `label` and a string field of an API object, when it is present.
 fn print_if(label: &str, v: &serde_json::Value, key: &str) {
     if let Some(x) = v.get(key).and_then(serde_json::Value::as_str) {
-        println!("{label}{x}");
+        outln!("{label}{x}");
     }
 }
 

@@ -24,6 +24,15 @@ pub enum ClientError {
         /// The cause.
         message: String,
     },
+    /// A daemon answered, but TLS failed: the reason named (which CA, which
+    /// name, whose certificate), not a guess that the daemon is down.
+    #[error("TLS with agent-runtime at {url} failed: {reason}")]
+    Tls {
+        /// The URL tried.
+        url: String,
+        /// What failed and what to change.
+        reason: String,
+    },
     /// The daemon answered with an error.
     #[error("{message} (HTTP {status})")]
     Api {
@@ -134,7 +143,12 @@ impl ApiClient {
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
             .and_then(|v| v.get("url")?.as_str().map(str::to_string));
         let scheme = if config.http.plain_http { "http" } else { "https" };
-        recorded.unwrap_or_else(|| format!("{scheme}://{}", config.http.addr))
+        // A daemon bound to every address is reached over loopback, a name its certificate has.
+        let mut addr = config.http.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        recorded.unwrap_or_else(|| format!("{scheme}://{addr}"))
     }
 
     /// The base URL in use.
@@ -143,9 +157,9 @@ impl ApiClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: String) -> Result<T, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| request_failed(&url, &e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let bytes = resp.bytes().await.map_err(|e| request_failed(&url, &e))?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -161,9 +175,9 @@ impl ApiClient {
     /// `GET {base}{path}` as text (`/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.get(&url).send().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let resp = self.http.get(&url).send().await.map_err(|e| request_failed(&url, &e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let bytes = resp.bytes().await.map_err(|e| request_failed(&url, &e))?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -177,7 +191,7 @@ impl ApiClient {
         if let Some(id) = last_id {
             req = req.header("last-event-id", id.to_string());
         }
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| request_failed(&url, &e))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(api_error(status, &resp.bytes().await.unwrap_or_default()));
@@ -199,4 +213,51 @@ fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
         .and_then(|v| v.get("error")?.as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     ClientError::Api { status: status.as_u16(), message }
+}
+
+/// A failed request as the error to show: a TLS failure named by its cause,
+/// anything else "cannot reach".
+fn request_failed(url: &str, e: &reqwest::Error) -> ClientError {
+    match tls_reason(e, url) {
+        Some(reason) => ClientError::Tls { url: url.to_string(), reason },
+        None => ClientError::Unreachable { url: url.to_string(), message: e.to_string() },
+    }
+}
+
+/// The TLS failure in `e`, said in the operator's terms. The rustls error
+/// sits some layers down (reqwest, hyper-util, an `io::Error`, whose
+/// `source()` skips it), so it is found by the name of its variant in the
+/// chain's `Debug` text, which every layer includes.
+fn tls_reason(e: &reqwest::Error, url: &str) -> Option<String> {
+    let chain = format!("{e:?}");
+    let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or(url);
+    let has = |words: &[&str]| words.iter().any(|w| chain.contains(w));
+    Some(if has(&["UnknownIssuer", "BadSignature"]) {
+        "the server's certificate is not signed by the CA this client trusts (unknown CA): pass the daemon's CA \
+         with --ca or AGENT_RUNTIME_ADMIN_SERVER_CA_FILE (the daemon's is <data>/pki/ca.pem)"
+            .to_string()
+    } else if has(&["NotValidForName"]) {
+        format!(
+            "the server's certificate is not valid for {host} (name mismatch): connect by a name it lists \
+             (`agent-runtime pki show`), or add this one with `pki init --san` or AGENT_RUNTIME_TLS_SANS and restart the daemon"
+        )
+    } else if has(&["InvalidCertificate(Expired"]) {
+        "the server's certificate has expired: renew it (docs/security.md) and restart or SIGHUP the daemon".to_string()
+    } else if has(&[
+        "AlertReceived(BadCertificate",
+        "AlertReceived(UnknownCA",
+        "AlertReceived(CertificateRequired",
+        "AlertReceived(CertificateUnknown",
+        "AlertReceived(CertificateExpired",
+        "AlertReceived(DecryptError",
+        "AlertReceived(AccessDenied",
+    ]) {
+        "the daemon refused this client's certificate (not issued by its CA, expired, or none): use one its CA issued \
+         (`agent-runtime pki issue-client`) with --cert/--key"
+            .to_string()
+    } else if has(&["InvalidCertificate(", "AlertReceived(", "PeerIncompatible", "InvalidMessage"]) {
+        format!("the TLS handshake failed: {chain}")
+    } else {
+        return None;
+    })
 }

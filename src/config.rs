@@ -5,6 +5,7 @@
 mod agent;
 mod connectors;
 mod gateway;
+mod log;
 mod reader;
 mod source;
 mod validate;
@@ -15,6 +16,7 @@ pub use source::{DotEnvError, ENV_FILE_VAR, EnvSource, Origin};
 use crate::domain::{NotifyPolicy, UnknownValue};
 pub use connectors::{ConnectorsConfig, DiscordConfig, EmailConfig, MailTls, SmtpConfig, TelegramConfig, is_loopback_host};
 pub use gateway::{ChannelRules, GatewayConfig};
+pub use log::{LogConfig, LogFormat};
 use reader::Reader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ pub struct Config {
     pub retrieval: crate::retrieval::RetrievalConfig,
     /// The agent's turn limits.
     pub agent: crate::agent::AgentLimits,
+    /// Logging.
+    pub log: LogConfig,
 }
 
 /// The scheduler that fires objectives, and the workspace watcher.
@@ -134,6 +138,11 @@ pub struct HttpConfig {
     /// that signs admin client certificates and the server's certificate
     /// and key. Unset: the local PKI under `<data>/pki`, created on first start.
     pub tls_files: Option<TlsFiles>,
+    /// `AGENT_RUNTIME_TLS_SANS` (default none): more names (DNS names or IP
+    /// addresses, comma-separated) for the local PKI's server certificate,
+    /// to serve off loopback; a missing one reissues the server certificate
+    /// at start (same CA).
+    pub tls_sans: Vec<String>,
     /// `AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS` (default 10).
     pub handshake_timeout: Duration,
     /// `AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS` (default 256): authenticated
@@ -185,7 +194,7 @@ pub struct OrchestratorConfig {
 }
 
 /// Which LLM API to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions (`openai`, `z.ai`, `local`, `ollama`).
     OpenAi,
@@ -247,6 +256,13 @@ impl ToolMode {
             Self::Native => "native",
             Self::Text => "text",
         }
+    }
+}
+
+// `config check` shows a default through `Debug`: as the operator writes it.
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -423,9 +439,16 @@ pub enum ConfigError {
 impl Config {
     /// Reads the process environment and `.env`, and fails on any error.
     pub fn load() -> Result<Config, ConfigError> {
+        Self::load_with_warnings().map(|(config, _)| config)
+    }
+
+    /// Like [`Config::load`], also returning the warnings (unknown
+    /// variables with a did-you-mean, superseded ones) for `serve` to log:
+    /// the same findings `config check` prints.
+    pub fn load_with_warnings() -> Result<(Config, Vec<Problem>), ConfigError> {
         let loaded = Self::read(&EnvSource::load()?);
         let errors: Vec<Problem> = loaded.errors().cloned().collect();
-        if errors.is_empty() { Ok(loaded.config) } else { Err(ConfigError::Invalid(errors)) }
+        if errors.is_empty() { Ok((loaded.config, loaded.problems)) } else { Err(ConfigError::Invalid(errors)) }
     }
 
     /// Reads every variable from `src`, collecting all problems.
@@ -473,6 +496,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         max_body_bytes: r.int("AGENT_RUNTIME_HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20) as usize,
         plain_http: r.bool("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", false),
         tls_files,
+        tls_sans: r.parsed("AGENT_RUNTIME_TLS_SANS", Vec::new(), parse_sans),
         handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
         max_connections: r.int("AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS", 256, 1, 65_536) as usize,
         max_handshakes: r.int("AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES", 64, 1, 4096) as usize,
@@ -499,7 +523,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         soul_context_rel: r.string("AGENT_RUNTIME_SOUL_CONTEXT_REL_PATH", "context/agents/{context_id}/SOUL.md"),
     };
     let notify = NotifyConfig {
-        policy: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_POLICY", NotifyPolicy::Both, policy),
+        policy: r.parsed_as("AGENT_RUNTIME_TASK_NOTIFY_POLICY", NotifyPolicy::Both, NotifyPolicy::Both.as_str(), policy),
         success: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_SUCCESS_POLICY", None, |s| policy(s).map(Some)),
         failure: r.parsed("AGENT_RUNTIME_TASK_NOTIFY_FAILURE_POLICY", None, |s| policy(s).map(Some)),
     };
@@ -578,7 +602,17 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         scheduler,
         retrieval,
         agent: agent::read(r),
+        log: log::read(r),
     }
+}
+
+/// Comma-separated names for the server certificate, each checked.
+fn parse_sans(raw: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
+    for n in &names {
+        crate::pki::valid_san(n)?;
+    }
+    Ok(names)
 }
 
 /// Comma-separated workspace-relative globs (checked; kept as typed for `config check`).

@@ -5,19 +5,26 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// Logs to stderr, filtered by `AGENT_RUNTIME_LOG` (else `RUST_LOG`, else
+/// `info`), as text or JSON lines (`AGENT_RUNTIME_LOG_FORMAT`). Read from the
+/// environment and `.env` like the rest of the configuration; a bad format is
+/// reported by `Config::load` (exit 2) right after, so text is used until then.
 fn init_logging() {
-    let filter = std::env::var("AGENT_RUNTIME_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_string());
+    let log = agent_runtime::config::EnvSource::load().map(|src| agent_runtime::config::Config::read(&src).config.log).ok();
+    let filter =
+        log.as_ref().and_then(|l| l.filter.clone()).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".to_string());
     let mut filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // async-imap traces every command it sends, `LOGIN user password` included: never below info.
     if let Ok(cap) = "async_imap=info".parse() {
         filter = filter.add_directive(cap);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if log.is_some_and(|l| l.format == agent_runtime::config::LogFormat::Json) {
+        // One object per line; span fields flattened into `spans` for shippers.
+        builder.json().with_current_span(false).with_span_list(true).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 fn main() -> ExitCode {
@@ -29,6 +36,11 @@ fn main() -> ExitCode {
         let _ = agent_runtime::memory::tune_allocator();
     }
     if matches!(cli.command, agent_runtime::cli::Cmd::Serve) {
+        // Everything `serve` creates is the operator's alone, like the PKI:
+        // the database (SQLite gives -wal/-shm the database's mode), chat
+        // logs, workspaces, staged attachments, the index, serve.json.
+        // Files 0600 and directories 0700 whatever umask was inherited.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         // Before any thread: may restart the process with the malloc settings.
         // The data directory's lock is taken after it (`runtime::run`): std
         // opens files close-on-exec, so a lock taken before would not survive.

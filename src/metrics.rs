@@ -85,6 +85,8 @@ pub struct Metrics {
     objectives: Mutex<ObjectiveStats>,
     /// Retrieval searches answered (their latency) and files indexed.
     retrieval: Mutex<RetrievalStats>,
+    /// Admin API TLS handshakes that failed: refused, timed out.
+    handshakes_failed: [std::sync::atomic::AtomicU64; 2],
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +113,12 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// An admin API TLS handshake failed: refused (no client certificate,
+    /// one the CA did not sign, not TLS at all) or timed out.
+    pub fn handshake_failed(&self, timed_out: bool) {
+        self.handshakes_failed[usize::from(timed_out)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// One HTTP request answered.
     pub fn http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let Ok(mut m) = self.http.lock() else { return };
@@ -292,6 +300,16 @@ impl Metrics {
             for ((queue, outcome), n) in m.iter() {
                 let _ = writeln!(out, "agent_runtime_queue_full_total{{queue=\"{queue}\",outcome=\"{outcome}\"}} {n}");
             }
+        }
+        header(
+            &mut out,
+            "agent_runtime_admin_tls_handshakes_failed_total",
+            "counter",
+            "Admin API TLS handshakes that failed, by reason (refused: no client certificate, an untrusted one, or not TLS; timed_out).",
+        );
+        for (i, reason) in ["refused", "timed_out"].into_iter().enumerate() {
+            let n = self.handshakes_failed[i].load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(out, "agent_runtime_admin_tls_handshakes_failed_total{{reason=\"{reason}\"}} {n}");
         }
         if let Some(kib) = crate::memory::status_kib("VmRSS:") {
             header(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the process (VmRSS), in bytes.");

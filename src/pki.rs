@@ -6,6 +6,9 @@
 //! into a rustls server or client configuration with errors that name the
 //! file, and a client's identity from its certificate.
 
+mod names;
+pub use names::{DEFAULT_NAMES, covers, ensure_server_names, server_names, valid_san};
+
 use crate::domain::Role;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -205,7 +208,7 @@ pub fn init(pki: &PkiDir) -> Result<InitOutcome, PkiError> {
     write_private(&pki.ca_key(), &ca_key)?;
     write_private(&pki.ca_cert(), &ca_pem)?;
     let issuer = issuer(pki)?;
-    let (server, server_key) = leaf(&issuer, &["localhost", "127.0.0.1", "::1"], None, LEAF_DAYS)?;
+    let (server, server_key) = leaf(&issuer, &DEFAULT_NAMES, None, LEAF_DAYS)?;
     write_private(&pki.server_key(), &server_key)?;
     write_private(&pki.server_cert(), &server)?;
     issue_client(pki, LOCAL_ADMIN, Role::Overlord, LEAF_DAYS)?;

@@ -72,6 +72,7 @@ pub enum ServeError {
 /// under `<data>/pki` (created on first start).
 pub fn tls_files(config: &Config) -> Result<TlsFiles, ServeError> {
     if let Some(f) = &config.http.tls_files {
+        warn_if_uncovered(config.http.addr.ip(), &f.cert);
         return Ok(f.clone());
     }
     let pki = PkiDir::new(config.paths.pki_dir());
@@ -79,7 +80,34 @@ pub fn tls_files(config: &Config) -> Result<TlsFiles, ServeError> {
         let (cert, _) = pki.client(pki::LOCAL_ADMIN);
         tracing::info!(dir = %pki.dir.display(), client = %cert.display(), "created the local PKI: a CA, a server certificate and an admin client certificate");
     }
-    Ok(TlsFiles { ca: pki.ca_cert(), cert: pki.server_cert(), key: pki.server_key() })
+    let added = pki::ensure_server_names(&pki, &config.http.tls_sans)?;
+    if !added.is_empty() {
+        tracing::info!(names = %added.join(", "), cert = %pki.server_cert().display(), "reissued the server certificate with the names of AGENT_RUNTIME_TLS_SANS");
+    }
+    let files = TlsFiles { ca: pki.ca_cert(), cert: pki.server_cert(), key: pki.server_key() };
+    warn_if_uncovered(config.http.addr.ip(), &files.cert);
+    Ok(files)
+}
+
+/// Warns when clients cannot reach the bound address by a name the server
+/// certificate has: a specific address not in it, or every address with a
+/// certificate for loopback names only (each client would fail the name check).
+fn warn_if_uncovered(ip: std::net::IpAddr, cert: &Path) {
+    let Ok(names) = pki::server_names(cert) else { return };
+    let only_defaults = names.iter().all(|n| pki::DEFAULT_NAMES.contains(&n.as_str()));
+    if ip.is_unspecified() && only_defaults {
+        tracing::warn!(
+            %ip, names = %names.join(", "),
+            "listening on every address, but the server certificate names only loopback: clients elsewhere fail the TLS name check; \
+             add the names they use with AGENT_RUNTIME_TLS_SANS (or `agent-runtime pki init --san`)"
+        );
+    } else if !ip.is_unspecified() && !pki::covers(&names, ip) {
+        tracing::warn!(
+            %ip, names = %names.join(", "),
+            "the bound address is not in the server certificate: clients connecting to it fail the TLS name check; \
+             add it with AGENT_RUNTIME_TLS_SANS (or `agent-runtime pki init --san`)"
+        );
+    }
 }
 
 fn mkdir(path: &Path) -> Result<(), ServeError> {

@@ -33,6 +33,8 @@ pub use budget::{ContextBudget, ModelTokens, Spend, SpendQuery, SwitchState};
 pub use chats::{Cursor, InboundRecord};
 pub use events::Event;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
+/// The schema version (the last migration step) this binary brings a database to.
+pub use migrations::LATEST as SCHEMA_VERSION;
 pub use objectives::{
     FirePlan, FireResult, NewObjective, Objective, ObjectiveFilter, ObjectiveRun, PlannedRun, RecentError, event_prompt, run_key,
 };

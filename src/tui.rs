@@ -134,7 +134,7 @@ async fn dump(client: &ApiClient, view: View, (w, h): (u16, u16)) -> anyhow::Res
         }
     }
     app.status = None;
-    print!("{}", render_text(&app, w, h, render::Theme { color: false }));
+    crate::cli::out::text(format_args!("{}", render_text(&app, w, h, render::Theme { color: false })));
     Ok(ExitCode::SUCCESS)
 }
 

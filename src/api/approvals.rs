@@ -8,7 +8,7 @@ use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiJsonOrDefault, ApiQuery, decision_status};
 use super::target::{API_CONNECTOR, context_for};
 use super::tls::Caller;
-use crate::domain::{ApprovalId, ChatRef};
+use crate::domain::ChatRef;
 use crate::gateway::{ActionError, ProposedAction, UNTRUSTED_TASK};
 use crate::store::{Approval, ApprovalError, AuditEvent, AuditFilter};
 use axum::Json;
@@ -107,7 +107,7 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
 }
 
 pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
-    Ok(Json(s.store.get_approval(&ApprovalId::from_string(id)).await?))
+    Ok(Json(s.store.get_approval(&super::ids::approval(&s, &id).await?).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +117,7 @@ pub struct DecideIn {
 }
 
 pub async fn approve(State(s): State<ApiState>, Caller(actor): Caller, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    let id = if id.eq_ignore_ascii_case("latest") { id } else { super::ids::approval(&s, &id).await?.to_string() };
     Ok(Json(s.gateway.approve_action(&actor, None, &id).await?))
 }
 
@@ -128,6 +129,7 @@ pub async fn deny(
     ApiJsonOrDefault(decided): ApiJsonOrDefault<DecideIn>,
 ) -> Result<Json<Approval>, ApiError> {
     let reason = decided.reason.filter(|r| !r.trim().is_empty());
+    let id = if id.eq_ignore_ascii_case("latest") { id } else { super::ids::approval(&s, &id).await?.to_string() };
     Ok(Json(s.gateway.deny_action(&actor, None, &id, reason).await?))
 }
 

@@ -248,7 +248,7 @@ pub struct TaskWithEvents {
 }
 
 pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<TaskWithEvents>, ApiError> {
-    let id = TaskId::from_string(id);
+    let id = super::ids::task(&s, &id).await?;
     let task = s.store.get_task(&id).await?;
     let events = s.store.task_events(&id).await?;
     let steps = s.store.task_steps(&id).await?;
@@ -273,11 +273,13 @@ pub async fn patch(State(s): State<ApiState>, Path(id): Path<String>, ApiJson(b)
         return Err(ApiError::bad_request("title and prompt must not be empty, and the prompt must be at most 256 KiB"));
     }
     let patch = TaskPatch { title: b.title.map(|t| title_from(&t, TASK_TITLE_MAX)), prompt: b.prompt.map(|p| p.trim().to_string()) };
-    Ok(Json(s.store.update_task(&TaskId::from_string(id), b.if_version, patch, s.clock.now_ms()).await?.into()))
+    let id = super::ids::task(&s, &id).await?;
+    Ok(Json(s.store.update_task(&id, b.if_version, patch, s.clock.now_ms()).await?.into()))
 }
 
 pub async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let (outcome, task) = match s.orchestrator.cancel(&TaskId::from_string(id), "canceled through the API").await? {
+    let id = super::ids::task(&s, &id).await?;
+    let (outcome, task) = match s.orchestrator.cancel(&id, "canceled through the API").await? {
         CancelOutcome::Canceled(t) => ("canceled", t),
         CancelOutcome::Requested(t) => ("cancel_requested", t),
     };
@@ -290,7 +292,8 @@ pub async fn retry(
     Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let task = s.orchestrator.retry_task(&TaskId::from_string(id), &actor.audit_name(None)).await?;
+    let id = super::ids::task(&s, &id).await?;
+    let task = s.orchestrator.retry_task(&id, &actor.audit_name(None)).await?;
     Ok((StatusCode::ACCEPTED, Json(task.into())))
 }
 

@@ -100,6 +100,41 @@ impl TlsState {
     }
 }
 
+/// Failed handshakes, logged without flooding: each at debug, and a warning
+/// at most once per [`WARN_EVERY`] with the count since the last one (a
+/// scanner probing without a certificate was one INFO line per attempt).
+/// Every one is counted in `agent_runtime_admin_tls_handshakes_failed_total`.
+#[derive(Debug, Default)]
+struct FailedHandshakes {
+    since_warned: std::sync::atomic::AtomicU64,
+    last_warned: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// At most one failed-handshake warning this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+impl FailedHandshakes {
+    fn record(&self, peer: SocketAddr, timed_out: bool, error: &dyn std::fmt::Display) {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::metrics().handshake_failed(timed_out);
+        tracing::debug!(%peer, timed_out, error = %error, "admin TLS handshake failed");
+        self.since_warned.fetch_add(1, Relaxed);
+        let Ok(mut last) = self.last_warned.lock() else { return };
+        let now = std::time::Instant::now();
+        if last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+            *last = Some(now);
+            let failed = self.since_warned.swap(0, Relaxed);
+            tracing::warn!(
+                %peer,
+                error = %error,
+                failed,
+                "admin TLS handshakes failed (no client certificate, an untrusted one, or not TLS): {failed} since the last warning; \
+                 at most one warning a minute, each failure at debug, all counted in agent_runtime_admin_tls_handshakes_failed_total"
+            );
+        }
+    }
+}
+
 /// How long in-flight requests may finish after shutdown is asked.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -118,6 +153,7 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let intake = Intake::new(limits);
+    let failed = Arc::new(FailedHandshakes::default());
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -142,6 +178,7 @@ pub async fn serve_tls(
             intake: intake.clone(),
             router: router.clone(),
             watcher: graceful.watcher(),
+            failed: failed.clone(),
         };
         connections.spawn("admin-connection", conn.serve());
     }
@@ -163,17 +200,18 @@ struct Connection {
     intake: Arc<Intake>,
     router: Router,
     watcher: Watcher,
+    failed: Arc<FailedHandshakes>,
 }
 
 impl Connection {
     async fn serve(self) {
-        let Connection { tcp, peer, acceptor, slot, intake, router, watcher } = self;
+        let Connection { tcp, peer, acceptor, slot, intake, router, watcher, failed } = self;
         let timeout = intake.limits.handshake_timeout;
         let stream = tokio::select! {
             r = tokio::time::timeout(timeout, acceptor.accept(tcp)) => match r {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                Err(_) => return tracing::info!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => return failed.record(peer, false, &e),
+                Err(_) => return failed.record(peer, true, &"no handshake within AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS"),
             },
             _ = slot.evicted.cancelled() => return tracing::debug!(%peer, "dropped in its handshake to make room"),
         };

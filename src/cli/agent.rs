@@ -44,16 +44,17 @@ pub async fn run(client: ApiClient, cmd: AgentCmd) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&v);
     } else {
-        budget_lines(&v).iter().for_each(|l| println!("{l}"));
+        budget_lines(&v).iter().for_each(|l| outln!("{l}"));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Sets a context's daily limits (`None` or 0: no limit).
 pub async fn set_context_budget(client: ApiClient, context_id: &str, tokens: Option<u64>, usd: Option<f64>) -> anyhow::Result<ExitCode> {
-    let v: Value =
-        client.post(&format!("/api/v1/contexts/{context_id}/budget"), &json!({ "daily_tokens": tokens, "daily_usd": usd })).await?;
-    budget_lines(&v).iter().for_each(|l| println!("{l}"));
+    let v: Value = client
+        .post(&format!("/api/v1/contexts/{}/budget", super::seg(context_id)), &json!({ "daily_tokens": tokens, "daily_usd": usd }))
+        .await?;
+    budget_lines(&v).iter().for_each(|l| outln!("{l}"));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,9 +88,9 @@ impl Session {
 
 fn print_agent(text: &str) {
     let mut lines = text.lines();
-    println!("agent> {}", lines.next().unwrap_or(""));
+    outln!("agent> {}", lines.next().unwrap_or(""));
     for l in lines {
-        println!("       {l}");
+        outln!("       {l}");
     }
 }
 
@@ -102,7 +102,7 @@ pub async fn run(client: ApiClient, args: ChatArgs) -> anyhow::Result<ExitCode> 
     s.baseline().await?;
     if let Some(text) = one_shot {
         let reply = s.send(&text).await?;
-        println!("{}", if reply.is_empty() { "(no reply)" } else { &reply });
+        outln!("{}", if reply.is_empty() { "(no reply)" } else { &reply });
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
             if s.poll().await? > 0 {
@@ -112,7 +112,7 @@ pub async fn run(client: ApiClient, args: ChatArgs) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Connected to {} as {} ({}). Type /exit to quit.", s.args.connector, s.args.display_name, s.args.external_id);
+    outln!("Connected to {} as {} ({}). Type /exit to quit.", s.args.connector, s.args.display_name, s.args.external_id);
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -123,9 +123,9 @@ pub async fn run(client: ApiClient, args: ChatArgs) -> anyhow::Result<ExitCode> 
                 if text == "/exit" || text == "/quit" { break; }
                 if text.is_empty() { continue; }
                 match s.send(text).await {
-                    Ok(r) if r.is_empty() => println!("agent> (no reply)"),
+                    Ok(r) if r.is_empty() => outln!("agent> (no reply)"),
                     Ok(r) => print_agent(&r),
-                    Err(e) => println!("chat request failed: {e}"),
+                    Err(e) => outln!("chat request failed: {e}"),
                 }
             }
             _ = tick.tick() => {

@@ -15,21 +15,21 @@ pub(super) fn run() -> anyhow::Result<ExitCode> {
     };
     let loaded = Config::read(&src);
     match &src.dotenv_path {
-        Some(p) => println!("# values from the environment and {}", p.display()),
-        None => println!("# values from the environment (no .env file)"),
+        Some(p) => outln!("# values from the environment and {}", p.display()),
+        None => outln!("# values from the environment (no .env file)"),
     }
     let width = loaded.entries.iter().map(|e| e.name.len()).max().unwrap_or(0);
     for e in &loaded.entries {
-        println!("{:width$} = {}  [{}]", e.name, e.shown, e.origin.label());
+        outln!("{:width$} = {}  [{}]", e.name, e.shown, e.origin.label());
     }
     let errors = loaded.problems.iter().filter(|p| p.severity == Severity::Error).count();
     let warnings = loaded.problems.len() - errors;
     if !loaded.problems.is_empty() {
-        println!();
+        outln!();
         for p in &loaded.problems {
-            println!("{p}");
+            outln!("{p}");
         }
     }
-    println!("\n{errors} error(s), {warnings} warning(s)");
+    outln!("\n{errors} error(s), {warnings} warning(s)");
     Ok(if errors > 0 { ExitCode::from(EXIT_CONFIG) } else { ExitCode::SUCCESS })
 }

@@ -29,7 +29,7 @@ pub struct EventsArgs {
 
 fn print_event(e: &Value, json: bool) {
     if json {
-        println!("{e}");
+        outln!("{e}");
         return;
     }
     let at = crate::clock::rfc3339(e["at"].as_i64().unwrap_or(0));
@@ -37,7 +37,7 @@ fn print_event(e: &Value, json: bool) {
     if let Some(m) = data.as_object_mut() {
         m.retain(|_, v| !v.is_null());
     }
-    println!("{:>8}  {at}  {:<22}  {data}", e["id"], e["type"].as_str().unwrap_or("-"));
+    outln!("{:>8}  {at}  {:<22}  {data}", e["id"], e["type"].as_str().unwrap_or("-"));
 }
 
 /// Runs `events`.
@@ -62,7 +62,7 @@ pub async fn run(client: ApiClient, a: EventsArgs) -> anyhow::Result<ExitCode> {
         last = page["next_after"].as_i64().unwrap_or(last);
         if items.len() < 1000 {
             if !a.follow && !a.json && items.is_empty() {
-                println!("(no events after {last})");
+                outln!("(no events after {last})");
             }
             break;
         }
@@ -126,17 +126,18 @@ async fn follow(client: &ApiClient, types: &[(&str, String)], last: &mut i64, js
 /// `agent-runtime health`: the heartbeat.
 pub async fn health(client: ApiClient, json: bool) -> anyhow::Result<ExitCode> {
     let v: Value = client.get("/api/v1/heartbeat", &[]).await?;
+    // The same status with --json: scripts read the JSON and branch on the exit code.
+    let status = if v["overall"] == "healthy" { ExitCode::SUCCESS } else { ExitCode::from(1) };
     if json {
         print_json(&v);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status);
     }
-    println!("overall: {}", v["overall"].as_str().unwrap_or("-"));
-    println!("{:<22}  {:<9}  {:<20}  DETAIL", "COMPONENT", "STATE", "LAST BEAT");
+    outln!("overall: {}", v["overall"].as_str().unwrap_or("-"));
+    outln!("{:<22}  {:<9}  {:<20}  DETAIL", "COMPONENT", "STATE", "LAST BEAT");
     for c in v["components"].as_array().into_iter().flatten() {
         let beat = c["last_beat_at_unix"].as_i64().map_or_else(|| "-".to_string(), |t| crate::clock::rfc3339(t * 1000));
         let detail = c["error"].as_str().or(c["message"].as_str()).unwrap_or("");
-        println!("{:<22}  {:<9}  {:<20}  {detail}", c["name"].as_str().unwrap_or("-"), c["state"].as_str().unwrap_or("-"), beat);
+        outln!("{:<22}  {:<9}  {:<20}  {detail}", c["name"].as_str().unwrap_or("-"), c["state"].as_str().unwrap_or("-"), beat);
     }
-    let healthy = v["overall"] == "healthy";
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(status)
 }

@@ -153,20 +153,20 @@ fn trigger(o: &Value) -> String {
 }
 
 fn print_objective(o: &Value) {
-    println!("id:        {}", s(o, "id"));
-    println!("title:     {}", s(o, "title"));
-    println!("state:     {}", s(o, "health_state"));
-    println!("trigger:   {}", trigger(o));
-    println!("context:   {} (workspace {})", s(o, "context_id"), s(o, "workspace_id"));
-    println!("next run:  {}", when(o, "next_run_unix"));
+    outln!("id:        {}", s(o, "id"));
+    outln!("title:     {}", s(o, "title"));
+    outln!("state:     {}", s(o, "health_state"));
+    outln!("trigger:   {}", trigger(o));
+    outln!("context:   {} (workspace {})", s(o, "context_id"), s(o, "workspace_id"));
+    outln!("next run:  {}", when(o, "next_run_unix"));
     let runs: Vec<String> =
         o["next_runs_unix"].as_array().into_iter().flatten().filter_map(Value::as_i64).map(|t| crate::clock::rfc3339(t * 1000)).collect();
     if runs.len() > 1 {
-        println!("then:      {}", runs[1..].join(", "));
+        outln!("then:      {}", runs[1..].join(", "));
     }
-    println!("last run:  {} ({})", when(o, "last_run_unix"), o["last_outcome"].as_str().unwrap_or("never ran"));
-    println!("catch-up:  {}", s(o, "catch_up"));
-    println!(
+    outln!("last run:  {} ({})", when(o, "last_run_unix"), o["last_outcome"].as_str().unwrap_or("never ran"));
+    outln!("catch-up:  {}", s(o, "catch_up"));
+    outln!(
         "runs:      {} ended: {} succeeded, {} failed; streak {} ok / {} failed; average {} ms",
         o["run_count"].as_i64().unwrap_or(0),
         o["success_count"].as_i64().unwrap_or(0),
@@ -176,19 +176,19 @@ fn print_objective(o: &Value) {
         o["avg_run_duration_ms"].as_i64().unwrap_or(0)
     );
     if !matches!(s(o, "auto_paused_reason"), "" | "-") {
-        println!("paused:    {}", s(o, "auto_paused_reason"));
+        outln!("paused:    {}", s(o, "auto_paused_reason"));
     }
     if !s(o, "last_error").is_empty() && s(o, "last_error") != "-" {
-        println!("error:     {}", s(o, "last_error"));
+        outln!("error:     {}", s(o, "last_error"));
     }
-    println!("prompt:    {}", s(o, "prompt"));
+    outln!("prompt:    {}", s(o, "prompt"));
 }
 
 fn done(json: bool, v: &Value, what: &str) {
     if json {
         print_json(v);
     } else {
-        println!("{what}");
+        outln!("{what}");
         print_objective(v);
     }
 }
@@ -214,7 +214,7 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
             });
         }
         ObjectiveCmd::Show { id, json } => {
-            let v: Value = client.get(&format!("/api/v1/objectives/{id}"), &[]).await?;
+            let v: Value = client.get(&format!("/api/v1/objectives/{}", super::seg(&id)), &[]).await?;
             if json { print_json(&v) } else { print_objective(&v) }
         }
         ObjectiveCmd::Create { context_id, title, prompt, cron, event, filter, at, catch_up, timezone, paused, json } => {
@@ -271,20 +271,20 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
         }
         ObjectiveCmd::Pause { id } => {
             let v: Value = client.post("/api/v1/objectives/active", &json!({"id": id, "active": false})).await?;
-            println!("Objective {} paused.", s(&v, "id"));
+            outln!("Objective {} paused.", s(&v, "id"));
         }
         ObjectiveCmd::Resume { id } => {
             let v: Value = client.post("/api/v1/objectives/active", &json!({"id": id, "active": true})).await?;
-            println!("Objective {} resumed; next run {}.", s(&v, "id"), when(&v, "next_run_unix"));
+            outln!("Objective {} resumed; next run {}.", s(&v, "id"), when(&v, "next_run_unix"));
         }
         ObjectiveCmd::Delete { id } => {
             let _: Value = client.post("/api/v1/objectives/delete", &json!({"id": id})).await?;
-            println!("Objective {id} deleted.");
+            outln!("Objective {id} deleted.");
         }
         ObjectiveCmd::Runs { id, limit, before, json } => {
             let mut q = vec![("limit", limit.to_string())];
             q.extend(before.map(|b| ("before", b.to_string())));
-            let v: Value = client.get(&format!("/api/v1/objectives/{id}/runs"), &q).await?;
+            let v: Value = client.get(&format!("/api/v1/objectives/{}/runs", super::seg(&id)), &q).await?;
             let header = format!(
                 "{:<8}  {:<20}  {:<9}  {:<10}  {:>9}  {:<40}  ERROR / PATH",
                 "RUN", "SCHEDULED", "TRIGGER", "OUTCOME", "MS", "TASK"
@@ -303,8 +303,8 @@ pub async fn run(client: ApiClient, cmd: ObjectiveCmd) -> anyhow::Result<ExitCod
             });
         }
         ObjectiveCmd::Run { id } => {
-            let v: Value = client.post(&format!("/api/v1/objectives/{id}/run"), &json!({})).await?;
-            println!("Objective {} fired now: task {}.", s(&v, "objective_id"), s(&v, "task_id"));
+            let v: Value = client.post(&format!("/api/v1/objectives/{}/run", super::seg(&id)), &json!({})).await?;
+            outln!("Objective {} fired now: task {}.", s(&v, "objective_id"), s(&v, "task_id"));
         }
     }
     Ok(ExitCode::SUCCESS)

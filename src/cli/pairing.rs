@@ -73,13 +73,13 @@ pub enum PairingCmd {
 }
 
 fn print_pairing(p: &Value) {
-    println!("id:        {}", s(p, "id"));
-    println!("status:    {}", s(p, "status"));
-    println!("identity:  {} user {} ({})", s(p, "connector"), s(p, "connector_user_id"), s(p, "display_name"));
-    println!("token:     {} (hint)", s(p, "token_hint"));
-    println!("expires:   {}", at(p, "expires_at"));
+    outln!("id:        {}", s(p, "id"));
+    outln!("status:    {}", s(p, "status"));
+    outln!("identity:  {} user {} ({})", s(p, "connector"), s(p, "connector_user_id"), s(p, "display_name"));
+    outln!("token:     {} (hint)", s(p, "token_hint"));
+    outln!("expires:   {}", at(p, "expires_at"));
     if let Some(u) = p.get("approved_user_id").and_then(Value::as_str) {
-        println!("user:      {u} as {} (by {})", s(p, "role"), s(p, "approver"));
+        outln!("user:      {u} as {} (by {})", s(p, "role"), s(p, "approver"));
     }
     print_if("reason:    ", p, "reason");
 }
@@ -103,8 +103,8 @@ pub async fn run(client: ApiClient, cmd: PairingCmd) -> anyhow::Result<ExitCode>
             if json {
                 print_json(&v);
             } else {
-                println!("Pairing started: {}", s(&v, "id"));
-                println!("Token:     {} (shown once)", s(&v, "token"));
+                outln!("Pairing started: {}", s(&v, "id"));
+                outln!("Token:     {} (shown once)", s(&v, "token"));
                 print_pairing(&v);
             }
         }
@@ -118,7 +118,7 @@ pub async fn run(client: ApiClient, cmd: PairingCmd) -> anyhow::Result<ExitCode>
                 print_json(&v);
             } else {
                 let p = &v["pairing"];
-                println!(
+                outln!(
                     "Pairing approved: {} user {} ({}) linked as {} (user {}).",
                     s(p, "connector"),
                     s(p, "connector_user_id"),
@@ -130,7 +130,7 @@ pub async fn run(client: ApiClient, cmd: PairingCmd) -> anyhow::Result<ExitCode>
         }
         PairingCmd::Deny { token, reason, json } => {
             let v: Value = client.post("/api/v1/pairings/deny", &json!({"token": token, "reason": reason})).await?;
-            if json { print_json(&v) } else { println!("Pairing denied for {} ({}).", s(&v, "display_name"), s(&v, "reason")) }
+            if json { print_json(&v) } else { outln!("Pairing denied for {} ({}).", s(&v, "display_name"), s(&v, "reason")) }
         }
     }
     Ok(ExitCode::SUCCESS)

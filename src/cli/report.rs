@@ -52,12 +52,12 @@ pub async fn audit(client: ApiClient, cmd: AuditCmd) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     let rows = v["events"].as_array().cloned().unwrap_or_default();
-    println!("{:<20}  {:<26}  {:<24}  {:<5}  REASON", "AT", "ACTOR", "EVENT", "DEC");
+    outln!("{:<20}  {:<26}  {:<24}  {:<5}  REASON", "AT", "ACTOR", "EVENT", "DEC");
     for e in &rows {
         let when = at(e, "at");
-        println!("{:<20}  {:<26}  {:<24}  {:<5}  {}", when, s(e, "actor"), s(e, "event"), s(e, "decision"), s(e, "reason"));
+        outln!("{:<20}  {:<26}  {:<24}  {:<5}  {}", when, s(e, "actor"), s(e, "event"), s(e, "decision"), s(e, "reason"));
     }
-    println!("{} row(s)", rows.len());
+    outln!("{} row(s)", rows.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -69,13 +69,21 @@ pub async fn usage(client: ApiClient, days: u32, json: bool) -> anyhow::Result<E
         print_json(&v);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<10}  {:<10}  {:<28}  {:>6}  {:>5}  {:>10}  {:>10}  {:>8}  {:>9}",
-        "DAY", "PROVIDER", "MODEL", "CALLS", "ERR", "PROMPT", "COMPL", "AVG MS", "COST USD"
+        "DAY",
+        "PROVIDER",
+        "MODEL",
+        "CALLS",
+        "ERR",
+        "PROMPT",
+        "COMPL",
+        "AVG MS",
+        "COST USD"
     );
     for r in v["items"].as_array().into_iter().flatten() {
         let cost = r["cost_usd"].as_f64().map_or_else(|| "-".to_string(), |c| format!("{c:.4}"));
-        println!(
+        outln!(
             "{:<10}  {:<10}  {:<28}  {:>6}  {:>5}  {:>10}  {:>10}  {:>8}  {:>9}",
             s(r, "day"),
             s(r, "provider"),
@@ -89,7 +97,7 @@ pub async fn usage(client: ApiClient, days: u32, json: bool) -> anyhow::Result<E
         );
     }
     let t = &v["totals"];
-    println!(
+    outln!(
         "total: {} calls ({} failed), {} prompt + {} completion tokens, ${:.4} for the {} priced calls",
         t["calls"],
         t["errors"],
@@ -99,7 +107,7 @@ pub async fn usage(client: ApiClient, days: u32, json: bool) -> anyhow::Result<E
         t["priced_calls"]
     );
     if v["budget"].is_object() {
-        super::agent::budget_lines(&v["budget"]).iter().for_each(|l| println!("{l}"));
+        super::agent::budget_lines(&v["budget"]).iter().for_each(|l| outln!("{l}"));
     }
     Ok(ExitCode::SUCCESS)
 }

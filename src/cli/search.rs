@@ -94,18 +94,18 @@ pub async fn search(client: ApiClient, a: SearchArgs) -> anyhow::Result<ExitCode
     for h in hits {
         let place = s(h, "heading_path");
         let place = if place.is_empty() { String::new() } else { format!("  {place}") };
-        println!("{:>2}. {}{place}  (lines {}-{})", h["rank"], s(h, "path"), h["line_start"], h["line_end"]);
+        outln!("{:>2}. {}{place}  (lines {}-{})", h["rank"], s(h, "path"), h["line_start"], h["line_end"]);
         let snip = s(h, "snippet");
         if !snip.is_empty() {
-            println!("    {snip}");
+            outln!("    {snip}");
         }
         // Quoted for a POSIX shell, whatever the file is called.
         let id = s(h, "chunk_id").replace('\'', "'\\''");
-        println!("    open: agent-runtime open --workspace {ws} '{id}'");
+        outln!("    open: agent-runtime open --workspace {ws} '{id}'");
     }
-    println!("{} result(s) for {q:?} in workspace {ws}", hits.len());
+    outln!("{} result(s) for {q:?} in workspace {ws}", hits.len());
     if let Some(n) = v["pending_changes"].as_u64().filter(|n| *n > 0) {
-        println!("(the index is catching up: {n} changes waiting)");
+        outln!("(the index is catching up: {n} changes waiting)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -119,9 +119,9 @@ pub async fn open(client: ApiClient, a: OpenArgs) -> anyhow::Result<ExitCode> {
         print_json(&v);
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", s(&v, "content"));
+    out!("{}", s(&v, "content"));
     if !s(&v, "content").ends_with('\n') {
-        println!();
+        outln!();
     }
     if v["truncated"].as_bool() == Some(true) {
         eprintln!("(cut at {} bytes of {}; raise --max-bytes for more)", a.max_bytes, v["size"]);
@@ -139,19 +139,17 @@ pub async fn index(client: ApiClient, cmd: IndexCmd) -> anyhow::Result<ExitCode>
                 return Ok(ExitCode::SUCCESS);
             }
             if v["enabled"].as_bool() != Some(true) {
-                println!(
-                    "retrieval is off (AGENT_RUNTIME_RETRIEVAL_ENABLED=false, or the index could not open: see `agent-runtime health`)"
-                );
+                outln!("retrieval is off (AGENT_RUNTIME_RETRIEVAL_ENABLED=false, or the index could not open: see `agent-runtime health`)");
                 return Ok(ExitCode::from(1));
             }
-            println!("{:<36}  {:>9}  {:>9}  {:>7}  LAST INDEXED", "WORKSPACE", "DOCUMENTS", "SECTIONS", "SKIPPED");
+            outln!("{:<36}  {:>9}  {:>9}  {:>7}  LAST INDEXED", "WORKSPACE", "DOCUMENTS", "SECTIONS", "SKIPPED");
             for w in v["workspaces"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 let last = w["last_indexed_at"].as_i64().map_or_else(|| "-".to_string(), crate::clock::rfc3339);
                 let n = |k: &str| w[k].as_u64().unwrap_or(0);
-                println!("{:<36}  {:>9}  {:>9}  {:>7}  {last}", s(w, "workspace_id"), n("documents"), n("chunks"), n("skipped"));
+                outln!("{:<36}  {:>9}  {:>9}  {:>7}  {last}", s(w, "workspace_id"), n("documents"), n("chunks"), n("skipped"));
             }
             let mib = v["database_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0;
-            println!(
+            outln!(
                 "{} documents, {} sections, {} changes waiting{}; index {mib:.1} MiB",
                 v["documents"],
                 v["chunks"],
@@ -159,7 +157,7 @@ pub async fn index(client: ApiClient, cmd: IndexCmd) -> anyhow::Result<ExitCode>
                 if v["reconciling"].as_bool() == Some(true) { ", comparing with the disk now" } else { "" }
             );
             if let Some(e) = v["error"].as_str() {
-                println!("last error: {e}");
+                outln!("last error: {e}");
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
@@ -173,7 +171,7 @@ pub async fn index(client: ApiClient, cmd: IndexCmd) -> anyhow::Result<ExitCode>
             if json {
                 print_json(&v);
             } else {
-                println!(
+                outln!(
                     "rebuilt {}: {} files indexed, {} skipped, in {} ms",
                     workspace.map_or_else(|| format!("{} workspace(s)", v["workspaces"]), |w| format!("workspace {w}")),
                     v["indexed"],

@@ -85,11 +85,11 @@ pub struct CreateArgs {
 }
 
 fn print_task(t: &Value) {
-    println!("id:       {}", s(t, "id"));
-    println!("status:   {} (attempt {} of {}, version {})", s(t, "status"), t["attempts"], t["max_attempts"], t["version"]);
-    println!("kind:     {}", s(t, "kind"));
-    println!("title:    {}", s(t, "title"));
-    println!("context:  {} (workspace {})", s(t, "context_id"), s(t, "workspace_id"));
+    outln!("id:       {}", s(t, "id"));
+    outln!("status:   {} (attempt {} of {}, version {})", s(t, "status"), t["attempts"], t["max_attempts"], t["version"]);
+    outln!("kind:     {}", s(t, "kind"));
+    outln!("title:    {}", s(t, "title"));
+    outln!("context:  {} (workspace {})", s(t, "context_id"), s(t, "workspace_id"));
     print_if("result:   ", t, "result_summary");
     print_if("file:     ", t, "result_path");
     print_if("error:    ", t, "error_message");
@@ -111,27 +111,27 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             });
         }
         TaskCmd::Show { id, json } => {
-            let v: Value = client.get(&format!("/api/v1/tasks/{id}"), &[]).await?;
+            let v: Value = client.get(&format!("/api/v1/tasks/{}", super::seg(&id)), &[]).await?;
             if json {
                 print_json(&v);
             } else {
                 print_task(&v);
-                println!("history:");
+                outln!("history:");
                 for e in v["events"].as_array().into_iter().flatten() {
                     let when = at(e, "at");
                     let detail = e.get("detail").and_then(Value::as_str).map(|d| format!(" - {d}")).unwrap_or_default();
-                    println!("  {when}  {:<16} attempt {}{detail}", s(e, "event"), e["attempt"]);
+                    outln!("  {when}  {:<16} attempt {}{detail}", s(e, "event"), e["attempt"]);
                 }
                 let steps = v["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
                 if !steps.is_empty() {
-                    println!("agent steps:");
+                    outln!("agent steps:");
                     for st in steps {
                         let what = match st["tool"].as_str() {
                             Some(tool) => format!("{tool}({})", st["arguments"].as_str().unwrap_or("")),
                             None => "model".to_string(),
                         };
                         let detail = st.get("detail").and_then(Value::as_str).map(|d| format!(" - {d}")).unwrap_or_default();
-                        println!(
+                        outln!(
                             "  {:>3}. {:<14} {:>6} ms {:>7} B  {what}{detail}",
                             st["seq"],
                             s(st, "outcome"),
@@ -149,25 +149,25 @@ pub async fn run(client: ApiClient, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
                 print_json(&v);
             } else {
                 let verb = if v["created"].as_bool() == Some(true) { "queued" } else { "already exists (same run key)" };
-                println!("Task {} {verb}", s(&v["task"], "id"));
+                outln!("Task {} {verb}", s(&v["task"], "id"));
             }
         }
         TaskCmd::Retry { id, json } => {
-            let v: Value = client.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await?;
+            let v: Value = client.post(&format!("/api/v1/tasks/{}/retry", super::seg(&id)), &json!({})).await?;
             if json {
                 print_json(&v);
             } else {
-                println!("Task {} queued again.", s(&v, "id"));
+                outln!("Task {} queued again.", s(&v, "id"));
             }
         }
         TaskCmd::Cancel { id, json } => {
-            let v: Value = client.post(&format!("/api/v1/tasks/{id}/cancel"), &json!({})).await?;
+            let v: Value = client.post(&format!("/api/v1/tasks/{}/cancel", super::seg(&id)), &json!({})).await?;
             if json {
                 print_json(&v);
             } else if s(&v, "outcome") == "canceled" {
-                println!("Task {id} canceled.");
+                outln!("Task {id} canceled.");
             } else {
-                println!("Task {id} is running; asked it to stop.");
+                outln!("Task {id} is running; asked it to stop.");
             }
         }
     }

@@ -58,10 +58,10 @@ pub enum WorkspaceCmd {
 }
 
 fn print_contexts(items: &[Value]) {
-    println!("{:<36}  {:<5}  {:<28}  NAME", "CONTEXT", "ADMIN", "CHAT");
+    outln!("{:<36}  {:<5}  {:<28}  NAME", "CONTEXT", "ADMIN", "CHAT");
     for c in items {
         let admin = if c["is_admin"].as_bool() == Some(true) { "yes" } else { "" };
-        println!(
+        outln!(
             "{:<36}  {:<5}  {:<28}  {}",
             s(c, "id"),
             admin,
@@ -84,14 +84,14 @@ pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCod
             });
         }
         WorkspaceCmd::Show { id, json } => {
-            let v: Value = client.get(&format!("/api/v1/workspaces/{id}"), &[]).await?;
+            let v: Value = client.get(&format!("/api/v1/workspaces/{}", super::seg(&id)), &[]).await?;
             if json {
                 print_json(&v);
             } else {
-                println!("id:        {}", s(&v, "id"));
-                println!("name:      {}", s(&v, "name"));
-                println!("slug:      {}", s(&v, "slug"));
-                println!("created:   {}", super::at(&v, "created_at"));
+                outln!("id:        {}", s(&v, "id"));
+                outln!("name:      {}", s(&v, "name"));
+                outln!("slug:      {}", s(&v, "slug"));
+                outln!("created:   {}", super::at(&v, "created_at"));
                 print_contexts(v["context_list"].as_array().map_or(&[][..], Vec::as_slice));
             }
         }
@@ -108,13 +108,14 @@ pub async fn run(client: ApiClient, cmd: WorkspaceCmd) -> anyhow::Result<ExitCod
             } else {
                 let items = v["items"].as_array().cloned().unwrap_or_default();
                 print_contexts(&items);
-                println!("{} context(s)", items.len());
+                outln!("{} context(s)", items.len());
             }
         }
         WorkspaceCmd::Admin { context_id, state } => {
-            let v: Value = client.post(&format!("/api/v1/contexts/{context_id}/admin"), &json!({"admin": state == "on"})).await?;
+            let v: Value =
+                client.post(&format!("/api/v1/contexts/{}/admin", super::seg(&context_id)), &json!({"admin": state == "on"})).await?;
             let now = if v["is_admin"].as_bool() == Some(true) { "is now an admin channel" } else { "is no longer an admin channel" };
-            println!("Context {} ({}/{}) {now}.", s(&v, "id"), s(&v, "connector"), s(&v, "external_id"));
+            outln!("Context {} ({}/{}) {now}.", s(&v, "id"), s(&v, "connector"), s(&v, "external_id"));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -160,21 +161,21 @@ pub async fn run_context(client: ApiClient, cmd: ContextCmd) -> anyhow::Result<E
         }
         ContextCmd::Show { context_id, message, role, json } => {
             let q = vec![("message", message), ("role", role)];
-            let v: Value = client.get(&format!("/api/v1/contexts/{context_id}/prompt"), &q).await?;
+            let v: Value = client.get(&format!("/api/v1/contexts/{}/prompt", super::seg(&context_id)), &q).await?;
             if json {
                 print_json(&v);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("layers:");
+            outln!("layers:");
             for l in v["layers"].as_array().into_iter().flatten() {
-                println!("  {:<14} {:>7} bytes", s(l, "name"), l["bytes"]);
+                outln!("  {:<14} {:>7} bytes", s(l, "name"), l["bytes"]);
             }
             let tools: Vec<&str> = v["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
-            println!("tools: {}", if tools.is_empty() { "(none)".to_string() } else { tools.join(", ") });
-            println!("\n--- system prompt ---\n{}", s(&v, "system"));
-            println!("\n--- conversation ---");
+            outln!("tools: {}", if tools.is_empty() { "(none)".to_string() } else { tools.join(", ") });
+            outln!("\n--- system prompt ---\n{}", s(&v, "system"));
+            outln!("\n--- conversation ---");
             for m in v["messages"].as_array().into_iter().flatten() {
-                println!("[{}] {}", s(m, "role"), m["text"].as_str().or_else(|| m["content"].as_str()).unwrap_or(""));
+                outln!("[{}] {}", s(m, "role"), m["text"].as_str().or_else(|| m["content"].as_str()).unwrap_or(""));
             }
         }
     }

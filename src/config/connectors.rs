@@ -59,7 +59,7 @@ pub struct DiscordConfig {
 }
 
 /// How a mail connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum MailTls {
     /// TLS from the first byte (IMAPS 993, SMTPS 465).
     Implicit,
@@ -67,6 +67,17 @@ pub enum MailTls {
     StartTls,
     /// No TLS: allowed only when the host is a loopback address.
     Plain,
+}
+
+// `config check` shows a default through `Debug`: as the operator writes it.
+impl std::fmt::Debug for MailTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Implicit => "implicit",
+            Self::StartTls => "starttls",
+            Self::Plain => "plain",
+        })
+    }
 }
 
 impl MailTls {

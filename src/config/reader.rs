@@ -86,7 +86,11 @@ impl<'a> Reader<'a> {
         self.src.get(name).map(|(v, o)| (v.trim().to_string(), o)).filter(|(v, _)| !v.is_empty())
     }
 
+    /// Records a value once: a variable two slices read (`AGENT_RUNTIME_EMAIL_CA_FILE`) is one entry.
     fn record(&mut self, name: &'static str, shown: String, origin: Origin) {
+        if self.entries.iter().any(|e| e.name == name) {
+            return;
+        }
         self.entries.push(Entry { name, shown, origin });
     }
 
@@ -125,15 +129,33 @@ impl<'a> Reader<'a> {
     }
 
     /// A value parsed by `parse`; a parse error is recorded and `default` used.
+    /// A set value is shown as typed (`openai`, `member`); the default
+    /// through `Debug` (`None` as `(unset)`).
     pub fn parsed<T: fmt::Debug>(&mut self, name: &'static str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+        let shown = match format!("{default:?}") {
+            s if s == "None" => "(unset)".to_string(),
+            s => s,
+        };
+        self.parsed_as(name, default, &shown, parse)
+    }
+
+    /// Like [`Reader::parsed`], with the default shown as `default_shown`
+    /// (for a type whose `Debug` is not how the operator writes it).
+    pub fn parsed_as<T>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        default_shown: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
         match self.raw(name) {
             None => {
-                self.record(name, format!("{default:?}"), Origin::Default);
+                self.record(name, default_shown.to_string(), Origin::Default);
                 default
             }
             Some((raw, origin)) => match parse(&raw) {
                 Ok(v) => {
-                    self.record(name, format!("{v:?}"), origin);
+                    self.record(name, raw, origin);
                     v
                 }
                 Err(msg) => {

@@ -75,6 +75,13 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
             }
         }
     }
+    if http.tls_files.is_some() && !http.tls_sans.is_empty() {
+        r.problem(
+            Severity::Warning,
+            "AGENT_RUNTIME_TLS_SANS",
+            "ignored: the server certificate is AGENT_RUNTIME_ADMIN_TLS_SERVER_CERT_FILE, not the local PKI's; put the names in that certificate",
+        );
+    }
     if config.orchestrator.retry_base > config.orchestrator.retry_max {
         r.problem(Severity::Error, "AGENT_RUNTIME_TASK_RETRY_BASE_SECONDS", "must not exceed AGENT_RUNTIME_TASK_RETRY_MAX_SECONDS");
     }
@@ -104,8 +111,16 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
         .map(str::to_string)
         .collect();
     for name in unused {
-        r.problem(Severity::Warning, &name, "not used by this version (a typo, or a feature not built yet); ignored");
+        let hint = did_you_mean(&name, &read).map(|n| format!(" (did you mean {n}?)")).unwrap_or_default();
+        r.problem(Severity::Warning, &name, format!("not used by this version (a typo, or a feature not built yet); ignored{hint}"));
     }
+}
+
+/// The known variable closest to an unknown `name`, if it is close enough
+/// to be a typo: at most a third of the name's part after the prefix edited.
+fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (name.len().saturating_sub("AGENT_RUNTIME_".len()) / 3).max(1);
+    known.iter().map(|k| (strsim::damerau_levenshtein(name, k), *k)).filter(|(d, _)| *d <= limit).min().map(|(_, k)| k)
 }
 
 /// Checks that `path` is (or can be created as) a writable directory, without
@@ -276,6 +291,39 @@ mod tests {
         let shown = format!("{:?} {:?}", l.entries, l.config);
         assert!(!shown.contains("sk-very-secret"));
         assert!(l.problems.iter().any(|p| p.severity == Severity::Warning && p.variable == "AGENT_RUNTIME_LLM_MODLE"));
+        let msg = l.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(
+            msg.contains("AGENT_RUNTIME_LLM_MODLE: not used by this version") && msg.contains("(did you mean AGENT_RUNTIME_LLM_MODEL?)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_far_off_unknown_name_gets_no_suggestion_and_each_variable_is_listed_once() {
+        let l = load(&[("AGENT_RUNTIME_COMPLETELY_DIFFERENT", "x"), ("AGENT_RUNTIME_EMAIL_CA_FILE", "/x")]);
+        let msg = l.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(msg.contains("AGENT_RUNTIME_COMPLETELY_DIFFERENT: not used") && !msg.contains("did you mean"), "{msg}");
+        let mut names: Vec<&str> = l.entries.iter().map(|e| e.name).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a variable listed twice");
+    }
+
+    #[test]
+    fn values_are_shown_as_the_operator_writes_them() {
+        let l = load(&[("AGENT_RUNTIME_LLM_PROVIDER", "openai"), ("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", "member")]);
+        let shown = |name: &str| l.entries.iter().find(|e| e.name == name).map(|e| e.shown.clone()).expect("read");
+        assert_eq!(shown("AGENT_RUNTIME_LLM_PROVIDER"), "openai");
+        assert_eq!(shown("AGENT_RUNTIME_GATEWAY_GUEST_ROLE"), "member");
+        // Defaults too: no variant names, no `None`.
+        assert_eq!(shown("AGENT_RUNTIME_TASK_NOTIFY_POLICY"), "both");
+        assert_eq!(shown("AGENT_RUNTIME_SMTP_TLS"), "starttls");
+        assert_eq!(shown("AGENT_RUNTIME_IMAP_TLS"), "implicit");
+        assert_eq!(shown("AGENT_RUNTIME_TASK_NOTIFY_SUCCESS_POLICY"), "(unset)");
+        let l = load(&[]);
+        let e = l.entries.iter().find(|e| e.name == "AGENT_RUNTIME_LLM_PROVIDER").expect("read");
+        assert_eq!(e.shown, "openai");
     }
 
     #[test]
@@ -410,7 +458,7 @@ mod tests {
         for (raw, mode) in [("native", ToolMode::Native), ("Text", ToolMode::Text), ("auto", ToolMode::Auto)] {
             let l = load(&[("AGENT_RUNTIME_LLM_TOOLS", raw)]);
             assert_eq!((error_vars(&l), l.config.llm.tools), (Vec::<String>::new(), mode), "{raw}");
-            assert_eq!(shown(&l).0, mode.as_str());
+            assert_eq!(shown(&l).0, raw, "shown as typed");
         }
         let l = load(&[("AGENT_RUNTIME_LLM_TOOLS", "json")]);
         assert_eq!(error_vars(&l), vec!["AGENT_RUNTIME_LLM_TOOLS"]);

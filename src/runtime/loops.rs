@@ -86,7 +86,13 @@ pub(super) async fn reload_on_sighup(tls: Arc<TlsState>, health: Health, stop: C
 }
 
 pub(super) fn write_state_file(path: &Path, addr: std::net::SocketAddr, scheme: &str) {
-    let body = serde_json::json!({"pid": std::process::id(), "http_addr": addr.to_string(), "url": format!("{scheme}://{addr}"), "version": crate::VERSION});
+    // Bound to every address (0.0.0.0 / [::]): the local CLI connects over
+    // loopback, a name the local PKI's server certificate has (0.0.0.0 is not).
+    let mut reach = addr;
+    if addr.ip().is_unspecified() {
+        reach.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let body = serde_json::json!({"pid": std::process::id(), "http_addr": addr.to_string(), "url": format!("{scheme}://{reach}"), "version": crate::VERSION});
     let tmp = path.with_extension("json.tmp");
     let res = path
         .parent()

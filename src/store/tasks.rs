@@ -214,6 +214,21 @@ impl Store {
         .await
     }
 
+    /// Ids of tasks of any workspace that start with `prefix` (lowercase hex
+    /// and dashes), at most `limit`: a range on the primary key.
+    pub async fn task_ids_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<TaskId>, StoreError> {
+        // `~` sorts after every character of an id.
+        let (lo, hi) = (prefix.to_string(), format!("{prefix}~"));
+        self.read(move |c| {
+            let ids: Vec<String> = c
+                .prepare_cached("SELECT id FROM tasks WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?
+                .query_map(params![lo, hi, limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(ids.into_iter().map(TaskId::from_string).collect())
+        })
+        .await
+    }
+
     /// Tasks matching `filter`, newest first.
     pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
         self.read(move |c| {

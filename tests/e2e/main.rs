@@ -21,6 +21,7 @@ mod gateway;
 mod intake;
 mod llm;
 mod observability;
+mod operator;
 mod outbox;
 mod pairings;
 mod queue;

@@ -99,9 +99,23 @@ async fn only_a_current_certificate_from_the_admin_ca_gets_in_and_a_silent_clien
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the silent connection is closed after the handshake timeout: {read:?}");
     wait_until("the handshake timeout in the log", Duration::from_secs(5), || {
         let log = d.log();
-        async move { log.contains("TLS handshake timed out").then_some(()) }
+        async move { log.lines().any(|l| l.contains("admin TLS handshake failed") && l.contains("timed_out=true")).then_some(()) }
     })
     .await;
+
+    // Issue 19: each refused handshake was an INFO line (a probe floods the
+    // log). Now: counted, each at debug, one warning a minute at most.
+    let text = d.http.get(format!("{}/metrics", d.base)).send().await.expect("metrics").text().await.expect("body");
+    let count = |reason: &str| -> u64 {
+        let key = format!("agent_runtime_admin_tls_handshakes_failed_total{{reason=\"{reason}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&key)).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no {key}in\n{text}"))
+    };
+    assert!(count("refused") >= 4, "no certificate, another CA, expired, plain HTTP: {}", count("refused"));
+    assert_eq!(count("timed_out"), 1);
+    let log = d.log();
+    let warnings = log.lines().filter(|l| l.contains("WARN") && l.contains("admin TLS handshakes failed")).count();
+    assert_eq!(warnings, 1, "one warning for the burst:\n{log}");
+    assert!(!log.lines().any(|l| l.contains("INFO") && l.contains("TLS handshake")), "no INFO line per handshake:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
