@@ -357,7 +357,6 @@ mod tests {
         // Read outside `Config::read`, each checked to be read where named.
         let outside = [
             (super::super::ENV_FILE_VAR, "src/config/source.rs", include_str!("source.rs")),
-            ("AGENT_RUNTIME_LOG", "src/main.rs", include_str!("../main.rs")),
             ("AGENT_RUNTIME_TUI_STATS", "src/tui.rs", include_str!("../tui.rs")),
         ];
         for (name, file, text) in outside {
