@@ -1,11 +1,12 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
 //! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `agent`, `pki`,
-//! `config check`, `version`, `completions`. Everything but `serve`, `pki`
-//! and `config` talks to a running daemon through its API.
+//! `config check`, `backup`, `restore`, `version`, `completions`. Everything but `serve`, `pki`,
+//! `config`, `backup` and `restore` talks to a running daemon through its API.
 
 mod agent;
 pub use agent::budget_lines;
 mod approval;
+mod backup;
 mod chat;
 mod config_check;
 mod events;
@@ -117,6 +118,11 @@ pub enum Cmd {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Back up the database (online: serve keeps running), the workspaces and, with --include-secrets, the PKI and
+    /// .env into one checked archive; --verify checks an archive.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data directory (or --force: move what is there aside); refused while serve runs.
+    Restore(backup::RestoreArgs),
     /// Print the version.
     Version,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -150,6 +156,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
         Cmd::Pki(cmd) => pki::run(cmd),
+        Cmd::Backup(args) => backup::run_backup(args).await,
+        Cmd::Restore(args) => backup::run_restore(args).await,
         Cmd::Audit(cmd) => report::audit(client(&cli.conn)?, cmd).await,
         Cmd::Usage { days, json } => report::usage(client(&cli.conn)?, days, json).await,
         Cmd::Agent(cmd) => agent::run(client(&cli.conn)?, cmd).await,
