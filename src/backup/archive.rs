@@ -92,9 +92,9 @@ pub fn write(
     manifest.files.push(hashing.entry(DB_ENTRY));
 
     let mut files = Vec::new();
-    walk(&src.workspaces, WORKSPACES, &mut files)?;
+    walk(&src.workspaces, WORKSPACES, work.path(), &mut files)?;
     if opts.include_secrets {
-        walk(&src.pki, PKI, &mut files)?;
+        walk(&src.pki, PKI, work.path(), &mut files)?;
         if let Some(env) = src.env_file.as_ref().filter(|p| p.is_file()) {
             files.push((ENV_ENTRY.to_string(), env.clone()));
         }
@@ -149,9 +149,11 @@ pub fn sync_dir(dir: &Path) {
 }
 
 /// Regular files under `root` (absent is empty), as (archive name, path),
-/// sorted. Symbolic links and special files are skipped: a workspace never
-/// needs them and following one could archive files outside it.
-fn walk(root: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), BackupError> {
+/// sorted, but not those in `skip` (the backup's own working directory,
+/// should the archive be written inside the tree). Symbolic links and
+/// special files are skipped: a workspace never needs them and following
+/// one could archive files outside it.
+fn walk(root: &Path, prefix: &str, skip: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), BackupError> {
     let mut entries = match std::fs::read_dir(root) {
         Ok(rd) => rd.collect::<Result<Vec<_>, _>>().map_err(BackupError::io("cannot list", root))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -167,8 +169,11 @@ fn walk(root: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(
         })?;
         let kind = e.file_type().map_err(BackupError::io("cannot read", &path))?;
         let entry = format!("{prefix}/{name}");
+        if Some(e.file_name().as_os_str()) == skip.file_name() {
+            continue;
+        }
         if kind.is_dir() {
-            walk(&path, &entry, out)?;
+            walk(&path, &entry, skip, out)?;
         } else if kind.is_file() {
             out.push((entry, path));
         } else {

@@ -100,6 +100,13 @@ fn a_backup_round_trips_and_never_overwrites_without_force() {
         .collect();
     assert!(leftovers.is_empty(), "no temporary files left behind: {leftovers:?}");
 
+    // An archive written inside the workspaces does not archive its own temporary files.
+    let inside = src.workspaces.join("w/inside.tar.gz");
+    let m_in = create(&src, &inside, &Options::default()).expect("backup into the tree");
+    assert_eq!(m_in.files.len(), 2, "{:?}", m_in.files);
+    verify(&inside).expect("verify");
+    std::fs::remove_file(&inside).expect("rm");
+
     let m2 = create(&src, &out, &Options { include_secrets: true, force: true, ..Options::default() }).expect("forced");
     assert!(m2.secrets_included);
     assert!(m2.files.iter().any(|f| f.path == "secrets/pki/ca-key.pem"));
