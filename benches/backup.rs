@@ -142,7 +142,7 @@ pub async fn bench(runs: usize) {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let methods = [("backup-api", Method::default()), ("vacuum-into", Method::VacuumInto)];
+    let methods = [("backup-api", Method::paced()), ("vacuum-into", Method::VacuumInto)];
     let mut results: Vec<Vec<Row>> = vec![Vec::new(); methods.len()];
     for run in 0..runs {
         for (m, (name, method)) in methods.iter().enumerate() {
