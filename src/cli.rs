@@ -1,7 +1,7 @@
 //! The command line (clap): `serve`, `chat`, `task`, `approval`, `pairing`,
 //! `objective`, `workspace`, `search`, `open`, `index`, `tui`, `events`, `health`, `audit`, `usage`, `agent`, `pki`,
-//! `config check`, `version`, `man`, `completions`. Everything but `serve`, `pki`
-//! and `config` talks to a running daemon through its API.
+//! `config check`, `backup`, `restore`, `version`, `man`, `completions`. Everything but `serve`, `pki`,
+//! `config`, `backup` and `restore` talks to a running daemon through its API.
 
 /// `println!` that ends the process quietly when stdout's reader went away (`out.rs`).
 macro_rules! outln {
@@ -23,6 +23,7 @@ macro_rules! out {
 mod agent;
 pub use agent::budget_lines;
 mod approval;
+mod backup;
 mod chat;
 mod config_check;
 mod events;
@@ -136,6 +137,11 @@ pub enum Cmd {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Back up the database (online: serve keeps running), the workspaces and, with --include-secrets, the PKI and
+    /// .env into one checked archive; --verify checks an archive.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data directory (or --force: move what is there aside); refused while serve runs.
+    Restore(backup::RestoreArgs),
     /// Print the version; --json adds the git commit, the database schema version and the built-in features.
     Version {
         /// Print JSON: version, git_commit (null when built without git), schema_version, features.
@@ -179,6 +185,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Config(ConfigCmd::Check) => config_check::run(),
         Cmd::Pki(cmd) => pki::run(cmd),
+        Cmd::Backup(args) => backup::run_backup(args).await,
+        Cmd::Restore(args) => backup::run_restore(args).await,
         Cmd::Audit(cmd) => report::audit(client(&cli.conn)?, cmd).await,
         Cmd::Usage { days, json } => report::usage(client(&cli.conn)?, days, json).await,
         Cmd::Agent(cmd) => agent::run(client(&cli.conn)?, cmd).await,

@@ -21,12 +21,14 @@
 //! - [`client`]: the HTTP client the CLI uses to talk to a running daemon.
 //! - [`tui`]: the fullscreen admin console (ratatui), a client of the admin API only.
 //! - [`cli`]: clap commands (`serve`, `chat`, `task`, `config`, `version`, `completions`).
+//! - [`backup`]: online backup (a consistent database snapshot, workspaces, optionally secrets) into one checked archive; verify; restore.
 //! - [`runtime`]: wiring, the supervisor (cancellation + task tracker), signals, drain.
 //! - [`workspace`]: the on-disk workspace tree (directories, chat logs, task results).
 
 pub mod actions;
 pub mod agent;
 pub mod api;
+pub mod backup;
 pub mod budget;
 pub mod cli;
 pub mod client;

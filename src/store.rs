@@ -127,6 +127,9 @@ impl std::fmt::Debug for Store {
 /// pool is sized for two cores, not for peak concurrency.
 pub const MAX_READERS: usize = 4;
 
+/// The schema version (`PRAGMA user_version`) this binary migrates a database to.
+pub const SCHEMA_VERSION: i64 = migrations::LATEST;
+
 /// Settings for every connection; the writer also gets a larger page cache.
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

@@ -11,6 +11,7 @@ mod agent;
 mod api;
 mod api_trust;
 mod approvals;
+mod backup;
 mod budget;
 mod cli;
 mod daemon;
