@@ -25,6 +25,7 @@ mod outbox;
 mod pairings;
 mod queue;
 mod resources;
+mod retention;
 mod retrieval;
 mod scheduler;
 mod sweep;
