@@ -32,6 +32,8 @@
 //! through the binary with `BENCH_AGENT_TURNS`, `BENCH_AGENT_STEPS`, `BENCH_AGENT_FILES`,
 //! `BENCH_AGENT_HTTP_FILES`, `BENCH_AGENT_ROUNDS`, `BENCH_AGENT_PART` (`loop`/`http`), 3 runs unless
 //! `BENCH_RUNS` is set — see `agent.rs`),
+//! `retention` for bounded growth (1,000,000 messages under a test clock with 1-day retention), the
+//! `/metrics` scrape after 100,000 messages and the counting triggers' cost — knobs in `retention.rs`),
 //! `BENCH_PRODUCERS` (concurrent submitters in the queue run, default 32),
 //! `BENCH_DAEMON_ENV` (`K=V,K=V`: extra settings for every daemon started, for A/B experiments),
 //! `BENCH_WORKER_THREADS` (tokio worker threads of the harness, default 2),
@@ -51,6 +53,7 @@ mod gateway;
 #[allow(dead_code, unused_imports, reason = "the benchmark uses part of the peers; their self-check tests are not built here")]
 mod mail_peers;
 mod quality;
+mod retention;
 mod retrieval;
 mod scheduler;
 mod telegram;
@@ -505,6 +508,9 @@ async fn run() {
     }
     if only == "backup" {
         return backup::bench(env_usize("BENCH_RUNS", 3)).await;
+    }
+    if only == "retention" {
+        return retention::bench(env_usize("BENCH_RUNS", 3)).await;
     }
     if only == "retrieval" {
         return retrieval::bench(env_usize("BENCH_RUNS", 3)).await;

@@ -192,14 +192,18 @@ async fn heartbeat(State(s): State<ApiState>) -> axum::response::Response {
         let body = json!({"status": "unavailable", "error": "heartbeat is disabled (AGENT_RUNTIME_HEARTBEAT_ENABLED=false)"});
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
-    axum::Json(s.health.snapshot()).into_response()
+    let mut snapshot = s.health.snapshot();
+    snapshot.database = s.store.db_size().await.ok();
+    axum::Json(snapshot).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
 async fn prometheus(State(s): State<ApiState>) -> Result<axum::response::Response, ApiError> {
     let counts = s.store.state_counts(s.clock.now_ms()).await?;
+    let database = s.store.db_size().await?;
     let gauges = crate::metrics::Gauges {
         counts,
+        database,
         health: s.health.snapshot().components.into_iter().map(|c| (c.name, c.state.as_str().to_string())).collect(),
         uptime_seconds: s.started.elapsed().as_secs_f64(),
         retrieval: s.gateway.retrieval().map(|r| crate::metrics::RetrievalGauges::of(&r.status())),

@@ -57,6 +57,21 @@ pub struct Config {
     pub agent: crate::agent::AgentLimits,
     /// Logging.
     pub log: LogConfig,
+    /// How long old rows are kept (docs/retention.md).
+    pub retention: RetentionConfig,
+}
+
+/// Bounded growth: old rows deleted in small batches, off the hot path.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionConfig {
+    /// `AGENT_RUNTIME_RETENTION_DAYS`: days each kind is kept, as
+    /// `kind=days` pairs (`outbox`, `inbox`, `tasks`, `usage`, `audit`; `0`
+    /// or `forever` keeps it); unnamed kinds keep their default
+    /// (`outbox=30,inbox=30,tasks=30,usage=90,audit=365`).
+    pub policy: crate::store::RetentionPolicy,
+    /// `AGENT_RUNTIME_RETENTION_INTERVAL_SECONDS` (default 600): time between
+    /// retention passes (the first runs a few seconds after start).
+    pub interval: Duration,
 }
 
 /// The scheduler that fires objectives, and the workspace watcher.
@@ -603,6 +618,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         retrieval,
         agent: agent::read(r),
         log: log::read(r),
+        retention: read_retention(r),
     }
 }
 
@@ -613,6 +629,41 @@ fn parse_sans(raw: &str) -> Result<Vec<String>, String> {
         crate::pki::valid_san(n)?;
     }
     Ok(names)
+}
+
+fn read_retention(r: &mut Reader<'_>) -> RetentionConfig {
+    use crate::store::retention::Kind;
+    let policy = r.parsed("AGENT_RUNTIME_RETENTION_DAYS", crate::store::RetentionPolicy::default(), parse_retention);
+    if let Some(audit) = policy.days(Kind::Audit)
+        && let Some(longer) = Kind::ALL.into_iter().find(|k| policy.days(*k).is_none_or(|d| d > audit))
+    {
+        r.problem(
+            Severity::Warning,
+            "AGENT_RUNTIME_RETENTION_DAYS",
+            format!("audit is kept for less time than {}: the audit trail of those rows is gone before they are", longer.name()),
+        );
+    }
+    RetentionConfig { policy, interval: r.seconds("AGENT_RUNTIME_RETENTION_INTERVAL_SECONDS", 600, 1, 86_400) }
+}
+
+/// `kind=days,...` over the defaults; `0` or `forever` keeps a kind.
+fn parse_retention(raw: &str) -> Result<crate::store::RetentionPolicy, String> {
+    use crate::store::retention::Kind;
+    let kinds = Kind::ALL.map(Kind::name).join(", ");
+    let mut policy = crate::store::RetentionPolicy::default();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, days) =
+            item.split_once('=').ok_or_else(|| format!("{item:?} is not kind=days (e.g. outbox=30,usage=90; kinds: {kinds})"))?;
+        let kind = Kind::parse(name).ok_or_else(|| format!("unknown kind {:?} (kinds: {kinds})", name.trim()))?;
+        let days = match days.trim() {
+            "forever" => None,
+            d => Some(d.parse::<u32>().ok().filter(|&d| d <= 36_500).ok_or_else(|| {
+                format!("{item:?}: days must be a whole number from 0 to 36500, or forever (0 and forever keep {} rows)", kind.name())
+            })?),
+        };
+        policy.set(kind, days);
+    }
+    Ok(policy)
 }
 
 /// Comma-separated workspace-relative globs (checked; kept as typed for `config check`).

@@ -103,6 +103,10 @@ pub struct Snapshot {
     pub overall: &'static str,
     /// Components by name.
     pub components: Vec<ComponentView>,
+    /// The database's size (filled in by `/api/v1/heartbeat`; absent if it
+    /// could not be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::store::DbSize>,
 }
 
 /// The registry; cheap to clone.
@@ -233,7 +237,7 @@ impl Health {
         } else {
             "idle"
         };
-        Snapshot { generated_at_unix: now.div_euclid(1000), overall, components }
+        Snapshot { generated_at_unix: now.div_euclid(1000), overall, components, database: None }
     }
 
     fn view(&self, name: &str, e: &Entry, now: UnixMillis) -> ComponentView {

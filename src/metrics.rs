@@ -4,8 +4,9 @@
 //! messages in and out per connector, LLM calls, tokens and latency), kept
 //! in memory and reset by a restart as Prometheus counters may be; and
 //! *gauges* of durable state (tasks by status, queue depth, outbox by status,
-//! approvals pending), read from the store at scrape time so they are right
-//! after a restart too. The counters live in one process-wide registry
+//! approvals pending, the database's size), read from the store at scrape
+//! time so they are right after a restart too — from counters kept by the
+//! writer and SQLite's page counts, never a table scan. The counters live in one process-wide registry
 //! ([`metrics`]) so the places that count need no handle threaded to them.
 
 use crate::config::ModelPrice;
@@ -87,6 +88,8 @@ pub struct Metrics {
     retrieval: Mutex<RetrievalStats>,
     /// Admin API TLS handshakes that failed: refused, timed out.
     handshakes_failed: [std::sync::atomic::AtomicU64; 2],
+    /// Rows deleted by retention, by kind, and pages given back.
+    retention: Mutex<([u64; 5], u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +185,36 @@ impl Metrics {
         if let Ok(mut o) = self.objectives.lock() {
             *o.skipped.entry(reason).or_default() += n;
         }
+    }
+
+    /// A retention pass deleted these rows and gave these pages back.
+    pub fn retention_pruned(&self, p: &crate::store::Pruned) {
+        if let Ok(mut r) = self.retention.lock() {
+            for (a, b) in r.0.iter_mut().zip(p.rows) {
+                *a += b;
+            }
+            r.1 += p.pages_freed;
+        }
+    }
+
+    fn render_retention(&self, out: &mut String) {
+        let Ok(r) = self.retention.lock() else { return };
+        header(
+            out,
+            "agent_runtime_retention_deleted_rows_total",
+            "counter",
+            "Rows deleted by retention, by kind (AGENT_RUNTIME_RETENTION_DAYS).",
+        );
+        for (kind, n) in crate::store::retention::Kind::ALL.iter().zip(r.0) {
+            let _ = writeln!(out, "agent_runtime_retention_deleted_rows_total{{kind=\"{}\"}} {n}", kind.name());
+        }
+        header(
+            out,
+            "agent_runtime_retention_vacuumed_pages_total",
+            "counter",
+            "Database pages given back to the file system after retention.",
+        );
+        let _ = writeln!(out, "agent_runtime_retention_vacuumed_pages_total {}", r.1);
     }
 
     /// One retrieval search answered.
@@ -282,6 +315,7 @@ impl Metrics {
         self.render_llm(&mut out, prices);
         self.render_objectives(&mut out);
         self.render_retrieval(&mut out);
+        self.render_retention(&mut out);
         header(
             &mut out,
             "agent_runtime_memory_releases_total",
@@ -383,6 +417,8 @@ pub struct Gauges {
     pub uptime_seconds: f64,
     /// The retrieval index, when it runs.
     pub retrieval: Option<RetrievalGauges>,
+    /// The database's size.
+    pub database: crate::store::DbSize,
 }
 
 /// The retrieval index's size and backlog.
@@ -447,6 +483,18 @@ impl Gauges {
         }
         if let Some(r) = &self.retrieval {
             r.render(out);
+        }
+        for (name, help, v) in [
+            ("agent_runtime_database_bytes", "Size of the database file (page_count * page_size).", self.database.file_bytes),
+            (
+                "agent_runtime_database_free_bytes",
+                "Unused pages inside the database file (freelist_count * page_size); retention gives them back.",
+                self.database.free_bytes,
+            ),
+            ("agent_runtime_database_wal_bytes", "Size of the database's write-ahead log file.", self.database.wal_bytes),
+        ] {
+            header(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
         }
         header(out, "agent_runtime_approvals_pending", "gauge", "Action approvals waiting for a decision.");
         let _ = writeln!(out, "agent_runtime_approvals_pending {}", self.counts.approvals_pending);

@@ -20,6 +20,7 @@ mod migrations;
 mod objectives;
 mod outbox;
 mod people;
+pub mod retention;
 mod stats;
 mod steps;
 mod tasks;
@@ -34,12 +35,12 @@ pub use chats::{Cursor, InboundRecord};
 pub use events::Event;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyStart};
 /// The schema version (the last migration step) this binary brings a database to.
-pub use migrations::LATEST as SCHEMA_VERSION;
 pub use objectives::{
     FirePlan, FireResult, NewObjective, Objective, ObjectiveFilter, ObjectiveRun, PlannedRun, RecentError, event_prompt, run_key,
 };
 pub use outbox::{NewOutbound, Notifier};
 pub use people::{NewPairing, Pairing, PairingError};
+pub use retention::{DbSize, Pruned, RetentionPolicy};
 pub use stats::StateCounts;
 pub use steps::{MAX_STEPS_SHOWN, NewStep, StepRow};
 pub use tasks::{CancelOutcome, Claim, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
@@ -176,12 +177,17 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         }
         let mut conn = Connection::open(path)?;
+        // Before the first table exists this is all a new file needs;
+        // an older file is converted by `retention::enable_incremental_vacuum`.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         configure(&conn, true)?;
         migrations::apply(&mut conn)?;
+        retention::enable_incremental_vacuum(&conn)?;
         let events = events::EventBus::new(&conn)?;
         let bus = events.clone();
-        let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // From what opening wrote (migrations), so only later writes move it.
+        let changes = Arc::new(std::sync::atomic::AtomicU64::new(conn.total_changes()));
         let counter = changes.clone();
         let (tx, rx) = mpsc::channel::<writer::Job>();
         let thread = std::thread::Builder::new()

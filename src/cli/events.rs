@@ -139,5 +139,9 @@ pub async fn health(client: ApiClient, json: bool) -> anyhow::Result<ExitCode> {
         let detail = c["error"].as_str().or(c["message"].as_str()).unwrap_or("");
         outln!("{:<22}  {:<9}  {:<20}  {detail}", c["name"].as_str().unwrap_or("-"), c["state"].as_str().unwrap_or("-"), beat);
     }
+    if let Some(db) = v.get("database") {
+        let mib = |k: &str| db[k].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+        outln!("database: {:.1} MiB ({:.1} MiB free inside), WAL {:.1} MiB", mib("file_bytes"), mib("free_bytes"), mib("wal_bytes"));
+    }
     Ok(status)
 }

@@ -105,7 +105,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> GatewayConfig {
     };
     GatewayConfig {
         max_message_bytes: r.int("AGENT_RUNTIME_MAX_MESSAGE_BYTES", 32_768, 256, 1 << 20) as usize,
-        guest_role: r.parsed("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", None, guest),
+        guest_role: r.parsed_as("AGENT_RUNTIME_GATEWAY_GUEST_ROLE", None, "none", guest),
         rules,
         pairing_ttl: r.seconds("AGENT_RUNTIME_PAIRING_TTL_SECONDS", 600, 10, 86_400),
         pairing_max_requests: r.int("AGENT_RUNTIME_PAIRING_MAX_REQUESTS", 3, 1, 100) as u32,

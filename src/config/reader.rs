@@ -132,9 +132,13 @@ impl<'a> Reader<'a> {
     /// A set value is shown as typed (`openai`, `member`); the default
     /// through `Debug` (`None` as `(unset)`).
     pub fn parsed<T: fmt::Debug>(&mut self, name: &'static str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
-        let shown = match format!("{default:?}") {
-            s if s == "None" => "(unset)".to_string(),
-            s => s,
+        let debug = format!("{default:?}");
+        let inner = debug.strip_prefix("Some(").and_then(|d| d.strip_suffix(')')).unwrap_or(&debug);
+        let shown = match inner {
+            "None" => "(unset)".to_string(),
+            // A text default as the operator would write it: no quotes.
+            s if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') => s[1..s.len() - 1].to_string(),
+            s => s.to_string(),
         };
         self.parsed_as(name, default, &shown, parse)
     }

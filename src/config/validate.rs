@@ -409,10 +409,14 @@ mod tests {
         assert_eq!(error_vars(&with_file), Vec::<String>::new(), "the defaults in .env.example are valid values");
         let plain = Config::read(&nothing());
         assert_eq!(plain.entries.len(), with_file.entries.len());
+        let mut wrong = Vec::new();
         for (a, b) in plain.entries.iter().zip(&with_file.entries) {
             assert_eq!(a.name, b.name);
-            assert_eq!(a.shown, b.shown, "{}: .env.example's value is not the default", a.name);
+            if a.shown != b.shown {
+                wrong.push(format!("{}: .env.example has {:?}, the default is {:?}", a.name, b.shown, a.shown));
+            }
         }
+        assert!(wrong.is_empty(), "values in .env.example that are not the defaults:\n{}", wrong.join("\n"));
         let unused: Vec<_> =
             with_file.problems.iter().filter(|p| p.message.starts_with("not used by this version")).map(|p| p.variable.as_str()).collect();
         let outside: Vec<_> = outside.iter().map(|(n, _, _)| *n).collect();

@@ -52,6 +52,46 @@ pub(super) async fn expire_loop(
     }
 }
 
+/// Deletes rows past their retention (`AGENT_RUNTIME_RETENTION_DAYS`) a
+/// few seconds after start and then every `config.interval`, in batches
+/// through the writer with a pause between them (docs/retention.md).
+pub(super) async fn retention_loop(store: Store, clock: SharedClock, config: crate::config::RetentionConfig, stop: CancellationToken) {
+    let mut wait = Duration::from_secs(5).min(config.interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = config.interval;
+        let started = std::time::Instant::now();
+        let pass = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = store.prune(&config.policy, clock.now_ms(), RETENTION_PAUSE) => p,
+        };
+        match pass {
+            Ok(p) if p.total() > 0 => {
+                crate::metrics::metrics().retention_pruned(&p);
+                let [outbox, inbox, tasks, usage, audit] = p.rows;
+                tracing::info!(
+                    outbox,
+                    inbox,
+                    tasks,
+                    usage,
+                    audit,
+                    pages_freed = p.pages_freed,
+                    ms = started.elapsed().as_millis() as u64,
+                    "retention pass"
+                );
+            }
+            Ok(_) => tracing::debug!("retention pass: nothing old enough"),
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; trying again next time"),
+        }
+    }
+}
+
+/// Between two retention batches: writes queued meanwhile go first.
+const RETENTION_PAUSE: Duration = Duration::from_millis(5);
+
 /// Re-reads the TLS files on every SIGHUP (certificate rotation without a
 /// restart); a bad file is reported and the settings in force stay.
 pub(super) async fn reload_on_sighup(tls: Arc<TlsState>, health: Health, stop: CancellationToken) {

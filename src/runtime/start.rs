@@ -269,6 +269,8 @@ pub(super) fn start_workers(config: &Config, core: &Core, parts: &Parts, root: &
         (parts.gateway.clone(), core.store.clone(), core.clock.clone(), core.health.clone(), own.token().clone());
     let retention = config.http.events_retention;
     own.spawn("expiry", async move { expire_loop(gateway, store, clock, retention, health, stop).await });
+    let (store, clock, rules, stop) = (core.store.clone(), core.clock.clone(), config.retention, own.token().clone());
+    own.spawn("retention", async move { super::loops::retention_loop(store, clock, rules, stop).await });
     start_scheduler(config, core, root);
     Workers { pool, outbox }
 }

@@ -11,7 +11,7 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// The migration steps, in order; step `i` brings the schema to version `i + 1`.
-const STEPS: &[&str] = &[
+pub(super) const STEPS: &[&str] = &[
     // 1: the foundation tables.
     r#"
 CREATE TABLE users (
@@ -414,6 +414,64 @@ CREATE TABLE budget_notices (
     at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX llm_usage_by_task ON llm_usage (task_id) WHERE task_id IS NOT NULL;
+"#,
+    // 12: bounded growth and cheap metrics. `state_counts` holds the number
+    // of tasks and outbox rows in each status, kept exact by triggers in the
+    // transaction that changes a row (so `/metrics` reads a few rows instead
+    // of scanning both tables); backfilled here. `llm_usage_daily` keeps the
+    // per-day totals of usage rows that retention deleted, so usage reports
+    // stay whole. The partial indexes find what retention may delete (final
+    // rows, oldest first) without a scan, and `outbox_by_task` lets deleting
+    // a task null its notices' `task_id` without scanning the outbox.
+    r#"
+CREATE TABLE state_counts (
+    tbl TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (tbl, status)
+) WITHOUT ROWID;
+INSERT INTO state_counts (tbl, status, n)
+    SELECT 'tasks', s.status, (SELECT count(*) FROM tasks t WHERE t.status = s.status)
+    FROM (SELECT 'queued' AS status UNION ALL SELECT 'running' UNION ALL SELECT 'succeeded' UNION ALL SELECT 'failed' UNION ALL SELECT 'canceled') s;
+INSERT INTO state_counts (tbl, status, n)
+    SELECT 'outbox', s.status, (SELECT count(*) FROM outbox o WHERE o.status = s.status)
+    FROM (SELECT 'pending' AS status UNION ALL SELECT 'sent' UNION ALL SELECT 'failed') s;
+CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
+    UPDATE state_counts SET n = n + 1 WHERE tbl = 'tasks' AND status = NEW.status;
+END;
+CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE tbl = 'tasks' AND status = OLD.status;
+END;
+CREATE TRIGGER tasks_count_update AFTER UPDATE OF status ON tasks WHEN OLD.status != NEW.status BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE tbl = 'tasks' AND status = OLD.status;
+    UPDATE state_counts SET n = n + 1 WHERE tbl = 'tasks' AND status = NEW.status;
+END;
+CREATE TRIGGER outbox_count_insert AFTER INSERT ON outbox BEGIN
+    UPDATE state_counts SET n = n + 1 WHERE tbl = 'outbox' AND status = NEW.status;
+END;
+CREATE TRIGGER outbox_count_delete AFTER DELETE ON outbox BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE tbl = 'outbox' AND status = OLD.status;
+END;
+CREATE TRIGGER outbox_count_update AFTER UPDATE OF status ON outbox WHEN OLD.status != NEW.status BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE tbl = 'outbox' AND status = OLD.status;
+    UPDATE state_counts SET n = n + 1 WHERE tbl = 'outbox' AND status = NEW.status;
+END;
+CREATE TABLE llm_usage_daily (
+    day INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (day, provider, model)
+) WITHOUT ROWID;
+CREATE INDEX outbox_done ON outbox (updated_at) WHERE status != 'pending';
+CREATE INDEX outbox_by_task ON outbox (task_id) WHERE task_id IS NOT NULL;
+CREATE INDEX inbox_done ON inbox (received_at) WHERE status != 'received';
+CREATE INDEX tasks_done ON tasks (updated_at) WHERE status IN ('succeeded', 'failed', 'canceled');
+CREATE INDEX agent_steps_untasked ON agent_steps (at) WHERE task_id IS NULL;
 "#,
 ];
 

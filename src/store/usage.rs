@@ -100,10 +100,18 @@ impl Store {
     /// Totals per UTC day, provider and model for calls in `[since, until)`, newest day first.
     pub async fn usage_totals(&self, since: UnixMillis, until: UnixMillis) -> Result<Vec<UsageTotals>, StoreError> {
         self.read(move |c| {
+            // Calls still on file, and the per-day totals of calls that
+            // retention deleted (whole days: a day counts if it starts in
+            // the range or the range starts inside it).
             let mut stmt = c.prepare_cached(
-                "SELECT strftime('%Y-%m-%d', at / 1000, 'unixepoch') AS day, provider, model, COUNT(*), \
-                 SUM(outcome != 'ok'), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), CAST(AVG(latency_ms) AS INTEGER) \
-                 FROM llm_usage WHERE at >= ?1 AND at < ?2 GROUP BY day, provider, model ORDER BY day DESC, provider, model",
+                "SELECT day, provider, model, SUM(calls), SUM(errors), SUM(p), SUM(k), SUM(lat) / SUM(calls) FROM ( \
+                 SELECT strftime('%Y-%m-%d', at / 1000, 'unixepoch') AS day, provider, model, 1 AS calls, outcome != 'ok' AS errors, \
+                 COALESCE(prompt_tokens, 0) AS p, COALESCE(completion_tokens, 0) AS k, latency_ms AS lat \
+                 FROM llm_usage WHERE at >= ?1 AND at < ?2 \
+                 UNION ALL \
+                 SELECT strftime('%Y-%m-%d', day / 1000, 'unixepoch'), provider, model, calls, errors, prompt_tokens, completion_tokens, latency_ms_sum \
+                 FROM llm_usage_daily WHERE day >= ?1 - (?1 % 86400000) AND day < ?2 \
+                 ) GROUP BY day, provider, model ORDER BY day DESC, provider, model",
             )?;
             let rows = stmt.query_map(params![since, until], |r| {
                 Ok(UsageTotals {

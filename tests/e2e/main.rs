@@ -27,6 +27,7 @@ mod outbox;
 mod pairings;
 mod queue;
 mod resources;
+mod retention;
 mod retrieval;
 mod scheduler;
 mod sweep;
