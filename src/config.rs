@@ -511,7 +511,7 @@ fn read_all(r: &mut Reader<'_>) -> Config {
         max_body_bytes: r.int("AGENT_RUNTIME_HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20) as usize,
         plain_http: r.bool("AGENT_RUNTIME_ADMIN_PLAIN_HTTP", false),
         tls_files,
-        tls_sans: r.parsed("AGENT_RUNTIME_TLS_SANS", Vec::new(), parse_sans),
+        tls_sans: r.parsed_as("AGENT_RUNTIME_TLS_SANS", Vec::new(), "(unset)", parse_sans),
         handshake_timeout: r.seconds("AGENT_RUNTIME_ADMIN_TLS_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 300),
         max_connections: r.int("AGENT_RUNTIME_ADMIN_MAX_CONNECTIONS", 256, 1, 65_536) as usize,
         max_handshakes: r.int("AGENT_RUNTIME_ADMIN_MAX_HANDSHAKES", 64, 1, 4096) as usize,

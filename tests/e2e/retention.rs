@@ -221,5 +221,5 @@ fn an_unknown_retention_kind_is_refused_by_config_check_and_serve() {
         .output()
         .expect("check");
     let out = String::from_utf8_lossy(&ok.stdout);
-    assert!(out.contains("outbox=30,inbox=30,tasks=30,usage=forever,audit=forever"), "shown as typed, over the defaults: {out}");
+    assert!(out.contains("= usage=forever, audit=0  [env]"), "shown as typed: {out}");
 }
