@@ -21,7 +21,7 @@ pub mod turn;
 pub use general::GeneralExecutor;
 pub use prompt::PromptBuilder;
 pub use resume::ResumeExecutor;
-pub use runner::{Agent, AgentLimits, AgentParts, ChatTurn, LayerSize, PromptView, TASK_ROLE};
+pub use runner::{Agent, AgentLimits, AgentParts, ChatTurn, DEFAULT_CONCURRENT_CHAT_TURNS, LayerSize, PromptView, TASK_ROLE};
 
 use crate::BoxFuture;
 use crate::clock::SharedClock;

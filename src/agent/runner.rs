@@ -62,13 +62,22 @@ pub struct AgentLimits {
     pub task: Limits,
     /// Earlier free-text exchanges of the chat given to a chat turn.
     pub history_turns: u32,
+    /// Chat turns running at once; more wait for a place before their prompt
+    /// is built (tasks are bounded by the worker pool).
+    pub concurrent_chat_turns: usize,
 }
 
 impl Default for AgentLimits {
     fn default() -> Self {
-        Self { chat: Limits::CHAT, task: Limits::TASK, history_turns: 6 }
+        Self { chat: Limits::CHAT, task: Limits::TASK, history_turns: 6, concurrent_chat_turns: DEFAULT_CONCURRENT_CHAT_TURNS }
     }
 }
+
+/// [`AgentLimits::concurrent_chat_turns`] by default
+/// (`AGENT_RUNTIME_AGENT_MAX_CONCURRENT_CHAT_TURNS`): twice the model calls
+/// in flight, so the model is never left idle by the gate, while a burst of
+/// chat messages waits as requests rather than as half-built turns.
+pub const DEFAULT_CONCURRENT_CHAT_TURNS: usize = 32;
 
 /// Most bytes of one remembered message.
 pub const HISTORY_MESSAGE_BYTES: usize = 2_000;
@@ -156,6 +165,8 @@ pub struct AgentParts {
 #[derive(Clone)]
 pub struct Agent {
     inner: Arc<AgentParts>,
+    /// Places for chat turns ([`AgentLimits::concurrent_chat_turns`]).
+    chat_turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// Records steps in the store (a failure to record is logged, not fatal).
@@ -193,7 +204,8 @@ impl StepSink for StoreSink {
 impl Agent {
     /// An agent of these parts.
     pub fn new(parts: AgentParts) -> Self {
-        Self { inner: Arc::new(parts) }
+        let places = parts.limits.concurrent_chat_turns.max(1);
+        Self { inner: Arc::new(parts), chat_turns: Arc::new(tokio::sync::Semaphore::new(places)) }
     }
 
     /// Where a turn in `ctx` (of task `task_id`, if any) records its steps.
@@ -297,6 +309,10 @@ impl Agent {
     /// Answers a chat message.
     pub async fn chat_turn(&self, t: ChatTurn<'_>) -> Outcome {
         let p = &self.inner;
+        // A place first: 200 messages at once are 200 waiting requests, not
+        // 200 prompts, conversations and tool results in memory (~120 KiB
+        // each, measured). The semaphore is never closed.
+        let _place = self.chat_turns.acquire().await.ok();
         let (ctx, text, trace, role) = (t.ctx, t.text, t.trace, t.role);
         let who = Who {
             role: role.unwrap_or(Role::Viewer),
@@ -457,6 +473,82 @@ mod tests {
             limits: AgentLimits::default(),
         });
         (agent, store)
+    }
+
+    /// A model that answers after 30 ms, counting the calls in flight.
+    #[derive(Default)]
+    struct Slow {
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::agent::LlmProvider for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn model(&self) -> &str {
+            "m"
+        }
+        fn complete<'a>(
+            &'a self,
+            _: &'a crate::agent::ChatRequest,
+        ) -> crate::BoxFuture<'a, Result<crate::agent::ChatResponse, crate::agent::LlmError>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            Box::pin(async move {
+                let n = self.now.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(n, SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                self.now.fetch_sub(1, SeqCst);
+                Ok(crate::agent::ChatResponse { text: "done".into(), model: "m".into(), ..Default::default() })
+            })
+        }
+    }
+
+    /// The most chat turns in flight when `n` messages arrive at once and
+    /// `places` turns may run.
+    async fn most_turns_at_once(places: usize, n: usize) -> (usize, Vec<String>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let config = crate::config::Config::read(&crate::config::EnvSource::default()).config;
+        let workspaces = Workspaces::new(dir.path().join("ws"));
+        let slow = Arc::new(Slow::default());
+        let agent = Agent::new(AgentParts {
+            llm: Llm::new(Ok(slow.clone()), store.clone(), clock.clone()),
+            prompts: PromptBuilder::new(config.prompts.clone(), &config.llm, workspaces.clone()),
+            registry: Registry::builtin(),
+            store: store.clone(),
+            workspaces,
+            retrieval: None,
+            orchestrator: None,
+            desk: None,
+            clock,
+            limits: AgentLimits { concurrent_chat_turns: places, ..AgentLimits::default() },
+        });
+        let ctx = store.ensure_context(&ChatRef::new("telegram", "5").expect("chat"), "DM", 1).await.expect("context");
+        let trace = TraceId::random();
+        let turns = (0..n).map(|_| {
+            agent.chat_turn(ChatTurn {
+                ctx: &ctx,
+                role: None,
+                actor: "5",
+                requester: crate::actions::Requester { name: "user:5".into(), user_id: None },
+                text: "hello",
+                trace: &trace,
+                admit_task: None,
+            })
+        });
+        let answers = futures_util::future::join_all(turns).await.into_iter().map(|o| o.text).collect();
+        (slow.most.load(std::sync::atomic::Ordering::SeqCst), answers)
+    }
+
+    #[tokio::test]
+    async fn chat_turns_beyond_the_places_wait_for_one_and_all_are_answered() {
+        let (most, answers) = most_turns_at_once(2, 8).await;
+        assert_eq!(most, 2, "at most two turns at the model at once");
+        assert_eq!(answers, vec!["done".to_string(); 8], "every message answered");
+        let (most, _) = most_turns_at_once(8, 8).await;
+        assert!(most > 2, "with eight places the eight turns overlap ({most}): the count above is not a ceiling of the test");
     }
 
     /// Links telegram user `uid` with `role`, as an approved pairing does.

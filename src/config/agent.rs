@@ -22,5 +22,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> AgentLimits {
         max_input_bytes: input,
     };
     let history_turns = r.int("AGENT_RUNTIME_AGENT_HISTORY_TURNS", 6, 0, 50) as u32;
-    AgentLimits { chat, task, history_turns }
+    let concurrent_chat_turns =
+        r.int("AGENT_RUNTIME_AGENT_MAX_CONCURRENT_CHAT_TURNS", crate::agent::DEFAULT_CONCURRENT_CHAT_TURNS as u64, 1, 4096) as usize;
+    AgentLimits { chat, task, history_turns, concurrent_chat_turns }
 }
