@@ -15,13 +15,9 @@
 //! CLI runs it; the archive is written to the same disk), with a baseline
 //! window before each. `BENCH_RUNS` runs (3); medians.
 
-use super::{env_usize, median, noop_task, percentile};
+use super::{env_usize, median, noop_pool, noop_task, percentile};
 use agent_runtime::backup::{self, Method, Options, Sources};
-use agent_runtime::clock::SystemClock;
-use agent_runtime::config::{NotifyConfig, OrchestratorConfig};
-use agent_runtime::domain::{ChatRef, NotifyPolicy, TaskKind};
-use agent_runtime::orchestrator::{Executors, NoopExecutor, OrchestratorHandle, spawn_pool};
-use agent_runtime::runtime::Supervisor;
+use agent_runtime::domain::ChatRef;
 use agent_runtime::store::Store;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -106,18 +102,7 @@ pub async fn bench(runs: usize) {
     println!("padded the database to {:.0} MiB in {:.0} s", size as f64 / 1048576.0, t.elapsed().as_secs_f64());
 
     let store = Store::open(&db).expect("store");
-    let cfg = OrchestratorConfig {
-        concurrency: 5,
-        max_attempts: 3,
-        lease: Duration::from_secs(30),
-        retry_base: Duration::from_secs(1),
-        retry_max: Duration::from_secs(1),
-        shutdown_grace: Duration::from_secs(5),
-    };
-    let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
-    let handle = OrchestratorHandle::new(store.clone(), Arc::new(SystemClock), cfg, notify, Arc::new(tokio::sync::Notify::new()));
-    let sup = Supervisor::new();
-    let pool = spawn_pool(handle.clone(), Executors::default().with(TaskKind::Noop, Arc::new(NoopExecutor)), &sup);
+    let (handle, _sup, pool) = noop_pool(&store, 5);
 
     let acks = Arc::new(Acks::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -250,6 +250,24 @@ async fn micro() {
     println!("write noop sequential: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
 }
 
+/// The worker pool over `store` with `concurrency` workers running no-op
+/// tasks (a notice per task to its origin); keep the supervisor alive.
+fn noop_pool(store: &Store, concurrency: usize) -> (OrchestratorHandle, Supervisor, agent_runtime::orchestrator::Pool) {
+    let cfg = OrchestratorConfig {
+        concurrency,
+        max_attempts: 3,
+        lease: Duration::from_secs(30),
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
+    let handle = OrchestratorHandle::new(store.clone(), Arc::new(SystemClock), cfg, notify, Arc::new(tokio::sync::Notify::new()));
+    let sup = Supervisor::new();
+    let pool = spawn_pool(handle.clone(), Executors::default().with(TaskKind::Noop, Arc::new(NoopExecutor)), &sup);
+    (handle, sup, pool)
+}
+
 fn noop_task(ctx: &agent_runtime::domain::Context) -> NewTask {
     NewTask {
         workspace_id: ctx.workspace_id.clone(),
@@ -323,18 +341,7 @@ async fn queue_throughput(tasks: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
     let ctx = store.ensure_context(&ChatRef::new("bench", "queue").expect("chat"), "bench", 0).await.expect("ctx");
-    let cfg = OrchestratorConfig {
-        concurrency: env_usize("BENCH_CONCURRENCY", 5),
-        max_attempts: 3,
-        lease: Duration::from_secs(30),
-        retry_base: Duration::from_secs(1),
-        retry_max: Duration::from_secs(1),
-        shutdown_grace: Duration::from_secs(5),
-    };
-    let notify = NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None };
-    let handle = OrchestratorHandle::new(store.clone(), Arc::new(SystemClock), cfg, notify, Arc::new(tokio::sync::Notify::new()));
-    let sup = Supervisor::new();
-    let pool = spawn_pool(handle.clone(), Executors::default().with(TaskKind::Noop, Arc::new(NoopExecutor)), &sup);
+    let (handle, _sup, pool) = noop_pool(&store, env_usize("BENCH_CONCURRENCY", 5));
     let started = Instant::now();
     let submitted = Arc::new(AtomicUsize::new(0));
     let mut producers = Vec::new();

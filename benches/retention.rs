@@ -25,9 +25,9 @@
 //!
 //! `BENCH_RET_PART` (`growth`, `metrics` or `triggers`) runs one part.
 
-use super::{SETTLE, env_usize, median, quiesce, rss_kib, start_daemon_in};
+use super::{SETTLE, env_usize, median, noop_task, quiesce, rss_kib, start_daemon_in};
 use agent_runtime::config::NotifyConfig;
-use agent_runtime::domain::{ChatKind, ChatRef, Context, Inbound, MessageKind, NewTask, NotifyPolicy, TaskKind, TraceId};
+use agent_runtime::domain::{ChatKind, ChatRef, Inbound, MessageKind, NotifyPolicy, TraceId};
 use agent_runtime::orchestrator::render_notice;
 use agent_runtime::store::retention::Kind;
 use agent_runtime::store::{FinishOutcome, NewOutbound, Notifier, RetentionPolicy, RetryPolicy, Store, UsageRecord};
@@ -68,20 +68,6 @@ fn self_kib(field: &str) -> u64 {
     rss_kib(std::process::id(), field)
 }
 
-fn noop(ctx: &Context) -> NewTask {
-    NewTask {
-        workspace_id: ctx.workspace_id.clone(),
-        context_id: ctx.id.clone(),
-        kind: TaskKind::Noop,
-        title: "bench".into(),
-        prompt: "/task bench".into(),
-        run_key: None,
-        source_user_id: None,
-        trace_id: TraceId::random(),
-        tell_origin: true,
-    }
-}
-
 /// One chat message's rows, at test time `at`.
 async fn message(store: &Store, i: usize, at: i64) {
     let chat = ChatRef::new("telegram", &(500_000 + (i % 200)).to_string()).expect("chat");
@@ -108,7 +94,7 @@ async fn message(store: &Store, i: usize, at: i64) {
         preview: None,
     };
     if i.is_multiple_of(10) {
-        let t = store.enqueue_task(noop(&rec.context), 3, at).await.expect("enqueue").task;
+        let t = store.enqueue_task(noop_task(&rec.context), 3, at).await.expect("enqueue").task;
         reply.task_id = Some(t.id.clone());
         let claimed = store.claim_tasks(format!("w{}", i % 5), at, LEASE, 1).await.expect("claim");
         for c in claimed {
@@ -336,7 +322,7 @@ async fn task_rate(path: &Path, n: usize) -> f64 {
         let (store, ctx, next) = (store.clone(), ctx.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n {
-                store.enqueue_task(noop(&ctx), 3, 1).await.expect("enqueue");
+                store.enqueue_task(noop_task(&ctx), 3, 1).await.expect("enqueue");
                 for c in store.claim_tasks(format!("w{w}"), 1, LEASE, 1).await.expect("claim") {
                     let done = FinishOutcome::Succeeded { summary: "done".into(), result_path: None };
                     let _ = store.finish_task(&c.id, format!("w{w}"), done, retry(), notifier(), 1).await;

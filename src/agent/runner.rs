@@ -456,12 +456,17 @@ mod tests {
 
     /// An agent over a real store (no model: only who a task acts as is asked).
     async fn agent(dir: &std::path::Path) -> (Agent, Store) {
+        agent_with(dir, Err("no model in this test".into()), AgentLimits::default())
+    }
+
+    /// An agent over a real store in `dir` with `model` and `limits`.
+    fn agent_with(dir: &std::path::Path, model: Result<Arc<dyn crate::agent::LlmProvider>, String>, limits: AgentLimits) -> (Agent, Store) {
         let store = Store::open(&dir.join("meta.sqlite")).expect("store");
         let clock: SharedClock = Arc::new(crate::clock::SystemClock);
         let config = crate::config::Config::read(&crate::config::EnvSource::default()).config;
         let workspaces = Workspaces::new(dir.join("ws"));
         let agent = Agent::new(AgentParts {
-            llm: Llm::new(Err("no model in this test".into()), store.clone(), clock.clone()),
+            llm: Llm::new(model, store.clone(), clock.clone()),
             prompts: PromptBuilder::new(config.prompts.clone(), &config.llm, workspaces.clone()),
             registry: Registry::builtin(),
             store: store.clone(),
@@ -470,7 +475,7 @@ mod tests {
             orchestrator: None,
             desk: None,
             clock,
-            limits: AgentLimits::default(),
+            limits,
         });
         (agent, store)
     }
@@ -508,23 +513,9 @@ mod tests {
     /// `places` turns may run.
     async fn most_turns_at_once(places: usize, n: usize) -> (usize, Vec<String>) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("meta.sqlite")).expect("store");
-        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
-        let config = crate::config::Config::read(&crate::config::EnvSource::default()).config;
-        let workspaces = Workspaces::new(dir.path().join("ws"));
         let slow = Arc::new(Slow::default());
-        let agent = Agent::new(AgentParts {
-            llm: Llm::new(Ok(slow.clone()), store.clone(), clock.clone()),
-            prompts: PromptBuilder::new(config.prompts.clone(), &config.llm, workspaces.clone()),
-            registry: Registry::builtin(),
-            store: store.clone(),
-            workspaces,
-            retrieval: None,
-            orchestrator: None,
-            desk: None,
-            clock,
-            limits: AgentLimits { concurrent_chat_turns: places, ..AgentLimits::default() },
-        });
+        let limits = AgentLimits { concurrent_chat_turns: places, ..AgentLimits::default() };
+        let (agent, store) = agent_with(dir.path(), Ok(slow.clone()), limits);
         let ctx = store.ensure_context(&ChatRef::new("telegram", "5").expect("chat"), "DM", 1).await.expect("context");
         let trace = TraceId::random();
         let turns = (0..n).map(|_| {

@@ -29,7 +29,7 @@ async fn fixture() -> Fixture {
     Fixture { _dir: dir, store, ctx }
 }
 
-fn new_task(ctx: &Context, kind: TaskKind, run_key: Option<&str>) -> NewTask {
+pub(crate) fn new_task(ctx: &Context, kind: TaskKind, run_key: Option<&str>) -> NewTask {
     NewTask {
         workspace_id: ctx.workspace_id.clone(),
         context_id: ctx.id.clone(),
@@ -43,7 +43,7 @@ fn new_task(ctx: &Context, kind: TaskKind, run_key: Option<&str>) -> NewTask {
     }
 }
 
-fn notifier() -> Notifier {
+pub(crate) fn notifier() -> Notifier {
     Notifier { config: NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None }, render: render_notice }
 }
 

@@ -7,30 +7,14 @@
 use crate::support::daemon::{Daemon, command};
 use crate::support::wait_until;
 use agent_runtime::clock::{Clock, ManualClock};
-use agent_runtime::config::NotifyConfig;
-use agent_runtime::domain::{ChatRef, Context, MessageKind, NewTask, NotifyPolicy, TaskKind, TraceId};
-use agent_runtime::orchestrator::render_notice;
+use agent_runtime::domain::{ChatRef, MessageKind, TaskKind};
 use agent_runtime::store::retention::Kind;
-use agent_runtime::store::{FinishOutcome, NewOutbound, Notifier, RetentionPolicy, RetryPolicy, Store};
+use agent_runtime::store::{FinishOutcome, NewOutbound, RetentionPolicy, RetryPolicy, Store};
 use std::path::Path;
 use std::time::Duration;
 
 const DAY: i64 = 86_400_000;
 const LEASE: Duration = Duration::from_secs(30);
-
-fn task(ctx: &Context) -> NewTask {
-    NewTask {
-        workspace_id: ctx.workspace_id.clone(),
-        context_id: ctx.id.clone(),
-        kind: TaskKind::Noop,
-        title: "t".into(),
-        prompt: "p".into(),
-        run_key: None,
-        source_user_id: None,
-        trace_id: TraceId::random(),
-        tell_origin: true,
-    }
-}
 
 fn notice(body: &str) -> NewOutbound {
     NewOutbound {
@@ -42,11 +26,6 @@ fn notice(body: &str) -> NewOutbound {
         options: Default::default(),
         preview: None,
     }
-}
-
-fn notifier() -> Notifier {
-    // Origin: every final task queues a notice, so outbox rows come and go with tasks.
-    Notifier { config: NotifyConfig { policy: NotifyPolicy::Origin, success: None, failure: None }, render: render_notice }
 }
 
 fn retry() -> RetryPolicy {
@@ -80,7 +59,7 @@ async fn status_counts_stay_exact_through_every_change_retention_and_a_restart()
     let ctx = store.ensure_context(&ChatRef::new("codex", "retention").expect("chat"), "R", clock.now_ms()).await.expect("ctx");
     let mut ids = Vec::new();
     for _ in 0..30 {
-        ids.push(store.enqueue_task(task(&ctx), 2, clock.now_ms()).await.expect("enqueue").task.id);
+        ids.push(store.enqueue_task(crate::queue::new_task(&ctx, TaskKind::Noop, None), 2, clock.now_ms()).await.expect("enqueue").task.id);
     }
     assert_exact(&store, &db, "after enqueues").await;
     let claimed = store.claim_tasks("w".into(), clock.now_ms(), LEASE, 20).await.expect("claim");
@@ -93,7 +72,7 @@ async fn status_counts_stay_exact_through_every_change_retention_and_a_restart()
             2 => FinishOutcome::Failed { error: "no".into(), retryable: false },
             _ => FinishOutcome::Canceled,
         };
-        store.finish_task(&t.id, "w".into(), outcome, retry(), notifier(), clock.now_ms()).await.expect("finish");
+        store.finish_task(&t.id, "w".into(), outcome, retry(), crate::queue::notifier(), clock.now_ms()).await.expect("finish");
     }
     assert_exact(&store, &db, "after finishes and retries").await;
     let unclaimed = ids.iter().find(|id| !claimed.iter().any(|t| &t.id == *id)).expect("a task left queued");
@@ -103,7 +82,7 @@ async fn status_counts_stay_exact_through_every_change_retention_and_a_restart()
     let more = store.claim_tasks("w2".into(), clock.now_ms(), LEASE, 3).await.expect("claim");
     assert!(!more.is_empty());
     clock.advance(LEASE.as_millis() as i64 + 1);
-    store.recover_expired_leases(clock.now_ms(), notifier()).await.expect("recover");
+    store.recover_expired_leases(clock.now_ms(), crate::queue::notifier()).await.expect("recover");
     for i in 0..12 {
         let id = store.enqueue_outbound(notice(&format!("n{i}")), clock.now_ms()).await.expect("outbound");
         match i % 3 {
@@ -134,7 +113,7 @@ async fn status_counts_stay_exact_through_every_change_retention_and_a_restart()
     store.close();
     let store = Store::open(&db).expect("reopen");
     assert_exact(&store, &db, "after a restart").await;
-    store.enqueue_task(task(&ctx), 2, clock.now_ms()).await.expect("enqueue after restart");
+    store.enqueue_task(crate::queue::new_task(&ctx, TaskKind::Noop, None), 2, clock.now_ms()).await.expect("enqueue after restart");
     assert_exact(&store, &db, "after a restart and an enqueue").await;
     store.close();
 }
