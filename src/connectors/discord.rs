@@ -1,10 +1,11 @@
-//! Discord: the gateway websocket in (serenity owns the socket, heartbeats
-//! and RESUME), REST out (our own small client, see [`rest`]).
+//! Discord: the gateway websocket in (our own client, see [`ws`]:
+//! heartbeats, RESUME, close codes), REST out (our own small client, see
+//! [`rest`]).
 //!
-//! Inbound: serenity hands each event to a forwarding handler; one loop here
-//! takes them in batches (ordered by message id, since serenity runs
-//! handlers as separate tasks), stores each channel's messages with the
-//! channel's last message id as its cursor, and hands them to processing.
+//! Inbound: the gateway hands each event to one loop here through a bounded
+//! queue, in the order Discord sent them; the loop takes them in batches,
+//! stores each channel's messages with the channel's last message id as its
+//! cursor, and hands them to processing.
 //! Slash commands and button presses are stored first and acknowledged
 //! (deferred) after, inside Discord's 3-second window; the answer then
 //! edits the deferred response. After every READY (a fresh session: at
@@ -14,13 +15,15 @@
 //! (`<channel>:<message id>`) makes the overlap with live events harmless.
 
 mod events;
+mod model;
 pub mod rest;
+mod ws;
 
 pub use rest::{DiscordPublisher, DiscordRest, INTERACTION_PREFIX};
 
-use events::{EVENT_QUEUE, Ev, Forward};
+use events::{EVENT_QUEUE, Ev};
+use model::{Interaction, Message, User};
 
-use super::Backoff;
 use crate::BoxFuture;
 use crate::config::DiscordConfig;
 use crate::domain::{ChatKind, ChatRef, Inbound, InboundMeta, TraceId};
@@ -29,9 +32,6 @@ use crate::health::Health;
 use crate::store::Cursor;
 use reqwest::Method;
 use serde_json::{Value, json};
-use serenity::all::{ClientBuilder, CommandDataOptionValue, GatewayIntents, Interaction, Message};
-use serenity::gateway::ConnectionStage;
-use serenity::http::HttpBuilder;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,11 +44,6 @@ pub const NAME: &str = "discord";
 
 /// Discord's message length limit, in characters.
 pub const MAX_MESSAGE: usize = 2000;
-
-/// GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT (37377).
-fn intents() -> GatewayIntents {
-    GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES | GatewayIntents::MESSAGE_CONTENT
-}
 
 /// The inbound side: receives, stores, acknowledges, hands stored messages on.
 pub struct DiscordConnector {
@@ -115,8 +110,8 @@ impl super::Connector for DiscordConnector {
 }
 
 impl DiscordConnector {
-    /// Runs until `stop`: connects (again, with backoff, whenever the client
-    /// ends) and handles events.
+    /// Runs until `stop`: the gateway connects (and connects again whenever
+    /// the connection ends) while this loop handles its events.
     pub async fn serve(self, stop: CancellationToken) {
         self.health.register(NAME);
         let mut state = State::default();
@@ -124,71 +119,49 @@ impl DiscordConnector {
             Ok(rows) => state.channels = rows.iter().filter_map(|(k, v)| Seen::parse(k, v)).collect(),
             Err(e) => tracing::error!(error = %e, "cannot read the stored Discord cursors; missed messages are not caught up"),
         }
+        let tls = match ws_tls() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "Discord cannot start");
+                return self.health.degrade(NAME, e);
+            }
+        };
+        let socket = ws::Socket { url: self.gateway_url().await, token: self.config.token.expose().to_string(), tls };
         let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
-        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        let socket_stop = stop.child_token();
+        let mut socket_task = tokio::spawn(ws::run(socket, tx, state.lost.clone(), socket_stop.clone()));
         loop {
-            let forward = Forward { tx: tx.clone(), lost: state.lost.clone() };
-            let mut client = match self.client(forward).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.health.degrade(NAME, format!("cannot build the Discord client: {e}"));
-                    if !sleep_or_stop(backoff.next_wait(), &stop).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let shards = client.shard_manager.clone();
-            let mut run = Box::pin(async move { client.start().await });
-            let why = loop {
-                tokio::select! {
-                    r = &mut run => break match r {
-                        Ok(()) => "the gateway connection ended".to_string(),
-                        Err(serenity::Error::Gateway(serenity::gateway::GatewayError::InvalidAuthentication)) => {
-                            "Discord rejected the bot token (AGENT_RUNTIME_DISCORD_TOKEN)".to_string()
-                        }
-                        Err(e) => format!("the gateway failed: {e}"),
-                    },
-                    Some(ev) = rx.recv() => {
-                        if matches!(ev, Ev::Ready { .. }) {
-                            backoff.reset();
-                        }
-                        self.batch(ev, &mut rx, &mut state).await;
-                    }
-                    _ = stop.cancelled() => {
-                        shards.shutdown_all().await;
-                        return;
-                    }
-                }
-            };
-            let wait = backoff.next_wait();
-            tracing::warn!(retry_in_s = wait.as_secs(), "{why}");
-            self.health.degrade(NAME, format!("{why}; reconnecting in {}s", wait.as_secs()));
-            if !sleep_or_stop(wait, &stop).await {
-                return;
+            tokio::select! {
+                Some(ev) = rx.recv() => self.batch(ev, &mut rx, &mut state).await,
+                _ = stop.cancelled() => break,
+                _ = &mut socket_task => break,
+            }
+        }
+        socket_stop.cancel();
+        // The socket closes itself (a clean close, which ends the session).
+        let _ = tokio::time::timeout(Duration::from_secs(5), socket_task).await;
+    }
+
+    /// The gateway's address: the configured one, else what `GET /gateway/bot`
+    /// says, else Discord's usual one.
+    async fn gateway_url(&self) -> String {
+        if let Some(url) = &self.config.gateway_url {
+            return url.split('?').next().unwrap_or(url).to_string();
+        }
+        match self.rest.call(Method::GET, "gateway/bot", Value::Null, true).await {
+            Ok(v) => match v["url"].as_str() {
+                Some(url) => url.to_string(),
+                None => ws::DEFAULT_GATEWAY.to_string(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e.message, "could not ask Discord for its gateway address; using {}", ws::DEFAULT_GATEWAY);
+                ws::DEFAULT_GATEWAY.to_string()
             }
         }
     }
 
-    /// A serenity client aimed at the configured servers.
-    async fn client(&self, forward: Forward) -> Result<serenity::Client, serenity::Error> {
-        let mut http = HttpBuilder::new(self.config.token.expose());
-        if self.config.api_base != "https://discord.com" {
-            // serenity's rate limiter ignores the proxy; our REST client handles 429s for what matters.
-            http = http.proxy(self.config.api_base.as_str()).ratelimiter_disabled(true);
-        }
-        let client = ClientBuilder::new_with_http(http.build(), intents()).event_handler(forward).await?;
-        if let Some(url) = &self.config.gateway_url {
-            // serenity appends `?v=10` itself.
-            *client.ws_url.lock().await = url.split('?').next().unwrap_or(url).to_string();
-        }
-        Ok(client)
-    }
-
     /// Handles `first` and whatever else is already queued, messages in id order.
     async fn batch(&self, first: Ev, rx: &mut mpsc::Receiver<Ev>, state: &mut State) {
-        // serenity runs each handler as its own task: give the ones racing this one a moment to queue.
-        tokio::task::yield_now().await;
         let mut events = vec![first];
         while events.len() < 256 {
             match rx.try_recv() {
@@ -209,23 +182,24 @@ impl DiscordConnector {
                     self.catch_up(state).await;
                 }
                 Ev::Resumed => self.health.healthy(NAME, "connected to the gateway (resumed)"),
-                Ev::Stage(ConnectionStage::Connected) => {}
-                Ev::Stage(stage) if state.bot != 0 => self.health.degrade(NAME, format!("gateway {stage}: reconnecting")),
-                Ev::Stage(_) => {}
+                Ev::Down(why) => {
+                    tracing::warn!("Discord gateway: {why}");
+                    self.health.degrade(NAME, why);
+                }
                 Ev::Message(m) => messages.push(*m),
                 Ev::Interaction(i) => self.interaction(*i).await,
             }
         }
-        messages.sort_by_key(|m| m.id.get());
+        messages.sort_by_key(|m| m.id);
         let mut by_channel: Vec<(u64, Vec<Message>)> = Vec::new();
         for m in messages {
-            match by_channel.iter_mut().find(|(c, _)| *c == m.channel_id.get()) {
+            match by_channel.iter_mut().find(|(c, _)| *c == m.channel_id) {
                 Some((_, v)) => v.push(m),
-                None => by_channel.push((m.channel_id.get(), vec![m])),
+                None => by_channel.push((m.channel_id, vec![m])),
             }
         }
         for (channel, msgs) in by_channel {
-            let guild = msgs.iter().find_map(|m| m.guild_id.map(|g| g.get()));
+            let guild = msgs.iter().find_map(|m| m.guild_id);
             self.store(state, channel, guild, msgs).await;
         }
         if state.lost.swap(false, Ordering::SeqCst) {
@@ -236,7 +210,7 @@ impl DiscordConnector {
 
     /// Stores one channel's messages with its cursor, then hands them on.
     async fn store(&self, state: &mut State, channel: u64, guild: Option<u64>, msgs: Vec<Message>) {
-        let Some(newest) = msgs.iter().map(|m| m.id.get()).max() else { return };
+        let Some(newest) = msgs.iter().map(|m| m.id).max() else { return };
         let mut arrivals = Vec::new();
         for m in &msgs {
             match self.message(state.bot, guild, m).await {
@@ -286,8 +260,8 @@ impl DiscordConnector {
                     continue;
                 }
             };
-            let mut msgs: Vec<Message> = msgs.into_iter().filter(|m| m.id.get() > seen.last).collect();
-            msgs.sort_by_key(|m| m.id.get());
+            let mut msgs: Vec<Message> = msgs.into_iter().filter(|m| m.id > seen.last).collect();
+            msgs.sort_by_key(|m| m.id);
             total += msgs.len();
             self.store(state, channel, seen.guild, msgs).await;
         }
@@ -300,28 +274,28 @@ impl DiscordConnector {
     /// empty). Its files are taken in only as far as the gateway allows,
     /// each streamed straight to disk.
     async fn message(&self, bot: u64, guild: Option<u64>, m: &Message) -> Result<Option<Arrival>, GatewayError> {
-        if m.author.bot || m.author.id.get() == bot {
+        if m.author.bot || m.author.id == bot {
             return Ok(None);
         }
         let (tag, tag_nick) = (format!("<@{bot}>"), format!("<@!{bot}>"));
-        let mentioned = m.mentions.iter().any(|u| u.id.get() == bot)
+        let mentioned = m.mentions.iter().any(|u| u.id == bot)
             || m.content.contains(&tag)
             || m.content.contains(&tag_nick)
-            || m.referenced_message.as_ref().is_some_and(|r| r.author.id.get() == bot);
+            || m.referenced_message.as_ref().is_some_and(|r| r.author.id == bot);
         let text = m.content.replace(&tag, " ").replace(&tag_nick, " ").trim().to_string();
         if text.is_empty() && m.attachments.is_empty() {
             return Ok(None);
         }
-        let meta = InboundMeta { message_id: Some(m.id.get().to_string()), ..Default::default() };
+        let meta = InboundMeta { message_id: Some(m.id.to_string()), ..Default::default() };
         let in_guild = m.guild_id.is_some() || guild.is_some();
-        let dedupe_key = format!("{}:{}", m.channel_id.get(), m.id.get());
-        let msg = inbound(m.channel_id.get(), in_guild, &m.author, text, mentioned, dedupe_key, meta);
+        let dedupe_key = format!("{}:{}", m.channel_id, m.id);
+        let msg = inbound(m.channel_id, in_guild, &m.author, text, mentioned, dedupe_key, meta);
         if m.attachments.is_empty() {
             return Ok(Some(Arrival::text(msg)));
         }
         let mut intake = self.gateway.intake(&msg, self.attachment_max_bytes).await?;
         for a in &m.attachments {
-            let Some(mut sink) = intake.file(&a.filename, Some(u64::from(a.size))).await else { continue };
+            let Some(mut sink) = intake.file(&a.filename, Some(a.size)).await else { continue };
             let fetched = self.rest.download(&a.url, &mut sink).await;
             sink.finish(fetched).await;
         }
@@ -331,38 +305,28 @@ impl DiscordConnector {
     /// A slash command or button press: stored, then acknowledged (deferred),
     /// then handed on. The answer edits the deferred response.
     async fn interaction(&self, i: Interaction) {
-        let (msg, id, token, ack) = match i {
-            Interaction::Command(c) => {
-                let mut text = format!("/{}", c.data.name);
-                for o in &c.data.options {
-                    let v = match &o.value {
-                        CommandDataOptionValue::String(s) => s.clone(),
-                        CommandDataOptionValue::Integer(n) => n.to_string(),
-                        CommandDataOptionValue::Number(n) => n.to_string(),
-                        CommandDataOptionValue::Boolean(b) => b.to_string(),
-                        _ => continue,
-                    };
-                    text.push(' ');
-                    text.push_str(&v);
-                }
-                let meta = InboundMeta {
-                    message_id: Some(format!("{INTERACTION_PREFIX}{}:{}", c.application_id.get(), c.token)),
-                    ..Default::default()
-                };
-                let a = inbound(c.channel_id.get(), c.guild_id.is_some(), &c.user, text, true, format!("ia:{}", c.id.get()), meta);
-                (a, c.id.get(), c.token, 5)
+        let (Some(user), Some(channel)) = (i.actor(), i.channel()) else {
+            tracing::debug!(kind = i.kind, "ignored a Discord interaction without a user or channel");
+            return;
+        };
+        let in_guild = i.guild_id.is_some();
+        let (msg, ack) = match i.kind {
+            model::APPLICATION_COMMAND => {
+                let meta =
+                    InboundMeta { message_id: Some(format!("{INTERACTION_PREFIX}{}:{}", i.application_id, i.token)), ..Default::default() };
+                (inbound(channel, in_guild, user, i.command_text(), true, format!("ia:{}", i.id), meta), 5)
             }
-            Interaction::Component(c) => {
-                let meta = InboundMeta { pressed: Some(c.message.id.get().to_string()), ..Default::default() };
-                let a =
-                    inbound(c.channel_id.get(), c.guild_id.is_some(), &c.user, c.data.custom_id, true, format!("ia:{}", c.id.get()), meta);
-                (a, c.id.get(), c.token, 6)
+            model::MESSAGE_COMPONENT => {
+                let custom_id = i.data.as_ref().map(|d| d.custom_id.clone()).unwrap_or_default();
+                let meta = InboundMeta { pressed: i.message.as_ref().map(|m| m.id.to_string()), ..Default::default() };
+                (inbound(channel, in_guild, user, custom_id, true, format!("ia:{}", i.id), meta), 6)
             }
-            other => {
-                tracing::debug!(kind = ?other.kind(), "ignored a Discord interaction of another kind");
+            kind => {
+                tracing::debug!(kind, "ignored a Discord interaction of another kind");
                 return;
             }
         };
+        let (id, token) = (i.id, &i.token);
         let new = match self.gateway.ingest(vec![Arrival::text(msg)], None).await {
             Ok(new) => new,
             Err(e) => {
@@ -413,28 +377,24 @@ impl DiscordConnector {
     }
 }
 
-async fn sleep_or_stop(wait: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => true,
-        _ = stop.cancelled() => false,
-    }
+/// TLS for the gateway: the public web roots, the ring provider.
+fn ws_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings for the Discord gateway: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A message in `channel` by `user`: guild channels are groups (named by
 /// channel), DMs private chats (named by the user).
-fn inbound(
-    channel: u64,
-    in_guild: bool,
-    user: &serenity::all::User,
-    text: String,
-    mentioned: bool,
-    dedupe_key: String,
-    meta: InboundMeta,
-) -> Inbound {
-    let name = user.global_name.clone().unwrap_or_else(|| user.name.clone());
+fn inbound(channel: u64, in_guild: bool, user: &User, text: String, mentioned: bool, dedupe_key: String, meta: InboundMeta) -> Inbound {
+    let name = user.shown_name();
     Inbound {
         chat: chat_ref(channel),
-        from_user_id: user.id.get().to_string(),
+        from_user_id: user.id.to_string(),
         display_name: if in_guild { format!("#{channel} (discord)") } else { name },
         text,
         kind: if in_guild { ChatKind::Group } else { ChatKind::Private },

@@ -292,6 +292,63 @@ async fn a_dropped_connection_resumes_without_losing_or_repeating_a_message() {
     assert_eq!(inbox_count(&d), 4);
 }
 
+/// Heartbeats carry the last sequence number; a connection whose heartbeats
+/// go unacknowledged is taken for dead and RESUMEd; op 7 RECONNECT too. No
+/// message is lost or repeated, and the session is never re-identified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombied_connection_and_a_reconnect_request_are_resumed() {
+    let dc = FakeDiscord::start(TOKEN).await;
+    dc.set_heartbeat_interval_ms(150);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = start(dir.path(), &dc, &env(&dc, None)).await;
+    let ann = Author::user("100000000000000001", "ann");
+    dc.push_message("1000", None, ann.clone(), "/help");
+    wait_for(&dc, "1000", 1).await;
+    // READY is 1, the message 2: a heartbeat after it says 2.
+    wait_until("a heartbeat with the sequence number", Duration::from_secs(5), || async {
+        dc.gateway_ops().iter().any(|(op, d)| *op == 1 && d.as_u64() == Some(2)).then_some(())
+    })
+    .await;
+
+    dc.mute_heartbeat_acks(true);
+    wait_until("a RESUME after unacknowledged heartbeats", Duration::from_secs(5), || async { (dc.resumes() >= 1).then_some(()) }).await;
+    dc.mute_heartbeat_acks(false);
+    dc.push_message("1000", None, ann.clone(), "/whoami");
+    wait_for(&dc, "1000", 2).await;
+
+    let resumed = dc.resumes();
+    dc.send_reconnect();
+    dc.push_message("1000", None, ann.clone(), "/status");
+    let sent = wait_for(&dc, "1000", 3).await;
+    assert_eq!(dc.resumes(), resumed + 1, "op 7: one more RESUME");
+    assert_eq!(dc.identifies(), 1, "never a new session");
+    assert_eq!(sent.len(), 3, "each message answered once: {:?}", contents(&sent));
+    assert_eq!(inbox_count(&d), 3);
+}
+
+/// A token Discord refuses (close 4004) cannot be fixed by retrying: the
+/// connector says so in health and backs off instead of reconnecting at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_reported_and_retried_only_after_a_backoff() {
+    let dc = FakeDiscord::start("a-different-token").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(dir.path(), &env(&dc, None)).await;
+    let c = wait_until("the Discord connector degraded", Duration::from_secs(15), || async {
+        let (_, hb) = d.get("/api/v1/heartbeat").await;
+        let c = hb["components"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "discord").cloned())?;
+        (c["state"] == "degraded").then_some(c)
+    })
+    .await;
+    let said = format!("{} {}", c["message"], c["error"]);
+    assert!(said.contains("rejected the bot token (AGENT_RUNTIME_DISCORD_TOKEN)"), "{c}");
+    assert!(said.contains("; reconnecting in "), "with the backoff's wait: {c}");
+    // 2 s, then 4 s: at most two tries in the first 3 s (reconnecting at once would be dozens).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let identifies = dc.gateway_ops().iter().filter(|(op, _)| *op == 2).count();
+    assert!((1..=2).contains(&identifies), "{identifies} IDENTIFYs in 3 s");
+    assert!(!d.log().contains(TOKEN), "the token is never logged");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     let dc = FakeDiscord::start(TOKEN).await;
@@ -303,7 +360,7 @@ async fn a_refused_resume_catches_up_from_history_and_a_crash_answers_once() {
     dc.push_message("1100", Some(GUILD), ann.clone(), "/help");
     wait_for(&dc, "1100", 1).await;
 
-    // The session is lost: serenity's RESUME is refused (op 9) and it IDENTIFYs again; what was said meanwhile
+    // The session is lost: the RESUME is refused (op 9) and the daemon IDENTIFYs again; what was said meanwhile
     // reaches the bot only through history.
     dc.invalidate_session();
     dc.drop_connection();

@@ -1,8 +1,9 @@
 //! A fake Discord on 127.0.0.1:0: REST API v10 (JSON) plus the gateway v10
-//! (JSON text frames, no compression), shaped to what serenity 0.12.5 sends
-//! and deserializes. Point serenity at it with
+//! (JSON text frames, no compression), shaped to what Discord sends and
+//! what clients send it: the daemon's own gateway client, and a real
+//! serenity 0.12.5 client in the self-check (point serenity at it with
 //! `HttpBuilder::new(token).proxy(fake.base_url()).ratelimiter_disabled(true)`;
-//! the client then finds the gateway through `GET /api/v10/gateway`.
+//! it then finds the gateway through `GET /api/v10/gateway`).
 //!
 //! Invariants: every socket write goes through the connection's queue, so
 //! frames leave in sequence order; a dispatch is sequenced only while a
@@ -279,7 +280,7 @@ impl FakeDiscord {
         interaction(&mut d, 3, channel_id, guild_id, &user, data, Some(message))
     }
 
-    /// Closes the live socket without a close frame; serenity then RESUMEs at
+    /// Closes the live socket without a close frame; the client then RESUMEs at
     /// once. Dispatches until then are kept for replay. Panics if none is live.
     pub fn drop_connection(&self) {
         let live = self.inner.lock().gw.live.take();
@@ -294,8 +295,13 @@ impl FakeDiscord {
         let _ = tx.send(Cmd::Frame(json!({"op": 7, "d": null}).to_string()));
     }
 
-    /// Forgets the session: the next RESUME gets op 9 INVALID_SESSION (serenity
-    /// then re-IDENTIFYs, about 5 s later).
+    /// Stops (or resumes) acknowledging heartbeats with op 11.
+    pub fn mute_heartbeat_acks(&self, mute: bool) {
+        self.inner.lock().gw.mute_acks = mute;
+    }
+
+    /// Forgets the session: the next RESUME gets op 9 INVALID_SESSION (the
+    /// client then re-IDENTIFYs, 1 to 5 s later).
     pub fn invalidate_session(&self) {
         self.inner.lock().gw.session = None;
     }

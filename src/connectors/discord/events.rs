@@ -1,20 +1,24 @@
-//! serenity's events, handed to the connector's loop through a bounded
-//! queue (issue 14: it was unbounded). Connection events wait for room;
-//! messages and interactions wait at most [`EVENT_WAIT`] and are then
-//! dropped, flagging the loop to catch the served channels up through REST.
+//! The gateway's events, handed to the connector's loop in Discord's order
+//! through a bounded queue (issue 14: it was unbounded). Connection events
+//! wait for room; messages and interactions wait at most [`EVENT_WAIT`] and
+//! are then dropped, flagging the loop to catch the served channels up
+//! through REST.
 
-use serenity::all::{Context, EventHandler, Interaction, Message, Ready, ResumedEvent};
-use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use super::model::{Interaction, Message};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// What the serenity handler forwards.
+/// What the gateway hands the loop.
 pub(super) enum Ev {
-    Ready { user: u64, app: u64 },
+    /// A new session: the bot's user and application ids.
+    Ready {
+        user: u64,
+        app: u64,
+    },
+    /// The session resumed.
     Resumed,
-    Stage(ConnectionStage),
+    /// The connection went down: why, and when it is tried again.
+    Down(String),
     Message(Box<Message>),
     Interaction(Box<Interaction>),
 }
@@ -24,14 +28,14 @@ pub(super) const EVENT_QUEUE: usize = 256;
 
 /// How long a message or interaction waits for room in a full queue before
 /// it is dropped (and the served channels are caught up through REST).
-const EVENT_WAIT: Duration = Duration::from_secs(10);
+pub(super) const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 /// The queue's name in `agent_runtime_queue_full_total`.
 const QUEUE: &str = "discord_events";
 
 /// What became of an event offered to the bounded queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Queued {
+pub(super) enum Queued {
     /// In the queue.
     Yes,
     /// Dropped after waiting `wait` for room.
@@ -41,10 +45,9 @@ enum Queued {
 }
 
 /// Queues `ev`. A full queue is counted, then waited on: for ever when
-/// `wait` is `None`, else for at most `wait`. (serenity runs every handler
-/// as its own task, so waiting never stalls the gateway connection; the
-/// bound on the wait bounds how many parked handlers a flood can pile up.)
-async fn offer<T>(tx: &mpsc::Sender<T>, ev: T, wait: Option<Duration>) -> Queued {
+/// `wait` is `None`, else for at most `wait` (the gateway keeps up its
+/// heartbeats meanwhile).
+pub(super) async fn offer<T>(tx: &mpsc::Sender<T>, ev: T, wait: Option<Duration>) -> Queued {
     let ev = match tx.try_send(ev) {
         Ok(()) => return Queued::Yes,
         Err(mpsc::error::TrySendError::Closed(_)) => return Queued::Closed,
@@ -61,43 +64,6 @@ async fn offer<T>(tx: &mpsc::Sender<T>, ev: T, wait: Option<Duration>) -> Queued
     let outcome = if queued == Queued::Dropped { "dropped" } else { "waited" };
     crate::metrics::metrics().queue_full(QUEUE, outcome);
     queued
-}
-
-/// serenity's handler: forwards each event to the loop's bounded queue.
-pub(super) struct Forward {
-    pub(super) tx: mpsc::Sender<Ev>,
-    /// Set when a message was dropped: the loop catches the channels up.
-    pub(super) lost: Arc<AtomicBool>,
-}
-
-impl Forward {
-    async fn send(&self, ev: Ev) {
-        // Connection events are few and must arrive; messages and interactions may be dropped after a wait.
-        let droppable = matches!(ev, Ev::Message(_) | Ev::Interaction(_));
-        if offer(&self.tx, ev, droppable.then_some(EVENT_WAIT)).await == Queued::Dropped {
-            tracing::warn!(queue = EVENT_QUEUE, "the Discord event queue stayed full; an event was dropped (channels are caught up)");
-            self.lost.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-#[serenity::async_trait]
-impl EventHandler for Forward {
-    async fn ready(&self, _: Context, r: Ready) {
-        self.send(Ev::Ready { user: r.user.id.get(), app: r.application.id.get() }).await;
-    }
-    async fn resume(&self, _: Context, _: ResumedEvent) {
-        self.send(Ev::Resumed).await;
-    }
-    async fn shard_stage_update(&self, _: Context, e: ShardStageUpdateEvent) {
-        self.send(Ev::Stage(e.new)).await;
-    }
-    async fn message(&self, _: Context, m: Message) {
-        self.send(Ev::Message(Box::new(m))).await;
-    }
-    async fn interaction_create(&self, _: Context, i: Interaction) {
-        self.send(Ev::Interaction(Box::new(i))).await;
-    }
 }
 
 #[cfg(test)]

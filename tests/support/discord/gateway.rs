@@ -33,6 +33,8 @@ pub(super) struct Gw {
     pub(super) identifies: usize,
     pub(super) resumes: usize,
     pub(super) intents: Option<u64>,
+    /// Heartbeats go unacknowledged (a zombied connection, as the client sees it).
+    pub(super) mute_acks: bool,
 }
 
 impl Gw {
@@ -116,6 +118,7 @@ fn on_frame(inner: &Inner, conn: u64, tx: &Tx, text: &str) {
     let gw = &mut inner.lock().gw;
     gw.ops.push((op, v["d"].clone()));
     match op {
+        1 if gw.mute_acks => {}
         1 => drop(tx.send(Cmd::Frame(json!({"op": 11}).to_string()))),
         2 => identify(inner, gw, conn, tx, &v["d"]),
         6 => resume(inner, gw, conn, tx, &v["d"]),
