@@ -1,4 +1,4 @@
-//! Telegram through the Bot API (teloxide's typed client, our own loop).
+//! Telegram through the Bot API (our own small client, [`api`], and our own loop).
 //!
 //! Inbound: `getUpdates` long polling. Each batch's attachments are taken
 //! in as far as the gateway allows ([`Gateway::intake`]: nothing for a
@@ -26,17 +26,13 @@ use crate::gateway::{Arrival, COMMANDS, Dispatcher, Gateway, GatewayError, Sink}
 use crate::health::Health;
 use crate::outbox::{Delivered, PublishError, Publisher};
 use crate::store::Cursor;
-use futures_util::StreamExt;
+use api::{Button, CallbackQuery, Chat, Error, Me, Message, Update, UpdateKind, User};
 use std::time::Duration;
-use teloxide::net::Download;
-use teloxide::payloads::GetUpdatesSetters;
-use teloxide::prelude::Requester;
-use teloxide::types::{
-    AllowedUpdate, BotCommand, CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Me, Message, MessageEntityKind,
-    MessageId, ReplyParameters, Update, UpdateKind,
-};
-use teloxide::{ApiError, Bot, RequestError};
 use tokio_util::sync::CancellationToken;
+
+mod api;
+
+pub use api::Bot;
 
 /// The connector's name in chat references, the inbox and health.
 pub const NAME: &str = "telegram";
@@ -47,32 +43,21 @@ pub const MAX_MESSAGE: usize = 4096;
 /// The cursor key of the update stream.
 const CURSOR_KEY: &str = "updates";
 
-/// A Bot API client for `config` (the token never appears in logs: teloxide
-/// keeps it out of its errors, and we never print the URL).
+/// A Bot API client for `config` (the token never appears in logs or
+/// errors: [`api`] strips it from every error, and we never print a URL).
 pub fn bot(config: &TelegramConfig) -> Result<Bot, String> {
-    let url = reqwest::Url::parse(&config.api_base).map_err(|e| format!("AGENT_RUNTIME_TELEGRAM_API_BASE: {e}"))?;
-    let client = teloxide::net::default_reqwest_settings().build().map_err(|e| format!("telegram HTTP client: {e}"))?;
-    Ok(Bot::with_client(config.token.expose(), client).set_api_url(url))
+    Bot::new(&config.api_base, config.token.expose())
 }
 
-/// Why a Bot API call failed, as the outbox and the poller need it.
-fn classify(e: &RequestError) -> PublishError {
+/// Why a Bot API call failed, as the outbox and the poller need it: a 429
+/// waits its `retry_after`; network trouble, unreadable answers and a
+/// server's errors are transient; every other refusal is permanent.
+fn classify(e: &Error) -> PublishError {
     match e {
-        RequestError::RetryAfter(s) => {
-            PublishError::rate_limited(format!("telegram: 429 Too Many Requests (retry after {}s)", s.seconds()), s.duration())
-        }
-        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
-            PublishError::transient(format!("telegram: {e}"))
-        }
-        RequestError::MigrateToChatId(id) => PublishError::permanent(format!("telegram: the group became a supergroup with chat id {id}")),
-        RequestError::Api(ApiError::Unknown(text)) if is_server_side(text) => PublishError::transient(format!("telegram: {text}")),
-        RequestError::Api(api) => PublishError::permanent(format!("telegram: {api}")),
+        Error::RetryAfter(wait) => PublishError::rate_limited(e.to_string(), *wait),
+        _ if e.is_transient() => PublishError::transient(e.to_string()),
+        _ => PublishError::permanent(e.to_string()),
     }
-}
-
-/// 5xx descriptions (`Internal Server Error`, `Bad Gateway`, ...) are worth another try.
-fn is_server_side(text: &str) -> bool {
-    ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout", "Too Many Requests"].iter().any(|p| text.contains(p))
 }
 
 /// Delivers outbox rows to Telegram chats.
@@ -88,24 +73,19 @@ impl TelegramPublisher {
     }
 
     async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivered, PublishError> {
-        let chat = ChatId(
-            msg.chat
-                .external_id
-                .parse::<i64>()
-                .map_err(|_| PublishError::permanent(format!("telegram: {:?} is not a Telegram chat id", msg.chat.external_id)))?,
-        );
-        let keyboard = (!msg.options.buttons.is_empty()).then(|| {
-            InlineKeyboardMarkup::new([msg.options.buttons.iter().map(|b| InlineKeyboardButton::callback(b.label.clone(), b.data.clone()))])
-        });
-        if let Some(id) = msg.options.edit_of.as_deref().and_then(|s| s.parse::<i32>().ok()) {
+        let chat = msg
+            .chat
+            .external_id
+            .parse::<i64>()
+            .map_err(|_| PublishError::permanent(format!("telegram: {:?} is not a Telegram chat id", msg.chat.external_id)))?;
+        let buttons: Vec<Button<'_>> = msg.options.buttons.iter().map(|b| Button { text: &b.label, data: &b.data }).collect();
+        if let Some(id) = msg.options.edit_of.as_deref().and_then(|s| s.parse::<i64>().ok()) {
             // An edit replaces the message that carried the buttons (and removes them).
             let text: String = msg.body.chars().take(MAX_MESSAGE / 2).collect();
-            match self.bot.edit_message_text(chat, MessageId(id), text).await {
-                Ok(m) => return Ok(Delivered { platform_message_id: Some(m.id.0.to_string()) }),
-                Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(Delivered { platform_message_id: Some(id.to_string()) }),
-                Err(RequestError::Api(ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited)) => {
-                    tracing::debug!("the message to edit is gone; sending the outcome as a new message");
-                }
+            match self.bot.edit_message_text(chat, id, &text).await {
+                Ok(edited) => return Ok(Delivered { platform_message_id: Some(edited.to_string()) }),
+                Err(Error::NotModified(_)) => return Ok(Delivered { platform_message_id: Some(id.to_string()) }),
+                Err(Error::EditGone(_)) => tracing::debug!("the message to edit is gone; sending the outcome as a new message"),
                 Err(e) => return Err(classify(&e)),
             }
         }
@@ -113,17 +93,11 @@ impl TelegramPublisher {
         let last = parts.len().saturating_sub(1);
         let mut delivered = None;
         for (i, part) in parts.into_iter().enumerate().skip(msg.parts_sent as usize) {
-            let mut req = self.bot.send_message(chat, part);
             // In groups, the first part answers the message it replies to.
-            if let (0, true, Some(to)) = (i, chat.0 < 0, msg.options.reply_to.as_deref().and_then(|s| s.parse::<i32>().ok())) {
-                req.reply_parameters =
-                    Some(ReplyParameters { message_id: MessageId(to), allow_sending_without_reply: Some(true), ..Default::default() });
-            }
-            if i == last {
-                req.reply_markup = keyboard.clone().map(Into::into);
-            }
-            match req.await {
-                Ok(m) => delivered = Some(m.id.0.to_string()),
+            let reply_to = msg.options.reply_to.as_deref().and_then(|s| s.parse::<i64>().ok()).filter(|_| i == 0 && chat < 0);
+            let keyboard = if i == last { buttons.as_slice() } else { &[] };
+            match self.bot.send_message(chat, &part, reply_to, keyboard).await {
+                Ok(id) => delivered = Some(id.to_string()),
                 Err(e) => return Err(classify(&e).after_parts(i as u32)),
             }
         }
@@ -139,7 +113,7 @@ impl Publisher for TelegramPublisher {
     fn typing<'a>(&'a self, chat: &'a ChatRef) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let Ok(id) = chat.external_id.parse::<i64>() else { return };
-            if let Err(e) = self.bot.send_chat_action(ChatId(id), teloxide::types::ChatAction::Typing).await {
+            if let Err(e) = self.bot.send_typing(id).await {
                 tracing::debug!(error = %e, "telegram: sendChatAction failed");
             }
         })
@@ -188,7 +162,7 @@ impl TelegramConnector {
         if self.command_sync {
             self.sync_commands().await;
         }
-        let mut offset: i32 = match self.gateway.cursor(NAME, CURSOR_KEY).await {
+        let mut offset: i64 = match self.gateway.cursor(NAME, CURSOR_KEY).await {
             Ok(v) => v.and_then(|s| s.parse().ok()).unwrap_or(0),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the stored Telegram offset; Telegram resends what was not confirmed");
@@ -197,20 +171,17 @@ impl TelegramConnector {
         };
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut conflict = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
-        let poll = self.config.poll.as_secs() as u32;
-        let allowed = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
         loop {
-            let req = self.bot.get_updates().offset(offset).timeout(poll).allowed_updates(allowed);
             let result = tokio::select! {
-                r = req => r,
+                r = self.bot.get_updates(offset, self.config.poll) => r,
                 _ = stop.cancelled() => return,
             };
             let wait = match result {
                 Ok(updates) => {
                     backoff.reset();
                     conflict.reset();
-                    self.health.healthy(NAME, format!("polling as @{}", me.username()));
-                    let Some(next) = updates.iter().map(|u| u.id.0 as i32 + 1).max() else { continue };
+                    self.health.healthy(NAME, format!("polling as @{}", me.username));
+                    let Some(next) = updates.iter().map(|u| u.id + 1).max() else { continue };
                     match self.store_batch(&me, updates, next).await {
                         Ok(()) => {
                             offset = next;
@@ -223,7 +194,7 @@ impl TelegramConnector {
                         }
                     }
                 }
-                Err(RequestError::Api(ApiError::TerminatedByOtherGetUpdates)) => {
+                Err(Error::Conflict(_)) => {
                     let wait = conflict.next_wait();
                     let why = format!(
                         "another client is polling this bot token (409 Conflict); stop the other instance. Retrying in {}s",
@@ -233,7 +204,7 @@ impl TelegramConnector {
                     self.health.degrade(NAME, why);
                     wait
                 }
-                Err(RequestError::Api(ApiError::InvalidToken)) => {
+                Err(Error::InvalidToken(_)) => {
                     let wait = conflict.next_wait();
                     self.health.degrade(NAME, "Telegram rejected the bot token (AGENT_RUNTIME_TELEGRAM_TOKEN)");
                     tracing::error!(retry_in_s = wait.as_secs(), "Telegram rejected the bot token");
@@ -261,7 +232,7 @@ impl TelegramConnector {
             let wait = tokio::select! {
                 r = self.bot.get_me() => match r {
                     Ok(me) => {
-                        tracing::info!(bot = %me.username(), "Telegram connected");
+                        tracing::info!(bot = %me.username, "Telegram connected");
                         return Some(me);
                     }
                     Err(e) => {
@@ -283,15 +254,12 @@ impl TelegramConnector {
 
     /// Publishes the command menu (`-` becomes `_`; Telegram allows `[a-z0-9_]`).
     async fn sync_commands(&self) {
-        let commands: Vec<BotCommand> = COMMANDS
+        let commands: Vec<(String, String)> = COMMANDS
             .iter()
-            .map(|c| {
-                let about: String = c.about.chars().take(256).collect();
-                BotCommand::new(c.name.replace('-', "_"), about)
-            })
-            .filter(|c| c.command.len() <= 32 && c.command.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .map(|c| (c.name.replace('-', "_"), c.about.chars().take(256).collect()))
+            .filter(|(name, _)| name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
             .collect();
-        match self.bot.set_my_commands(commands).await {
+        match self.bot.set_my_commands(&commands).await {
             Ok(_) => tracing::info!("Telegram command menu published"),
             Err(e) => tracing::warn!(error = %classify(&e).message, "could not publish the Telegram command menu"),
         }
@@ -299,7 +267,7 @@ impl TelegramConnector {
 
     /// Downloads, stores (with the next offset), acknowledges callback
     /// queries and hands the new messages to processing.
-    async fn store_batch(&self, me: &Me, updates: Vec<Update>, next: i32) -> Result<(), GatewayError> {
+    async fn store_batch(&self, me: &Me, updates: Vec<Update>, next: i64) -> Result<(), GatewayError> {
         let mut arrivals = Vec::new();
         let mut callbacks = Vec::new();
         for u in updates {
@@ -315,14 +283,14 @@ impl TelegramConnector {
                     }
                     callbacks.push(q.id);
                 }
-                other => tracing::debug!(kind = ?std::mem::discriminant(&other), "ignored a Telegram update of another kind"),
+                UpdateKind::Other(kind) => tracing::debug!(%kind, "ignored a Telegram update of another kind"),
             }
         }
         let cursor = Cursor { connector: NAME.into(), key: CURSOR_KEY.into(), value: next.to_string() };
         let new = self.gateway.ingest(arrivals, Some(cursor)).await?;
         // Stored: now the button presses may be acknowledged (the outcome edits the message).
         for id in callbacks {
-            if let Err(e) = self.bot.answer_callback_query(id).await {
+            if let Err(e) = self.bot.answer_callback_query(&id).await {
                 tracing::debug!(error = %classify(&e).message, "could not answer a callback query (it may be too old)");
             }
         }
@@ -335,34 +303,27 @@ impl TelegramConnector {
     /// allows, each streamed straight to disk.
     async fn message(&self, me: &Me, m: &Message) -> Result<Option<Arrival>, GatewayError> {
         let Some(from) = m.from.as_ref().filter(|u| !u.is_bot) else { return Ok(None) };
-        let text = m.text().or(m.caption()).unwrap_or("").trim().to_string();
+        let text = m.text.as_deref().or(m.caption.as_deref()).unwrap_or("").trim().to_string();
         let mut refs = Vec::new();
-        if let Some(d) = m.document() {
+        if let Some(d) = &m.document {
             let name = d.file_name.clone().unwrap_or_else(|| "document".into());
-            refs.push(FileRef { id: d.file.id.to_string(), name, size: u64::from(d.file.size) });
+            refs.push(FileRef { id: d.file.file_id.clone(), name, size: d.file.file_size });
         }
-        if let Some(p) = m.photo().and_then(|sizes| sizes.iter().max_by_key(|p| p.file.size)) {
-            refs.push(FileRef { id: p.file.id.to_string(), name: format!("photo-{}.jpg", p.file.unique_id), size: u64::from(p.file.size) });
+        if let Some(p) = m.photo.iter().max_by_key(|p| p.file_size) {
+            refs.push(FileRef { id: p.file_id.clone(), name: format!("photo-{}.jpg", p.file_unique_id), size: p.file_size });
         }
         if text.is_empty() && refs.is_empty() {
             return Ok(None);
         }
-        let entities = m.parse_entities().or_else(|| m.parse_caption_entities()).unwrap_or_default();
-        let handle = format!("@{}", me.username());
-        let mentioned = entities.iter().any(|e| match e.kind() {
-            MessageEntityKind::Mention => e.text().eq_ignore_ascii_case(&handle),
-            MessageEntityKind::TextMention { user } => user.id == me.id,
-            _ => false,
-        }) || m.reply_to_message().and_then(|r| r.from.as_ref()).is_some_and(|u| u.id == me.id);
-        let meta = InboundMeta { bot_name: Some(me.username().to_string()), message_id: Some(m.id.0.to_string()), ..Default::default() };
+        let meta = InboundMeta { bot_name: Some(me.username.clone()), message_id: Some(m.message_id.to_string()), ..Default::default() };
         let msg = Inbound {
-            chat: chat_ref(m.chat.id),
-            from_user_id: from.id.0.to_string(),
-            display_name: m.chat.title().map_or_else(|| from.full_name(), str::to_string),
+            chat: chat_ref(&m.chat),
+            from_user_id: from.id.to_string(),
+            display_name: display_name(&m.chat, from),
             text,
             kind: if m.chat.is_private() { ChatKind::Private } else { ChatKind::Group },
-            mentioned,
-            dedupe_key: format!("{}:{}", m.chat.id.0, m.id.0),
+            mentioned: addressed(me, m),
+            dedupe_key: format!("{}:{}", m.chat.id, m.message_id),
             trace_id: TraceId::random(),
             meta,
         };
@@ -380,35 +341,50 @@ impl TelegramConnector {
 
     /// Streams one attachment into `sink`, which stops it at the gateway's bounds.
     async fn download(&self, f: &FileRef, sink: &mut Sink<'_>) -> Result<(), String> {
-        let file = self.bot.get_file(f.id.clone().into()).await.map_err(|e| format!("download failed: {}", classify(&e).message))?;
-        let mut stream = self.bot.download_file_stream(&file.path);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| format!("download failed: {e}"))?;
+        let mut file = self.bot.download(&f.id).await.map_err(|e| format!("download failed: {e}"))?;
+        while let Some(chunk) = file.chunk().await.map_err(|e| format!("download failed: {e}"))? {
             sink.write(&chunk).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 }
 
-fn chat_ref(id: ChatId) -> ChatRef {
-    ChatRef { connector: NAME.to_string(), external_id: id.0.to_string() }
+fn chat_ref(chat: &Chat) -> ChatRef {
+    ChatRef { connector: NAME.to_string(), external_id: chat.id.to_string() }
+}
+
+/// A group's title, else the sender's full name.
+fn display_name(chat: &Chat, from: &User) -> String {
+    chat.title().map_or_else(|| from.full_name(), str::to_string)
+}
+
+/// Whether `m` is addressed to the bot: an `@handle` mention (any case), a
+/// `text_mention` of the bot, in the text or the caption, or a reply to
+/// one of the bot's messages.
+fn addressed(me: &Me, m: &Message) -> bool {
+    let handle = format!("@{}", me.username);
+    m.entities().iter().any(|(e, text)| match e.kind.as_str() {
+        "mention" => text.eq_ignore_ascii_case(&handle),
+        "text_mention" => e.user.as_ref().is_some_and(|u| u.id == me.id),
+        _ => false,
+    }) || m.reply_to_message.as_ref().and_then(|r| r.from.as_ref()).is_some_and(|u| u.id == me.id)
 }
 
 /// A button press as an arrival: its data is the text, and the message that
 /// carried the button is recorded (the outcome edits it).
 fn press(me: &Me, q: &CallbackQuery) -> Option<Arrival> {
     let (data, message) = (q.data.as_ref()?, q.message.as_ref()?);
-    let chat = message.chat();
+    let chat = &message.chat;
     let msg = Inbound {
-        chat: chat_ref(chat.id),
-        from_user_id: q.from.id.0.to_string(),
-        display_name: chat.title().map_or_else(|| q.from.full_name(), str::to_string),
+        chat: chat_ref(chat),
+        from_user_id: q.from.id.to_string(),
+        display_name: display_name(chat, &q.from),
         text: data.clone(),
         kind: if chat.is_private() { ChatKind::Private } else { ChatKind::Group },
         mentioned: true,
-        dedupe_key: format!("cb:{}", q.id.0),
+        dedupe_key: format!("cb:{}", q.id),
         trace_id: TraceId::random(),
-        meta: InboundMeta { bot_name: Some(me.username().to_string()), pressed: Some(message.id().0.to_string()), ..Default::default() },
+        meta: InboundMeta { bot_name: Some(me.username.clone()), pressed: Some(message.message_id.to_string()), ..Default::default() },
     };
     Some(Arrival::text(msg))
 }

@@ -134,7 +134,7 @@ pub(super) struct Parts {
     pub executors: Executors,
     pub outbox: Outbox,
     pub gateway: Gateway,
-    pub telegram_bot: Option<teloxide::Bot>,
+    pub telegram_bot: Option<telegram::Bot>,
     pub discord_rest: Option<discord::DiscordRest>,
 }
 
