@@ -41,9 +41,28 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What handlers share.
+/// What handlers share: one copy of [`ApiParts`]. axum clones the state
+/// for each layer a request passes, so a clone is a reference count, not a
+/// copy of every part.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(std::sync::Arc<ApiParts>);
+
+impl ApiState {
+    /// The state over `parts`.
+    pub fn new(parts: ApiParts) -> Self {
+        Self(std::sync::Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiParts;
+    fn deref(&self) -> &ApiParts {
+        &self.0
+    }
+}
+
+/// What handlers share, by part.
+pub struct ApiParts {
     /// The store (reads).
     pub store: Store,
     /// The gateway (chat).

@@ -127,9 +127,22 @@ fn with_files_note(reply: Option<String>, meta: &InboundMeta) -> Option<String> 
     }
 }
 
+/// The gateway: one shared copy of its parts. Cloning it is a reference
+/// count (the admin API clones its state several times per request, and the
+/// parts hold maps and strings).
+#[derive(Clone)]
+pub struct Gateway(Arc<Parts>);
+
+impl std::ops::Deref for Gateway {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
 /// The gateway's parts.
 #[derive(Clone)]
-pub struct Gateway {
+pub struct Parts {
     store: Store,
     orchestrator: OrchestratorHandle,
     llm: Llm,
@@ -178,7 +191,7 @@ pub struct GatewayParts {
 impl Gateway {
     /// A gateway over these parts.
     pub fn new(p: GatewayParts) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             store: p.store,
             orchestrator: p.orchestrator,
             llm: p.llm,
@@ -194,12 +207,12 @@ impl Gateway {
             last_results: Arc::default(),
             agent: None,
             typing: None,
-        }
+        }))
     }
 
     /// The gateway showing a typing indicator through `publishers` while an agent turn runs.
     pub fn with_typing(mut self, publishers: crate::outbox::Publishers) -> Self {
-        self.typing = Some(publishers);
+        Arc::make_mut(&mut self.0).typing = Some(publishers);
         self
     }
 
@@ -210,13 +223,13 @@ impl Gateway {
 
     /// The gateway answering free text through `agent` (tools, limits, steps).
     pub fn with_agent(mut self, agent: crate::agent::Agent) -> Self {
-        self.agent = Some(agent);
+        Arc::make_mut(&mut self.0).agent = Some(agent);
         self
     }
 
     /// The gateway answering `/search` and `/open` from `retrieval`.
     pub fn with_retrieval(mut self, retrieval: Retrieval) -> Self {
-        self.retrieval = Some(retrieval);
+        Arc::make_mut(&mut self.0).retrieval = Some(retrieval);
         self
     }
 
@@ -375,12 +388,16 @@ impl Gateway {
                 p => p,
             })
         };
+        // Each branch below is boxed: a message's future is as large as its
+        // largest branch, and every request in flight holds one (a heap
+        // profile of 200 concurrent chat turns: ~13 KiB each, most of it the
+        // command and agent branches it was not taking).
         let held = review::untrusted(&msg.meta, turn.actor.user.is_some());
         let held_message = held.is_some();
         let reply = match (held, parsed) {
             // An unauthenticated or unlinked sender's message is held for an admin, whatever it says.
             (Some(reason), _) => {
-                failure = self.hold_for_review(&mut turn, &reason).await.err();
+                failure = Box::pin(self.hold_for_review(&mut turn, &reason)).await.err();
                 None
             }
             (None, parsed) => match parsed {
@@ -388,14 +405,14 @@ impl Gateway {
                 Ok(Parsed::NotForUs) => None,
                 Ok(Parsed::Command(cmd)) => {
                     tracing::debug!(cmd = cmd.name(), "command");
-                    let (reply, error) = self.command(&mut turn, cmd).await;
+                    let (reply, error) = Box::pin(self.command(&mut turn, cmd)).await;
                     failure = error;
                     // An empty reply is a silent refusal (a rate limit already noticed once).
                     (!reply.is_empty()).then_some(reply)
                 }
                 Ok(Parsed::Usage(name)) => Some(format!("Usage: {}", usage(name))),
                 Ok(Parsed::Unknown(name)) => Some(format!("Unknown command /{name}. Try /help.")),
-                Ok(Parsed::Text(text)) => self.free_text(&mut turn, &text).await,
+                Ok(Parsed::Text(text)) => Box::pin(self.free_text(&mut turn, &text)).await,
             },
         };
         // A held message's sender hears nothing, not even where the mail was filed.

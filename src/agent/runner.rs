@@ -308,11 +308,20 @@ impl Agent {
 
     /// Answers a chat message.
     pub async fn chat_turn(&self, t: ChatTurn<'_>) -> Outcome {
-        let p = &self.inner;
         // A place first: 200 messages at once are 200 waiting requests, not
         // 200 prompts, conversations and tool results in memory (~120 KiB
         // each, measured). The semaphore is never closed.
         let _place = self.chat_turns.acquire().await.ok();
+        // The turn's state (prompt, history, the model call, tools) is
+        // allocated once it has its place: a waiting request holds only this
+        // small future (inline, it made each request's future ~13 KiB; heap
+        // profile, docs/benchmarks.md session 14).
+        Box::pin(self.placed_chat_turn(t)).await
+    }
+
+    /// [`Agent::chat_turn`] once it has its place.
+    async fn placed_chat_turn(&self, t: ChatTurn<'_>) -> Outcome {
+        let p = &self.inner;
         let (ctx, text, trace, role) = (t.ctx, t.text, t.trace, t.role);
         let who = Who {
             role: role.unwrap_or(Role::Viewer),

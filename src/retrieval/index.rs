@@ -466,6 +466,14 @@ impl Tx<'_> {
 /// Most idle reader connections kept.
 const READERS: usize = 4;
 
+/// Each reader's page cache, KiB. Searches run on as many readers as there
+/// are blocking threads, and each reader's cache filled with its own copy
+/// of the same hot pages: at SQLite's 2 MiB default, 200 concurrent agent
+/// turns held ~10 MiB of index pages on the heap at their peak (heap
+/// profile, docs/benchmarks.md, session 14). The file's pages stay in the
+/// kernel's page cache, so a small cache costs a `pread`, not a disk read.
+const READER_CACHE_KIB: i64 = 256;
+
 /// The read side: searches, chunk lookups, counts.
 #[derive(Debug)]
 pub struct Readers {
@@ -495,7 +503,7 @@ impl Readers {
                     &self.path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                c.pragma_update(None, "cache_size", -2_048)?;
+                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
                 c.pragma_update(None, "busy_timeout", 5_000)?;
                 c.execute_batch(READER_TABLES)?;
                 c

@@ -20,7 +20,7 @@ use super::{Restart, ServeError, Supervisor, mkdir, tls_files};
 use crate::actions::{ActionExecutors, Desk, SendEmailExecutor, UntrustedTaskExecutor, WebhookExecutor};
 use crate::agent::tools::Registry;
 use crate::agent::{Agent, AgentParts, GeneralExecutor, Llm, PromptBuilder, ResumeExecutor, build_provider};
-use crate::api::{ApiState, TlsState, router, serve as serve_api, serve_tls};
+use crate::api::{ApiParts, ApiState, TlsState, router, serve as serve_api, serve_tls};
 use crate::budget::Budget;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -440,7 +440,7 @@ async fn start_api(
 ) -> Result<(ApiFuture, CancellationToken, Supervisor, PathBuf), ServeError> {
     let streams = Supervisor::new();
     let health = &core.health;
-    let state = ApiState {
+    let state = ApiState::new(ApiParts {
         store: core.store.clone(),
         gateway: parts.gateway,
         orchestrator: core.orchestrator.clone(),
@@ -453,7 +453,7 @@ async fn start_api(
         heartbeat_enabled: config.heartbeat.enabled,
         started,
         scheduler: core.scheduler.clone(),
-    };
+    });
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.http.addr, source })?;
     let tls = if config.http.plain_http { None } else { Some(TlsState::load(tls_files(config)?)?) };
     let api_stop = CancellationToken::new();
