@@ -52,11 +52,11 @@ pub enum Error {
     /// outcome is sent as a new message.
     #[error("telegram: {0}")]
     EditGone(Refusal),
-    /// Any other refusal → permanent, unless its description is a server's
-    /// (`Internal Server Error`, `Bad Gateway`, ...) → transient.
+    /// Any other refusal → permanent, unless it is a server's (a 5xx code, or
+    /// a description like `Internal Server Error`, `Bad Gateway`) → transient.
     #[error("telegram: {0}")]
     Api(Refusal),
-    /// A file download answered with this HTTP status.
+    /// A file download answered with this HTTP status (a 5xx is transient).
     #[error("telegram: HTTP {0}")]
     Status(reqwest::StatusCode),
     /// The request did not complete (connect, TLS, timeout, reset) → transient.
@@ -90,7 +90,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Network(_) | Error::InvalidJson { .. } => true,
-            Error::Api(r) => is_server_side(&r.description),
+            // A 5xx by its code (`error_code`, else the HTTP status) or by its words.
+            Error::Api(r) => r.code >= 500 || is_server_side(&r.description),
+            Error::Status(s) => s.is_server_error(),
             _ => false,
         }
     }

@@ -172,6 +172,11 @@ fn refusals_are_permanent_unless_the_server_failed() {
     // No error_code: the HTTP status stands in.
     let p = classify(&err(503, r#"{"ok":false,"description":"Service Unavailable"}"#));
     assert_eq!((p.message.as_str(), p.retryable), ("telegram: 503 Service Unavailable", true));
+    // A 5xx in words Telegram has not used before is still the server's: transient.
+    let p = classify(&err(500, r#"{"ok":false,"error_code":500,"description":"Something went wrong"}"#));
+    assert_eq!((p.message.as_str(), p.retryable), ("telegram: 500 Something went wrong", true));
+    assert!(Error::Status(reqwest::StatusCode::BAD_GATEWAY).is_transient());
+    assert!(!Error::Status(reqwest::StatusCode::NOT_FOUND).is_transient());
 }
 
 #[test]
