@@ -106,6 +106,7 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
                 && *n != ENV_FILE_VAR
                 && *n != crate::memory::TUNED_MARKER
                 && *n != "AGENT_RUNTIME_TASK_RECOVERY_RUNNING_STALE_SECONDS"
+                && !BUILD_VARS.contains(n)
         })
         .filter(|n| !read.contains(n))
         .map(str::to_string)
@@ -115,6 +116,10 @@ pub(super) fn check(config: &Config, src: &EnvSource, r: &mut Reader<'_>) {
         r.problem(Severity::Warning, &name, format!("not used by this version (a typo, or a feature not built yet); ignored{hint}"));
     }
 }
+
+/// Variables `build.rs` reads when the binary is built (docs/operations.md):
+/// left in a shell that also starts the daemon, they are not typos.
+const BUILD_VARS: [&str; 2] = ["AGENT_RUNTIME_BUILD_COMMIT", "AGENT_RUNTIME_BUILD_RELR"];
 
 /// The known variable closest to an unknown `name`, if it is close enough
 /// to be a typo: at most a third of the name's part after the prefix edited.
@@ -296,6 +301,14 @@ mod tests {
             msg.contains("AGENT_RUNTIME_LLM_MODLE: not used by this version") && msg.contains("(did you mean AGENT_RUNTIME_LLM_MODEL?)"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn build_time_variables_are_not_taken_for_typos() {
+        let l = load(&[("AGENT_RUNTIME_BUILD_RELR", "0"), ("AGENT_RUNTIME_BUILD_COMMIT", "abc"), ("AGENT_RUNTIME_BUILD_RELRR", "0")]);
+        let warned: Vec<&str> =
+            l.problems.iter().filter(|p| p.variable.starts_with("AGENT_RUNTIME_BUILD")).map(|p| p.variable.as_str()).collect();
+        assert_eq!(warned, ["AGENT_RUNTIME_BUILD_RELRR"], "{:?}", l.problems);
     }
 
     #[test]
