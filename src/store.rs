@@ -43,7 +43,7 @@ pub use people::{NewPairing, Pairing, PairingError};
 pub use retention::{DbSize, Pruned, RetentionPolicy};
 pub use stats::StateCounts;
 pub use steps::{MAX_STEPS_SHOWN, NewStep, StepRow};
-pub use tasks::{CancelOutcome, Claim, Enqueued, FinishOutcome, Finished, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
+pub use tasks::{CancelOutcome, Claim, Enqueued, FinishOutcome, Finished, IdTable, LeaseState, RetryPolicy, Route, TaskFilter, TaskPatch};
 pub use usage::{UsageRecord, UsageTotals};
 pub use workspaces::{ContextFilter, Workspace};
 

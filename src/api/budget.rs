@@ -7,7 +7,6 @@ use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiJsonOrDefault};
 use super::tls::Caller;
 use crate::budget::{Limits, Report};
-use crate::domain::ContextId;
 use crate::gateway::SwitchError;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -75,6 +74,6 @@ pub async fn set_context(
         return Err(ApiError::bad_request("daily_usd must be a USD amount, 0 or more"));
     }
     let limits = Limits { tokens: b.daily_tokens.filter(|&t| t > 0), usd: b.daily_usd.filter(|&u| u > 0.0) };
-    s.gateway.set_context_limits(&ContextId::from_string(id), limits, actor.audit_name(None)).await?;
+    s.gateway.set_context_limits(&super::ids::context(&s, &id).await?, limits, actor.audit_name(None)).await?;
     Ok(Json(s.gateway.budget_report().await?))
 }

@@ -6,7 +6,8 @@
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::domain::{ApprovalId, TaskId};
+use crate::domain::{ApprovalId, ContextId, ObjectiveId, TaskId, WorkspaceId};
+use crate::store::IdTable;
 use axum::http::StatusCode;
 
 /// The shortest prefix accepted.
@@ -31,16 +32,46 @@ fn pick<T>(mut found: Vec<T>, kind: &str, raw: &str) -> Result<T, ApiError> {
     }
 }
 
-/// A task id (a UUID, lowercase hex and dashes) or a unique prefix of one.
-pub async fn task(s: &ApiState, raw: &str) -> Result<TaskId, ApiError> {
+/// A UUID id (lowercase hex and dashes) of `table` or a unique prefix of one.
+async fn uuid(s: &ApiState, raw: &str, kind: &str, table: IdTable) -> Result<String, ApiError> {
     let id = raw.trim().to_ascii_lowercase();
     if !(MIN_PREFIX..=36).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(invalid("task", raw, "a UUID such as 0193a2b4-..."));
+        return Err(invalid(kind, raw, "a UUID such as 0193a2b4-..."));
     }
     if id.len() == 36 {
-        return Ok(TaskId::from_string(id));
+        return Ok(id);
     }
-    pick(s.store.task_ids_by_prefix(&id, COUNT_UP_TO + 1).await?, "task", raw)
+    pick(s.store.ids_by_prefix(table, &id, COUNT_UP_TO + 1).await?, kind, raw)
+}
+
+/// A task id (a UUID) or a unique prefix of one.
+pub async fn task(s: &ApiState, raw: &str) -> Result<TaskId, ApiError> {
+    uuid(s, raw, "task", IdTable::Tasks).await.map(TaskId::from_string)
+}
+
+/// A context id (a UUID) or a unique prefix of one.
+pub async fn context(s: &ApiState, raw: &str) -> Result<ContextId, ApiError> {
+    uuid(s, raw, "context", IdTable::Contexts).await.map(ContextId::from_string)
+}
+
+/// A workspace id (a UUID) or a unique prefix of one.
+pub async fn workspace(s: &ApiState, raw: &str) -> Result<WorkspaceId, ApiError> {
+    uuid(s, raw, "workspace", IdTable::Workspaces).await.map(WorkspaceId::from_string)
+}
+
+/// An objective id (`obj_` and 32 hex digits) or a unique prefix of one
+/// (`obj_` may be left out).
+pub async fn objective(s: &ApiState, raw: &str) -> Result<ObjectiveId, ApiError> {
+    let lower = raw.trim().to_ascii_lowercase();
+    let hex = lower.strip_prefix("obj_").unwrap_or(&lower);
+    if !(MIN_PREFIX..=32).contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid("objective", raw, "obj_ and 32 hex digits"));
+    }
+    let id = format!("obj_{hex}");
+    if hex.len() == 32 {
+        return Ok(ObjectiveId::from_string(id));
+    }
+    pick(s.store.ids_by_prefix(IdTable::Objectives, &id, COUNT_UP_TO + 1).await?, "objective", raw).map(ObjectiveId::from_string)
 }
 
 /// An approval id (`act_` and 32 hex digits) or a unique prefix of one

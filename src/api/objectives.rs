@@ -332,7 +332,9 @@ pub async fn create(
     }
     .check()?;
     let catch_up = catch_up(b.catch_up.as_deref())?.unwrap_or(CatchUp::Latest);
-    let ctx = match s.store.get_context(&ContextId::from_string(context_id.clone())).await {
+    // A unique prefix names the context too; a malformed or unknown one is this body's error (400).
+    let id = super::ids::context(&s, &context_id).await.map_err(|e| ApiError::bad_request(format!("context_id: {}", e.message)))?;
+    let ctx = match s.store.get_context(&id).await {
         Ok(c) => c,
         Err(crate::store::StoreError::NotFound(_)) => {
             return Err(ApiError::bad_request(format!("context_id {context_id:?}: no such context")));
@@ -409,7 +411,7 @@ pub async fn list(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ListQuery>) -
 }
 
 pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<ObjectiveView>, ApiError> {
-    let o = s.store.get_objective(&ObjectiveId::from_string(id)).await?;
+    let o = s.store.get_objective(&super::ids::objective(&s, &id).await?).await?;
     Ok(Json(view(&s, o).await?))
 }
 
@@ -443,8 +445,8 @@ fn audit(actor: &Actor, event: &'static str, id: &ObjectiveId, reason: String) -
 }
 
 async fn load(s: &ApiState, id: &str) -> Result<Objective, ApiError> {
-    let id = text("id", id, 200)?;
-    Ok(s.store.get_objective(&ObjectiveId::from_string(id)).await?)
+    let id = super::ids::objective(s, &text("id", id, 200)?).await?;
+    Ok(s.store.get_objective(&id).await?)
 }
 
 /// Applies a partial update, re-validating the merged trigger.
@@ -600,7 +602,7 @@ pub struct RunList {
 }
 
 pub async fn runs(State(s): State<ApiState>, Path(id): Path<String>, ApiQuery(q): ApiQuery<RunsQuery>) -> Result<Json<RunList>, ApiError> {
-    let id = ObjectiveId::from_string(id);
+    let id = super::ids::objective(&s, &id).await?;
     s.store.get_objective(&id).await?;
     let limit = page_limit(q.limit, 50, 500)?;
     if q.before.is_some_and(|b| b <= 0) {
@@ -618,7 +620,7 @@ pub async fn run_now(
     Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = ObjectiveId::from_string(text("id", &id, 200)?);
+    let id = super::ids::objective(&s, &text("id", &id, 200)?).await?;
     let o = s.store.get_objective(&id).await?;
     let fired = s.scheduler.run_now(&o.id).await?;
     let task = fired.fired.first().map(|(_, t, _)| t.to_string());

@@ -6,7 +6,7 @@
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery, page_limit};
 use super::tls::Caller;
-use crate::domain::{Context, ContextId, Role, WorkspaceId};
+use crate::domain::{Context, Role, WorkspaceId};
 use crate::store::{ContextFilter, Decision, NewAudit, Workspace};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -73,7 +73,7 @@ pub struct WorkspaceDetail {
 }
 
 pub async fn get_one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<WorkspaceDetail>, ApiError> {
-    let id = WorkspaceId::from_string(id);
+    let id = super::ids::workspace(&s, &id).await?;
     let workspace = s.store.get_workspace(&id).await?;
     let filter = ContextFilter { workspace_id: Some(id), limit: 500, ..ContextFilter::default() };
     let context_list = s.store.list_contexts(filter).await?.into_iter().map(Into::into).collect();
@@ -107,7 +107,7 @@ pub async fn contexts(State(s): State<ApiState>, ApiQuery(q): ApiQuery<ContextsQ
 }
 
 pub async fn context(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<ContextView>, ApiError> {
-    Ok(Json(s.store.get_context(&ContextId::from_string(id)).await?.into()))
+    Ok(Json(s.store.get_context(&super::ids::context(&s, &id).await?).await?.into()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +126,7 @@ pub async fn prompt(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PromptQuery>,
 ) -> Result<Json<crate::agent::PromptView>, ApiError> {
-    let ctx = s.store.get_context(&ContextId::from_string(id)).await?;
+    let ctx = s.store.get_context(&super::ids::context(&s, &id).await?).await?;
     let role = match q.role.as_deref() {
         None => Role::Member,
         Some(r) => Role::parse(r)
@@ -152,7 +152,7 @@ pub async fn set_admin(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<AdminIn>,
 ) -> Result<Json<ContextView>, ApiError> {
-    let id = ContextId::from_string(id);
+    let id = super::ids::context(&s, &id).await?;
     let event = if b.admin { "admin_channel.enabled" } else { "admin_channel.disabled" };
     let audit = NewAudit {
         actor: actor.audit_name(None),

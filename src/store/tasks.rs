@@ -189,6 +189,31 @@ pub enum CancelOutcome {
     Requested(Task),
 }
 
+/// The tables whose text ids can be looked up by a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdTable {
+    /// `tasks`.
+    Tasks,
+    /// `objectives`.
+    Objectives,
+    /// `contexts`.
+    Contexts,
+    /// `workspaces`.
+    Workspaces,
+}
+
+impl IdTable {
+    /// The table's name (static: never from input).
+    fn name(self) -> &'static str {
+        match self {
+            IdTable::Tasks => "tasks",
+            IdTable::Objectives => "objectives",
+            IdTable::Contexts => "contexts",
+            IdTable::Workspaces => "workspaces",
+        }
+    }
+}
+
 impl Store {
     /// Persists a new task (status `queued`) and its `created` event in one
     /// transaction. With a run key that already exists, returns the existing
@@ -217,14 +242,18 @@ impl Store {
     /// Ids of tasks of any workspace that start with `prefix` (lowercase hex
     /// and dashes), at most `limit`: a range on the primary key.
     pub async fn task_ids_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<TaskId>, StoreError> {
+        Ok(self.ids_by_prefix(IdTable::Tasks, prefix, limit).await?.into_iter().map(TaskId::from_string).collect())
+    }
+
+    /// At most `limit` ids of `table` that start with `prefix`, in order (a
+    /// range scan of the primary key).
+    pub async fn ids_by_prefix(&self, table: IdTable, prefix: &str, limit: u32) -> Result<Vec<String>, StoreError> {
         // `~` sorts after every character of an id.
         let (lo, hi) = (prefix.to_string(), format!("{prefix}~"));
         self.read(move |c| {
-            let ids: Vec<String> = c
-                .prepare_cached("SELECT id FROM tasks WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?
-                .query_map(params![lo, hi, limit], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(ids.into_iter().map(TaskId::from_string).collect())
+            let sql = format!("SELECT id FROM {} WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3", table.name());
+            let ids: Vec<String> = c.prepare_cached(&sql)?.query_map(params![lo, hi, limit], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok(ids)
         })
         .await
     }

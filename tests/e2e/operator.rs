@@ -319,5 +319,32 @@ async fn every_id_verb_takes_a_unique_prefix_and_a_malformed_id_is_named() {
     assert!(out(&o).contains("not a valid approval id"), "{}", out(&o));
     let o = cli(&["approval", "deny", &id[4..12], "--reason", "not now"]);
     assert!(o.status.success() && out(&o).contains(&format!("Denied {id}")), "{}", out(&o));
+
+    // Contexts, workspaces and objectives by prefix too.
+    d.chat("/status").await;
+    let o = cli(&["workspace", "contexts", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ctx = v["items"][0]["id"].as_str().or(v[0]["id"].as_str()).expect("a context id").to_string();
+    let ws = v["items"][0]["workspace_id"].as_str().or(v[0]["workspace_id"].as_str()).expect("a workspace id").to_string();
+    let o = cli(&["context", "show", &ctx[..8]]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = cli(&["workspace", "show", &ws[..8]]);
+    assert!(o.status.success() && out(&o).contains(&ctx), "{}", out(&o));
+    let o = cli(&["workspace", "show", "not/a/workspace"]);
+    assert!(out(&o).contains("not a valid workspace id") && !out(&o).contains("no such endpoint"), "{}", out(&o));
+    let o = cli(&["objective", "create", "--context-id", &ctx[..8], "--title", "t", "--prompt", "p", "--cron", "@daily", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let obj = v["id"].as_str().expect("objective id").to_string();
+    assert_eq!(v["context_id"].as_str(), Some(ctx.as_str()), "{v}");
+    let o = cli(&["objective", "show", &obj[4..12]]);
+    assert!(o.status.success() && out(&o).contains(&obj), "{}", out(&o));
+    let o = cli(&["objective", "pause", &obj[..12]]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = cli(&["objective", "runs", &obj[4..12]]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = cli(&["objective", "show", "obj_xyz!"]);
+    assert!(out(&o).contains("not a valid objective id"), "{}", out(&o));
     drop(d);
 }

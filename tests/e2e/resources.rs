@@ -50,7 +50,12 @@ async fn objectives_are_created_validated_updated_paused_and_deleted() {
         (json!({"context_id": cid, "title": "x", "prompt": "y", "trigger_type": "event"}), "event_key is required"),
         (json!({"context_id": cid, "title": "x", "prompt": "y", "trigger_type": "sometimes"}), "trigger_type must be"),
         (json!({"context_id": cid, "title": " ", "prompt": "y", "cron_expr": "@daily"}), "title is required"),
-        (json!({"context_id": "nope", "title": "x", "prompt": "y", "cron_expr": "@daily"}), "no such context"),
+        (json!({"context_id": "nope", "title": "x", "prompt": "y", "cron_expr": "@daily"}), "context_id: not a valid context id"),
+        (
+            json!({"context_id": "ffffffff-0000-4000-8000-000000000000", "title": "x", "prompt": "y", "cron_expr": "@daily"}),
+            "no such context",
+        ),
+        (json!({"context_id": "ffffffff", "title": "x", "prompt": "y", "cron_expr": "@daily"}), "context_id: no context ffffffff"),
         (json!({"context_id": cid, "workspace_id": "other", "title": "x", "prompt": "y", "cron_expr": "@daily"}), "belongs to workspace"),
         (json!({"context_id": cid, "title": "x", "prompt": "y", "cron_expr": "@daily", "colour": 1}), "unknown field"),
         (json!({"title": "x", "prompt": "y", "cron_expr": "@daily"}), "missing field `context_id`"),
