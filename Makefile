@@ -8,6 +8,7 @@ RUN_ARGS ?=
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 DOCDIR ?= $(PREFIX)/share/doc/agent-runtime
+MANDIR ?= $(PREFIX)/share/man/man1
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 RELEASE_BIN := $(TARGET_DIR)/release/agent-runtime
 
@@ -27,22 +28,22 @@ test: test-deps fmt-check lint unit check-ops ## Format check, clippy -D warning
 
 # The release binary, rebuilt when a source is newer (so `sudo make install`
 # after `make build` needs no cargo in root's PATH).
-$(RELEASE_BIN): Cargo.toml Cargo.lock $(shell find src context docs -type f 2>/dev/null)
+$(RELEASE_BIN): Cargo.toml Cargo.lock build.rs $(shell find src context docs -type f 2>/dev/null)
 	$(CARGO) build --locked --release
 	@touch $@
 
-install: $(RELEASE_BIN) ## Install the binary in $(PREFIX)/bin and the docs, unit and .env.example in $(DOCDIR) (PREFIX=/usr/local)
+install: $(RELEASE_BIN) ## Install the binary in $(PREFIX)/bin, its man pages in $(MANDIR), and the docs, unit and .env.example in $(DOCDIR) (PREFIX=/usr/local)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/agent-runtime
 	install -m 0644 README.md docs/operations.md docs/configuration.md LICENSE-MIT LICENSE-APACHE .env.example \
 	  ops/agent-runtime.service $(DESTDIR)$(DOCDIR)/
-	@# Man pages: enable once `agent-runtime man <dir>` exists (issue 19, part 6).
-	@# install -d $(DESTDIR)$(PREFIX)/share/man/man1 && $(RELEASE_BIN) man $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(MANDIR)
+	$(RELEASE_BIN) man $(DESTDIR)$(MANDIR)
 	@echo "installed $(DESTDIR)$(BINDIR)/agent-runtime"
 	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "note: $(BINDIR) is not on your PATH";; esac
 
 uninstall: ## Remove what `make install` installed (not the data directory)
-	rm -f $(DESTDIR)$(BINDIR)/agent-runtime
+	rm -f $(DESTDIR)$(BINDIR)/agent-runtime $(DESTDIR)$(MANDIR)/agent-runtime.1 $(DESTDIR)$(MANDIR)/agent-runtime-*.1
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # No container engine needed: systemd-analyze verify/security on the unit,

@@ -148,14 +148,22 @@ def check_static():
     # .env.example is embedded by a unit test only (not in the release build).
     needed = sorted(e for e in embedded if e != ".env.example")
     missing = [e for e in needed if not any(e == c or e.startswith(c + "/") for c in copied)]
+    if (REPO / "build.rs").exists():
+        # Without it cargo builds no build script at all, silently: no packed relocations, no commit.
+        needed.append("build.rs")
+    missing = [e for e in needed if not any(e == c or e.startswith(c + "/") for c in copied)]
     if missing:
         fail(f"the build stage does not copy files the crate reads at build time: {missing}")
+    if not any("agent-runtime man /usr/local/share/man/man1" in r for r in runs):
+        fail("the build stage must write the man pages (`agent-runtime man /usr/local/share/man/man1`)")
     say(f"build stage: cargo build --release --locked on {' '.join(copied)} (covers {len(needed)} embedded/target files)")
 
     # The runtime stage.
     rt_runs = [a for w, a in rt if w == "RUN"]
     if rt_runs != ["sh /tmp/docker-setup.sh && rm /tmp/docker-setup.sh"]:
         fail(f"the runtime stage's only RUN must be ops/docker-setup.sh (this check runs that script), not {rt_runs}")
+    if ("COPY", "--from=build /usr/local/share/man/man1 /usr/local/share/man/man1") not in rt:
+        fail("the runtime stage must COPY --from=build the man pages into /usr/local/share/man/man1")
     if ("COPY", "ops/docker-setup.sh /tmp/docker-setup.sh") not in rt:
         fail("the runtime stage must COPY ops/docker-setup.sh /tmp/docker-setup.sh")
     users = [a for w, a in rt if w == "USER"]
