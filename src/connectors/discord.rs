@@ -130,16 +130,18 @@ impl DiscordConnector {
         let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
         let socket_stop = stop.child_token();
         let mut socket_task = tokio::spawn(ws::run(socket, tx, state.lost.clone(), socket_stop.clone()));
-        loop {
+        let socket_ended = loop {
             tokio::select! {
                 Some(ev) = rx.recv() => self.batch(ev, &mut rx, &mut state).await,
-                _ = stop.cancelled() => break,
-                _ = &mut socket_task => break,
+                _ = stop.cancelled() => break false,
+                _ = &mut socket_task => break true,
             }
-        }
+        };
         socket_stop.cancel();
-        // The socket closes itself (a clean close, which ends the session).
-        let _ = tokio::time::timeout(Duration::from_secs(5), socket_task).await;
+        if !socket_ended {
+            // The socket closes itself (a clean close, which ends the session).
+            let _ = tokio::time::timeout(Duration::from_secs(5), socket_task).await;
+        }
     }
 
     /// The gateway's address: the configured one, else what `GET /gateway/bot`
