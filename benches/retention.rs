@@ -11,12 +11,14 @@
 //!   every kind kept 1 day (plus the event log pruned to 1 day, as the
 //!   daemon does), concurrently with the producers. Printed every 100,000:
 //!   the database (page_count * page_size, free pages, WAL), the process
-//!   RSS, the rate, the longest retention pass.
+//!   RSS, the rate, the longest retention pass. `BENCH_RUNS` runs, then
+//!   the medians of the plateau, the end size and the RSS.
 //! - metrics: 100,000 messages (no retention) in a data dir, then the
 //!   release `serve` on it: one `/metrics` scrape (cold), then 20, timed;
 //!   the daemon's RSS before and after. For contrast, the old scrape's
 //!   `GROUP BY status` scans on the same file, with the readers' 256 MiB
 //!   mapping and with none (RssFile of this process before and after).
+//!   `BENCH_RUNS` daemons, each on its own store, then the medians.
 //! - the one-time `VACUUM` that converts a database made before
 //!   incremental vacuum, on that 100,000-message file.
 //! - the triggers' write cost: `BENCH_RET_TASKS` (20,000) tasks enqueued,
@@ -45,10 +47,10 @@ pub async fn bench(runs: usize) {
     // `BENCH_RET_PART` (`growth`, `metrics`, `triggers`): one part only.
     let part = std::env::var("BENCH_RET_PART").unwrap_or_default();
     if part.is_empty() || part == "growth" {
-        growth(env_usize("BENCH_RET_MESSAGES", 1_000_000)).await;
+        growth(env_usize("BENCH_RET_MESSAGES", 1_000_000), runs).await;
     }
     if part.is_empty() || part == "metrics" {
-        metrics_scrape().await;
+        metrics_scrape(runs).await;
     }
     if part.is_empty() || part == "triggers" {
         trigger_cost(runs).await;
@@ -128,10 +130,11 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1_048_576.0
 }
 
-/// One line of the growth table.
-async fn report(store: &Store, path: &Path, d: usize, elapsed: Duration, longest: u64) {
+/// One line of the growth table, printed; returns (messages, file on disk MiB, RSS MiB).
+async fn report(store: &Store, path: &Path, d: usize, elapsed: Duration, longest: u64) -> (usize, f64, f64) {
     let size = store.db_size().await.expect("size");
     let on_disk = std::fs::metadata(path).map_or(0, |m| m.len());
+    let rss = self_kib("VmRSS:") as f64 / 1024.0;
     println!(
         "| {d} | {:.1} h | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.0} s | {:.0} msg/s | {longest} ms |",
         d as f64 * STEP_MS as f64 / 3.6e6,
@@ -139,16 +142,18 @@ async fn report(store: &Store, path: &Path, d: usize, elapsed: Duration, longest
         mib(size.free_bytes),
         mib(size.wal_bytes),
         mib(on_disk),
-        self_kib("VmRSS:") as f64 / 1024.0,
+        rss,
         elapsed.as_secs_f64(),
         d as f64 / elapsed.as_secs_f64()
     );
+    (d, mib(on_disk), rss)
 }
 
 /// Drives `n` messages with `BENCH_RET_PRODUCERS` at a time; with `policy`,
 /// a retention pass every `BENCH_RET_PASS_EVERY` messages; a table line
-/// every 100,000 when `path` is given.
-async fn drive(store: &Store, n: usize, policy: Option<RetentionPolicy>, path: Option<&Path>) {
+/// every 100,000 when `path` is given (the lines' figures are returned).
+async fn drive(store: &Store, n: usize, policy: Option<RetentionPolicy>, path: Option<&Path>) -> Vec<(usize, f64, f64)> {
+    let mut lines = Vec::new();
     let producers = env_usize("BENCH_RET_PRODUCERS", 32);
     let every = env_usize("BENCH_RET_PASS_EVERY", 10_000);
     let next = Arc::new(AtomicUsize::new(0));
@@ -186,7 +191,7 @@ async fn drive(store: &Store, n: usize, policy: Option<RetentionPolicy>, path: O
             && (d / 100_000 > last_report / 100_000 || d >= n)
         {
             last_report = d;
-            report(store, path, d, started.elapsed(), std::mem::take(&mut longest)).await;
+            lines.push(report(store, path, d, started.elapsed(), std::mem::take(&mut longest)).await);
         }
         if d >= n {
             break;
@@ -195,9 +200,36 @@ async fn drive(store: &Store, n: usize, policy: Option<RetentionPolicy>, path: O
     for w in workers {
         w.await.expect("producer");
     }
+    lines
 }
 
-async fn growth(n: usize) {
+/// One growth run's figures: the file's largest size once past 300,000
+/// messages (1.5 days of test time, retention reached), its size at the end,
+/// the bench process's largest and last RSS, MiB.
+struct Grown {
+    plateau: f64,
+    end: f64,
+    rss_max: f64,
+    rss_end: f64,
+}
+
+/// [`growth_once`] `runs` times, then the medians.
+async fn growth(n: usize, runs: usize) {
+    let mut all = Vec::new();
+    for _ in 0..runs {
+        all.push(growth_once(n).await);
+    }
+    let fig = |f: &dyn Fn(&Grown) -> f64| {
+        let each: Vec<String> = all.iter().map(|g| format!("{:.1}", f(g))).collect();
+        format!("{:.1} (runs: {})", median(all.iter().map(f).collect()), each.join(", "))
+    };
+    println!("\n## retention growth, medians of {runs} runs\n");
+    println!("| file on disk, largest from 300,000 messages on | {} MiB |", fig(&|g| g.plateau));
+    println!("| file on disk at the end | {} MiB |", fig(&|g| g.end));
+    println!("| RSS of the bench process, largest / at the end | {} / {} MiB |", fig(&|g| g.rss_max), fig(&|g| g.rss_end));
+}
+
+async fn growth_once(n: usize) -> Grown {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("meta.sqlite");
     let store = Store::open(&path).expect("store");
@@ -211,7 +243,14 @@ async fn growth(n: usize) {
         "| messages | test time | db (page_count*page_size) | free inside | WAL | file on disk | RSS (bench process) | elapsed | rate | longest pass since last line |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    drive(&store, n, Some(policy), Some(&path)).await;
+    let lines = drive(&store, n, Some(policy), Some(&path)).await;
+    let past = |min: usize| lines.iter().filter(move |(d, _, _)| *d >= min);
+    let grown = Grown {
+        plateau: past(300_000).map(|l| l.1).fold(0.0, f64::max),
+        end: lines.last().map_or(0.0, |l| l.1),
+        rss_max: past(0).map(|l| l.2).fold(0.0, f64::max),
+        rss_end: lines.last().map_or(0.0, |l| l.2),
+    };
     store.release_memory().await.expect("release");
     println!(
         "\nafter release_memory: RSS {:.1} MiB (anon {:.1}, file {:.1})",
@@ -220,6 +259,7 @@ async fn growth(n: usize) {
         self_kib("RssFile:") as f64 / 1024.0
     );
     store.close();
+    grown
 }
 
 /// `GROUP BY status` on tasks and outbox (the scrape before migration 12)
@@ -240,7 +280,31 @@ fn old_scan(path: &Path, mmap: i64) -> (f64, i64) {
     (ms, after - before)
 }
 
-async fn metrics_scrape() {
+/// One daemon's scrape figures: first scrape ms, RSS added by it (MiB),
+/// median of the next 20 (ms), RSS added after all 21 (MiB).
+struct Scraped {
+    first_ms: f64,
+    first_mib: f64,
+    next_ms: f64,
+    all_mib: f64,
+}
+
+/// [`metrics_once`] `runs` times (each on a store of its own), then the medians.
+async fn metrics_scrape(runs: usize) {
+    let mut all = Vec::new();
+    for _ in 0..runs {
+        all.push(metrics_once().await);
+    }
+    let fig = |f: &dyn Fn(&Scraped) -> f64, digits: usize| {
+        let each: Vec<String> = all.iter().map(|g| format!("{:.digits$}", f(g))).collect();
+        format!("{:.digits$} (runs: {})", median(all.iter().map(f).collect()), each.join(", "))
+    };
+    println!("\n## /metrics scrape, medians of {runs} daemons\n");
+    println!("| first scrape after start | {} ms, RSS +{} MiB |", fig(&|g| g.first_ms, 2), fig(&|g| g.first_mib, 2));
+    println!("| next 20 scrapes: median | {} ms; RSS +{} MiB after all 21 |", fig(&|g| g.next_ms, 2), fig(&|g| g.all_mib, 2));
+}
+
+async fn metrics_once() -> Scraped {
     let n = env_usize("BENCH_RET_SCRAPE_MESSAGES", 100_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("data/agent-runtime/meta.sqlite");
@@ -302,13 +366,14 @@ async fn metrics_scrape() {
         rss1 as f64 / 1024.0,
         (rss1 as f64 - rss0 as f64) / 1024.0
     );
+    let next_ms = median(times);
     println!(
-        "| /metrics scrape, next 20 | median {:.2} ms, max {:.2} ms; RSS after them {:.1} MiB (+{:.2} MiB over before the first) |",
-        median(times),
+        "| /metrics scrape, next 20 | median {next_ms:.2} ms, max {:.2} ms; RSS after them {:.1} MiB (+{:.2} MiB over before the first) |",
         sorted.last().copied().unwrap_or(0.0),
         rss2 as f64 / 1024.0,
         (rss2 as f64 - rss0 as f64) / 1024.0
     );
+    Scraped { first_ms: first, first_mib: (rss1 as f64 - rss0 as f64) / 1024.0, next_ms, all_mib: (rss2 as f64 - rss0 as f64) / 1024.0 }
 }
 
 /// enqueue→claim→finish of `n` tasks, 32 at a time, in-process; tasks/s.

@@ -328,6 +328,11 @@ async fn run_once(files: usize, nq: usize, edits: usize) -> Run {
         let keep = Path::new(&keep);
         std::fs::create_dir_all(keep).expect("keep dir");
         std::fs::copy(&config.db_path, keep.join("retrieval.sqlite")).expect("copy index");
+        // What the daemon left in the WAL is part of the index too.
+        let wal = config.db_path.with_extension("sqlite-wal");
+        if wal.exists() {
+            std::fs::copy(&wal, keep.join("retrieval.sqlite-wal")).expect("copy the index's WAL");
+        }
         let lines: String = qs.iter().map(|(k, q)| format!("{k}\t{q}\n")).collect();
         std::fs::write(keep.join("queries.tsv"), format!("{ws}\n{lines}")).expect("write queries");
     }
@@ -385,6 +390,10 @@ async fn queries_only(dir: &Path, runs: usize) {
         reconcile_every: None,
     };
     let r = agent_runtime::retrieval::Retrieval::start(&config, empty.path()).expect("open index");
+    // `BENCH_RET_CACHE_KIB`: each reader's page cache (the default's A/B).
+    if let Some(kib) = std::env::var("BENCH_RET_CACHE_KIB").ok().and_then(|v| v.parse().ok()) {
+        r.set_reader_cache_kib(kib);
+    }
     let wid = agent_runtime::domain::WorkspaceId::from_string(ws);
     let mut all: Vec<f64> = Vec::new();
     let mut kinds: std::collections::BTreeMap<String, Vec<f64>> = Default::default();

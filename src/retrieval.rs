@@ -380,6 +380,12 @@ impl Retrieval {
         self.inner.readers.set_broad(n);
     }
 
+    /// Sets the page cache of each index reader, KiB (benchmarks; see
+    /// `index::READER_CACHE_KIB`).
+    pub fn set_reader_cache_kib(&self, kib: i64) {
+        self.inner.readers.set_cache_kib(kib);
+    }
+
     /// Closes idle readers (their caches go with them).
     pub fn release_memory(&self) {
         self.inner.readers.release();

@@ -481,17 +481,31 @@ pub struct Readers {
     idle: Mutex<Vec<Connection>>,
     /// [`BROAD`] (lowered by tests).
     broad: std::sync::atomic::AtomicI64,
+    /// [`READER_CACHE_KIB`] (changed by benchmarks).
+    cache_kib: std::sync::atomic::AtomicI64,
 }
 
 impl Readers {
     /// Readers of the index at `path` (opened on first use).
     pub fn new(path: PathBuf) -> Self {
-        Self { path, idle: Mutex::new(Vec::new()), broad: std::sync::atomic::AtomicI64::new(BROAD) }
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            broad: std::sync::atomic::AtomicI64::new(BROAD),
+            cache_kib: std::sync::atomic::AtomicI64::new(READER_CACHE_KIB),
+        }
     }
 
     /// Sets the breadth above which a query is ranked in tiers (tests and benchmarks).
     pub fn set_broad(&self, n: i64) {
         self.broad.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets the page cache of readers opened from now on, KiB (benchmarks:
+    /// the A/B behind [`READER_CACHE_KIB`]); closes the idle ones.
+    pub fn set_cache_kib(&self, kib: i64) {
+        self.cache_kib.store(kib, std::sync::atomic::Ordering::Relaxed);
+        self.release();
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, IndexError>) -> Result<T, IndexError> {
@@ -503,7 +517,7 @@ impl Readers {
                     &self.path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+                c.pragma_update(None, "cache_size", -self.cache_kib.load(std::sync::atomic::Ordering::Relaxed))?;
                 c.pragma_update(None, "busy_timeout", 5_000)?;
                 c.execute_batch(READER_TABLES)?;
                 c
