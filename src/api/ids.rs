@@ -59,16 +59,22 @@ pub async fn workspace(s: &ApiState, raw: &str) -> Result<WorkspaceId, ApiError>
     uuid(s, raw, "workspace", IdTable::Workspaces).await.map(WorkspaceId::from_string)
 }
 
+/// `tag` and 32 hex digits, or a prefix of that (the tag may be left out):
+/// the id with its tag, and whether it is whole.
+fn tagged(raw: &str, tag: &str, kind: &str) -> Result<(String, bool), ApiError> {
+    let lower = raw.trim().to_ascii_lowercase();
+    let hex = lower.strip_prefix(tag).unwrap_or(&lower);
+    if !(MIN_PREFIX..=32).contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(kind, raw, &format!("{tag} and 32 hex digits")));
+    }
+    Ok((format!("{tag}{hex}"), hex.len() == 32))
+}
+
 /// An objective id (`obj_` and 32 hex digits) or a unique prefix of one
 /// (`obj_` may be left out).
 pub async fn objective(s: &ApiState, raw: &str) -> Result<ObjectiveId, ApiError> {
-    let lower = raw.trim().to_ascii_lowercase();
-    let hex = lower.strip_prefix("obj_").unwrap_or(&lower);
-    if !(MIN_PREFIX..=32).contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid("objective", raw, "obj_ and 32 hex digits"));
-    }
-    let id = format!("obj_{hex}");
-    if hex.len() == 32 {
+    let (id, whole) = tagged(raw, "obj_", "objective")?;
+    if whole {
         return Ok(ObjectiveId::from_string(id));
     }
     pick(s.store.ids_by_prefix(IdTable::Objectives, &id, COUNT_UP_TO + 1).await?, "objective", raw).map(ObjectiveId::from_string)
@@ -77,13 +83,8 @@ pub async fn objective(s: &ApiState, raw: &str) -> Result<ObjectiveId, ApiError>
 /// An approval id (`act_` and 32 hex digits) or a unique prefix of one
 /// (`act_` may be left out).
 pub async fn approval(s: &ApiState, raw: &str) -> Result<ApprovalId, ApiError> {
-    let lower = raw.trim().to_ascii_lowercase();
-    let hex = lower.strip_prefix("act_").unwrap_or(&lower);
-    if !(MIN_PREFIX..=32).contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid("approval", raw, "act_ and 32 hex digits"));
-    }
-    let id = format!("act_{hex}");
-    if hex.len() == 32 {
+    let (id, whole) = tagged(raw, "act_", "approval")?;
+    if whole {
         return Ok(ApprovalId::from_string(id));
     }
     let found = s.store.find_approvals_by_prefix(&id, COUNT_UP_TO + 1).await?;
