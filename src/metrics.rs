@@ -47,8 +47,10 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+        // No labels: no braces (`name_sum 0`, not `name_sum{} 0`).
+        let braced = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
     }
 }
 
@@ -536,5 +538,9 @@ mod tests {
         assert!(text.contains("agent_runtime_http_request_duration_seconds_count{route=\"/api/v1/tasks\"} 3"), "{text}");
         assert!(text.contains("connector=\"tele\\\"gram\""), "{text}");
         assert!(text.contains("agent_runtime_tasks{status=\"canceled\"} 0"), "every status is present: {text}");
+        // A histogram without labels has no braces at all.
+        assert!(text.contains("\nagent_runtime_objective_fire_lag_seconds_sum 0\n"), "{text}");
+        assert!(text.contains("\nagent_runtime_objective_fire_lag_seconds_count 0\n"), "{text}");
+        assert!(!text.contains("{}"), "no empty label set: {text}");
     }
 }
