@@ -32,7 +32,7 @@ pub enum Kind {
     /// `inbox`: processed (handled or failed) inbox rows.
     Inbox,
     /// `tasks`: finished tasks, with their events and agent steps (and
-    /// agent steps of turns without a task).
+    /// agent steps of turns without a task), and objective runs that ended.
     Tasks,
     /// `usage`: per-call usage rows, folded into per-day totals first.
     Usage,
@@ -213,6 +213,41 @@ fn prune_tasks(c: &Connection, cutoff: UnixMillis, limit: i64) -> rusqlite::Resu
                 "DELETE FROM agent_steps WHERE id IN (SELECT id FROM agent_steps WHERE task_id IS NULL AND at < ?1 ORDER BY at LIMIT ?2)",
             )?
             .execute(params![cutoff, room])?;
+    }
+    let room = limit - deleted as i64;
+    if room > 0 {
+        deleted += prune_runs(c, cutoff, room)?;
+    }
+    Ok(deleted)
+}
+
+/// Objective runs that ended (or were skipped) before `cutoff`, oldest
+/// first, except each objective's newest run (`objective list` shows its
+/// outcome). Runs are written in time order, so the oldest ids come first
+/// and a pass stops at the first young one instead of reading the table.
+fn prune_runs(c: &Connection, cutoff: UnixMillis, limit: i64) -> rusqlite::Result<usize> {
+    let ids: Vec<i64> = {
+        let mut stmt = c.prepare_cached(
+            "SELECT r.id, COALESCE(r.finished_at, r.fired_at, r.scheduled_at) < ?1 AS old, \
+                    r.outcome IN ('succeeded', 'failed', 'canceled', 'skipped') \
+                    AND r.id < (SELECT max(n.id) FROM objective_runs n WHERE n.objective_id = r.objective_id) AS done \
+             FROM objective_runs r ORDER BY r.id",
+        )?;
+        let mut rows = stmt.query([cutoff])?;
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next()? {
+            if !row.get::<_, bool>(1)? || ids.len() as i64 >= limit {
+                break;
+            }
+            if row.get::<_, bool>(2)? {
+                ids.push(row.get(0)?);
+            }
+        }
+        ids
+    };
+    let mut deleted = 0;
+    for id in ids {
+        deleted += c.prepare_cached("DELETE FROM objective_runs WHERE id = ?1")?.execute([id])?;
     }
     Ok(deleted)
 }

@@ -101,6 +101,68 @@ async fn a_batch_is_bounded_and_rows_still_in_use_are_kept() {
     assert_eq!(pruned.total(), 0);
 }
 
+/// Objective runs went on for ever (one row per scheduled time). Ended runs
+/// past the tasks' days go with the tasks; runs still going, young runs and
+/// each objective's newest run stay.
+#[tokio::test]
+async fn ended_objective_runs_go_with_the_tasks_and_each_objectives_newest_stays() {
+    let (_d, store) = temp_store();
+    let ctx = store.ensure_context(&ChatRef::new("codex", "runs").expect("chat"), "runs", 0).await.expect("context");
+    let objective = |title: &str| crate::store::NewObjective {
+        workspace_id: ctx.workspace_id.clone(),
+        context_id: ctx.id.clone(),
+        title: title.into(),
+        prompt: "p".into(),
+        trigger_type: "schedule".into(),
+        event_key: None,
+        event_filter: None,
+        cron_expr: Some("* * * * *".into()),
+        timezone: "UTC".into(),
+        run_at: None,
+        catch_up: crate::domain::CatchUp::Latest,
+        active: true,
+        next_run_at: Some(DAY),
+        created_by: "test".into(),
+    };
+    let busy = store.create_objective(objective("every minute"), Vec::new(), 0).await.expect("objective").id;
+    let quiet = store.create_objective(objective("ran once, long ago"), Vec::new(), 0).await.expect("objective").id;
+    let (busy_id, quiet_id) = (busy.as_str().to_string(), quiet.as_str().to_string());
+    store
+        .write(move |c| {
+            let add = |o: &str, at: i64, outcome: &str| {
+                c.execute(
+                    "INSERT INTO objective_runs (objective_id, scheduled_at, fired_at, trigger, outcome, finished_at) \
+                     VALUES (?1, ?2, ?2, 'schedule', ?3, CASE WHEN ?3 IN ('queued', 'running') THEN NULL ELSE ?2 END)",
+                    params![o, at, outcome],
+                )
+            };
+            add(&quiet_id, DAY, "succeeded")?;
+            // Two days of one run a minute, a few still going.
+            for m in 0..2 * 1440 {
+                let outcome = match m % 500 {
+                    0 => "running",
+                    1 => "skipped",
+                    2 => "failed",
+                    _ => "succeeded",
+                };
+                add(&busy_id, DAY + m * 60_000, outcome)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("runs");
+    // Tasks kept 1 day, now = day 3: the first day's ended runs go.
+    let pruned = store.prune(&only(Kind::Tasks, 1), DAY * 3, Duration::ZERO).await.expect("prune");
+    let old_running = count(&store, "SELECT count(*) FROM objective_runs WHERE outcome = 'running' AND scheduled_at < 172800000").await;
+    assert_eq!(old_running, 3, "runs still going stay, however old");
+    assert_eq!(pruned.of(Kind::Tasks), 1440 - 3, "the first day's ended runs, in batches");
+    assert_eq!(count(&store, "SELECT count(*) FROM objective_runs").await, 1 + 3 + 1440);
+    let quiet_runs = store.objective_runs(&quiet, None, 10).await.expect("runs");
+    assert_eq!(quiet_runs.len(), 1, "an objective's newest run stays, however old");
+    // A second pass finds nothing more.
+    assert_eq!(store.prune(&only(Kind::Tasks, 1), DAY * 3, Duration::ZERO).await.expect("prune").total(), 0);
+}
+
 #[tokio::test]
 async fn audit_rows_go_oldest_first_and_only_past_their_days() {
     let (_d, store) = temp_store();
