@@ -705,9 +705,15 @@ async fn http_once(base_url: &str, n: usize, files: usize, rounds: usize, vocab:
         }
     };
     let indexed = poked(&d).await;
-    // Open the rounds' connections 25 more at a time, so the rounds time turns, not handshakes.
+    // Open the rounds' connections 25 more at a time, so the rounds time
+    // turns, not handshakes. Each request holds its connection for a while
+    // (its body comes after a pause), so the pool ends with `n` distinct
+    // connections; quick requests reused each other's and left the pool
+    // short, and round 1 then opened dozens at once (the handshake cap's
+    // evictions, seen as failed requests in some runs).
     for k in (25..n + 25).step_by(25) {
-        concurrent(&http, k.min(n)).await;
+        let failed = held(&http, &format!("{}/api/v1/chat", d.base), k.min(n)).await;
+        assert_eq!(failed, 0, "opening the rounds' connections");
     }
     let connected = poked(&d).await;
     let mut rs = Vec::new();
@@ -723,6 +729,28 @@ async fn http_once(base_url: &str, n: usize, files: usize, rounds: usize, vocab:
     // `n` clients connecting at the same moment (a finding of its own: the handshake cap).
     let burst_failed = concurrent(&d.fresh, n).await;
     HttpRun { rounds: rs, burst_failed, indexed, connected, closed, steps }
+}
+
+/// `k` `POST /api/v1/chat` (`/help` in one warm-up chat) at once, each
+/// body sent 300 ms after its request starts, so each holds its own
+/// connection; how many failed.
+async fn held(client: &reqwest::Client, url: &str, k: usize) -> usize {
+    let joins: Vec<_> = (0..k)
+        .map(|_| {
+            let body = json!({"external_id": "agent-bench-warmup", "text": "/help"}).to_string();
+            let slow = futures_util::stream::once(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, std::io::Error>(body)
+            });
+            let req = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(reqwest::Body::wrap_stream(slow));
+            tokio::spawn(async move { req.send().await.is_ok_and(|r| r.status() == 200) })
+        })
+        .collect();
+    let mut failed = 0;
+    for j in joins {
+        failed += usize::from(!j.await.unwrap_or(false));
+    }
+    failed
 }
 
 /// The daemon's `agent_steps` by kind, tool and outcome, and its `llm_usage` rows by outcome.
