@@ -333,7 +333,11 @@ pub async fn create(
     .check()?;
     let catch_up = catch_up(b.catch_up.as_deref())?.unwrap_or(CatchUp::Latest);
     // A unique prefix names the context too; a malformed or unknown one is this body's error (400).
-    let id = super::ids::context(&s, &context_id).await.map_err(|e| ApiError::bad_request(format!("context_id: {}", e.message)))?;
+    // Only the id's own faults (malformed 404, ambiguous 409) become this body's 400; a store failure stays what it is.
+    let id = super::ids::context(&s, &context_id).await.map_err(|e| match e.status {
+        StatusCode::NOT_FOUND | StatusCode::CONFLICT => ApiError::bad_request(format!("context_id: {}", e.message)),
+        _ => e,
+    })?;
     let ctx = match s.store.get_context(&id).await {
         Ok(c) => c,
         Err(crate::store::StoreError::NotFound(_)) => {

@@ -120,17 +120,15 @@ async fn serve_logs_unknown_variables_with_a_suggestion() {
     assert_eq!(value("AGENT_RUNTIME_SMTP_TLS"), "starttls");
 }
 
-/// Every file and directory under `root` with any group or other permission bit.
-fn shared_paths(root: &std::path::Path) -> Vec<String> {
+/// Every path under `root` (itself included, as ""), relative to it, with its
+/// permission bits; symbolic links are not followed.
+fn walk(root: &std::path::Path) -> Vec<(String, u32)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = std::fs::symlink_metadata(&p).expect("stat");
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            out.push(format!("{} {mode:o}", p.display()));
-        }
+        out.push((p.strip_prefix(root).unwrap_or(&p).display().to_string(), meta.permissions().mode() & 0o777));
         if meta.is_dir() {
             stack.extend(std::fs::read_dir(&p).expect("read_dir").map(|e| e.expect("entry").path()));
         }
@@ -146,25 +144,15 @@ async fn everything_the_daemon_creates_is_private_whatever_the_umask() {
     let d = Daemon::start(dir.path(), &[("AGENT_RUNTIME_LLM_PROVIDER", "none".into())]).await;
     assert!(d.chat("/help").await.contains("/task"));
     let data = d.data();
-    let names: Vec<String> = walk_names(&data);
+    let walked = walk(&data);
+    let names: Vec<&String> = walked.iter().map(|(n, _)| n).collect();
     for must in ["meta.sqlite", "meta.sqlite-wal", "meta.sqlite-shm", "workspaces"] {
         assert!(names.iter().any(|n| n.ends_with(must)), "{must} not created: {names:?}");
     }
     assert!(names.iter().any(|n| n.contains("workspaces/") && n.ends_with(".md")), "no chat log: {names:?}");
-    let shared = shared_paths(&data);
+    // Any group or other permission bit on a file or directory.
+    let shared: Vec<String> = walked.iter().filter(|(_, mode)| mode & 0o077 != 0).map(|(n, mode)| format!("{n} {mode:o}")).collect();
     assert!(shared.is_empty(), "readable by others: {shared:?}");
-}
-
-fn walk_names(root: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        out.push(p.strip_prefix(root).unwrap_or(&p).display().to_string());
-        if p.is_dir() {
-            stack.extend(std::fs::read_dir(&p).expect("read_dir").map(|e| e.expect("entry").path()));
-        }
-    }
-    out
 }
 
 // Issue 19: every TLS failure read "cannot reach agent-runtime ... (is `agent-runtime serve` running?)".
